@@ -1,0 +1,98 @@
+"""The benchmark's four baseline poolings: GAP, GMP, GeM and avg+max.
+
+Each is defined exactly as the MLS-Bench task ``cv-pooling-aggregation`` defines it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import register
+
+
+def global_avg(x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling: ``mean over H, W``. ``[B, C, H, W] -> [B, C]``."""
+    return x.mean(dim=(2, 3))
+
+
+def global_max(x: torch.Tensor) -> torch.Tensor:
+    """Global max pooling: ``max over H, W``. ``[B, C, H, W] -> [B, C]``."""
+    return x.amax(dim=(2, 3))
+
+
+def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised mean: ``(mean(clamp(x, eps) ** p)) ** (1 / p)``.
+
+    Computed in float32 at least: ``x ** p`` leaves float16's range for ordinary activations.
+    """
+    dtype = x.dtype
+    x = x.float().clamp(min=eps)
+    p = p.float() if isinstance(p, torch.Tensor) else p
+    return x.pow(p).mean(dim=(2, 3)).pow(1.0 / p).to(dtype)
+
+
+@register("gap")
+class GlobalAvgPool(nn.Module):
+    """Global average pooling (Lin et al., "Network in Network", ICLR 2014).
+
+    ``y_c = 1/(HW) sum_{h,w} x_{c,h,w}``. No hyper-parameters.
+    """
+
+    def __init__(self, channels: int | None = None):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return global_avg(x)
+
+
+@register("gmp")
+class GlobalMaxPool(nn.Module):
+    """Global max pooling. ``y_c = max_{h,w} x_{c,h,w}``. No hyper-parameters."""
+
+    def __init__(self, channels: int | None = None):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return global_max(x)
+
+
+@register("gem")
+class GeM(nn.Module):
+    """Generalised-mean pooling (Radenovic, Tolias & Chum, TPAMI 2018).
+
+    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p) ** (1/p)`` with one learnable
+    scalar ``p`` (init ``p=3``) clamped to ``p >= p_min`` (1) in the forward pass, and
+    ``eps = 1e-6``. ``p = 1`` is GAP, ``p -> inf`` tends to GMP (on positive maps).
+    """
+
+    def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6,
+                 p_min: float = 1.0, learnable: bool = True):
+        super().__init__()
+        p_tensor = torch.tensor(float(p))
+        if learnable:
+            self.p = nn.Parameter(p_tensor)
+        else:
+            self.register_buffer("p", p_tensor)
+        self.eps = eps
+        self.p_min = p_min
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gem(x, self.p.clamp(min=self.p_min), self.eps)
+
+    def extra_repr(self) -> str:
+        return f"p={float(self.p):.3f}, eps={self.eps}, p_min={self.p_min}"
+
+
+@register("avgmax")
+class AvgMaxPool(nn.Module):
+    """Average of global average and global max pooling: ``y = (avg(x) + max(x)) / 2``.
+
+    As in timm's ``adaptive_avgmax_pool2d``. No hyper-parameters.
+    """
+
+    def __init__(self, channels: int | None = None):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (global_avg(x) + global_max(x))
