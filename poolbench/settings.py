@@ -58,7 +58,7 @@ class Setting:
     arch: str
     dataset: str
     num_classes: int
-    pool_input_shape: tuple[int, int, int]  # (C, H, W) the pooling sees
+    pool_input_shape: tuple[int, int, int] | None  # (C, H, W) the pooling sees; None: not tabled
     protocol: Protocol = Protocol()
     description: str = ""
 
@@ -79,7 +79,20 @@ SETTINGS: dict[str, Setting] = {
     ]
 }
 
+# Classes per data set, needed to build a model before any data is loaded.
+DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "fmnist": 10, "digits": 10}
+
 BENCHMARK_SETTINGS: tuple[str, ...] = ("resnet56-cifar100", "vgg16bn-cifar100", "mobilenetv2-fmnist")
+
+
+def setting_for(arch: str, dataset: str) -> Setting:
+    """The named setting for ``arch`` on ``dataset``, or an ad-hoc one named ``arch-dataset``."""
+    for setting in SETTINGS.values():
+        if (setting.arch, setting.dataset) == (arch, dataset) and setting.name != "quick":
+            return setting
+    if dataset not in DATASET_CLASSES:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASET_CLASSES)}")
+    return Setting(f"{arch}-{dataset}", arch, dataset, DATASET_CLASSES[dataset], None)
 
 
 def get_setting(name: str) -> Setting:

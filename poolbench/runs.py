@@ -1,0 +1,208 @@
+"""A run folder: its configuration, files, atomic writes, lock and status.
+
+A run folder holds::
+
+    config.json     the RunConfig (everything needed to repeat the run) + versions
+    metrics.jsonl   one JSON record per finished epoch
+    checkpoint.pt   model/optimizer/scheduler/RNG state after the last finished epoch
+    result.json     written once at the end: status completed | diverged | failed
+    .lock           held (flock) by the process running it; released by the OS when it dies
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .settings import Protocol
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = ".lock"
+
+# Statuses a run folder can be in (see `status`).
+COMPLETED, DIVERGED, FAILED, RUNNING, INTERRUPTED, PENDING = (
+    "completed", "diverged", "failed", "running", "interrupted", "pending")
+FINISHED_STATUSES = (COMPLETED, DIVERGED, FAILED)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's results. Written to ``config.json``.
+
+    ``pool_sha256`` pins the content of a pooling file so a resumed run cannot silently
+    continue with an edited pooling.
+    """
+
+    setting: str
+    arch: str
+    dataset: str
+    num_classes: int
+    pool: str
+    seed: int
+    protocol: Protocol = field(default_factory=Protocol)
+    pool_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["protocol"] = Protocol(**values.get("protocol", {}))
+        return cls(**values)
+
+    def differences(self, other: RunConfig) -> list[str]:
+        """Human-readable ``field: a != b`` for every field that differs."""
+        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        return [f"{k}: {theirs.get(k)!r} != {mine.get(k)!r}"
+                for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, whole.
+
+    Temp file in the same folder, fsync, rename, fsync of the folder.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a torn last line (a crash mid-write) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds this run's lock."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run_dir>/.lock``.
+
+    The kernel drops the lock when its process dies, even by SIGKILL, so a crashed run never
+    blocks the next attempt. The file records who holds it, for ``poolbench status``.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.path.read_text().strip() or "another process"
+            raise RunLockedError(
+                f"run {self.path.parent} is already running ({holder}); wait for it or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_locked(run_dir: str | Path) -> bool:
+    """Whether a live process holds the run's lock."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we may have taken
+    return False
+
+
+def status(run_dir: str | Path) -> str:
+    """One of completed, diverged, failed (from result.json), running, interrupted, pending."""
+    run_dir = Path(run_dir)
+    result_path = run_dir / RESULT_FILE
+    if result_path.exists():
+        try:
+            return read_json(result_path)["status"]
+        except (json.JSONDecodeError, KeyError):
+            return FAILED
+    if is_locked(run_dir):
+        return RUNNING
+    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / METRICS_FILE).exists():
+        return INTERRUPTED
+    return PENDING
