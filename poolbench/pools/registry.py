@@ -63,6 +63,8 @@ def create(name: str, channels: int | None = None, **kwargs) -> nn.Module:
 
 def accepts_channels(factory: PoolFactory) -> bool:
     """Whether ``factory`` takes a ``channels`` argument (else it is built with no arguments)."""
+    if isinstance(factory, type) and factory.__init__ is nn.Module.__init__:
+        return False  # no __init__ of its own: nn.Module's (*args, **kwargs) would take nothing
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):

@@ -1,0 +1,145 @@
+"""The benchmark's CNN classifiers, each with its global pooling as a replaceable ``.pool``.
+
+>>> from poolbench import models
+>>> model = models.create("resnet56", num_classes=100, pool="gem")
+>>> model.pool_channels, models.pool_input_shape("resnet56")
+(64, (64, 8, 8))
+
+Every model runs ``features -> pool -> flatten -> head``; a pooling may return ``[B, C]`` or
+``[B, C, 1, 1]``. ``pool`` may be ``None`` (global average pooling), an ``nn.Module`` (used as
+is), a registered pooling name or ``path.py[:Class]``, or a factory called with the channels.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import pools
+from . import mobilenetv2, resnet, vgg
+from .mobilenetv2 import MobileNetV2
+from .resnet import CifarResNet, PadShortcut
+from .vgg import CifarVGG
+
+#: What ``create`` accepts as a pooling.
+PoolArg = nn.Module | str | Callable[..., nn.Module] | None
+
+
+@dataclass(frozen=True)
+class _Arch:
+    build: Callable[..., nn.Module]  # build(num_classes=..., **options) with the default pooling
+    options: tuple[str, ...]  # the keyword arguments this architecture accepts
+    pool_channels: Callable[..., int]  # pool_channels(**options): the C the pooling sees
+
+
+_ARCHS: dict[str, _Arch] = {
+    **{
+        name: _Arch(functools.partial(CifarResNet, blocks), ("shortcut",),
+                    lambda **options: resnet.STAGE_WIDTHS[-1])
+        for name, blocks in resnet.BLOCKS_PER_STAGE.items()
+    },
+    **{
+        name: _Arch(functools.partial(CifarVGG, config), ("dropout",),
+                    lambda **options: vgg.POOL_CHANNELS)
+        for name, config in vgg.CONFIGS.items()
+    },
+    "mobilenetv2": _Arch(MobileNetV2, ("width_mult", "dropout"),
+                         lambda width_mult=1.0, **options: mobilenetv2.pool_channels(width_mult)),
+}
+
+
+def names() -> list[str]:
+    """All architecture names: the CIFAR ResNets by depth, the VGGs, then MobileNetV2."""
+    return list(_ARCHS)
+
+
+def _get(arch: str, kwargs: dict) -> _Arch:
+    """The architecture ``arch``, after checking that it accepts every keyword in ``kwargs``."""
+    key = arch.lower()
+    if key not in _ARCHS:
+        close = difflib.get_close_matches(key, _ARCHS, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(_ARCHS)}"
+        raise ValueError(f"unknown architecture {arch!r}: {hint}")
+    spec = _ARCHS[key]
+    unexpected = sorted(set(kwargs) - set(spec.options))
+    if unexpected:
+        raise TypeError(f"{key} got unexpected keyword argument(s) {', '.join(unexpected)}; "
+                        f"it accepts: {', '.join(spec.options)}")
+    return spec
+
+
+def make_pool(pool: PoolArg, channels: int) -> nn.Module:
+    """The pooling module for ``channels`` input channels from any form ``create`` accepts."""
+    if pool is None:
+        return pools.create("gap", channels)
+    if isinstance(pool, nn.Module):  # checked before callable(): modules are callable too
+        return pool
+    if isinstance(pool, str):
+        return pools.build(pool, channels)
+    if callable(pool):
+        module = pools.instantiate(pool, channels)
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"pooling factory {pool!r} returned {type(module).__name__}, not an nn.Module")
+        return module
+    raise TypeError(f"pool must be None, an nn.Module, a name or a factory, got {type(pool).__name__}")
+
+
+def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Module:
+    """Build ``arch`` for ``num_classes`` classes with ``pool`` as its global pooling.
+
+    Keyword arguments: ``shortcut="projection" | "identity_pad"`` (CIFAR ResNets),
+    ``dropout`` (VGG, MobileNetV2), ``width_mult`` (MobileNetV2).
+
+    The backbone is built and initialised first and a pooling named by a string or a factory
+    is built after it, so with the same seed every pooling gets the same backbone weights.
+    """
+    spec = _get(arch, kwargs)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    model = spec.build(num_classes=num_classes, **kwargs)
+    model.pool = make_pool(pool, model.pool_channels)
+    return model
+
+
+def pool_channels(arch: str, **kwargs) -> int:
+    """The channels ``C`` the pooling of ``arch`` sees, without building the model."""
+    return _get(arch, kwargs).pool_channels(**kwargs)
+
+
+def pool_input_shape(arch: str, image_size: int = 32, **kwargs) -> tuple[int, int, int]:
+    """``(C, H, W)`` the pooling of ``arch`` sees for ``image_size x image_size`` images.
+
+    Measured by one forward pass on zeros, in eval mode and without gradients. The global
+    random state is left as it was, so asking does not change the weights of later models.
+    """
+    seen: list[tuple[int, int, int]] = []
+    with torch.random.fork_rng(devices=[]):
+        model = create(arch, num_classes=10, **kwargs).eval()
+    handle = model.pool.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[1:])))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError as error:
+        raise ValueError(f"{arch} cannot take {image_size}x{image_size} images: {error}") from error
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+__all__ = [
+    "CifarResNet",
+    "CifarVGG",
+    "MobileNetV2",
+    "PadShortcut",
+    "PoolArg",
+    "create",
+    "make_pool",
+    "names",
+    "pool_channels",
+    "pool_input_shape",
+]
