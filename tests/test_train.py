@@ -75,7 +75,8 @@ def test_optimizer_is_sgd_with_the_protocol_values_on_all_parameters():
     optimizer = make_optimizer(model, Protocol())
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.SGD)
-    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.1, 0.9, 5e-4, False)
+    values = (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"])
+    assert values == (0.1, 0.9, 5e-4, False)
     assert sum(p.numel() for p in group["params"]) == sum(p.numel() for p in model.parameters())
 
 
@@ -148,7 +149,8 @@ def test_resume_from_checkpoint_gives_identical_metrics(tmp_path):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     train, test = loaders()
-    fit(tiny_model(), train, test, Protocol(epochs=1), checkpoint_path=tmp_path / "c.pt", config={"pool": "gap"})
+    fit(tiny_model(), train, test, Protocol(epochs=1), checkpoint_path=tmp_path / "c.pt",
+        config={"pool": "gap"})
     with pytest.raises(CheckpointMismatchError, match="different configuration"):
         fit(tiny_model(), train, test, Protocol(epochs=2), checkpoint_path=tmp_path / "c.pt",
             config={"pool": "gem"})

@@ -6,7 +6,7 @@
 True
 """
 
-from . import classic  # noqa: F401  (registers the baselines)
+from . import attention, classic, mixed, smooth, statistics  # noqa: F401  (register the poolings)
 from .registry import (
     PoolSpecError,
     accepts_channels,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._numerics import upcast
 from .registry import register
 
 
@@ -22,14 +23,19 @@ def global_max(x: torch.Tensor) -> torch.Tensor:
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised mean: ``(mean(clamp(x, eps) ** p)) ** (1 / p)``.
+    """Generalised mean: ``(mean(clamp(x, eps) ** p)) ** (1 / p)`` over H, W.
 
-    Computed in float32 at least: ``x ** p`` leaves float16's range for ordinary activations.
+    Computed as ``m * (mean((c / m) ** p)) ** (1 / p)`` with ``c = clamp(x, eps)`` and
+    ``m = max c``: the same value (GeM is 1-homogeneous), but the ratios lie in ``(0, 1]`` with
+    one equal to 1, so the mean is at least ``1/(HW)`` for every ``p``. The plain formula
+    overflows (``100 ** 20``) or underflows (``eps ** 8`` on a dead channel, where the root's
+    infinite slope at 0 makes the gradient of ``p`` NaN) in float32. At least float32 inside.
     """
     dtype = x.dtype
-    x = x.float().clamp(min=eps)
-    p = p.float() if isinstance(p, torch.Tensor) else p
-    return x.pow(p).mean(dim=(2, 3)).pow(1.0 / p).to(dtype)
+    c = upcast(x).clamp(min=eps)
+    p = p.to(c.dtype) if isinstance(p, torch.Tensor) else p
+    m = c.detach().amax(dim=(2, 3), keepdim=True)
+    return (m * (c / m).pow(p).mean(dim=(2, 3), keepdim=True).pow(1.0 / p)).flatten(1).to(dtype)
 
 
 @register("gap")
@@ -81,7 +87,7 @@ class GeM(nn.Module):
         return gem(x, self.p.clamp(min=self.p_min), self.eps)
 
     def extra_repr(self) -> str:
-        return f"p={float(self.p):.3f}, eps={self.eps}, p_min={self.p_min}"
+        return f"p={self.p.item():.3f}, eps={self.eps}, p_min={self.p_min}"
 
 
 @register("avgmax")

@@ -7,6 +7,7 @@ A pooling constructor may take ``channels`` (the C it will see) or nothing at al
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import inspect
 import sys
@@ -93,7 +94,8 @@ def load_file(spec: str) -> PoolFactory:
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise PoolSpecError(f"pooling file {path_text!r} not found: give an existing path.py[:Class]")
-    module_name = f"poolbench_user_pool_{abs(hash(str(path.resolve())))}"
+    # Named by the file's path, the same in every process, so that pickles of it load elsewhere.
+    module_name = "poolbench_user_pool_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)

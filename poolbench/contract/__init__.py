@@ -1,0 +1,162 @@
+"""The pooling contract: catch in seconds a pooling that would waste a 200-epoch run.
+
+A pooling must map ``[B, C, H, W] -> [B, C]`` for every C and spatial size (1x1 included),
+stay finite with finite gradients on the maps a CNN produces, train every parameter it has,
+keep its state where PyTorch can move and save it, and evaluate each sample on its own.
+
+>>> report = check_pool("gem")
+>>> report.ok
+True
+
+``poolbench run`` calls ``check_pool(spec, pool_inputs=[setting.pool_input_shape],
+include_cost=False)`` before loading data and refuses a failing pooling; ``poolbench check``
+prints :meth:`ContractReport.format` (see :func:`main_check`).
+
+Each check in :data:`CHECKS` is a small function (:mod:`.numeric`, :mod:`.structure`) that
+builds fresh instances. One root cause should give one FAIL: a check whose case is already
+broken for a reason an earlier check reports says "not tested" (WARN) instead of failing again.
+
+Low precision: the harness trains in float32, optionally under autocast. The ``bfloat16`` and
+``float16`` checks run the pooling under ``torch.autocast`` with float32 parameters and a
+low-precision input (what autocast feeds it), and again with module and input cast. A non-finite
+output in bfloat16 (which has float32's range) fails; in float16 it fails on CUDA and only warns
+on CPU, whose autocast casts other ops than CUDA's; an op missing in low precision only warns.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..pools.registry import PoolSpecError, accepts_channels, resolve
+from ..settings import BENCHMARK_SETTINGS, get_setting
+from . import numeric, structure
+from .report import CheckResult, ContractReport, Status
+from .subject import Check, ContractViolation, Subject, one_line
+
+__all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "Status", "check_pool",
+           "main_check"]
+
+BENCHMARK_POOL_INPUTS: tuple[tuple[int, int, int], ...] = tuple(
+    get_setting(name).pool_input_shape for name in BENCHMARK_SETTINGS
+)
+
+# Every check after "construct", in report order.
+CHECKS: list[tuple[str, Check]] = [
+    # First: layers built in forward() make most other checks fail as a consequence.
+    ("forward_params", structure.check_forward_params),
+    ("shape", numeric.check_shape),
+    ("dtype", numeric.check_dtype),
+    ("finite_relu", numeric.finite_check("relu")),
+    ("finite_dead_channels", numeric.finite_check("dead_channels")),
+    ("finite_constant", numeric.finite_check("constant")),
+    ("finite_large", numeric.finite_check("large")),
+    ("finite_negative", numeric.finite_check("negative")),
+    ("finite_1x1", numeric.check_finite_1x1),
+    ("bfloat16", numeric.low_precision_check(torch.bfloat16)),
+    ("float16", numeric.low_precision_check(torch.float16)),
+    ("gradients", numeric.check_gradients),
+    ("hidden_params", structure.check_hidden_params),
+    ("fixed_buffer", structure.check_fixed_buffer),
+    ("eval_independence", structure.check_eval_independence),
+    ("train_batch1", structure.check_train_batch1),
+    ("state_dict", structure.check_state_dict),
+    ("to_dtype_device", structure.check_to_dtype_device),
+    ("cost", structure.check_cost),
+]
+
+
+def _construct(subject: Subject) -> CheckResult:
+    """Build the pooling for every pool input C; report the constructor style used."""
+    try:
+        for channels, height, width in subject.pool_inputs:
+            subject.build(channels, materialise=(height, width))
+            if not subject.takes_channels:
+                break  # one CustomPool() instance is all the original harness builds
+    except ContractViolation as violation:
+        need = "channels=C" if subject.takes_channels else "no arguments (or take a `channels` argument)"
+        return CheckResult("construct", "FAIL", f"{violation}: the constructor must run with {need}")
+    if subject.takes_channels:
+        counts = ", ".join(str(c) for c in subject.channel_counts)
+        return CheckResult("construct", "PASS", f"built as {subject.call_text()} for C = {counts}")
+    return CheckResult("construct", "PASS", f"built as {subject.call_text()} with no arguments "
+                       f"(original task style): the same instance must serve any C")
+
+
+def _run_check(name: str, check: Check, subject: Subject) -> CheckResult:
+    """One check, its exceptions turned into a FAIL that carries the exception text."""
+    torch.manual_seed(subject.seed)  # each check sees the same randomness, whatever ran before
+    try:
+        status, message = check(subject)
+    except ContractViolation as violation:
+        status, message = "FAIL", str(violation)
+    except Exception as error:
+        status, message = "FAIL", f"{name} check raised {one_line(error)}"
+    return CheckResult(name, status, message)
+
+
+def check_pool(spec: str | Callable, *,
+               pool_inputs: Sequence[tuple[int, int, int]] = BENCHMARK_POOL_INPUTS, include_cost: bool = True,
+               device: str | torch.device = "cpu", seed: int = 0) -> ContractReport:
+    """Run the contract checks on a pooling and return the report; never raises for a bad pooling.
+
+    ``spec`` is a registered name, ``path.py[:Class]`` (class ``CustomPool`` by default) or a
+    factory. ``pool_inputs`` are the ``(C, H, W)`` the pooling will see; the checks add odd sizes.
+    The global RNG state and torch's thread count are restored afterwards, so checking does not
+    change a run.
+    """
+    start = time.perf_counter()
+    pool_inputs = [tuple(shape) for shape in pool_inputs]
+    if not pool_inputs or any(len(s) != 3 or min(s) < 1 for s in pool_inputs):
+        raise ValueError(f"pool_inputs must be a non-empty list of (C, H, W), got {pool_inputs}")
+    device = torch.device(device)
+    label = spec if isinstance(spec, str) else getattr(spec, "__qualname__", repr(spec))
+    report = ContractReport(label)
+    threads = torch.get_num_threads()
+    # The checks use tiny tensors: threads only add overhead, and on a busy machine (parallel runs
+    # of a sweep) a multi-threaded small op waits for descheduled threads, several times slower.
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
+                torch.enable_grad():
+            torch.manual_seed(seed)
+            report.results.extend(_check_all(spec, label, pool_inputs, include_cost, device, seed))
+    finally:
+        torch.set_num_threads(threads)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_all(spec: str | Callable, label: str, pool_inputs: Sequence[tuple[int, int, int]],
+               include_cost: bool, device: torch.device, seed: int) -> list[CheckResult]:
+    """Resolve and construct the pooling, then run every check (none if construction fails)."""
+    try:
+        factory = resolve(spec) if isinstance(spec, str) else spec
+    except PoolSpecError as error:
+        return [CheckResult("construct", "FAIL", str(error))]
+    except Exception as error:
+        return [CheckResult("construct", "FAIL", f"cannot load {label!r}: {one_line(error)}")]
+    subject = Subject(label, factory, accepts_channels(factory), tuple(pool_inputs), device, seed)
+    construct = _construct(subject)
+    if construct.status == "FAIL":
+        return [construct]
+    return [construct] + [_run_check(name, check, subject) for name, check in CHECKS
+                          if name != "cost" or include_cost]
+
+
+def main_check(specs: list[str], as_json: bool) -> int:
+    """``poolbench check SPEC... [--json]``: print the reports to stdout; 1 if any pooling fails."""
+    if not specs:
+        print("poolbench check: give at least one pooling name or path.py[:Class]", file=sys.stderr)
+        return 2
+    reports = [check_pool(spec) for spec in specs]
+    ok = all(r.ok for r in reports)
+    if as_json:
+        print(json.dumps({"ok": ok, "reports": [r.to_dict() for r in reports]}, indent=2))
+    else:
+        print("\n\n".join(r.format() for r in reports))
+    return 0 if ok else 1

@@ -1,0 +1,68 @@
+"""Numerical helpers shared by the pooling families (not poolings themselves).
+
+Every pooling computes in float32 at least, whatever the input and parameter dtypes, and casts
+its result back to the input dtype: ``exp``, ``pow``, variances and softmaxes leave float16's range
+(max 65504) for ordinary activations, and bfloat16's 8-bit mantissa makes their sums inexact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype to compute in: float32, or float64 when the input already is."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in :func:`compute_dtype` (a no-op for float32 and float64)."""
+    return x.to(compute_dtype(x))
+
+
+def autocast_off(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A context in which autocast leaves matmuls and convolutions in the dtype we chose.
+
+    Under ``torch.autocast`` they would run in bfloat16/float16 even on upcast inputs. Autocast
+    is only entered where it is on (``torch.autocast`` rejects some devices, e.g. ``meta``).
+    """
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda", "xpu", "mps") and torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """A parameter cast to ``x``'s dtype, so a float32 module accepts float16 maps and vice versa."""
+    return None if tensor is None else tensor.to(x.dtype)
+
+
+def positions(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W] -> [B, C, H*W]``; also takes channels-last input (copies when it must)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def spatial_std(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Standard deviation over H, W without Bessel's correction; exactly 0 where the variance is 0 (1x1 maps).
+
+    ``std = v / (sqrt(v + eps) + sqrt(eps))`` with ``v`` the biased variance: this equals
+    ``sqrt(v + eps) - sqrt(eps)`` (so it is 0 where ``v = 0``) without the cancellation, and its
+    slope at ``v = 0`` is ``1 / (2 sqrt(eps))`` rather than the infinite slope of ``sqrt(v)``.
+    The corrected (``N - 1``) estimator would divide by zero on a 1x1 map.
+    """
+    var = x.var(dim=(2, 3), correction=0)
+    return var / ((var + eps).sqrt() + eps**0.5)
+
+
+def require_channels(channels: int | None, pool: str) -> int:
+    """``channels`` checked for a pooling whose parameters are sized by it."""
+    if channels is None:
+        raise TypeError(
+            f"{pool} requires `channels` (the C of its [B, C, H, W] input) because its parameters "
+            f"are sized by it: use poolbench.pools.create(name, channels=C)"
+        )
+    if channels < 1:
+        raise ValueError(f"{pool}: channels must be positive, got {channels}")
+    return int(channels)

@@ -1,0 +1,147 @@
+"""Poolings that mix the average and the max, and stochastic pooling.
+
+``mixed`` and ``gated`` follow Lee, Gallagher & Tu, "Generalizing Pooling Functions in
+Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016; ``channel_gate`` is a
+proposal from the benchmark task; ``stochastic`` is Zeiler & Fergus, ICLR 2013.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._numerics import autocast_off, like, positions, require_channels, upcast
+from .registry import register
+
+
+def mix_max_avg(x: torch.Tensor, a: torch.Tensor | float) -> torch.Tensor:
+    """``a * max + (1 - a) * avg`` over H, W; ``a`` is a scalar or broadcasts against ``[B, C]``."""
+    x32 = upcast(x)
+    a = a.to(x32.dtype) if isinstance(a, torch.Tensor) else a
+    return (a * x32.amax(dim=(2, 3)) + (1 - a) * x32.mean(dim=(2, 3))).to(x.dtype)
+
+
+def _logit(a: float, name: str) -> float:
+    if not 0 < a < 1:
+        # a = 0 or 1 would need an infinite logit, which weight decay turns into NaN.
+        raise ValueError(f"{name}: a must be strictly between 0 and 1, got {a}")
+    return math.log(a / (1 - a))
+
+
+@register("mixed")
+class MixedMaxAvgPool(nn.Module):
+    """Mixed max-average pooling (Lee, Gallagher & Tu, AISTATS 2016), applied globally.
+
+    ``y_c = a max_{h,w} x_{c,h,w} + (1 - a) 1/(HW) sum_{h,w} x_{c,h,w}`` with the mixing
+    proportion ``a = sigmoid(alpha)`` learned through the free parameter ``alpha`` so that it
+    stays in ``[0, 1]`` (the paper's "one a per layer"; ``per_channel=True`` learns one per
+    channel, the paper's finer option). ``a`` is the initial proportion (default 0.5, avg+max).
+    """
+
+    def __init__(self, channels: int | None = None, a: float = 0.5, per_channel: bool = False):
+        super().__init__()
+        shape = (require_channels(channels, "mixed(per_channel=True)"),) if per_channel else ()
+        self.alpha = nn.Parameter(torch.full(shape, _logit(a, "mixed")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mix_max_avg(x, torch.sigmoid(upcast(self.alpha)))
+
+    def extra_repr(self) -> str:
+        return f"a={torch.sigmoid(self.alpha.detach().float()).mean().item():.3f}"
+
+
+@register("gated")
+class GatedMaxAvgPool(nn.Module):
+    """Gated max-average pooling (Lee, Gallagher & Tu, AISTATS 2016), applied globally.
+
+    ``y_c = a max_{h,w} x_{c,h,w} + (1 - a) avg_{h,w} x_{c,h,w}`` with a per-sample gate
+    ``a = sigmoid(w . avg(x))``, ``w`` in R^C. The paper's gate is ``sigmoid(w . x)`` with ``w``
+    a mask over the pixels of a fixed pooling region, shared across channels; a global pool has
+    no fixed region, so here ``w`` runs over the channels of the GAP descriptor instead (one
+    scalar gate per sample, independent of H, W). ``w`` starts at 0, i.e. ``a = 0.5``.
+    """
+
+    def __init__(self, channels: int | None = None):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(require_channels(channels, "gated")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast_off(x):  # keep the matmuls in float32 under autocast
+            x32 = upcast(x)
+            avg, peak = x32.mean(dim=(2, 3)), x32.amax(dim=(2, 3))
+            a = torch.sigmoid(avg @ like(self.w, x32)).unsqueeze(1)  # [B, 1]
+            return (a * peak + (1 - a) * avg).to(x.dtype)
+
+
+@register("channel_gate")
+class ChannelGatePool(nn.Module):
+    """Per-channel avg/max gate, a proposal from the benchmark task (SPEC section 2).
+
+    ``y_c = g_c avg_c + (1 - g_c) max_c`` with ``g_c = sigmoid(w_c t_c)``. The task leaves ``t``
+    open; here it is the channel's peakedness ``t_c = (max_c - avg_c) / sqrt(var_c + eps)``, the
+    z-score of the max over the map (``var`` without Bessel's correction; by Samuelson's
+    inequality ``0 <= t_c <= sqrt(HW - 1)``). So the gate depends on the sample but not on the
+    activation scale, and ``w_c`` learns per channel whether a peaked response is read by its
+    mean (``w_c > 0``) or its max. ``t = 0`` on 1x1 and constant maps, where avg and max
+    coincide anyway. ``w`` starts at 0 (``g = 0.5``: avg+max); ``eps = 1e-5``.
+    """
+
+    def __init__(self, channels: int | None = None, eps: float = 1e-5):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(require_channels(channels, "channel_gate")))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = upcast(x)
+        avg, peak = x32.mean(dim=(2, 3)), x32.amax(dim=(2, 3))
+        t = (peak - avg) * torch.rsqrt(x32.var(dim=(2, 3), correction=0) + self.eps)
+        g = torch.sigmoid(like(self.w, x32) * t)
+        return (g * avg + (1 - g) * peak).to(x.dtype)
+
+
+def stochastic_probabilities(x: torch.Tensor) -> torch.Tensor:
+    """``p_i = relu(x_i) / sum_j relu(x_j)`` over the last dimension; uniform where all are <= 0.
+
+    Zeiler & Fergus assume non-negative (post-ReLU) inputs; negative values get probability 0,
+    and a channel without any positive value (dead, or wholly negative) falls back to the
+    uniform distribution, so its expectation is its mean rather than 0/0.
+    """
+    a = torch.relu(x)
+    total = a.sum(dim=-1, keepdim=True)
+    alive = total > 0
+    p = a / torch.where(alive, total, torch.ones_like(total))
+    return torch.where(alive, p, torch.full_like(p, 1.0 / x.shape[-1]))
+
+
+def stochastic_pool(x: torch.Tensor, training: bool, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    """Stochastic pooling: in training one position per channel drawn with probability ``p_i``
+    (:func:`stochastic_probabilities`) and its value returned; otherwise ``sum_i p_i x_i``."""
+    x32 = positions(upcast(x))
+    if training:
+        # The draw is not differentiable; the gradient reaches the sampled position only.
+        p = stochastic_probabilities(x32.detach())
+        # One multinomial draw per (sample, channel) row: vectorised, on the torch RNG.
+        index = torch.multinomial(p.reshape(-1, p.shape[-1]), 1, generator=generator)
+        return positions(x).gather(-1, index.reshape(*p.shape[:2], 1)).squeeze(-1)
+    return (stochastic_probabilities(x32) * x32).sum(dim=-1).to(x.dtype)
+
+
+@register("stochastic")
+class StochasticPool(nn.Module):
+    """Stochastic pooling (Zeiler & Fergus, "Stochastic Pooling for Regularization of Deep
+    Convolutional Neural Networks", ICLR 2013), applied globally.
+
+    ``p_{c,i} = relu(x_{c,i}) / sum_j relu(x_{c,j})`` over the H*W positions (uniform for a
+    channel with no positive value). Training: ``y_c = x_{c,l}`` with ``l ~ Multinomial(p_c)``
+    drawn with the torch RNG, so the gradient reaches the sampled position only. Evaluation
+    (probabilistic weighting): ``y_c = sum_i p_{c,i} x_{c,i}``. No hyper-parameters.
+    """
+
+    def __init__(self, channels: int | None = None):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stochastic_pool(x, self.training)

@@ -1,0 +1,441 @@
+"""The pooling zoo: the contract every registered pooling keeps, and each method's defining properties."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import poolbench.pools as pools
+from poolbench.pools._numerics import spatial_std
+from poolbench.pools.classic import gem
+from poolbench.pools.mixed import mix_max_avg, stochastic_probabilities
+from poolbench.pools.smooth import lse, topk_mean
+from poolbench.pools.statistics import signed_gem
+
+NAMES = pools.names()
+C = 5  # small channel count for most tests; an odd one, so sizes that ignore C show
+
+# Every pooling here reduces each position alike (1x1 convolutions and per-token projections
+# included), so all are invariant to permuting positions in eval mode. An entry here would
+# exempt a pooling from that test, with the reason as its value.
+NOT_PERMUTATION_INVARIANT: dict[str, str] = {}
+
+# Poolings that return x itself on a 1x1 map (for positive x; gem clamps at eps).
+IDENTITY_ON_1X1 = [
+    "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
+    "stochastic", "gwap", "spatial_attention", "meanstd", "channel_adaptive", "std_residual",
+    "var_softmax",
+]
+
+# Poolings whose output is a (possibly learned, data-dependent) mix of weighted means and the
+# max, hence between the per-channel min and max for any parameters (rms and gem: on
+# non-negative maps).
+BETWEEN_MIN_AND_MAX = [
+    "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
+    "stochastic", "gwap", "spatial_attention", "channel_adaptive", "var_softmax", "rms",
+]
+
+
+# Baselines of classic.py whose docstrings give a formula but no citation (to be added there).
+UNCITED_BASELINES = {"gmp", "avgmax"}
+
+
+def _edge_map(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+    if kind == "post_relu":
+        return torch.relu(torch.randn(shape)) * 3
+    if kind == "dead_channels":
+        x = torch.relu(torch.randn(shape)) * 3
+        x[:, ::2] = 0
+        return x
+    if kind == "all_zero":
+        return torch.zeros(shape)
+    if kind == "constant":
+        return torch.full(shape, 2.5)
+    if kind == "large":
+        return torch.relu(torch.randn(shape)) * 1e3
+    if kind == "signed":
+        return torch.randn(shape) * 2
+    if kind == "negative":
+        return -(torch.rand(shape) + 0.1) * 2
+    raise ValueError(kind)
+
+
+EDGE_KINDS = ["post_relu", "dead_channels", "all_zero", "constant", "large", "signed", "negative"]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _make(name: str, channels: int = C, train: bool = False, perturb: bool = False) -> torch.nn.Module:
+    """The pooling ``name`` for ``channels``; ``perturb`` moves every parameter off its init, so a
+    property is tested for generic parameters rather than for the (often symmetric) init."""
+    pool = pools.create(name, channels=channels).train(train)
+    if perturb:
+        with torch.no_grad():
+            for param in pool.parameters():
+                param.add_(torch.randn_like(param) * 0.5)
+    return pool
+
+
+def _assert_finite_backward(pool: torch.nn.Module, x: torch.Tensor,
+                            autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Forward (under CPU autocast to ``autocast`` if given) and backward of a random projection;
+    output, input gradient and every parameter gradient must exist and be finite."""
+    x = x.detach().requires_grad_()
+    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        y = pool(x)
+    # Backward runs outside autocast, as PyTorch's AMP recipe has it.
+    assert y.shape == (x.shape[0], x.shape[1]) and y.dtype == x.dtype
+    assert torch.isfinite(y).all(), f"non-finite output {y}"
+    (y.float() * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+    assert torch.isfinite(x.grad).all(), "non-finite input gradient"
+    for pname, param in pool.named_parameters():
+        assert param.grad is not None, f"parameter {pname} got no gradient"
+        assert torch.isfinite(param.grad).all(), f"non-finite gradient for {pname}"
+    return y
+
+
+# -- the contract, for every registered pooling ----------------------------------------------
+
+
+def test_registry_is_complete_and_documented():
+    assert len(NAMES) >= 20, NAMES
+    for name in NAMES:
+        factory = pools.get(name)
+        doc = inspect.getdoc(factory) or ""
+        assert "``" in doc and "=" in doc, f"{name}: docstring gives no formula"
+        if name not in UNCITED_BASELINES:
+            assert re.search(r"(19|20)\d\d|proposal", doc), f"{name}: docstring gives no citation"
+        channels = inspect.signature(factory).parameters.get("channels")
+        assert channels is not None and channels.default is None, f"{name}: needs `channels=None`"
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(pools.PoolSpecError, match="softpool"):
+        pools.create("softpol", channels=C)
+    with pytest.raises(pools.PoolSpecError, match="signed_gem"):
+        pools.get("signed-gem")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_without_channels_builds_or_asks_for_them(name):
+    try:
+        pool = pools.get(name)()
+    except TypeError as error:
+        assert "channels" in str(error) and "requires" in str(error)
+    else:
+        assert pool(torch.rand(2, C, 3, 3)).shape == (2, C)
+
+
+def test_spatial_attention_requires_channels():
+    with pytest.raises(TypeError, match="requires `channels`"):
+        pools.get("spatial_attention")()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_output_shape_for_any_map_size(name, train):
+    pool = _make(name, train=train)
+    for batch, height, width in [(2, 8, 8), (2, 3, 5), (2, 2, 2), (2, 1, 1), (1, 1, 1), (1, 5, 3)]:
+        y = pool(torch.relu(torch.randn(batch, C, height, width)))
+        assert y.shape == (batch, C) and y.dtype == torch.float32, (batch, height, width)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("mode", ["float32_module", "cast_module", "autocast"])
+def test_low_precision_inputs(name, dtype, mode):
+    pool = _make(name)
+    if mode == "cast_module":
+        pool = pool.to(dtype)
+    for shape in [(2, C, 4, 4), (1, C, 1, 1)]:
+        x = (torch.relu(torch.randn(shape)) * 20).clamp(max=50).to(dtype)
+        _assert_finite_backward(pool, x, autocast=dtype if mode == "autocast" else None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_autocast_does_not_lower_the_internal_precision(name):
+    pool = _make(name)
+    x = _edge_map("post_relu", (2, C, 3, 5))
+    with torch.no_grad():
+        expected = pool(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            actual = pool(x)
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("kind", EDGE_KINDS)
+@pytest.mark.parametrize("shape", [(2, C, 3, 5), (1, C, 1, 1)], ids=["3x5", "1x1"])
+def test_finite_output_and_gradients_on_edge_maps(name, kind, shape):
+    for train in (True, False):
+        _assert_finite_backward(_make(name, train=train), _edge_map(kind, shape))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_large_channel_counts(name):
+    for shape in [(2, 1280, 1, 1), (2, 64, 8, 8)]:
+        _assert_finite_backward(_make(name, channels=shape[1], train=True), _edge_map("post_relu", shape))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_parameters_created_in_forward(name):
+    pool = _make(name, train=True)
+    before = {k: id(v) for k, v in pool.state_dict(keep_vars=True).items()}
+    pool(torch.rand(2, C, 4, 4))
+    pool.eval()(torch.rand(1, C, 1, 1))
+    after = {k: id(v) for k, v in pool.state_dict(keep_vars=True).items()}
+    assert before == after
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_sized_by_channels(name):
+    channels = 16
+    pool = _make(name, channels=channels)
+    for pname, tensor in pool.state_dict().items():
+        assert all(size <= 3 * channels for size in tensor.shape), f"{pname}: {tuple(tensor.shape)}"
+    pool(torch.rand(2, channels, 3, 3))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eval_batch_independence_and_determinism(name):
+    pool = _make(name)
+    x = _edge_map("post_relu", (4, C, 3, 5))
+    x[2] *= 100  # an outlier sample must not move the others
+    with torch.no_grad():
+        y = pool(x)
+        torch.testing.assert_close(pool(x[:1]), y[:1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pool(x[1:3]), y[1:3], rtol=1e-5, atol=1e-5)
+        assert torch.equal(pool(x), y)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_last_equals_contiguous(name):
+    pool = _make(name)
+    x = _edge_map("post_relu", (2, C, 3, 5))
+    with torch.no_grad():
+        expected = pool(x)
+        actual = pool(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name):
+    pool = _make(name)
+    with torch.no_grad():
+        for param in pool.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    copy = _make(name)
+    copy.load_state_dict(pool.state_dict(), strict=True)
+    x = _edge_map("post_relu", (2, C, 3, 5))
+    with torch.no_grad():
+        assert torch.equal(copy(x), pool(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_to_dtype_moves_everything(name):
+    pool = _make(name).to(torch.float64)
+    for pname, tensor in pool.state_dict().items():
+        assert tensor.dtype == torch.float64, pname
+    y = pool(torch.rand(2, C, 3, 3, dtype=torch.float64))
+    assert y.dtype == torch.float64 and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NOT_PERMUTATION_INVARIANT])
+def test_invariant_to_permuting_positions(name):
+    pool = _make(name, perturb=True)
+    for shape in [(2, C, 3, 5), (2, C, 4, 4)]:
+        x = _edge_map("post_relu", shape)
+        order = torch.randperm(shape[2] * shape[3])
+        shuffled = x.flatten(2)[:, :, order].reshape(x.shape)
+        with torch.no_grad():
+            torch.testing.assert_close(pool(shuffled), pool(x), rtol=1e-5, atol=1e-5)
+
+
+# -- defining properties (hypothesis) --------------------------------------------------------
+
+PROPERTY = settings(max_examples=25, deadline=None)
+
+
+@st.composite
+def maps(draw, low: float = 0.0, high: float = 10.0, size: int = 4) -> torch.Tensor:
+    """Float32 maps ``[1-2, 1-3, 1-size, 1-size]`` with values in ``[low, high]``."""
+    shape = draw(st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, size), st.integers(1, size)))
+    elements = st.floats(float(np.float32(low)), float(np.float32(high)), allow_nan=False, width=32)
+    return torch.from_numpy(draw(arrays(np.float32, shape, elements=elements)))
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -> None:
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol)
+
+
+@PROPERTY
+@given(maps())
+def test_gem_with_p_1_is_gap(x):
+    _close(gem(x, 1.0), x.clamp(min=1e-6).mean(dim=(2, 3)))
+
+
+@PROPERTY
+@given(maps(), st.floats(1.0, 6.0))
+def test_gem_equals_the_plain_formula(x, p):
+    plain = x.double().clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p).float()
+    _close(gem(x, p), plain)
+
+
+@pytest.mark.parametrize("name", BETWEEN_MIN_AND_MAX)
+@PROPERTY
+@given(x=maps())
+def test_between_min_and_max(name, x):
+    torch.manual_seed(0)
+    pool = _make(name, channels=x.shape[1], perturb=True)
+    with torch.no_grad():
+        y = pool(x)
+    low, high = x.amin(dim=(2, 3)), x.amax(dim=(2, 3))
+    tol = 1e-4 * (1 + high.abs())
+    if name == "gem":  # clamps to eps before averaging
+        low, high = low.clamp(min=1e-6), high.clamp(min=1e-6)
+    assert (y >= low - tol).all() and (y <= high + tol).all(), (x, y)
+
+
+@PROPERTY
+@given(maps(-10.0, 10.0))
+def test_lse_tends_to_max_as_r_grows(x):
+    peak = x.amax(dim=(2, 3))
+    gaps = []
+    for r in [1.0, 10.0, 100.0, 1000.0]:
+        gap = peak - lse(x, r)
+        # max - lse lies in [0, log(HW) / r]: the max's own term gives the lower bound on the mean.
+        assert (gap >= -1e-4).all() and (gap <= np.log(x.shape[2] * x.shape[3]) / r + 1e-4).all()
+        gaps.append(gap)
+    assert (gaps[-1] <= 1e-2).all()
+
+
+@PROPERTY
+@given(maps(-10.0, 10.0))
+def test_topk_extremes_are_max_and_mean(x):
+    num_positions = x.shape[2] * x.shape[3]
+    _close(topk_mean(x, 1), x.amax(dim=(2, 3)))
+    _close(topk_mean(x, num_positions), x.mean(dim=(2, 3)))
+    _close(topk_mean(x, 1.0), x.mean(dim=(2, 3)))
+    _close(topk_mean(x, 10 * num_positions), x.mean(dim=(2, 3)))  # clamped to H*W
+
+
+@PROPERTY
+@given(maps(-10.0, 10.0))
+def test_mixed_endpoints_are_max_and_avg(x):
+    _close(mix_max_avg(x, 1.0), x.amax(dim=(2, 3)))
+    _close(mix_max_avg(x, 0.0), x.mean(dim=(2, 3)))
+    _close(mix_max_avg(x, 0.5), pools.create("avgmax")(x))
+
+
+@pytest.mark.parametrize("name", IDENTITY_ON_1X1)
+@PROPERTY
+@given(x=maps(1e-3, 50.0, size=1))
+def test_identity_on_1x1_maps(name, x):
+    torch.manual_seed(0)
+    pool = _make(name, channels=x.shape[1], train=name == "stochastic", perturb=True)
+    with torch.no_grad():
+        _close(pool(x), x[:, :, 0, 0], tol=1e-5)
+        _close(pool.eval()(x), x[:, :, 0, 0], tol=1e-5)
+
+
+@PROPERTY
+@given(maps(-5.0, 10.0))
+def test_stochastic_eval_is_probability_weighted_mean(x):
+    flat = x.flatten(2).double()
+    weights = flat.clamp(min=0)
+    total = weights.sum(dim=-1, keepdim=True)
+    uniform = torch.full_like(flat, 1.0 / flat.shape[-1])
+    p = torch.where(total > 0, weights / total.clamp(min=1e-30), uniform)
+    expected = (p * flat).sum(dim=-1).float()
+    _close(pools.create("stochastic").eval()(x), expected)
+
+
+@PROPERTY
+@given(maps(-5.0, 10.0))
+def test_stochastic_training_returns_an_input_value(x):
+    y = pools.create("stochastic").train()(x)
+    flat = x.flatten(2)
+    hits = flat == y.unsqueeze(-1)
+    assert hits.any(dim=-1).all()
+    # Only positions with positive activation can be drawn, unless there are none.
+    has_positive = (flat > 0).any(dim=-1)
+    assert (y[has_positive] > 0).all()
+
+
+def test_stochastic_training_draws_in_proportion_to_activation():
+    x = torch.tensor([0.0, 1.0, 3.0, -2.0]).reshape(1, 1, 2, 2).expand(20000, 1, 2, 2)
+    y = pools.create("stochastic").train()(x).flatten()
+    frequencies = torch.stack([(y == v).float().mean() for v in (0.0, 1.0, 3.0, -2.0)])
+    torch.testing.assert_close(frequencies, torch.tensor([0.0, 0.25, 0.75, 0.0]), atol=0.02, rtol=0)
+    probs = stochastic_probabilities(torch.zeros(1, 1, 4))
+    torch.testing.assert_close(probs, torch.full((1, 1, 4), 0.25))
+
+
+@PROPERTY
+@given(maps(-10.0, 10.0))
+def test_spatial_std_is_biased_std_and_zero_on_1x1(x):
+    expected = x.double().std(dim=(2, 3), correction=0).float()
+    torch.testing.assert_close(spatial_std(x, eps=1e-12), expected, rtol=1e-3, atol=1e-4)
+    assert torch.equal(spatial_std(x[:, :, :1, :1]), torch.zeros(x.shape[:2]))
+
+
+@PROPERTY
+@given(maps(-10.0, 10.0), st.floats(1.0, 8.0))
+def test_signed_gem_is_odd_and_gem_on_non_negative_maps(x, p):
+    _close(signed_gem(-x, p), -signed_gem(x, p))
+    positive = x.abs()
+    _close(signed_gem(positive, p), gem(positive, p) - 1e-6)
+
+
+def test_gem_family_survives_large_p_on_dead_channels():
+    # gem(x) with x <= eps everywhere: eps**p underflows to 0 for p >= 8 in float32, and the root's
+    # slope at 0 is infinite; gem's max-normalisation keeps the mean >= 1/(HW).
+    x = torch.zeros(2, 3, 4, 4, requires_grad=True)
+    p = torch.tensor(12.0, requires_grad=True)
+    gem(x, p).sum().backward()
+    assert torch.isfinite(p.grad) and torch.isfinite(x.grad).all()
+    big = torch.full((1, 1, 2, 2), 100.0)
+    _close(gem(big, 30.0), torch.full((1, 1), 100.0))  # 100**30 overflows float32
+
+
+def test_gem_module_gradient_with_large_p_on_dead_channels():
+    pool = pools.create("gem", p=8.0)
+    x = torch.cat([torch.zeros(1, 3, 4, 4), torch.rand(1, 3, 4, 4)])
+    pool(x).sum().backward()
+    p_grad = pool.p.grad
+    assert torch.isfinite(p_grad)
+
+
+def test_powernorm_is_signed_root_of_the_mean():
+    pool = pools.create("powernorm", a=0.5)
+    x = torch.tensor([4.0, 16.0, -9.0, -25.0, 0.0, 0.0]).reshape(3, 1, 1, 2)
+    expected = torch.tensor([[10.0**0.5], [-(17.0**0.5)], [0.0]])
+    _close(pool(x), expected, tol=1e-3)
+
+
+def test_meanstd_adds_lambda_std():
+    pool = pools.create("meanstd", lam=2.0, learnable=False)
+    x = torch.tensor([1.0, 3.0]).reshape(1, 1, 1, 2)
+    _close(pool(x), torch.tensor([[2.0 + 2.0]]), tol=1e-3)
+
+
+def test_invalid_hyper_parameters_are_rejected():
+    with pytest.raises(ValueError):
+        pools.create("mixed", a=1.0)
+    with pytest.raises(ValueError):
+        pools.create("topk", k=0)
+    with pytest.raises(ValueError):
+        pools.create("simpool", channels=6, num_heads=4)
+    with pytest.raises(TypeError, match="channels"):
+        pools.create("mixed", per_channel=True)
