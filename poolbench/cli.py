@@ -1,0 +1,166 @@
+"""The ``poolbench`` command: run, check, list (and sweep, status, report).
+
+Human messages go to stderr; machine-readable lines (TRAIN_METRICS, TEST_METRICS, --json)
+to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .settings import SETTINGS, get_setting, setting_for
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The protocol overrides, with the original training script's flag names."""
+    group = parser.add_argument_group("protocol overrides (default: the setting's protocol)")
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--lr", type=float)
+    group.add_argument("--momentum", type=float)
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--crop-padding", type=int)
+    group.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None)
+
+
+def protocol_overrides(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in
+            ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "crop_padding", "hflip")}
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how runs execute: data, device, precision, the contract check."""
+    parser.add_argument("--data-root", help="data folder (default: $POOLBENCH_DATA or the user cache dir)")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="never try to download a missing data set")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
+                        help="mixed precision (default none: the published protocol is float32)")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="train even if the pooling fails the contract check")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--setting", help=f"one of {', '.join(SETTINGS)}")
+    parser.add_argument("--arch", help="model (overrides the setting's)")
+    parser.add_argument("--dataset", help="data set (overrides the setting's)")
+    parser.add_argument("--num-classes", type=int, help="default: the data set's")
+    parser.add_argument("--pool", default="gap", help="registered name or path.py[:Class] (default gap)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output-dir", help="run folder (default runs/<setting>/<pool>/seed<k>)")
+    add_protocol_arguments(parser)
+    add_execution_arguments(parser)
+
+
+def run_config_from_args(args: argparse.Namespace):
+    """The RunConfig the ``run`` arguments describe; ValueError with the fix on bad input."""
+    from . import pools
+    from .runs import RunConfig, file_sha256
+
+    base = get_setting(args.setting) if args.setting else None
+    arch = args.arch or (base and base.arch)
+    dataset = args.dataset or (base and base.dataset)
+    if not (arch and dataset):
+        raise ValueError("say what to train: --setting NAME (see `poolbench list`) or --arch A --dataset D")
+    same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
+    setting = base if same_as_base else setting_for(arch, dataset)
+    protocol = (base or setting).protocol
+    pool_sha256 = None
+    if pools.is_file_spec(args.pool):
+        path_text = args.pool.split(":", 1)[0]
+        if not Path(path_text).is_file():
+            raise ValueError(f"pooling file {path_text!r} not found: give an existing path.py[:Class]")
+        pool_sha256 = file_sha256(path_text)
+    return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
+                     num_classes=args.num_classes or setting.num_classes, pool=args.pool, seed=args.seed,
+                     protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256)
+
+
+def pool_label(spec: str) -> str:
+    """A folder-friendly name for a pool spec: the name, or the file's stem (and class)."""
+    from . import pools
+
+    if not pools.is_file_spec(spec):
+        return spec
+    path_text, _, class_name = spec.partition(":")
+    return Path(path_text).stem + (f"-{class_name}" if class_name else "")
+
+
+def run_main(args: argparse.Namespace) -> int:
+    from .harness import EXIT_BAD_INPUT, execute, stderr
+
+    try:
+        config = run_config_from_args(args)
+    except ValueError as error:
+        stderr(f"error: {error}")
+        return EXIT_BAD_INPUT
+    default_dir = Path("runs") / config.setting / pool_label(config.pool) / f"seed{config.seed}"
+    output_dir = args.output_dir or default_dir
+    return execute(config, output_dir, data_root=args.data_root, download=args.download, device=args.device,
+                   amp=args.amp, check=args.check, command=sys.argv)
+
+
+def check_main(args: argparse.Namespace) -> int:
+    from .contract import main_check
+
+    return main_check(args.specs, as_json=args.json)
+
+
+def list_main(args: argparse.Namespace) -> int:
+    from . import data, models, pools
+
+    listing = {
+        "settings": {name: {"arch": s.arch, "dataset": s.dataset, "num_classes": s.num_classes,
+                            "pool_input_shape": list(s.pool_input_shape or models.pool_input_shape(s.arch)),
+                            "epochs": s.protocol.epochs, "description": s.description}
+                     for name, s in SETTINGS.items()},
+        "archs": models.names(),
+        "datasets": data.names(),
+        "pools": pools.names(),
+    }
+    if args.json:
+        print(json.dumps(listing, indent=1))
+        return 0
+    print("settings:")
+    for name, s in listing["settings"].items():
+        shape = "x".join(str(d) for d in s["pool_input_shape"])
+        print(f"  {name:20s} {s['arch']:12s} {s['dataset']:9s} {s['num_classes']:4d} classes  "
+              f"pool input {shape:10s} {s['epochs']:4d} epochs  {s['description']}")
+    print(f"archs:    {', '.join(listing['archs'])}")
+    print(f"datasets: {', '.join(listing['datasets'])}")
+    print(f"pools:    {', '.join(listing['pools'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poolbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"poolbench {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser("run", help="train one setting with one pooling and one seed")
+    add_run_arguments(run)
+    run.set_defaults(main=run_main)
+
+    check = verbs.add_parser("check", help="run the pooling contract checks (seconds)")
+    check.add_argument("specs", nargs="+", metavar="SPEC", help="registered name or path.py[:Class]")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(main=check_main)
+
+    listing = verbs.add_parser("list", help="settings, archs, data sets and poolings")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(main=list_main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

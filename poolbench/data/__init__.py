@@ -1,0 +1,23 @@
+"""Data sets as uint8 tensors, and a loader that augments whole batches on the device.
+
+>>> from poolbench import data
+>>> digits = data.load("digits")          # bundled with scikit-learn, no download
+>>> digits.train_images.shape[1:]
+torch.Size([3, 32, 32])
+>>> loader = data.DeviceLoader(digits.train_images, digits.train_labels, 64,
+...                            mean=digits.mean, std=digits.std, train=True)
+"""
+
+from .datasets import DataMissingError, ImageData, channel_stats, default_root, load, names
+from .loader import DeviceLoader, epoch_generator
+
+__all__ = [
+    "DataMissingError",
+    "DeviceLoader",
+    "ImageData",
+    "channel_stats",
+    "default_root",
+    "epoch_generator",
+    "load",
+    "names",
+]

@@ -1,0 +1,272 @@
+"""Data sets as whole uint8 tensors: download, checksum, parse, and the normalisation constants.
+
+Every data set comes back as an :class:`ImageData`: uint8 images ``[N, 3, 32, 32]`` plus int64 labels
+for both splits, and the per-channel mean/std the protocol normalises with. The file formats, the
+download URLs and the md5 checks are torchvision's own code; this module only converts its output and
+turns every way a load can fail into one readable :class:`DataMissingError`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets as tvd
+from torchvision.datasets.utils import check_integrity, extract_archive
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+# Per-operation socket timeout during a download attempt. Without it a network that silently drops
+# packets leaves urllib waiting forever; with it a dead network fails in seconds. It bounds each
+# connect/read, not the whole transfer, so a slow but working download is not cut off.
+DOWNLOAD_TIMEOUT_S = 20.0
+
+# Published training-set statistics, in [0, 1] units. CIFAR: the true per-channel std over all
+# training pixels (not the often-copied (0.2023, 0.1994, 0.2010), which is a different statistic).
+_CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+_CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+# FashionMNIST: the constants of the 28x28 originals, used as-is after the resize to 32x32 because
+# that is what the reference harness (Resize(32) -> ToTensor -> Normalize) does; the stats of the
+# upsampled images differ only in the third decimal, which the network absorbs in its first BN.
+_FMNIST_STATS = ((0.2860,) * 3, (0.3530,) * 3)
+
+_NAMES = ["cifar10", "cifar100", "digits", "fmnist"]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: a field-wise == would compare tensors, which is ambiguous
+class ImageData:
+    """Both splits of a data set as CPU tensors, and its normalisation constants."""
+
+    name: str
+    train_images: torch.Tensor  # uint8 [N, 3, 32, 32], contiguous, CPU
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor  # uint8 [M, 3, 32, 32]
+    test_labels: torch.Tensor  # int64 [M]
+    num_classes: int
+    mean: tuple[float, float, float]  # per channel, in [0, 1] units (pixel / 255)
+    std: tuple[float, float, float]
+
+
+class DataMissingError(RuntimeError):
+    """The files of a data set are not under the root and could not be downloaded; the message is one line."""
+
+
+def default_root() -> Path:
+    """``$POOLBENCH_DATA`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/data``."""
+    if os.environ.get("POOLBENCH_DATA"):
+        return Path(os.environ["POOLBENCH_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "poolbench" / "data"
+
+
+def names() -> list[str]:
+    """The data sets :func:`load` knows."""
+    return list(_NAMES)
+
+
+def load(name: str, root: str | Path | None = None, download: bool = True) -> ImageData:
+    """Load data set ``name`` from ``root`` (default :func:`default_root`), downloading it if allowed.
+
+    ``digits`` is scikit-learn's bundled 8x8 digits and never touches ``root``. Raises
+    :class:`DataMissingError` when the files are absent or corrupt and cannot be downloaded.
+    """
+    if name not in _NAMES:
+        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}")
+    if name == "digits":
+        return _load_digits()
+    root = Path(root).expanduser() if root is not None else default_root()
+    if name == "fmnist":
+        return _load_fmnist(root, download)
+    return _load_cifar(name, root, download)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and population std of uint8 images ``[N, C, H, W]``, in [0, 1] units.
+
+    Accumulated in float64 over chunks so that 50k CIFAR images need neither a float64 copy of
+    the whole split nor suffer float32 round-off in the sums.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    total_sq = torch.zeros(channels, dtype=torch.float64)
+    for chunk in images.split(4096):
+        x = chunk.to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+    count = images.numel() // channels
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+# ---------------------------------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100
+
+
+def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
+    cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+    files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    expected = f"{cls.base_folder}/{{{','.join(files)}}} or the archive {cls.filename}"
+    how = f"download {cls.url} into {root} (it is unpacked on load), or pass --data-root DIR"
+    archives = [(root / cls.filename, cls.tgz_md5, root, root / cls.base_folder)]
+    train, test = _open(name, cls, root, download, archives, expected, how)
+
+    def images(ds) -> torch.Tensor:  # .data is uint8 NHWC numpy
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+
+    mean, std = _CIFAR10_STATS if name == "cifar10" else _CIFAR100_STATS
+    return _checked(name, root, ImageData(
+        name=name,
+        train_images=images(train),
+        train_labels=torch.as_tensor(train.targets, dtype=torch.int64),
+        test_images=images(test),
+        test_labels=torch.as_tensor(test.targets, dtype=torch.int64),
+        num_classes=10 if name == "cifar10" else 100,
+        mean=mean,
+        std=std,
+    ))
+
+
+# ---------------------------------------------------------------------------------------------------
+# FashionMNIST
+
+
+def _load_fmnist(root: Path, download: bool) -> ImageData:
+    cls = tvd.FashionMNIST
+    gz_names = [f for f, _ in cls.resources]
+    raw_files = [Path(f).stem for f in gz_names]  # torchvision reads the gunzipped IDX files
+    raw = root / cls.__name__ / "raw"
+    expected = f"{cls.__name__}/raw/{{{','.join(raw_files)}}} (or their .gz archives)"
+    how = f"download {cls.mirrors[0]}{{{','.join(gz_names)}}} into {raw}, or pass --data-root DIR"
+    archives = [(raw / archive, md5, raw, raw / Path(archive).stem) for archive, md5 in cls.resources]
+    train, test = _open("fmnist", cls, root, download, archives, expected, how)
+    mean, std = _FMNIST_STATS
+    return _checked("fmnist", root, ImageData(
+        name="fmnist",
+        train_images=_to_rgb32(train.data.unsqueeze(1)),
+        train_labels=train.targets.to(torch.int64),
+        test_images=_to_rgb32(test.data.unsqueeze(1)),
+        test_labels=test.targets.to(torch.int64),
+        num_classes=10,
+        mean=mean,
+        std=std,
+    ))
+
+
+# ---------------------------------------------------------------------------------------------------
+# scikit-learn digits: real data that ships with scikit-learn, for runs without any download
+
+
+def _load_digits() -> ImageData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # Pixel values are counts 0..16 (of 4x4 blocks of a 32x32 bitmap); stretch them to 0..255.
+    pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    images = _to_rgb32(torch.from_numpy(pixels).unsqueeze(1))
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    # A fixed stratified split: the same 1437/360 images on every machine and every call.
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=0.2, stratify=digits.target, random_state=0
+    )
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    train_images = images[train_idx].contiguous()
+    # No published constants exist for the upscaled images, so measure them on the training split.
+    mean, std = channel_stats(train_images)
+    return ImageData(
+        name="digits",
+        train_images=train_images,
+        train_labels=labels[train_idx],
+        test_images=images[test_idx].contiguous(),
+        test_labels=labels[test_idx],
+        num_classes=10,
+        mean=mean,
+        std=std,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _to_rgb32(grey: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 1, h, w]`` -> uint8 ``[N, 3, 32, 32]``: bilinear resize once, grey copied to 3 channels.
+
+    torchvision's uint8 bilinear resize with antialias matches PIL's ``Image.resize(BILINEAR)``, i.e.
+    what ``transforms.Resize(32)`` does to each PIL image in the reference harness.
+    """
+    resized = TF.resize(grey, [32, 32], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return resized.expand(-1, 3, -1, -1).contiguous()
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Give urllib a default socket timeout for the duration of a download attempt only."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _extract_if_intact(archive: Path, md5: str, into: Path, done: Path) -> None:
+    """Unpack a local archive whose md5 is right, unless its content (``done``) is already there."""
+    if not done.exists() and check_integrity(str(archive), md5):
+        extract_archive(str(archive), str(into))
+
+
+def _open(name: str, cls: type, root: Path, download: bool, archives: list[tuple[Path, str, Path, Path]],
+          expected: str, how: str) -> tuple:
+    """Both splits of torchvision dataset ``cls``; any failure becomes a one-line DataMissingError.
+
+    ``archives`` are (archive, md5, unpack into, unpacked content) of local archives to unpack first
+    when downloads are not allowed: with ``download=True`` torchvision unpacks an intact archive
+    itself without touching the network, but with ``download=False`` it never looks at it, so a
+    copied-in archive would otherwise count as missing.
+    """
+    try:
+        if not download:
+            for archive, md5, into, done in archives:
+                _extract_if_intact(archive, md5, into, done)
+        if download:
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                train = cls(str(root), train=True, download=True)
+        else:
+            train = cls(str(root), train=True, download=False)
+        test = cls(str(root), train=False, download=False)
+    except Exception as err:  # any failure to read the files means the data is not usable
+        reason = " ".join(f"{type(err).__name__}: {err}".split())  # torchvision's messages span lines
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        tried = "download failed" if download else "download not allowed"
+        raise DataMissingError(
+            f"{name} not found or corrupt under {root}: expected {expected}; {tried} ({reason}); "
+            f"to get it: {how}"
+        ) from err
+    return train, test
+
+
+def _checked(name: str, root: Path, data: ImageData) -> ImageData:
+    """Reject files that parsed but hold the wrong shapes or labels (e.g. a different data set)."""
+    problems = []
+    for split, images, labels in (("train", data.train_images, data.train_labels),
+                                  ("test", data.test_images, data.test_labels)):
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, 32, 32):
+            problems.append(f"{split} images are {images.dtype} {tuple(images.shape)}")
+        if len(labels) != len(images):
+            problems.append(f"{split} has {len(images)} images but {len(labels)} labels")
+        elif len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < data.num_classes):
+            problems.append(f"{split} labels outside 0..{data.num_classes - 1}")
+    if problems:
+        raise DataMissingError(f"{name} under {root} is corrupt: {'; '.join(problems)}")
+    return data

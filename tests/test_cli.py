@@ -1,0 +1,157 @@
+"""`poolbench run`, `check` and `list` end to end, as a user calls them."""
+
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from poolbench.cli import main
+
+BROKEN = Path(__file__).parent / "broken_pools"
+METRICS_LINE = re.compile(
+    r"^TRAIN_METRICS: epoch=(\d+) train_loss=\d+\.\d{4} train_acc=\d+\.\d{2} "
+    r"test_loss=\d+\.\d{4} test_acc=(\d+\.\d{2}) lr=(\d+\.\d{6})$")
+
+# The original task's pooling file: a class CustomPool built with no arguments.
+ORIGINAL_CUSTOM_POOL = textwrap.dedent("""
+    import torch
+    import torch.nn as nn
+
+    class CustomPool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = nn.Parameter(torch.ones(1) * 3)
+
+        def forward(self, x):
+            x = x.clamp(min=1e-6).pow(self.p.clamp(min=1))
+            return x.mean(dim=(2, 3)).pow(1.0 / self.p.clamp(min=1))
+""")
+
+
+def run(capsys, *args):
+    code = main(["run", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_quick_run_prints_the_original_lines_and_writes_the_run_folder(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--output-dir", str(out_dir))
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 4
+    epochs = [METRICS_LINE.match(line) for line in lines[:3]]
+    assert all(epochs), lines
+    # lr printed after epoch e of a cosine schedule to 0 over E epochs, from the quick lr 0.05
+    for match in epochs:
+        epoch = int(match.group(1))
+        assert float(match.group(3)) == pytest.approx(0.025 * (1 + math.cos(math.pi * epoch / 3)), abs=1e-6)
+    best = max(float(m.group(2)) for m in epochs)
+    assert lines[3] == f"TEST_METRICS: test_acc={best:.2f}"
+
+    result = json.loads((out_dir / "result.json").read_text())
+    assert result["status"] == "completed"
+    assert f"{result['best_test_acc']:.2f}" == f"{best:.2f}"
+    assert result["epochs_completed"] == 3 and result["pool_input_shape"] == [64, 8, 8]
+    assert result["num_params"] == 272_474 and result["device"] == "cpu"
+    for key in ("best_epoch", "final_test_acc", "wall_time_s", "versions"):
+        assert key in result
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["config"]["protocol"]["epochs"] == 3 and config["config"]["pool"] == "gap"
+
+    # The same command again does not train again: it reports the finished result.
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--output-dir", str(out_dir))
+    assert code == 0 and out.strip() == lines[3] and "not run again" in err
+
+
+def test_a_zero_argument_custom_pool_file_from_the_original_task(tmp_path, capsys):
+    pool_file = tmp_path / "custom_pool.py"
+    pool_file.write_text(ORIGINAL_CUSTOM_POOL)
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--pool", str(pool_file),
+                         "--output-dir", str(tmp_path / "run"))
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith("TEST_METRICS: test_acc=")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["pool"] == str(pool_file) and len(config["pool_sha256"]) == 64
+
+
+def test_original_flags_on_fashion_mnist_files(fmnist_root, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "--arch", "mobilenetv2", "--dataset", "fmnist",
+                         "--data-root", str(fmnist_root),
+                         "--epochs", "2", "--batch-size", "4", "--lr", "0.1", "--momentum", "0.9",
+                         "--weight-decay", "5e-4", "--seed", "42", "--output-dir", str(out_dir))
+    assert code == 0, err
+    assert [int(METRICS_LINE.match(line).group(1)) for line in out.splitlines()[:2]] == [1, 2]
+    result = json.loads((out_dir / "result.json").read_text())
+    assert result["setting"] == "mobilenetv2-fmnist"
+    assert result["pool_input_shape"] == [1280, 1, 1] and result["num_params"] == 2_236_682
+
+
+def test_missing_data_set_is_one_clear_line_and_exit_2(tmp_path, capsys):
+    code, out, err = run(capsys, "--setting", "resnet56-cifar100", "--data-root", str(tmp_path / "none"),
+                         "--no-download", "--output-dir", str(tmp_path / "run"))
+    assert code == 2 and out == ""
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert "cifar100" in error_lines[0].lower() and "cifar-100-python" in error_lines[0]
+    assert "Traceback" not in err
+
+
+def test_a_run_driven_to_divergence_is_recorded_as_diverged(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "--setting", "quick", "--lr", "1e6", "--epochs", "2",
+                         "--output-dir", str(out_dir))
+    assert code == 3
+    assert "TEST_METRICS" not in out
+    assert "diverged" in err
+    result = json.loads((out_dir / "result.json").read_text())
+    assert result["status"] == "diverged"
+    assert result["diverged_at"]["epoch"] == 1 and result["diverged_at"]["step"] >= 1
+    assert result["best_test_acc"] is None
+
+
+def test_a_broken_pooling_is_refused_before_any_data_is_needed(tmp_path, capsys):
+    code, out, err = run(capsys, "--setting", "vgg16bn-cifar100", "--pool", str(BROKEN / "std_bessel.py"),
+                         "--data-root", str(tmp_path / "no-data-here"), "--no-download",
+                         "--output-dir", str(tmp_path / "run"))
+    assert code == 2
+    assert "finite_1x1" in err and "contract" in err
+    assert "cifar-100-python" not in err  # refused before the data was looked for
+
+
+def test_unknown_pool_name_lists_close_matches(tmp_path, capsys):
+    code, _, err = run(capsys, "--setting", "quick", "--pool", "gemm", "--output-dir", str(tmp_path / "r"))
+    assert code == 2 and "did you mean" in err and "gem" in err
+
+
+def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
+    out_dir = str(tmp_path / "run")
+    assert run(capsys, "--setting", "quick", "--epochs", "1", "--output-dir", out_dir)[0] == 0
+    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--pool", "gmp",
+                       "--output-dir", out_dir)
+    assert code == 2 and "another configuration" in err and "pool" in err
+
+
+def test_check_verb_exit_codes(capsys):
+    assert main(["check", "gem"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["check", str(BROKEN / "std_bessel.py"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+
+
+def test_list_shows_settings_with_pool_input_shapes(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"resnet56-cifar100 .* 64x8x8", out)
+    assert re.search(r"vgg16bn-cifar100 .* 512x1x1", out)
+    assert re.search(r"mobilenetv2-fmnist .* 1280x1x1", out)
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert "gem" in listing["pools"] and "digits" in listing["datasets"] and "resnet110" in listing["archs"]

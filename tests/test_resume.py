@@ -1,0 +1,75 @@
+"""A run killed with SIGKILL at random moments and resumed ends exactly like an uninterrupted one."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EPOCHS = 3
+COMMAND = [sys.executable, "-m", "poolbench", "run", "--arch", "resnet20", "--dataset", "digits",
+           "--pool", "gem", "--epochs", str(EPOCHS), "--batch-size", "128", "--seed", "7"]
+# One thread each: identical float reductions in both runs, and no fight over the 2 cores.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def start(out_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([*COMMAND, "--output-dir", str(out_dir)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def epochs_done(out_dir: Path) -> int:
+    path = out_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def comparable(out_dir: Path) -> tuple[list, dict]:
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        del record["epoch_time_s"]  # wall time is the one thing allowed to differ
+    result = json.loads((out_dir / "result.json").read_text())
+    keys = ("status", "best_test_acc", "best_epoch", "final_test_acc", "epochs_completed", "num_params")
+    return records, {k: result[k] for k in keys}
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    process = start(straight)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+
+    rng = random.Random()
+    seed = rng.randrange(10**6)
+    rng.seed(seed)
+    interrupted = tmp_path / "interrupted"
+    kills = []
+    # Kill 1: mid-epoch 2, a moment after epoch 1's checkpoint. Kill 2: anywhere, startup included.
+    process = start(interrupted)
+    deadline = time.time() + 300
+    while epochs_done(interrupted) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 1.5))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kills.append(epochs_done(interrupted))
+    process = start(interrupted)
+    time.sleep(rng.uniform(0.0, 6.0))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kills.append(epochs_done(interrupted))
+    assert not (interrupted / "result.json").exists() or kills[-1] == EPOCHS
+
+    process = start(interrupted)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    printed_epochs = [int(line.split()[1].split("=")[1]) for line in out.splitlines()
+                      if line.startswith("TRAIN_METRICS")]
+    if printed_epochs:  # else the second start had already finished the run
+        assert "resumed from" in err and printed_epochs[0] > 1 and printed_epochs[-1] == EPOCHS
+    assert out.strip().splitlines()[-1].startswith("TEST_METRICS: test_acc=")
+    assert comparable(interrupted) == comparable(straight), f"random seed {seed}, epochs at kills {kills}"
