@@ -81,26 +81,16 @@ def run_config_from_args(args: argparse.Namespace):
                      protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256)
 
 
-def pool_label(spec: str) -> str:
-    """A folder-friendly name for a pool spec: the name, or the file's stem (and class)."""
-    from . import pools
-
-    if not pools.is_file_spec(spec):
-        return spec
-    path_text, _, class_name = spec.partition(":")
-    return Path(path_text).stem + (f"-{class_name}" if class_name else "")
-
-
 def run_main(args: argparse.Namespace) -> int:
     from .harness import EXIT_BAD_INPUT, execute, stderr
+    from .runs import run_path
 
     try:
         config = run_config_from_args(args)
     except ValueError as error:
         stderr(f"error: {error}")
         return EXIT_BAD_INPUT
-    default_dir = Path("runs") / config.setting / pool_label(config.pool) / f"seed{config.seed}"
-    output_dir = args.output_dir or default_dir
+    output_dir = args.output_dir or run_path("runs", config.setting, config.pool, config.seed)
     return execute(config, output_dir, data_root=args.data_root, download=args.download, device=args.device,
                    amp=args.amp, check=args.check, command=sys.argv)
 
@@ -154,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing = verbs.add_parser("list", help="settings, archs, data sets and poolings")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(main=list_main)
+
+    from .report import add_report_arguments, add_status_arguments, report_main, status_main
+    from .sweep import add_sweep_arguments, sweep_main
+
+    for name, add_arguments, verb_main, help_text in [
+            ("sweep", add_sweep_arguments, sweep_main, "run a grid of poolings x settings x seeds"),
+            ("status", add_status_arguments, status_main, "show a sweep's grid and progress"),
+            ("report", add_report_arguments, report_main, "statistics, verdict and plots of a sweep")]:
+        verb = verbs.add_parser(name, help=help_text)
+        add_arguments(verb)
+        verb.set_defaults(main=verb_main)
     return parser
 
 

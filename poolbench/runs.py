@@ -84,6 +84,15 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, whole.
 
@@ -92,6 +101,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; others on a shared folder read results
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -206,3 +216,70 @@ def status(run_dir: str | Path) -> str:
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / METRICS_FILE).exists():
         return INTERRUPTED
     return PENDING
+
+
+# --- Sweep layout: <root>/<setting>/<pool label>/seed<k>/ -------------------------------------
+
+def pool_label(spec: str) -> str:
+    """A folder-friendly name for a pool spec: the name, or a file's stem (and ``-Class``)."""
+    path_text, _, class_name = spec.partition(":")
+    if not path_text.endswith(".py"):
+        return spec
+    return Path(path_text).stem + (f"-{class_name}" if class_name else "")
+
+
+def run_path(root: str | Path, setting: str, pool: str, seed: int) -> Path:
+    """The run folder of one grid cell: ``<root>/<setting>/<pool label>/seed<k>``."""
+    return Path(root) / setting / pool_label(pool) / f"seed{seed}"
+
+
+def find_run_dirs(root: str | Path) -> list[Path]:
+    """Every ``<setting>/<pool>/seed<k>`` folder under ``root``, sorted by setting, pool, seed."""
+    found = [p for p in Path(root).glob("*/*/seed*") if p.is_dir() and p.name[4:].isdigit()]
+    return sorted(found, key=lambda p: (p.parent.parent.name, p.parent.name, int(p.name[4:])))
+
+
+@dataclass
+class RunSummary:
+    """What the files of one run folder say, for status tables and reports.
+
+    ``best_test_acc`` is the result's score when the run finished, else the best so far.
+    """
+
+    path: Path
+    setting: str
+    pool: str
+    seed: int
+    status: str
+    best_test_acc: float | None
+    epochs_completed: int
+    epochs: int | None
+    metrics: list[dict[str, Any]]
+    result: dict[str, Any] | None
+    config: dict[str, Any] | None
+
+
+def summarize(run_dir: str | Path) -> RunSummary:
+    """Read a ``<setting>/<pool>/seed<k>`` run folder; its identity comes from the path."""
+    run_dir = Path(run_dir)
+    metrics = read_jsonl(run_dir / METRICS_FILE)
+    result = _read_json_or_none(run_dir / RESULT_FILE)
+    config = (_read_json_or_none(run_dir / CONFIG_FILE) or {}).get("config")
+    accs = [r["test_acc"] for r in metrics if isinstance(r.get("test_acc"), (int, float))]
+    best = max(accs, default=None)
+    epochs = (config or {}).get("protocol", {}).get("epochs")
+    if result is not None:
+        best = result.get("best_test_acc", best)
+        epochs = result.get("epochs", epochs)
+    return RunSummary(
+        path=run_dir, setting=run_dir.parent.parent.name, pool=run_dir.parent.name,
+        seed=int(run_dir.name[4:]), status=status(run_dir), best_test_acc=best,
+        epochs_completed=(result or {}).get("epochs_completed", len(metrics)), epochs=epochs,
+        metrics=metrics, result=result, config=config)
+
+
+def _read_json_or_none(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -74,7 +74,7 @@ SETTINGS: dict[str, Setting] = {
                 description="MobileNetV2 (width 1.0) on FashionMNIST resized to 32x32"),
         # The embedded default: real data shipped with scikit-learn, no download, CPU-sized.
         Setting("quick", "resnet20", "digits", 10, (64, 8, 8),
-                protocol=Protocol(epochs=8, batch_size=64, lr=0.05),
+                protocol=Protocol(epochs=10, batch_size=32, lr=0.01),
                 description="ResNet-20 on scikit-learn's 8x8 digits, upscaled (no download)"),
     ]
 }

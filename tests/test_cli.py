@@ -39,13 +39,14 @@ def run(capsys, *args):
 
 def test_quick_run_prints_the_original_lines_and_writes_the_run_folder(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--output-dir", str(out_dir))
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--lr", "0.05",
+                         "--output-dir", str(out_dir))
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 4
     epochs = [METRICS_LINE.match(line) for line in lines[:3]]
     assert all(epochs), lines
-    # lr printed after epoch e of a cosine schedule to 0 over E epochs, from the quick lr 0.05
+    # lr printed after epoch e of a cosine schedule from 0.05 to 0 over 3 epochs
     for match in epochs:
         epoch = int(match.group(1))
         assert float(match.group(3)) == pytest.approx(0.025 * (1 + math.cos(math.pi * epoch / 3)), abs=1e-6)
@@ -65,7 +66,8 @@ def test_quick_run_prints_the_original_lines_and_writes_the_run_folder(tmp_path,
     assert config["config"]["protocol"]["epochs"] == 3 and config["config"]["pool"] == "gap"
 
     # The same command again does not train again: it reports the finished result.
-    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--output-dir", str(out_dir))
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--lr", "0.05",
+                         "--output-dir", str(out_dir))
     assert code == 0 and out.strip() == lines[3] and "not run again" in err
 
 

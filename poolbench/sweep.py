@@ -1,0 +1,582 @@
+"""Sweeps: the grid poolings x settings x seeds in one folder, and the executors that run it.
+
+A sweep folder::
+
+    sweep.json                  the grid, the protocol overrides and the run options
+    pools/<stem>.py             copies of pooling files, so the sweep can be repeated later
+    <setting>/<pool>/seed<k>/   one run folder per grid cell (see poolbench.runs)
+
+Every run is one ``python -m poolbench run`` process: started here (local executor, N at a
+time) or in a Ray task (ray executor). A process per run isolates the sweep from a pooling
+that crashes, leaks memory or hangs a device. A run holds its folder's lock while it lives,
+so two sweeps on one folder never train the same run twice: the second one's attempt exits
+75 and is reported as "running elsewhere". Completed and diverged runs are skipped; an
+interrupted run resumes from its checkpoint; a failed run is tried again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .settings import get_setting
+
+SWEEP_FILE = "sweep.json"
+POOLS_DIR = "pools"
+DEFAULT_SEEDS = (42, 123, 456)
+EXIT_LOCKED = 75
+EXIT_BAD_INPUT = 2
+
+# The kinds of outcome a sweep reports for a run.
+COMPLETED, DIVERGED, FAILED = runs.COMPLETED, runs.DIVERGED, runs.FAILED
+ALREADY_DONE, RUNNING_ELSEWHERE = "already done", "running elsewhere"
+
+
+class SweepError(ValueError):
+    """A user error: the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One cell of the grid."""
+
+    setting: str
+    pool: str  # the label: folder name and report name
+    pool_spec: str  # what ``run --pool`` gets: a registered name or pools/<stem>.py[:Class]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}/{self.pool}/seed{self.seed}"
+
+
+@dataclass
+class Sweep:
+    """A sweep folder's grid and what every run of it is given. Stored in ``sweep.json``."""
+
+    root: Path
+    pools: dict[str, str]  # label -> spec for `run --pool` (file copies relative to root)
+    settings: list[str]
+    seeds: list[int]
+    overrides: dict[str, Any] = field(default_factory=dict)  # protocol overrides
+    options: dict[str, Any] = field(default_factory=dict)  # data_root, device, download
+
+    def runs(self) -> list[SweepRun]:
+        """The grid, seed-major: a partial sweep already compares every pooling on a seed."""
+        return [SweepRun(setting, label, spec, seed)
+                for seed in self.seeds for setting in self.settings for label, spec in self.pools.items()]
+
+    def path(self, run: SweepRun) -> Path:
+        return runs.run_path(self.root, run.setting, run.pool, run.seed)
+
+    def relative(self, run: SweepRun) -> str:
+        return str(self.path(run).relative_to(self.root))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pools": self.pools, "settings": self.settings, "seeds": self.seeds,
+                "overrides": self.overrides, "options": self.options}
+
+
+@dataclass
+class Outcome:
+    """How one run of a sweep ended."""
+
+    run: SweepRun
+    kind: str  # completed, diverged, failed, already done, running elsewhere
+    best_test_acc: float | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+
+# --- Building the grid ------------------------------------------------------------------------
+
+def split_list(text: str | None) -> list[str]:
+    """``"a, b,,a"`` -> ``["a", "b"]``: comma-separated, blanks and repeats dropped."""
+    items = [item.strip() for item in (text or "").split(",")]
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def load_sweep(root: str | Path) -> Sweep | None:
+    """The sweep stored in ``root/sweep.json``, or None when there is none."""
+    path = Path(root) / SWEEP_FILE
+    if not path.exists():
+        return None
+    data = runs.read_json(path)
+    return Sweep(Path(root), dict(data["pools"]), list(data["settings"]), [int(s) for s in data["seeds"]],
+                 dict(data.get("overrides", {})), dict(data.get("options", {})))
+
+
+def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list[int],
+            overrides: dict[str, Any], options: dict[str, Any]) -> Sweep:
+    """Create the sweep in ``root``, or extend the one there (its grid becomes the union).
+
+    Pooling files are copied to ``root/pools/``. A protocol different from the one the
+    folder's runs were made with is refused: it would mix incomparable results.
+    Raises SweepError for every user error, before anything is written.
+    """
+    root = Path(root).resolve()
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    options = {k: v for k, v in options.items() if v is not None}
+    if options.get("data_root"):
+        options["data_root"] = str(Path(options["data_root"]).expanduser().resolve())  # runs start in root
+    for name in settings:
+        _check_setting(name)
+    if not pools and not (root / SWEEP_FILE).exists():
+        raise SweepError(f"{root} holds no sweep.json: start a sweep with --pools gap,gem,... --out {root}")
+    entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
+    new_pools = {label: spec for _, label, spec in entries}
+    _check_protocols(settings or ["quick"], {}, overrides, root, existing=False)  # bad values: before writing
+    root.mkdir(parents=True, exist_ok=True)
+    with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
+        old = load_sweep(root)
+        existing = old is not None
+        old = old or Sweep(root, {}, [], [])
+        for _, label, spec in entries:
+            if new_pools[label] != spec or old.pools.get(label, spec) != spec:
+                raise SweepError(f"pooling name {label!r} would name two poolings in {root}: rename a file")
+        sweep = Sweep(root, {**old.pools, **new_pools},
+                      _union(old.settings, settings or ([] if existing else ["quick"])),
+                      _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
+                      {**old.overrides, **overrides}, {**old.options, **options})
+        _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+        for given, label, spec in entries:
+            if label != spec:  # a file pooling: copied now that nothing was refused
+                _copy_pool_file(root, given, spec)
+        runs.write_json(root / SWEEP_FILE, sweep.to_dict())
+    return sweep
+
+
+def _check_setting(name: str) -> None:
+    try:
+        get_setting(name)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+
+
+def _union(old: list, new: list) -> list:
+    return list(dict.fromkeys([*old, *new]))
+
+
+def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, Any], root: Path,
+                     existing: bool) -> None:
+    """Refuse overrides that are invalid, or that change the protocol of an existing sweep."""
+    for name in settings:
+        base = get_setting(name).protocol
+        try:
+            protocol = base.replace(**new)
+        except (ValueError, TypeError) as error:
+            raise SweepError(str(error)) from None
+        if existing and protocol != base.replace(**old):
+            before = ", ".join(f"{k}={v}" for k, v in old.items()) or "the settings' own protocols"
+            after = ", ".join(f"{k}={v}" for k, v in new.items() if old.get(k) != v)
+            raise SweepError(f"{root} was swept with {before}; {after} would mix incomparable runs "
+                             f"in one report: use a new --out folder")
+
+
+def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
+    """(label, spec the runs get) for a pooling named on the command line; validates it."""
+    from . import pools  # imports torch: only once a sweep is really being prepared
+
+    if not pools.is_file_spec(spec):
+        try:
+            pools.get(spec)
+        except pools.PoolSpecError as error:
+            raise SweepError(str(error)) from None
+        return spec.lower(), spec.lower()
+    path_text, _, class_name = spec.partition(":")
+    source = Path(path_text).expanduser()
+    try:
+        pools.load_file(spec)  # a missing file or class now, not as N failed runs later
+    except pools.PoolSpecError as error:
+        raise SweepError(str(error)) from None
+    copy = root / POOLS_DIR / f"{source.stem}.py"
+    if copy.exists() and copy.resolve() != source.resolve() and copy.read_bytes() != source.read_bytes():
+        raise SweepError(f"{source} differs from {copy}, the copy this sweep's runs used: use a new --out "
+                         f"folder, or delete {copy} and the runs of {source.stem} to start that pooling anew")
+    relative = f"{POOLS_DIR}/{source.stem}.py" + (f":{class_name}" if class_name else "")
+    return runs.pool_label(spec), relative
+
+
+def _copy_pool_file(root: Path, spec: str, relative: str) -> None:
+    source = Path(spec.partition(":")[0]).expanduser()
+    copy = root / relative.partition(":")[0]
+    copy.parent.mkdir(exist_ok=True)
+    if not copy.exists() or copy.resolve() != source.resolve():
+        runs.atomic_write_bytes(copy, source.read_bytes())
+
+
+@contextmanager
+def _sweep_file_lock(root: Path) -> Iterator[None]:
+    with open(root / ".sweep.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # held for milliseconds: blocking is fine
+        yield
+
+
+# --- Running one run --------------------------------------------------------------------------
+
+OVERRIDE_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                  "momentum": "--momentum", "weight_decay": "--weight-decay", "nesterov": "--nesterov",
+                  "crop_padding": "--crop-padding", "hflip": "--hflip"}
+
+
+def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
+    """The ``python`` arguments of one run, relative to the sweep folder (the runs' working dir).
+
+    Relative paths keep the recorded command and config valid when the folder is moved.
+    """
+    arguments = ["-m", "poolbench", "run", "--setting", run.setting, "--pool", run.pool_spec,
+                 "--seed", str(run.seed), "--output-dir", sweep.relative(run)]
+    for key, value in sweep.overrides.items():
+        if isinstance(value, bool):
+            arguments.append(OVERRIDE_FLAGS[key] if value else "--no-" + OVERRIDE_FLAGS[key][2:])
+        else:
+            arguments += [OVERRIDE_FLAGS[key], str(value)]
+    if sweep.options.get("data_root"):
+        arguments += ["--data-root", sweep.options["data_root"]]
+    if sweep.options.get("device"):
+        arguments += ["--device", sweep.options["device"]]
+    if sweep.options.get("download") is False:
+        arguments.append("--no-download")
+    return arguments
+
+
+def execute(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str],
+            live: set[subprocess.Popen] | None = None) -> int:
+    """Run ``python <arguments>`` in ``cwd``; its stdout/stderr are appended to the run folder's
+    stdout.log / stderr.log. Returns the exit code. Called in a Ray task too: the interpreter is
+    the one running this function, on whichever machine that is.
+    """
+    folder = Path(cwd) / run_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
+        err.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} poolbench sweep starts this run\n".encode())
+        err.flush()
+        process = subprocess.Popen([sys.executable, *arguments], cwd=cwd, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                   preexec_fn=_die_with_parent())
+        if live is not None:
+            live.add(process)
+        try:
+            return process.wait()
+        except BaseException:  # interrupted (Ctrl-C, Ray cancel): the run must not go on unseen
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+        finally:
+            if live is not None:
+                live.discard(process)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel kill the run if the process that started it dies (Linux).
+
+    An orphaned run would hold its lock and keep training unseen: a retried Ray task would then
+    find its own run "running elsewhere". Its checkpoint is written atomically, so a killed run
+    resumes. The function is resolved here, before the fork: the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class RunKilledError(RuntimeError):
+    """The run's process was killed by a signal (out of memory, a lost worker): worth a retry."""
+
+
+def execute_or_raise(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str]) -> int:
+    """``execute`` for Ray tasks: a run killed by a signal raises, so that Ray retries the task."""
+    code = execute(arguments, cwd, run_dir, env)
+    if code < 0:
+        raise RunKilledError(f"{run_dir}: the run was killed by signal {-code}")
+    return code
+
+
+def classify(run: SweepRun, run_dir: Path, exit_code: int, seconds: float) -> Outcome:
+    """The outcome of a finished run process, from its exit code and its result.json."""
+    if exit_code == EXIT_LOCKED:
+        return Outcome(run, RUNNING_ELSEWHERE, seconds=seconds)
+    summary = runs.summarize(run_dir)
+    expected = {0: COMPLETED, 3: DIVERGED}.get(exit_code)
+    if expected is not None and summary.status == expected:
+        return Outcome(run, expected, summary.best_test_acc, seconds)
+    why = f"killed by signal {-exit_code}" if exit_code < 0 else f"exit {exit_code}"
+    return Outcome(run, FAILED, summary.best_test_acc, seconds,
+                   f"{why}: {_last_error_line(run_dir)} (see {run_dir / 'stderr.log'})")
+
+
+def settled_elsewhere(sweep: Sweep, run: SweepRun) -> Outcome | None:
+    """Just before a run starts: the outcome if another sweep finished it or is running it.
+
+    Checked again here, not only when the sweep starts, because a sweep running at the same
+    time may have done it since; the lock still settles any remaining race (exit 75).
+    """
+    state = runs.status(sweep.path(run))
+    if state in (COMPLETED, DIVERGED):
+        return Outcome(run, ALREADY_DONE)
+    return Outcome(run, RUNNING_ELSEWHERE) if state == runs.RUNNING else None
+
+
+def _last_error_line(run_dir: Path) -> str:
+    """The line of stderr.log that best says why a run failed: its last ``error:`` line."""
+    try:
+        lines = (run_dir / "stderr.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "no stderr.log"
+    lines = [line.strip() for line in lines if line.strip() and not line.startswith("--- ")]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no message"])[-1]
+
+
+# --- Executors ----------------------------------------------------------------------------------
+
+def cpu_count() -> int:
+    """CPUs this process may use (the affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs runs may be given, as CUDA_VISIBLE_DEVICES entries (respects the parent's)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    inherited = split_list(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return inherited[:count] if inherited else [str(i) for i in range(count)]
+
+
+def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[Outcome], None]) -> None:
+    """Run ``todo`` as processes, ``jobs`` at a time; each gets its own GPU when there are
+    GPUs (round robin), else ``cores // jobs`` CPU threads. Reports each outcome as it ends.
+    """
+    gpus = visible_gpus()
+    threads = str(max(1, cpu_count() // jobs))
+    slots: deque[int] = deque(range(jobs))  # a slot is a GPU for the duration of one run
+    slot_lock = threading.Lock()
+    live: set[subprocess.Popen] = set()
+    stop = threading.Event()
+
+    def work(run: SweepRun) -> Outcome | None:
+        if stop.is_set():
+            return None
+        settled = settled_elsewhere(sweep, run)
+        if settled is not None:
+            return settled
+        with slot_lock:
+            slot = slots.popleft()
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        start = time.perf_counter()
+        try:
+            code = execute(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env, live)
+        finally:
+            with slot_lock:
+                slots.append(slot)
+        return classify(run, sweep.path(run), code, time.perf_counter() - start)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(work, run) for run in todo]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                if outcome is not None:
+                    report(outcome)
+        except KeyboardInterrupt:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            for process in list(live):  # they may not have seen the terminal's Ctrl-C
+                process.send_signal(signal.SIGINT)
+            raise
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--executor ray needs Ray, an optional extra: "
+                         "pip install 'poolbench[ray]'") from None
+    return ray
+
+
+def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None], *,
+            address: str | None = None, max_retries: int = 3, jobs: int | None = None) -> None:
+    """Run ``todo`` as Ray tasks on the cluster at ``address`` (None: the running or a new
+    local one). One CPU per run, one GPU per run when the cluster has GPUs; a task whose
+    worker or run process dies is retried ``max_retries`` times and resumes from the run's
+    checkpoint. The sweep folder must be on a file system every node shares, and poolbench
+    installed on every node.
+    """
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    try:
+        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        task = ray.remote(execute_or_raise).options(num_cpus=1, num_gpus=1 if has_gpus else 0,
+                                                    max_retries=max_retries,
+                                                    retry_exceptions=[RunKilledError])
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # its one CPU; Ray sets the GPU
+        waiting = deque(todo)
+        pending: dict[Any, tuple[SweepRun, float]] = {}
+        limit = jobs or len(todo)
+        try:
+            while waiting or pending:
+                while waiting and len(pending) < limit:
+                    run = waiting.popleft()
+                    settled = settled_elsewhere(sweep, run)
+                    if settled is not None:
+                        report(settled)
+                        continue
+                    ref = task.remote(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env)
+                    pending[ref] = (run, time.perf_counter())
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    run, start = pending.pop(ref)
+                    seconds = time.perf_counter() - start
+                    try:
+                        outcome = classify(run, sweep.path(run), ray.get(ref), seconds)
+                    except ray.exceptions.RayError as error:  # retries exhausted, node gone, ...
+                        last = (str(error).strip() or type(error).__name__).splitlines()[-1]
+                        outcome = Outcome(run, FAILED, None, seconds,
+                                          f"Ray gave up after {max_retries} retries: {last}")
+                    report(outcome)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref)  # raises KeyboardInterrupt in the task: execute stops its process
+            raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# --- The `sweep` verb --------------------------------------------------------------------------
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``poolbench sweep``."""
+    from .cli import add_protocol_arguments
+
+    parser.add_argument("folder", nargs="?", metavar="DIR", help="sweep folder (same as --out)")
+    parser.add_argument("--out", help="sweep folder; its sweep.json remembers the grid for later runs")
+    parser.add_argument("--pools", help="comma-separated registered names and path.py[:Class] files "
+                                        "(e.g. gap,gmp,gem,avgmax,mine.py)")
+    parser.add_argument("--settings", help="comma-separated settings (default quick)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
+    parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: a process per run on this machine (default); ray: Ray tasks")
+    parser.add_argument("--ray-address", help="Ray cluster to use (default: start a local one)")
+    parser.add_argument("--ray-max-retries", type=int, default=3,
+                        help="retries of a run whose worker or process dies (default 3)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write the sweep folder's sweep.json and print the plan; run nothing")
+    add_protocol_arguments(parser)
+    parser.add_argument("--data-root", help="data folder given to every run")
+    parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
+    parser.add_argument("--no-download", dest="download", action="store_false", default=None,
+                        help="runs never try to download a missing data set")
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """``poolbench sweep``: 0 when every run completed or diverged, 1 if any failed, 2 on bad input."""
+    from .cli import protocol_overrides
+
+    try:
+        root = _sweep_folder(args)
+        if args.jobs is not None and args.jobs < 1:
+            raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.executor == "ray":
+            import_ray()
+        sweep = prepare(root, split_list(args.pools), split_list(args.settings), _seeds(args.seeds),
+                        protocol_overrides(args),
+                        {"data_root": args.data_root, "device": args.device, "download": args.download})
+    except SweepError as error:
+        _say(f"error: {error}")
+        return EXIT_BAD_INPUT
+
+    grid = sweep.runs()
+    before = {run: runs.status(sweep.path(run)) for run in grid}
+    todo = [run for run in grid if before[run] not in (COMPLETED, DIVERGED, runs.RUNNING)]
+    done = sum(before[run] in (COMPLETED, DIVERGED) for run in grid)
+    elsewhere = sum(before[run] == runs.RUNNING for run in grid)
+    jobs = args.jobs or (1 if args.executor == "local" else None)
+    _say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
+         f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
+         f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)")
+    if args.dry_run:
+        for run in grid:
+            print(f"{run.name:40s} {before[run]}")
+        return 0
+
+    outcomes: list[Outcome] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        _say(f"[{len(outcomes)}/{len(todo)}] {_describe(outcome)}")
+
+    start = time.perf_counter()
+    try:
+        if args.executor == "ray":
+            run_ray(sweep, todo, on_outcome, address=args.ray_address, max_retries=args.ray_max_retries,
+                    jobs=jobs)
+        else:
+            run_local(sweep, todo, jobs, on_outcome)
+    except KeyboardInterrupt:
+        _say(f"interrupted after {len(outcomes)} of {len(todo)} runs; `poolbench sweep {root}` resumes it")
+        return 130
+    counts = {kind: sum(o.kind == kind for o in outcomes) for kind in (COMPLETED, DIVERGED, FAILED)}
+    elsewhere += sum(o.kind == RUNNING_ELSEWHERE for o in outcomes)
+    done += sum(o.kind == ALREADY_DONE for o in outcomes)
+    _say(f"sweep {root} done in {time.perf_counter() - start:.0f} s: {counts[COMPLETED]} completed, "
+         f"{counts[DIVERGED]} diverged, {counts[FAILED]} failed, {done} skipped (already done), "
+         f"{elsewhere} skipped (running elsewhere); see `poolbench report {root}`")
+    return 1 if counts[FAILED] else 0
+
+
+def _sweep_folder(args: argparse.Namespace) -> Path:
+    if args.folder and args.out and Path(args.folder).resolve() != Path(args.out).resolve():
+        raise SweepError(f"two sweep folders given ({args.folder} and --out {args.out}): give one")
+    folder = args.folder or args.out
+    if not folder:
+        raise SweepError("no sweep folder: give --out DIR (a new or an existing sweep folder)")
+    return Path(folder)
+
+
+def _seeds(text: str | None) -> list[int]:
+    try:
+        return [int(seed) for seed in split_list(text)]
+    except ValueError:
+        raise SweepError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
+def _describe(outcome: Outcome) -> str:
+    text = f"{outcome.run.name:36s} {outcome.kind}"
+    if outcome.best_test_acc is not None and outcome.kind in (COMPLETED, DIVERGED):
+        text += f"  best {outcome.best_test_acc:.2f}%"
+    if outcome.kind in (COMPLETED, DIVERGED, FAILED):
+        text += f"  {outcome.seconds:.0f} s"
+    return text + (f"  {outcome.message}" if outcome.message else "")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

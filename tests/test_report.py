@@ -1,0 +1,322 @@
+"""Reports and status of sweep folders written by a fixture in the real run-folder format.
+
+Statistics are checked against scipy called here on the fixture's numbers, and the
+reference rows against means computed here from the shipped JSON file.
+"""
+
+import argparse
+import base64
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from poolbench import report as rep
+from poolbench.runs import RunConfig, RunLock
+from poolbench.settings import SETTINGS
+
+SEEDS = (42, 123, 456)
+QUICK = {  # pool -> best test accuracy per seed; None: diverged
+    "gap": (90.0, 91.0, 92.5),
+    "gem": (91.0, 91.5, 93.6),
+    "avgmax": (90.5, 90.9, 92.0),
+    "mine": (92.0, None, 94.0),
+    "better2of3": (92.0, 93.0, 94.0),
+    "allbetter": (93.0, 94.0, 95.0),
+}
+RESNET = {  # resnet56-cifar100 at the full protocol: the published rows join the verdict
+    "gap": (72.0, 72.4, 72.1),
+    "gem": (72.1, 72.3, 72.2),
+    "avgmax": (71.5, 71.9, 71.6),
+    "mine": (73.0, 73.2, 72.9),
+    "better2of3": (71.0, 71.2, 71.1),  # behind here: better on 2 of 3 settings only
+    "allbetter": (73.1, 73.4, 73.0),
+}
+VGG = {
+    "gap": (73.5, 74.0, 73.2),
+    "gem": (73.8, 73.9, 73.1),
+    "avgmax": (73.0, 73.4, 73.3),
+    "mine": (74.5, 74.9, 74.2),
+    "better2of3": (74.6, 74.8, 74.4),
+    "allbetter": (74.7, 75.0, 74.6),
+}
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data))  # the format of runs.write_json, without its fsyncs: fast
+
+
+def write_jsonl(path: Path, records: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def write_run(root: Path, setting: str, pool: str, seed: int, best: float | None, *,
+              epochs: int | None = None, status: str | None = None, finished: bool = True) -> Path:
+    """A run folder exactly as `poolbench run` leaves it (3 epochs recorded)."""
+    base = SETTINGS[setting]
+    protocol = base.protocol.replace(epochs=epochs)
+    folder = root / setting / pool / f"seed{seed}"
+    folder.mkdir(parents=True)
+    config = RunConfig(setting, base.arch, base.dataset, base.num_classes, pool, seed, protocol)
+    write_json(folder / "config.json", {"config": config.to_dict(), "command": [], "versions": {}})
+    accs = [best - 4.0, best - 1.0, best] if best is not None else [30.0, 10.0]
+    write_jsonl(folder / "metrics.jsonl", [
+        {"epoch": i + 1, "train_loss": 1.0, "train_acc": 50.0, "test_loss": 1.0, "test_acc": acc,
+         "lr": 0.01, "epoch_time_s": 1.0} for i, acc in enumerate(accs)])
+    if finished:
+        status = status or ("completed" if best is not None else "diverged")
+        write_json(folder / "result.json", {
+            "status": status, "best_test_acc": max(accs), "best_epoch": int(np.argmax(accs)) + 1,
+            "final_test_acc": accs[-1], "epochs_completed": len(accs), "epochs": protocol.epochs,
+            "wall_time_s": 3.0, "num_params": 1000, "pool_input_shape": [64, 8, 8], "device": "cpu",
+            "versions": {}, "setting": setting, "arch": base.arch, "dataset": base.dataset, "pool": pool,
+            "seed": seed, "error": "RuntimeError: boom" if status == "failed" else None,
+            "diverged_at": {"epoch": 3, "step": 7} if status == "diverged" else None})
+    return folder
+
+
+def write_sweep(root: Path, table: dict[str, dict], quick_epochs: int = 3) -> None:
+    for setting, pools in table.items():
+        for pool, values in pools.items():
+            epochs = quick_epochs if setting == "quick" else None  # benchmark settings: full protocol
+            for seed, best in zip(SEEDS, values, strict=True):
+                write_run(root, setting, pool, seed, best, epochs=epochs)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """Read only by the tests: written once."""
+    root = tmp_path_factory.mktemp("sweep")
+    write_sweep(root, {"quick": QUICK, "resnet56-cifar100": RESNET, "vgg16bn-cifar100": VGG})
+    return root
+
+
+def published(setting: str) -> dict[str, list[float]]:
+    """pool (leaderboard name) -> accuracies of the current runs, read straight from the JSON file."""
+    data = json.loads((Path(rep.__file__).parent / "reference" / rep.REFERENCE_FILE).read_text())
+    out: dict[str, list[float]] = {}
+    for run in data["runs"]:
+        out.setdefault(run["method"], []).append(run["best_test_acc"][setting])
+    return out
+
+
+def row(report, setting, pool, published_row=False):
+    rows = report.references[setting] if published_row else report.rows[setting]
+    return next(r for r in rows if r.pool == pool)
+
+
+def test_statistics_match_scipy(sweep_dir):
+    report = rep.build_report(sweep_dir)
+    gem, gap = np.array(QUICK["gem"]), np.array(QUICK["gap"])
+    st = row(report, "quick", "gem").stats
+    assert st.n == 3
+    assert st.mean == pytest.approx(gem.mean())
+    assert st.std == pytest.approx(gem.std(ddof=1))
+    low, high = stats.t.interval(0.95, 2, loc=gem.mean(), scale=stats.sem(gem))
+    assert (st.ci_low, st.ci_high) == (pytest.approx(low), pytest.approx(high))
+    r = row(report, "quick", "gem")
+    assert r.diff == pytest.approx((gem - gap).mean())
+    assert r.p_value == pytest.approx(stats.ttest_rel(gem, gap).pvalue)
+    assert r.n_paired == 3
+
+
+def test_diverged_runs_are_counted_and_not_averaged(sweep_dir):
+    report = rep.build_report(sweep_dir)
+    mine = row(report, "quick", "mine")
+    assert mine.stats.n == 2 and mine.stats.mean == pytest.approx(93.0)
+    assert mine.diverged == [123]
+    # paired with gap over the two seeds both completed only
+    assert mine.n_paired == 2 and mine.diff == pytest.approx(((92.0 - 90.0) + (94.0 - 92.5)) / 2)
+    line = next(line for line in rep.to_markdown(report).splitlines() if "| mine" in line and "2/3" in line)
+    assert "1 diverged (seed 123)" in line
+
+
+def test_failed_and_unfinished_runs_are_counted(tmp_path):
+    write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
+    write_run(tmp_path, "quick", "gap", 123, 80.0, epochs=3, status="failed")
+    write_run(tmp_path, "quick", "gap", 456, 85.0, epochs=3, finished=False)  # interrupted
+    gap = row(rep.build_report(tmp_path), "quick", "gap")
+    assert (gap.stats.n, gap.failed, gap.unfinished, gap.runs) == (1, [123], [456], 3)
+    assert gap.stats.mean == 90.0 and math.isnan(gap.stats.std)
+
+
+def test_verdict_needs_every_setting_and_no_diverged_run(sweep_dir):
+    verdicts = {v.pool: v for v in rep.build_report(sweep_dir).verdicts}
+    assert verdicts["allbetter"].wins
+    assert not verdicts["better2of3"].wins  # behind on resnet56-cifar100
+    assert [c.beats for c in verdicts["better2of3"].comparisons] == [True, False, True]
+    assert not verdicts["mine"].wins  # diverged on quick, though its mean is ahead there
+    assert "diverged" in verdicts["mine"].comparisons[0].problem
+    assert not verdicts["gap"].wins
+
+
+def test_verdict_compares_with_best_baseline_and_published_runs(sweep_dir):
+    verdict = next(v for v in rep.build_report(sweep_dir).verdicts if v.pool == "allbetter")
+    quick, resnet, vgg = verdict.comparisons
+    assert quick.best.pool == "gem" and not quick.best.published  # best measured mean on quick
+    assert quick.p_value == pytest.approx(stats.ttest_rel(QUICK["allbetter"], QUICK["gem"]).pvalue)
+    # on resnet56-cifar100 the best baseline mean is the published GeM (72.29), above the measured ones
+    reference = published("resnet56-cifar100")
+    assert resnet.best.published and resnet.best.pool == "gem"
+    assert resnet.best.stats.mean == pytest.approx(np.mean(reference["gem"]))
+    assert resnet.diff == pytest.approx(np.mean(RESNET["allbetter"]) - np.mean(reference["gem"]))
+    assert resnet.p_value == pytest.approx(
+        stats.ttest_ind(RESNET["allbetter"], reference["gem"], equal_var=False).pvalue)
+    assert resnet.significant == (resnet.p_value < 0.05)
+
+
+def test_reference_rows_carry_the_published_means(sweep_dir):
+    report = rep.build_report(sweep_dir)
+    assert "quick" not in report.references
+    text = rep.to_markdown(report)
+    for setting in ("resnet56-cifar100", "vgg16bn-cifar100"):
+        for method, pool in (("avg_max", "avgmax"), ("gem", "gem"), ("global_max", "gmp")):
+            mean, std = np.mean(published(setting)[method]), np.std(published(setting)[method], ddof=1)
+            st = row(report, setting, pool, published_row=True).stats
+            assert (st.mean, st.std) == (pytest.approx(mean), pytest.approx(std))
+            section = text.split(f"## {setting}")[1].split("##")[0]
+            line = next(line for line in section.splitlines()
+                        if f"| {pool}: published (MLS-Bench leaderboard)" in line)
+            assert f"{mean:.2f} ± {std:.2f}" in line
+
+
+def test_published_rows_stay_out_of_the_verdict_when_the_protocol_differs(tmp_path):
+    write_sweep(tmp_path, {"resnet56-cifar100": {"gap": RESNET["gap"], "mine": RESNET["mine"]}})
+    for path in tmp_path.glob("resnet56-cifar100/*/*/config.json"):  # as if run with --epochs 3
+        data = json.loads(path.read_text())
+        data["config"]["protocol"]["epochs"] = 3
+        path.write_text(json.dumps(data))
+    report = rep.build_report(tmp_path)
+    assert report.references["resnet56-cifar100"]  # still shown
+    assert not report.reference_in_verdict["resnet56-cifar100"]
+    assert any("reference only" in note for note in report.notes)
+    mine = next(v for v in report.verdicts if v.pool == "mine").comparisons[0]
+    assert mine.best.pool == "gap" and not mine.best.published
+
+
+def test_markdown_has_the_final_metrics_lines_in_the_original_format(sweep_dir):
+    text = rep.to_markdown(rep.build_report(sweep_dir))
+    lines = [line for line in text.splitlines() if line.startswith("Final metrics")]
+    assert len(lines) == 3 * len(QUICK)
+    for line in lines:
+        assert re.fullmatch(r"Final metrics \(([\w-]+)\): test_acc_\1=\d+\.\d\d", line), line
+    assert f"Final metrics (quick): test_acc_quick={np.mean(QUICK['gem']):.2f}" in lines
+    assert "Final metrics (quick): test_acc_quick=93.00" in lines  # mine: 2 completed seeds
+    assert f"Final metrics (vgg16bn-cifar100): test_acc_vgg16bn-cifar100={np.mean(VGG['mine']):.2f}" in lines
+
+
+def test_csv_parses_with_the_expected_columns(sweep_dir):
+    records = list(csv.DictReader(io.StringIO(rep.to_csv(rep.build_report(sweep_dir)))))
+    assert list(records[0]) == rep.CSV_COLUMNS
+    measured = [r for r in records if r["source"] == "measured"]
+    assert len(measured) == 3 * len(QUICK)
+    assert len([r for r in records if r["source"] == "published"]) == 2 * 3
+    mine = next(r for r in measured if r["setting"] == "quick" and r["pool"] == "mine")
+    assert (mine["n"], mine["runs"], mine["diverged"]) == ("2", "3", "1")
+    assert mine["beats_best_baseline"] == "False"
+    gem = next(r for r in measured if r["setting"] == "quick" and r["pool"] == "gem")
+    p_value = stats.ttest_rel(QUICK["gem"], QUICK["gap"]).pvalue
+    assert float(gem["p_vs_baseline"]) == pytest.approx(p_value, rel=1e-5)
+    assert float(gem["std"]) == pytest.approx(np.std(QUICK["gem"], ddof=1), abs=1e-4)
+    assert gem["rank"] == "4"  # by mean: allbetter 94.0, mine 93.0, better2of3 93.0, gem 92.03
+    assert {r["wins"] for r in measured if r["pool"] == "allbetter"} == {"True"}
+
+
+def run_report(folder, *extra, capsys=None):
+    parser = argparse.ArgumentParser()
+    rep.add_report_arguments(parser)
+    return rep.report_main(parser.parse_args([str(folder), *extra]))
+
+
+def test_html_is_one_self_contained_file_with_plots(sweep_dir, tmp_path):
+    out = tmp_path / "report.html"
+    assert run_report(sweep_dir, "--output", str(out)) == 0
+    text = out.read_text()
+    images = re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", text)
+    assert len(images) == 2
+    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
+    assert "src='http" not in text and "<link" not in text and "<script" not in text
+    assert "Final metrics (quick): test_acc_quick=" in text
+    assert "published (MLS-Bench leaderboard)" in text
+
+
+def test_markdown_file_gets_its_plots_beside_it(sweep_dir, tmp_path):
+    out = tmp_path / "out" / "report.md"
+    out.parent.mkdir()
+    assert run_report(sweep_dir, "--output", str(out)) == 0
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert names == ["report-bars.png", "report-curves.png", "report.md"]
+    assert "](report-curves.png)" in out.read_text()
+
+
+def test_report_to_stdout_defaults_to_markdown(sweep_dir, capsys):
+    assert run_report(sweep_dir, "--format", "csv", "--baseline", "gem") == 0
+    assert capsys.readouterr().out.startswith("setting,pool,source")
+    assert run_report(sweep_dir) == 0
+    assert capsys.readouterr().out.startswith("# poolbench report")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "not found"), ("empty", "no runs"), ("baseline", "baseline 'nope' has no runs"),
+    ("output", "does not exist")])
+def test_user_errors_are_one_line_and_exit_2(sweep_dir, tmp_path, capsys, case, message):
+    (tmp_path / "empty").mkdir()
+    folder = {"missing": tmp_path / "missing", "empty": tmp_path / "empty"}.get(case, sweep_dir)
+    extra = {"baseline": ["--baseline", "nope"], "output": ["--output", str(tmp_path / "no" / "r.md")]}
+    assert run_report(folder, *extra.get(case, [])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:") and message in err
+    assert not (tmp_path / "no").exists()
+
+
+def status(folder, *extra):
+    parser = argparse.ArgumentParser()
+    rep.add_status_arguments(parser)
+    return rep.status_main(parser.parse_args([str(folder), *extra]))
+
+
+def test_status_shows_the_grid_and_counts(tmp_path, capsys):
+    write_json(tmp_path / "sweep.json", {"pools": {"gap": "gap", "gem": "gem"}, "settings": ["quick"],
+                                         "seeds": [42, 123], "overrides": {"epochs": 3}, "options": {}})
+    write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
+    write_run(tmp_path, "quick", "gap", 123, None, epochs=3)  # diverged
+    interrupted = write_run(tmp_path, "quick", "gem", 42, 88.0, epochs=3, finished=False)
+    running = write_run(tmp_path, "quick", "gem", 123, 85.0, epochs=3, finished=False)
+    with RunLock(running):  # a live process holds it: running
+        assert status(tmp_path) == 0
+        text = capsys.readouterr().out
+        assert status(tmp_path, "--json") == 0
+        data = json.loads(capsys.readouterr().out)
+    counts = "4 runs: 1 completed, 1 running, 1 diverged, 0 failed, 1 interrupted, 0 pending"
+    assert f"{tmp_path}: {counts}" in text
+    gap_line = next(line for line in text.splitlines() if line.startswith("| gap"))
+    assert "completed 90.00" in gap_line and "diverged (epoch 3)" in gap_line
+    gem_line = next(line for line in text.splitlines() if line.startswith("| gem"))
+    assert "interrupted 88.00 (3/3)" in gem_line and "running 85.00 (3/3)" in gem_line
+    assert data["counts"] == {"completed": 1, "running": 1, "diverged": 1, "failed": 0, "interrupted": 1,
+                              "pending": 0}
+    assert {(r["pool"], r["seed"]): r["status"] for r in data["runs"]}[("gem", 42)] == "interrupted"
+    assert interrupted.exists()
+
+
+def test_status_lists_grid_cells_not_started_as_pending(tmp_path, capsys):
+    write_json(tmp_path / "sweep.json", {"pools": {"gap": "gap", "mine": "pools/mine.py"},
+                                         "settings": ["quick"], "seeds": [42, 123], "overrides": {},
+                                         "options": {}})
+    write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
+    assert status(tmp_path, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["pending"] == 3 and data["counts"]["completed"] == 1
+    report = rep.build_report(tmp_path)
+    assert row(report, "quick", "mine").unfinished == [42, 123]
+
+
+def test_status_of_a_missing_folder_is_a_user_error(tmp_path, capsys):
+    assert status(tmp_path / "nope") == 2
+    assert capsys.readouterr().err.startswith("error: folder")

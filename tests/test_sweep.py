@@ -1,0 +1,415 @@
+"""Sweeps: grid expansion, skipping and resuming, locking between sweeps, executors.
+
+The fast tests replace `poolbench run` by a stand-in script that keeps the run contract
+(lock, exit codes 0/1/3/75, metrics.jsonl, result.json, TEST_METRICS) in milliseconds; the
+end-to-end tests (marked slow) train for real on the embedded quick setting.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from poolbench import sweep as sw
+from poolbench.runs import read_jsonl
+from poolbench.settings import get_setting
+
+FAKE_RUN = r'''
+"""Stand-in for `poolbench run`: the same files, exit codes and stdout, no training."""
+import argparse, json, os, sys, time
+from pathlib import Path
+from poolbench.runs import RunLock, RunLockedError, read_json, read_jsonl, write_json, write_jsonl
+
+parser = argparse.ArgumentParser()
+for flag in ("--fake-log", "--setting", "--pool", "--output-dir", "--data-root", "--device"):
+    parser.add_argument(flag)
+parser.add_argument("--seed", type=int)
+parser.add_argument("--epochs", type=int, default=2)
+args, _ = parser.parse_known_args()
+out = Path(args.output_dir)
+try:
+    lock = RunLock(out)
+    lock.acquire()
+except RunLockedError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(75)
+result_path = out / "result.json"
+if result_path.exists() and read_json(result_path)["status"] in ("completed", "diverged"):
+    result = read_json(result_path)
+    print(f"TEST_METRICS: test_acc={result['best_test_acc']:.2f}")
+    sys.exit(0 if result["status"] == "completed" else 3)
+records = read_jsonl(out / "metrics.jsonl")  # resume after the last finished epoch
+with open(args.fake_log, "a") as log:
+    log.write(json.dumps({"run": str(out), "pool": args.pool, "resumed_at": len(records),
+                          "omp": os.environ.get("OMP_NUM_THREADS"),
+                          "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "cwd": os.getcwd()}) + "\n")
+pool = out.parent.name
+status, code, error = "completed", 0, None
+for epoch in range(len(records) + 1, args.epochs + 1):
+    time.sleep(float(os.environ.get("FAKE_RUN_SLEEP", "0")))
+    if pool == "crashy" and epoch == 2 and not (out / "crashed").exists():  # killed once, mid-run
+        (out / "crashed").touch()
+        os.kill(os.getpid(), 9)
+    if pool == "boom":
+        status, code, error = "failed", 1, "RuntimeError: boom"
+        print("error: run failed: RuntimeError: boom", file=sys.stderr)
+        break
+    if pool == "nan" and epoch == 2:
+        status, code, error = "diverged", 3, "non-finite loss"
+        break
+    acc = 80.0 + epoch + args.seed % 7
+    records.append({"epoch": epoch, "train_loss": 0.5, "train_acc": 90.0, "test_loss": 0.6,
+                    "test_acc": acc, "lr": 0.01, "epoch_time_s": 0.01})
+    write_jsonl(out / "metrics.jsonl", records)
+    print(f"TRAIN_METRICS: epoch={epoch} train_loss=0.5000 train_acc=90.00 test_loss=0.6000 "
+          f"test_acc={acc:.2f} lr=0.010000", flush=True)
+best = max((r["test_acc"] for r in records), default=None)
+write_json(result_path, {"status": status, "best_test_acc": best, "epochs_completed": len(records),
+                         "epochs": args.epochs, "seed": args.seed, "error": error,
+                         "diverged_at": {"epoch": 2, "step": 1} if status == "diverged" else None})
+if status == "completed":
+    print(f"TEST_METRICS: test_acc={best:.2f}")
+sys.exit(code)
+'''
+
+POOL_FILE = '''
+import torch
+from torch import nn
+
+
+class CustomPool(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+'''
+
+
+def fake_arguments(script: Path, log: Path):
+    """`run_arguments` that start the stand-in (logging each training to ``log``)."""
+    real = sw.run_arguments
+    return lambda sweep, run: [str(script), "--fake-log", str(log), *real(sweep, run)[3:]]
+
+
+@pytest.fixture
+def fake_run(tmp_path, monkeypatch):
+    """Sweeps in this test start the stand-in instead of `python -m poolbench run`; its log."""
+    script = tmp_path / "fake_run.py"
+    script.write_text(FAKE_RUN)
+    log = tmp_path / "trainings.jsonl"
+    monkeypatch.setattr(sw, "run_arguments", fake_arguments(script, log))
+    return log
+
+
+def trainings(log: Path) -> list[dict]:
+    return read_jsonl(log)
+
+
+def sweep(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    sw.add_sweep_arguments(parser)
+    return sw.sweep_main(parser.parse_args([str(a) for a in argv]))
+
+
+@pytest.fixture
+def pool_files(tmp_path):
+    for name in ("mine", "boom", "nan", "crashy"):
+        (tmp_path / f"{name}.py").write_text(POOL_FILE)
+    return tmp_path
+
+
+def test_sweep_runs_the_grid_into_run_folders(fake_run, pool_files, tmp_path, capsys):
+    out = tmp_path / "runs"
+    pools = f"gap,GEM,{pool_files / 'mine.py'}"
+    assert sweep("--pools", pools, "--seeds", "1,2", "--out", out, "--epochs", "2") == 0
+    err = capsys.readouterr().err
+    grid = [f"quick/{pool}/seed{seed}" for seed in (1, 2) for pool in ("gap", "gem", "mine")]
+    assert sorted(str(Path(t["run"])) for t in trainings(fake_run)) == sorted(grid)
+    for name in grid:
+        result = json.loads((out / name / "result.json").read_text())
+        assert result["status"] == "completed" and result["epochs"] == 2
+        assert "TEST_METRICS: test_acc=" in (out / name / "stdout.log").read_text()
+    assert all(t["cwd"] == str(out.resolve()) for t in trainings(fake_run))
+    assert {t["pool"] for t in trainings(fake_run)} == {"gap", "gem", "pools/mine.py"}
+    assert (out / "pools" / "mine.py").read_text() == POOL_FILE
+    stored = json.loads((out / "sweep.json").read_text())
+    assert stored["pools"] == {"gap": "gap", "gem": "gem", "mine": "pools/mine.py"}
+    assert (stored["settings"], stored["seeds"], stored["overrides"]) == (["quick"], [1, 2], {"epochs": 2})
+    assert err.count(" completed  best ") == 6
+    assert "6 completed, 0 diverged, 0 failed, 0 skipped (already done)" in err
+
+
+def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(fake_run, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap,gem", "--seeds", "1", "--out", out, "--epochs", "3") == 0
+    before = len(trainings(fake_run))
+    # interrupt one run after its first epoch: keep one metrics record, drop the result
+    interrupted = out / "quick" / "gem" / "seed1"
+    (interrupted / "result.json").unlink()
+    first_epoch = (interrupted / "metrics.jsonl").read_text().splitlines()[0]
+    (interrupted / "metrics.jsonl").write_text(first_epoch + "\n")
+    capsys.readouterr()
+    assert sweep(out) == 0  # the grid and protocol come from sweep.json
+    again = trainings(fake_run)[before:]
+    assert [(Path(t["run"]).as_posix(), t["resumed_at"]) for t in again] == [("quick/gem/seed1", 1)]
+    assert [r["epoch"] for r in read_jsonl(interrupted / "metrics.jsonl")] == [1, 2, 3]
+    assert "1 completed, 0 diverged, 0 failed, 1 skipped (already done)" in capsys.readouterr().err
+    assert sweep(out) == 0
+    assert len(trainings(fake_run)) == before + 1  # nothing trained the third time
+
+
+def test_failed_runs_make_exit_1_and_are_retried_diverged_runs_are_results(fake_run, pool_files, tmp_path,
+                                                                             capsys):
+    out = tmp_path / "runs"
+    pools = f"gap,{pool_files / 'boom.py'},{pool_files / 'nan.py'}"
+    assert sweep("--pools", pools, "--seeds", "1", "--out", out) == 1
+    err = capsys.readouterr().err
+    assert "quick/boom/seed1" in err and "failed" in err and "error: run failed: RuntimeError: boom" in err
+    assert "1 completed, 1 diverged, 1 failed" in err
+    assert sweep(out) == 1  # the failed run is tried again, the diverged one is not
+    assert [Path(t["run"]).parent.name for t in trainings(fake_run)].count("boom") == 2
+    assert [Path(t["run"]).parent.name for t in trainings(fake_run)].count("nan") == 1
+
+
+def test_two_sweeps_at_once_never_run_the_same_run_twice(fake_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_RUN_SLEEP", "0.15")
+    out = tmp_path / "runs"
+    args = ("--pools", "gap,gem,gmp", "--seeds", "1,2", "--out", out, "--epochs", "2")
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(sweep(*args))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    assert codes == [0, 0]
+    started = [t["run"] for t in trainings(fake_run)]
+    assert len(started) == len(set(started)) == 6  # every run trained once, by one of the two sweeps
+    for folder in out.glob("quick/*/seed*"):
+        assert [r["epoch"] for r in read_jsonl(folder / "metrics.jsonl")] == [1, 2]
+    err = capsys.readouterr().err
+    assert "failed" not in err.replace("0 failed", "")
+
+
+def test_a_run_locked_elsewhere_is_skipped_not_failed(fake_run, tmp_path, capsys):
+    from poolbench.runs import RunLock
+
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap", "--seeds", "1,2", "--out", out, "--dry-run") == 0
+    with RunLock(out / "quick" / "gap" / "seed1"):
+        assert sweep(out) == 0
+    err = capsys.readouterr().err
+    assert "1 running elsewhere, 1 to run" in err
+    assert "1 skipped (running elsewhere)" in err
+    assert [Path(t["run"]).name for t in trainings(fake_run)] == ["seed2"]
+
+
+def test_a_run_whose_lock_is_taken_after_the_check_exits_75_and_is_skipped(fake_run, tmp_path, monkeypatch,
+                                                                           capsys):
+    from poolbench.runs import RunLock
+
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--dry-run") == 0
+    monkeypatch.setattr(sw.runs, "status", lambda path: "pending")  # another sweep locks it right after
+    with RunLock(out / "quick" / "gap" / "seed1"):
+        assert sweep(out) == 0
+    err = capsys.readouterr().err
+    assert "[1/1] quick/gap/seed1" in err and "running elsewhere" in err
+    assert "0 failed, 0 skipped (already done), 1 skipped (running elsewhere)" in err
+    assert "is already running" in (out / "quick" / "gap" / "seed1" / "stderr.log").read_text()
+
+
+def test_a_killed_run_is_failed_and_resumes_on_the_next_sweep(fake_run, pool_files, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert sweep("--pools", pool_files / "crashy.py", "--seeds", "1", "--out", out, "--epochs", "3") == 1
+    assert "killed by signal 9" in capsys.readouterr().err
+    assert sweep(out) == 0
+    assert [t["resumed_at"] for t in trainings(fake_run)] == [0, 1]
+    assert [r["epoch"] for r in read_jsonl(out / "quick" / "crashy" / "seed1" / "metrics.jsonl")] == [1, 2, 3]
+
+
+DRIVER = """
+import argparse, sys
+from pathlib import Path
+from poolbench import sweep as sw
+sys.path.insert(0, {tests!r})
+from test_sweep import fake_arguments
+sw.run_arguments = fake_arguments(Path({script!r}), Path({log!r}))
+parser = argparse.ArgumentParser()
+sw.add_sweep_arguments(parser)
+sys.exit(sw.sweep_main(parser.parse_args(sys.argv[1:])))
+"""
+
+
+def test_killing_a_sweep_kills_its_runs_so_none_is_left_holding_a_lock(fake_run, tmp_path):
+    from poolbench.runs import is_locked
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(tests=str(Path(__file__).parent), script=str(tmp_path / "fake_run.py"),
+                                    log=str(fake_run)))
+    out = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, str(driver), "--pools", "gap", "--seeds", "1", "--out", out],
+                               env={**os.environ, "FAKE_RUN_SLEEP": "60"}, stderr=subprocess.DEVNULL)
+    run_dir = out / "quick" / "gap" / "seed1"
+    deadline = time.monotonic() + 60
+    while not trainings(fake_run) and time.monotonic() < deadline:  # the run has its lock
+        time.sleep(0.05)
+    assert is_locked(run_dir)
+    process.kill()  # SIGKILL: the sweep cannot clean up; the kernel ends its run
+    process.wait()
+    deadline = time.monotonic() + 10
+    while is_locked(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_locked(run_dir)
+
+
+def test_local_runs_get_their_share_of_threads_and_one_gpu_each(fake_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_RUN_SLEEP", "0.1")
+    monkeypatch.setattr(sw, "visible_gpus", lambda: ["3", "5"])
+    monkeypatch.setattr(sw, "cpu_count", lambda: 8)
+    assert sweep("--pools", "gap,gem", "--seeds", "1,2", "--out", tmp_path / "runs", "--jobs", "2") == 0
+    seen = trainings(fake_run)
+    assert {t["omp"] for t in seen} == {"4"}
+    assert {t["gpu"] for t in seen} <= {"3", "5"} and len(seen) == 4
+
+
+def test_extending_a_sweep_keeps_its_grid(fake_run, tmp_path):
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", out) == 0
+    assert sweep("--pools", "gem", "--out", out) == 0
+    assert json.loads((out / "sweep.json").read_text())["pools"] == {"gap": "gap", "gem": "gem"}
+    trained = sorted(Path(t["run"]).as_posix() for t in trainings(fake_run))
+    assert trained == ["quick/gap/seed1", "quick/gem/seed1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pools", "gapp"], "unknown pooling 'gapp'"),
+    (["--pools", "gap", "--settings", "nope"], "unknown setting 'nope'"),
+    (["--pools", "missing.py"], "not found"),
+    (["--pools", "gap", "--seeds", "1,x"], "--seeds takes comma-separated integers"),
+    (["--pools", "gap", "--epochs", "0"], "epochs must be >= 1"),
+    (["--pools", "gap", "--jobs", "0"], "--jobs must be >= 1"),
+    ([], "holds no sweep.json"),
+])
+def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "runs"
+    assert sweep(*argv, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:") and message in err, err
+    assert not out.exists()
+
+
+def test_changing_the_protocol_of_a_sweep_is_refused(fake_run, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--epochs", "2") == 0
+    stored = (out / "sweep.json").read_text()
+    assert sweep(out, "--epochs", "3") == 2
+    err = capsys.readouterr().err
+    assert "epochs=3 would mix incomparable runs in one report: use a new --out folder" in err
+    assert (out / "sweep.json").read_text() == stored
+    quick_lr = str(get_setting("quick").protocol.lr)
+    assert sweep(out, "--epochs", "2", "--lr", quick_lr) == 0  # quick's own lr: the same protocol
+
+
+def test_an_edited_pool_file_is_refused_against_its_copy(fake_run, pool_files, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert sweep("--pools", pool_files / "mine.py", "--seeds", "1", "--out", out) == 0
+    (pool_files / "mine.py").write_text(POOL_FILE + "\n# edited\n")
+    assert sweep("--pools", pool_files / "mine.py", "--out", out) == 2
+    assert "differs from" in capsys.readouterr().err
+    assert (out / "pools" / "mine.py").read_text() == POOL_FILE
+
+
+def test_ray_executor_without_ray_is_a_user_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    assert sweep("--pools", "gap", "--out", tmp_path / "runs", "--executor", "ray") == 2
+    assert "pip install 'poolbench[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+# --- End to end: real training on the embedded quick setting --------------------------------
+
+def sweep_process(*argv: str, **kwargs) -> subprocess.Popen:
+    """`poolbench sweep` in its own process, as a user starts it."""
+    code = ("import argparse, sys; from poolbench import sweep as sw; p = argparse.ArgumentParser(); "
+            "sw.add_sweep_arguments(p); sys.exit(sw.sweep_main(p.parse_args(sys.argv[1:])))")
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+E2E = ("--pools", "gap,gem", "--seeds", "1,2", "--epochs", "1", "--jobs", "2")
+
+
+@pytest.mark.slow
+def test_end_to_end_sweep_rerun_and_report(tmp_path):
+    out = tmp_path / "runs"
+    first = sweep_process(*E2E, "--out", out)
+    _, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err
+    results = {p.parent.parent.name + "/" + p.parent.name: json.loads(p.read_text())
+               for p in out.glob("quick/*/seed*/result.json")}
+    assert sorted(results) == ["gap/seed1", "gap/seed2", "gem/seed1", "gem/seed2"]
+    assert all(r["status"] == "completed" and r["epochs_completed"] == 1 for r in results.values())
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("quick/*/seed*/*") if p.suffix in (".json", ".jsonl")}
+
+    again = sweep_process(out)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert "0 completed, 0 diverged, 0 failed, 4 skipped (already done)" in err
+    assert mtimes == {p: p.stat().st_mtime_ns for p in mtimes}  # nothing was written again
+
+    from poolbench.report import build_report, to_markdown
+
+    text = to_markdown(build_report(out))
+    assert "Final metrics (quick): test_acc_quick=" in text
+
+
+@pytest.mark.slow
+def test_end_to_end_two_sweeps_at_once_on_one_folder(tmp_path):
+    out = tmp_path / "runs"
+    sweeps = [sweep_process(*E2E, "--out", out)]  # 2 jobs of 1 thread each: no OpenMP oversubscription
+    time.sleep(1.0)
+    sweeps.append(sweep_process(*E2E, "--out", out))
+    errs = [process.communicate(timeout=900)[1] for process in sweeps]
+    assert [process.returncode for process in sweeps] == [0, 0], errs
+    for folder in out.glob("quick/*/seed*"):
+        assert [r["epoch"] for r in read_jsonl(folder / "metrics.jsonl")] == [1]
+        assert json.loads((folder / "result.json").read_text())["status"] == "completed"
+    trained = sum(err.count(" completed  best ") for err in errs)
+    assert trained == 4, errs  # each run trained by exactly one of the two sweeps
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray  # CI installs the ray extra: a missing ray fails these tests, it does not skip them
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_retries_a_killed_run_which_resumes(local_ray, fake_run, pool_files, tmp_path, capsys):
+    out = tmp_path / "runs"
+    pools = f"gap,{pool_files / 'crashy.py'}"
+    assert sweep("--pools", pools, "--seeds", "1", "--epochs", "3", "--out", out, "--executor", "ray") == 0
+    assert "2 completed, 0 diverged, 0 failed" in capsys.readouterr().err
+    crashy = [t for t in trainings(fake_run) if Path(t["run"]).parent.name == "crashy"]
+    assert [t["resumed_at"] for t in crashy] == [0, 1]  # killed in epoch 2, retried by Ray, resumed
+    assert [r["epoch"] for r in read_jsonl(out / "quick" / "crashy" / "seed1" / "metrics.jsonl")] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_end_to_end_sweep_on_a_local_ray_instance(local_ray, tmp_path):
+    out = tmp_path / "runs"
+    code = sweep("--pools", "gap,gem", "--seeds", "1", "--epochs", "1", "--out", out, "--executor", "ray")
+    assert code == 0
+    for pool in ("gap", "gem"):
+        folder = out / "quick" / pool / "seed1"
+        assert json.loads((folder / "result.json").read_text())["status"] == "completed"
+        assert "TEST_METRICS: test_acc=" in (folder / "stdout.log").read_text()
+        assert [r["epoch"] for r in read_jsonl(folder / "metrics.jsonl")] == [1]
