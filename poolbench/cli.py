@@ -78,7 +78,8 @@ def run_config_from_args(args: argparse.Namespace):
         pool_sha256 = file_sha256(path_text)
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=args.pool, seed=args.seed,
-                     protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256)
+                     protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,
+                     amp=args.amp)
 
 
 def run_main(args: argparse.Namespace) -> int:
@@ -92,7 +93,7 @@ def run_main(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     output_dir = args.output_dir or run_path("runs", config.setting, config.pool, config.seed)
     return execute(config, output_dir, data_root=args.data_root, download=args.download, device=args.device,
-                   amp=args.amp, check=args.check, command=sys.argv)
+                   check=args.check, command=sys.argv)
 
 
 def check_main(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool) ->
 
 
 def execute(config: RunConfig, output_dir: str | Path, *, data_root: str | None = None,
-            download: bool = True, device: str = "auto", amp: str = "none", check: bool = True,
+            download: bool = True, device: str = "auto", check: bool = True,
             command: list[str] | None = None, log: Callable[[str], None] = stderr) -> int:
     """Run ``config`` into ``output_dir`` (resuming it if it was interrupted); an exit code."""
     output_dir = Path(output_dir)
@@ -100,12 +100,12 @@ def execute(config: RunConfig, output_dir: str | Path, *, data_root: str | None 
         return EXIT_BAD_INPUT
     try:
         return _execute_locked(config, output_dir, data_root=data_root, download=download,
-                               device_name=device, amp=amp, check=check, command=command, log=log)
+                               device_name=device, check=check, command=command, log=log)
     finally:
         lock.release()
 
 
-def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download, device_name, amp,
+def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download, device_name,
                     check, command, log) -> int:
     config_path = output_dir / CONFIG_FILE
     if config_path.exists():
@@ -125,7 +125,7 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
 
     try:
         device = resolve_device(device_name)
-        autocast_dtype = AMP_DTYPES[amp]
+        autocast_dtype = AMP_DTYPES[config.amp]
         pool_input_shape = models.pool_input_shape(config.arch)
         pools.resolve(config.pool)
     except (ValueError, TypeError, KeyError) as error:
@@ -144,7 +144,7 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
             return EXIT_BAD_INPUT
 
     write_json(config_path, {"config": config.to_dict(), "command": command or [],
-                             "versions": versions(), "device": str(device), "amp": amp})
+                             "versions": versions(), "device": str(device)})
     try:
         data = datasets.load(config.dataset, data_root, download=download)
     except datasets.DataMissingError as error:

@@ -52,6 +52,7 @@ class RunConfig:
     seed: int
     protocol: Protocol = field(default_factory=Protocol)
     pool_sha256: str | None = None
+    amp: str = "none"  # mixed precision changes the numbers, so it is part of what a run is
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -249,6 +249,8 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
         arguments += ["--data-root", sweep.options["data_root"]]
     if sweep.options.get("device"):
         arguments += ["--device", sweep.options["device"]]
+    if sweep.options.get("amp"):
+        arguments += ["--amp", sweep.options["amp"]]
     if sweep.options.get("download") is False:
         arguments.append("--no-download")
     return arguments
@@ -493,6 +495,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     add_protocol_arguments(parser)
     parser.add_argument("--data-root", help="data folder given to every run")
     parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"],
+                        help="mixed precision of every run (default none: the published protocol is float32)")
     parser.add_argument("--no-download", dest="download", action="store_false", default=None,
                         help="runs never try to download a missing data set")
 
@@ -509,7 +513,8 @@ def sweep_main(args: argparse.Namespace) -> int:
             import_ray()
         sweep = prepare(root, split_list(args.pools), split_list(args.settings), _seeds(args.seeds),
                         protocol_overrides(args),
-                        {"data_root": args.data_root, "device": args.device, "download": args.download})
+                        {"data_root": args.data_root, "device": args.device, "download": args.download,
+                         "amp": args.amp})
     except SweepError as error:
         _say(f"error: {error}")
         return EXIT_BAD_INPUT

@@ -157,3 +157,15 @@ def test_list_shows_settings_with_pool_input_shapes(capsys):
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert "gem" in listing["pools"] and "digits" in listing["datasets"] and "resnet110" in listing["archs"]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_runs_on_the_cpu_and_is_part_of_the_run_config(amp, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--amp", amp,
+                         "--output-dir", str(out_dir))
+    assert code == 0, err
+    assert json.loads((out_dir / "config.json").read_text())["config"]["amp"] == amp
+    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256",
+                       "--output-dir", str(out_dir))
+    assert code == 2 and "amp" in err  # a float32 run never resumes a mixed-precision one

@@ -1,0 +1,65 @@
+"""The README's examples are real: its Python runs, and every `poolbench` command in it parses."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from poolbench import pools
+from poolbench.cli import build_parser, main
+from poolbench.contract import check_pool
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+
+
+def poolbench_commands() -> list[list[str]]:
+    """Every `poolbench ...` command in the README's bash blocks, split into arguments."""
+    commands = []
+    for block in BASH_BLOCKS:
+        text = block.replace("\\\n", " ")
+        for line in text.splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words and words[0] == "poolbench":
+                    commands.append(words[1:])
+    return commands
+
+
+def test_the_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    setup = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", setup, flags=re.S)
+    assert len(commands) == 2
+    assert all(command.startswith("pip install torch==2.14.1 torchvision==0.29.1 && ") for command in commands)
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci.splitlines()
+
+
+@pytest.mark.parametrize("argv", poolbench_commands(), ids=" ".join)
+def test_every_readme_command_parses(argv):
+    build_parser().parse_args(argv)  # argparse exits on an unknown flag or value
+
+
+def test_the_main_sweep_command_plans_a_four_pooling_grid(tmp_path, capsys):
+    sweep = next(argv for argv in poolbench_commands() if argv[0] == "sweep")
+    out = sweep.index("--out")
+    argv = [*sweep[:out + 1], str(tmp_path / "sweep"), *sweep[out + 2:], "--dry-run"]
+    assert main(argv) == 0
+    planned = re.findall(r"quick/\w+/seed\d+", capsys.readouterr().out)
+    assert len(set(planned)) == 12
+
+
+def test_the_custom_pool_example_passes_the_contract(tmp_path):
+    example = next(block for block in PYTHON_BLOCKS if block.startswith("# my_pool.py"))
+    (tmp_path / "my_pool.py").write_text(example)
+    report = check_pool(str(tmp_path / "my_pool.py"), include_cost=False)
+    assert report.ok, report.format()
+
+
+def test_the_library_example_runs_and_registers_its_pooling(capsys):
+    example = next(block for block in PYTHON_BLOCKS if "pools.create(" in block)
+    exec(compile(example, "README.md", "exec"), {})
+    assert "torch.Size([2, 64])" in capsys.readouterr().out
+    assert "half_max" in pools.names()
