@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(main=list_main)
 
-    from .report import add_report_arguments, add_status_arguments, report_main, status_main
+    from .report import add_report_arguments, report_main
+    from .status import add_status_arguments, status_main
     from .sweep import add_sweep_arguments, sweep_main
 
     for name, add_arguments, verb_main, help_text in [

@@ -1,10 +1,5 @@
-"""Reports of a sweep folder: statistics over seeds, the benchmark's verdict, the published
-reference rows, and the ``report`` (md, csv, html) and ``status`` verbs.
-
-The score of a run is its best test accuracy. Per setting and pooling the report gives the
-completed seeds' mean, sample std and 95% CI (Student's t), and the difference to a
-baseline paired by seed with a paired t-test. Diverged, failed and unfinished runs are never
-averaged in: they are counted next to the mean.
+"""Reports of a sweep folder: the statistics and verdict of poolbench.analysis rendered as
+Markdown, CSV or one self-contained HTML page (with plots), and the ``report`` verb.
 """
 
 from __future__ import annotations
@@ -13,286 +8,16 @@ import argparse
 import base64
 import csv
 import html
-import importlib.resources
 import io
-import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
-from scipy import stats
 
 from . import runs
-from .settings import BENCHMARK_SETTINGS, SETTINGS, Protocol
-from .sweep import load_sweep
+from .analysis import ALPHA, BASELINES, Report, ReportError, build_report, format_p
+from .settings import BENCHMARK_SETTINGS, SETTINGS
 
-BASELINES = ("gap", "gmp", "gem", "avgmax")
-ALPHA = 0.05
-REFERENCE_FILE = "mls_bench_pooling_baselines.json"
-REFERENCE_LABEL = "published (MLS-Bench leaderboard)"
-REFERENCE_POOLS = {"avg_max": "avgmax", "gem": "gem", "global_max": "gmp"}  # leaderboard -> ours
-UNFINISHED = (runs.RUNNING, runs.INTERRUPTED, runs.PENDING)
 EXIT_BAD_INPUT = 2
-
-
-class ReportError(ValueError):
-    """A user error: the message names the problem and the fix."""
-
-
-# --- Statistics -------------------------------------------------------------------------------
-
-class Stats(NamedTuple):
-    n: int
-    mean: float
-    std: float  # sample std (ddof=1); nan for n < 2
-    ci_low: float  # 95% CI of the mean from Student's t; nan for n < 2
-    ci_high: float
-
-
-def describe(values: list[float]) -> Stats:
-    """Mean, sample std and 95% t confidence interval of ``values``."""
-    n = len(values)
-    if n == 0:
-        return Stats(0, math.nan, math.nan, math.nan, math.nan)
-    mean = float(np.mean(values))
-    if n < 2:
-        return Stats(1, mean, math.nan, math.nan, math.nan)
-    std = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return Stats(n, mean, std, mean - half, mean + half)
-
-
-def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
-    """(mean of a - b, two-sided paired t-test p, n) over the seeds both have; nan when undefined."""
-    seeds = sorted(set(a) & set(b))
-    diffs = np.array([a[s] - b[s] for s in seeds])
-    if len(seeds) == 0:
-        return math.nan, math.nan, 0
-    if len(seeds) < 2 or np.ptp(diffs) == 0:  # no spread: the t statistic is undefined
-        return float(diffs.mean()), math.nan, len(seeds)
-    p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
-    return float(diffs.mean()), float(p), len(seeds)
-
-
-def welch_p(a: list[float], b: list[float]) -> float:
-    """Two-sided Welch t-test p (unpaired: published runs share seeds, not hardware or code)."""
-    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return math.nan
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-# --- The report's data ------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    """One pooling on one setting: the best test accuracy of each completed seed, and the rest."""
-
-    setting: str
-    pool: str
-    values: dict[int, float] = field(default_factory=dict)
-    diverged: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    unfinished: list[int] = field(default_factory=list)
-    published: bool = False
-    diff: float = math.nan  # vs the report's baseline, paired by seed
-    p_value: float = math.nan
-    n_paired: int = 0
-
-    @property
-    def stats(self) -> Stats:
-        return describe(list(self.values.values()))
-
-    @property
-    def label(self) -> str:
-        return f"{self.pool}: {REFERENCE_LABEL}" if self.published else self.pool
-
-    @property
-    def runs(self) -> int:
-        return len(self.values) + len(self.diverged) + len(self.failed) + len(self.unfinished)
-
-    def not_in_mean(self) -> str:
-        kinds = {"diverged": self.diverged, "failed": self.failed, "unfinished": self.unfinished}
-        return "; ".join(f"{len(seeds)} {kind} (seed {', '.join(map(str, sorted(seeds)))})"
-                         for kind, seeds in kinds.items() if seeds)
-
-
-@dataclass
-class Comparison:
-    """A pooling against the best baseline on one setting (the benchmark's rule)."""
-
-    setting: str
-    best: Row | None = None  # the baseline with the highest mean; None: nothing to compare with
-    diff: float = math.nan
-    p_value: float = math.nan
-    test: str = ""
-    problem: str = ""  # why the pooling cannot beat the baseline here
-
-    @property
-    def beats(self) -> bool:
-        return not self.problem and self.diff > 0
-
-    @property
-    def significant(self) -> bool:
-        return self.beats and self.p_value < ALPHA
-
-    def text(self) -> str:
-        if self.problem:
-            return self.problem
-        versus = f"published {self.best.pool}" if self.best.published else self.best.pool
-        p = format_p(self.p_value)
-        p = p if p.startswith("<") else f"={p}"
-        return f"{self.diff:+.2f} vs {versus} (p{p}){' *' if self.significant else ''}"
-
-
-@dataclass
-class Verdict:
-    pool: str
-    comparisons: list[Comparison]
-
-    @property
-    def wins(self) -> bool:
-        return bool(self.comparisons) and all(c.beats for c in self.comparisons)
-
-    def text(self) -> str:
-        if self.wins:
-            significant = sum(c.significant for c in self.comparisons)
-            return f"WINS, significant on {significant}/{len(self.comparisons)}"
-        return f"no: not ahead on {sum(not c.beats for c in self.comparisons)}/{len(self.comparisons)}"
-
-
-@dataclass
-class Report:
-    root: Path
-    settings: list[str]
-    rows: dict[str, list[Row]]  # per setting, measured, best mean first
-    references: dict[str, list[Row]]  # per setting, published rows
-    baseline: str | None
-    verdicts: list[Verdict]
-    protocols: dict[str, str]  # per setting, the protocol its runs used
-    reference_in_verdict: dict[str, bool]
-    curves: dict[str, dict[str, list[list[float]]]]  # setting -> pool -> test acc per epoch, per seed
-    notes: list[str] = field(default_factory=list)
-
-
-def published_reference() -> dict[str, dict[str, dict[int, float]]]:
-    """setting -> pool -> seed -> best test accuracy of the leaderboard's current runs."""
-    text = importlib.resources.files("poolbench").joinpath("reference", REFERENCE_FILE).read_text()
-    table: dict[str, dict[str, dict[int, float]]] = {}
-    for run in json.loads(text)["runs"]:
-        pool = REFERENCE_POOLS.get(run["method"], run["method"])
-        for setting, acc in run["best_test_acc"].items():
-            table.setdefault(setting, {}).setdefault(pool, {})[int(run["seed"])] = float(acc)
-    return table
-
-
-def collect_runs(root: str | Path) -> list[runs.RunSummary]:
-    """Every run of the sweep in ``root``, in grid order: the cells of its sweep.json (pending
-    when their folder does not exist yet) and any other run folder there. ReportError if none.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise ReportError(f"folder {root} not found: give a sweep folder (made by poolbench sweep --out)")
-    found = {(s.setting, s.pool, s.seed): s for s in map(runs.summarize, runs.find_run_dirs(root))}
-    sweep = load_sweep(root)
-    for run in sweep.runs() if sweep else []:
-        key = (run.setting, run.pool, run.seed)
-        if key not in found:
-            found[key] = runs.RunSummary(sweep.path(run), *key, runs.PENDING, None, 0, None, [], None, None)
-    if not found:
-        raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
-                          f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
-    settings = _ordered((sweep.settings if sweep else []) + sorted(k[0] for k in found))
-    pools = _ordered((list(sweep.pools) if sweep else []) + sorted(k[1] for k in found))
-    return sorted(found.values(), key=lambda s: (settings.index(s.setting), pools.index(s.pool), s.seed))
-
-
-def build_report(root: str | Path, baseline: str | None = None) -> Report:
-    """Read every run under ``root`` and compute the report; ReportError on a user error."""
-    summaries = collect_runs(root)
-    settings = _ordered([s.setting for s in summaries])
-    pools = _ordered([s.pool for s in summaries])
-    rows = {(s, p): Row(s, p) for s in settings for p in pools}
-    curves: dict[str, dict[str, list[list[float]]]] = {}
-    for summary in summaries:
-        row = rows[summary.setting, summary.pool]
-        if summary.status == runs.COMPLETED and summary.best_test_acc is not None:
-            row.values[summary.seed] = float(summary.best_test_acc)
-            accs = [float(m["test_acc"]) for m in summary.metrics]
-            curves.setdefault(summary.setting, {}).setdefault(summary.pool, []).append(accs)
-        elif summary.status == runs.DIVERGED:
-            row.diverged.append(summary.seed)
-        elif summary.status == runs.FAILED:
-            row.failed.append(summary.seed)
-        else:
-            row.unfinished.append(summary.seed)
-
-    if baseline is None:
-        baseline = "gap" if "gap" in pools else None
-    elif baseline not in pools:
-        raise ReportError(f"baseline {baseline!r} has no runs in {root}: choose one of {', '.join(pools)}")
-    if baseline is not None:
-        for (setting, _), row in rows.items():
-            versus = rows[setting, baseline].values
-            row.diff, row.p_value, row.n_paired = paired_difference(row.values, versus)
-    by_setting = {s: sorted((rows[s, p] for p in pools if rows[s, p].runs),
-                            key=lambda r: -r.stats.mean if r.values else math.inf) for s in settings}
-
-    published = published_reference()
-    references = {s: [Row(s, pool, dict(values), published=True) for pool, values in published[s].items()]
-                  for s in settings if s in published}
-    protocols, notes, reference_in_verdict = {}, [], {}
-    unfinished = sum(s.status in UNFINISHED for s in summaries)
-    if unfinished:
-        notes.append(f"{unfinished} runs are not finished: these numbers and the verdict are provisional")
-    for setting in settings:
-        used = {Protocol(**s.config["protocol"]) for s in summaries if s.setting == setting and s.config}
-        protocols[setting] = "; ".join(sorted(map(_describe_protocol, used))) or "no run started"
-        if len(used) > 1:
-            notes.append(f"{setting}: runs with different protocols are in one table ({protocols[setting]})")
-        # Published numbers are comparable only with runs of the full published protocol.
-        reference_in_verdict[setting] = setting in references and used == {SETTINGS[setting].protocol}
-        if setting in references and not reference_in_verdict[setting]:
-            notes.append(f"{setting}: the published rows come from the full protocol "
-                         f"({_describe_protocol(SETTINGS[setting].protocol)}); this sweep's runs differ, so "
-                         f"they are shown for reference only and left out of the verdict")
-    verdicts = [Verdict(p, [_compare(rows, references, s, p, reference_in_verdict[s]) for s in settings])
-                for p in pools]
-    return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
-                  reference_in_verdict, curves, notes)
-
-
-def _ordered(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
-def _describe_protocol(p: Protocol) -> str:
-    return (f"{p.epochs} epochs, batch {p.batch_size}, lr {p.lr}, momentum {p.momentum}, "
-            f"weight decay {p.weight_decay}" + (", nesterov" if p.nesterov else ""))
-
-
-def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]], setting: str, pool: str,
-             use_references: bool) -> Comparison:
-    """The benchmark's rule on one setting: does ``pool``'s mean strictly beat every baseline's?"""
-    own = rows[setting, pool]
-    candidates = [rows[setting, b] for b in BASELINES
-                  if b != pool and (setting, b) in rows and rows[setting, b].values]
-    if use_references:
-        candidates += [r for r in references.get(setting, []) if r.pool != pool]
-    if not candidates:
-        return Comparison(setting, problem="no baseline to compare with")
-    best = max(candidates, key=lambda r: r.stats.mean)
-    if not own.values:
-        return Comparison(setting, best, problem="no completed run")
-    if own.diverged or own.failed:  # the original harness scores such runs at chance: no win
-        return Comparison(setting, best, problem=f"{own.not_in_mean()}: cannot count as a win")
-    diff = own.stats.mean - best.stats.mean
-    if best.published:
-        return Comparison(setting, best, diff, welch_p(list(own.values.values()), list(best.values.values())),
-                          "Welch t")
-    return Comparison(setting, best, diff, paired_difference(own.values, best.values)[1], "paired t")
 
 
 # --- Tables -----------------------------------------------------------------------------------
@@ -303,10 +28,6 @@ def format_number(value: float | None, digits: int = 2) -> str:
 
 def format_p_exact(p: float) -> str:
     return "" if math.isnan(p) else f"{p:.6g}"
-
-
-def format_p(p: float) -> str:
-    return "n/a" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def setting_table(report: Report, setting: str) -> tuple[list[str], list[list[str]]]:
@@ -368,7 +89,7 @@ def _counts(report: Report) -> str:
     return f"{total} runs: " + ", ".join(parts)
 
 
-def _title(setting: str) -> str:
+def setting_title(setting: str) -> str:
     description = SETTINGS[setting].description if setting in SETTINGS else ""
     return f"{setting}: {description}" if description else setting
 
@@ -392,7 +113,7 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", INTRO, ""]
     out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
     for setting in report.settings:
-        out += [f"## {_title(setting)}", "", f"Protocol: {report.protocols[setting]}.", "",
+        out += [f"## {setting_title(setting)}", "", f"Protocol: {report.protocols[setting]}.", "",
                 md_table(*setting_table(report, setting)), ""]
     for name, path in (images or {}).items():
         out += [f"![{PLOT_TITLES[name]}]({path})", ""]
@@ -493,7 +214,7 @@ def to_html(report: Report) -> str:
     out += [f"<p class=note>Note: {e(note)}</p>" for note in report.notes]
     for setting in report.settings:
         published = [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
-        out += [f"<h2>{e(_title(setting))}</h2><p>Protocol: {e(report.protocols[setting])}.</p>",
+        out += [f"<h2>{e(setting_title(setting))}</h2><p>Protocol: {e(report.protocols[setting])}.</p>",
                 _html_table(*setting_table(report, setting), published)]
     for name, png in plots(report).items():
         out.append(f"<h2>{PLOT_TITLES[name]}</h2>"
@@ -505,7 +226,7 @@ def to_html(report: Report) -> str:
     return "\n".join(out + ["</pre></body></html>", ""])
 
 
-# --- The `report` and `status` verbs ----------------------------------------------------------
+# --- The `report` verb ------------------------------------------------------------------------
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``poolbench report``."""
@@ -547,57 +268,4 @@ def report_main(args: argparse.Namespace) -> int:
     else:
         runs.atomic_write_bytes(output, text.encode())
         print(f"wrote {output}", file=sys.stderr)
-    return 0
-
-
-STATUS_ORDER = (runs.COMPLETED, runs.RUNNING, runs.DIVERGED, runs.FAILED, runs.INTERRUPTED, runs.PENDING)
-
-
-def status_cell(summary: runs.RunSummary) -> str:
-    """``completed 93.21``, ``running 85.10 (3/8)``, ``diverged (epoch 2)``, ``pending``."""
-    text = summary.status
-    if summary.best_test_acc is not None and summary.status != runs.DIVERGED:
-        text += f" {summary.best_test_acc:.2f}"
-    if summary.status in (runs.RUNNING, runs.INTERRUPTED):
-        text += f" ({summary.epochs_completed}/{summary.epochs or '?'})"
-    if summary.status == runs.DIVERGED and (summary.result or {}).get("diverged_at"):
-        text += f" (epoch {summary.result['diverged_at']['epoch']})"
-    return text
-
-
-def status_text(root: Path, summaries: list[runs.RunSummary]) -> str:
-    """Per setting a grid: poolings down, seeds across; counts on top."""
-    counts = {kind: sum(s.status == kind for s in summaries) for kind in STATUS_ORDER}
-    out = [f"{root}: {len(summaries)} runs: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())]
-    for setting in _ordered([s.setting for s in summaries]):
-        in_setting = [s for s in summaries if s.setting == setting]
-        seeds = sorted({s.seed for s in in_setting})
-        cells = {(s.pool, s.seed): status_cell(s) for s in in_setting}
-        body = [[pool, *(cells.get((pool, seed), "") for seed in seeds)]
-                for pool in _ordered([s.pool for s in in_setting])]
-        out += ["", _title(setting), md_table(["pooling", *(f"seed {k}" for k in seeds)], body)]
-    return "\n".join(out) + "\n"
-
-
-def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``poolbench status``."""
-    parser.add_argument("folder", metavar="DIR", help="sweep folder")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-
-
-def status_main(args: argparse.Namespace) -> int:
-    """``poolbench status``: the grid of a sweep folder with each run's state and best accuracy."""
-    try:
-        summaries = collect_runs(args.folder)
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.json:
-        records = [{"setting": s.setting, "pool": s.pool, "seed": s.seed, "status": s.status,
-                    "best_test_acc": s.best_test_acc, "epochs_completed": s.epochs_completed,
-                    "epochs": s.epochs, "path": str(s.path)} for s in summaries]
-        counts = {kind: sum(s.status == kind for s in summaries) for kind in STATUS_ORDER}
-        print(json.dumps({"root": str(args.folder), "counts": counts, "runs": records}, indent=1))
-    else:
-        sys.stdout.write(status_text(Path(args.folder), summaries))
     return 0

@@ -169,3 +169,14 @@ def test_mixed_precision_runs_on_the_cpu_and_is_part_of_the_run_config(amp, tmp_
     code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256",
                        "--output-dir", str(out_dir))
     assert code == 2 and "amp" in err  # a float32 run never resumes a mixed-precision one
+
+
+def test_the_vgg_setting_on_cifar100_files(cifar100_root, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "--setting", "vgg16bn-cifar100", "--pool", "gem", "--data-root", str(cifar100_root),
+                         "--epochs", "1", "--batch-size", "8", "--output-dir", str(out_dir))
+    assert code == 0, err
+    assert METRICS_LINE.match(out.splitlines()[0])
+    result = json.loads((out_dir / "result.json").read_text())
+    assert result["num_params"] == 15_299_748 + 1  # the model and GeM's p
+    assert result["pool_input_shape"] == [512, 1, 1]

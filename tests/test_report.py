@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from poolbench import analysis
 from poolbench import report as rep
+from poolbench import status as st
 from poolbench.runs import RunConfig, RunLock
 from poolbench.settings import SETTINGS
 
@@ -99,7 +101,7 @@ def sweep_dir(tmp_path_factory):
 
 def published(setting: str) -> dict[str, list[float]]:
     """pool (leaderboard name) -> accuracies of the current runs, read straight from the JSON file."""
-    data = json.loads((Path(rep.__file__).parent / "reference" / rep.REFERENCE_FILE).read_text())
+    data = json.loads((Path(analysis.__file__).parent / "reference" / analysis.REFERENCE_FILE).read_text())
     out: dict[str, list[float]] = {}
     for run in data["runs"]:
         out.setdefault(run["method"], []).append(run["best_test_acc"][setting])
@@ -277,8 +279,8 @@ def test_user_errors_are_one_line_and_exit_2(sweep_dir, tmp_path, capsys, case, 
 
 def status(folder, *extra):
     parser = argparse.ArgumentParser()
-    rep.add_status_arguments(parser)
-    return rep.status_main(parser.parse_args([str(folder), *extra]))
+    st.add_status_arguments(parser)
+    return st.status_main(parser.parse_args([str(folder), *extra]))
 
 
 def test_status_shows_the_grid_and_counts(tmp_path, capsys):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from poolbench import executors as ex
 from poolbench import sweep as sw
 from poolbench.runs import read_jsonl
 from poolbench.settings import get_setting
@@ -101,7 +102,7 @@ def fake_run(tmp_path, monkeypatch):
     script = tmp_path / "fake_run.py"
     script.write_text(FAKE_RUN)
     log = tmp_path / "trainings.jsonl"
-    monkeypatch.setattr(sw, "run_arguments", fake_arguments(script, log))
+    monkeypatch.setattr(ex, "run_arguments", fake_arguments(script, log))  # where the executors look it up
     return log
 
 
@@ -235,10 +236,10 @@ def test_a_killed_run_is_failed_and_resumes_on_the_next_sweep(fake_run, pool_fil
 DRIVER = """
 import argparse, sys
 from pathlib import Path
-from poolbench import sweep as sw
+from poolbench import executors, sweep as sw
 sys.path.insert(0, {tests!r})
 from test_sweep import fake_arguments
-sw.run_arguments = fake_arguments(Path({script!r}), Path({log!r}))
+executors.run_arguments = fake_arguments(Path({script!r}), Path({log!r}))
 parser = argparse.ArgumentParser()
 sw.add_sweep_arguments(parser)
 sys.exit(sw.sweep_main(parser.parse_args(sys.argv[1:])))
@@ -269,8 +270,8 @@ def test_killing_a_sweep_kills_its_runs_so_none_is_left_holding_a_lock(fake_run,
 
 def test_local_runs_get_their_share_of_threads_and_one_gpu_each(fake_run, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RUN_SLEEP", "0.1")
-    monkeypatch.setattr(sw, "visible_gpus", lambda: ["3", "5"])
-    monkeypatch.setattr(sw, "cpu_count", lambda: 8)
+    monkeypatch.setattr(ex, "visible_gpus", lambda: ["3", "5"])
+    monkeypatch.setattr(ex, "cpu_count", lambda: 8)
     assert sweep("--pools", "gap,gem", "--seeds", "1,2", "--out", tmp_path / "runs", "--jobs", "2") == 0
     seen = trainings(fake_run)
     assert {t["omp"] for t in seen} == {"4"}

@@ -1,0 +1,258 @@
+"""Executors: how the runs of a sweep are started, each one as a ``python -m poolbench run`` process.
+
+A process per run isolates the sweep from a pooling that crashes, leaks memory or hangs a device.
+The local executor runs N processes at a time on this machine (a GPU or a share of the CPUs
+each); the Ray executor runs each one in a Ray task, retried when its worker or process dies.
+Every run's stdout/stderr go to its folder's stdout.log / stderr.log, and its exit code and
+result.json are turned into an ``Outcome``; a run locked by another sweep exits 75 and is
+reported as "running elsewhere".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .sweep import (
+    ALREADY_DONE,
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    RUNNING_ELSEWHERE,
+    Outcome,
+    Sweep,
+    SweepError,
+    SweepRun,
+    run_arguments,
+    split_list,
+)
+
+EXIT_LOCKED = 75
+
+
+# --- Running one run --------------------------------------------------------------------------
+
+def execute(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str],
+            live: set[subprocess.Popen] | None = None) -> int:
+    """Run ``python <arguments>`` in ``cwd``; its stdout/stderr are appended to the run folder's
+    stdout.log / stderr.log. Returns the exit code. Called in a Ray task too: the interpreter is
+    the one running this function, on whichever machine that is.
+    """
+    folder = Path(cwd) / run_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
+        err.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} poolbench sweep starts this run\n".encode())
+        err.flush()
+        process = subprocess.Popen([sys.executable, *arguments], cwd=cwd, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                   preexec_fn=_die_with_parent())
+        if live is not None:
+            live.add(process)
+        try:
+            return process.wait()
+        except BaseException:  # interrupted (Ctrl-C, Ray cancel): the run must not go on unseen
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+        finally:
+            if live is not None:
+                live.discard(process)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel kill the run if the process that started it dies (Linux).
+
+    An orphaned run would hold its lock and keep training unseen: a retried Ray task would then
+    find its own run "running elsewhere". Its checkpoint is written atomically, so a killed run
+    resumes. The function is resolved here, before the fork: the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class RunKilledError(RuntimeError):
+    """The run's process was killed by a signal (out of memory, a lost worker): worth a retry."""
+
+
+def execute_or_raise(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str]) -> int:
+    """``execute`` for Ray tasks: a run killed by a signal raises, so that Ray retries the task."""
+    code = execute(arguments, cwd, run_dir, env)
+    if code < 0:
+        raise RunKilledError(f"{run_dir}: the run was killed by signal {-code}")
+    return code
+
+
+def classify(run: SweepRun, run_dir: Path, exit_code: int, seconds: float) -> Outcome:
+    """The outcome of a finished run process, from its exit code and its result.json."""
+    if exit_code == EXIT_LOCKED:
+        return Outcome(run, RUNNING_ELSEWHERE, seconds=seconds)
+    summary = runs.summarize(run_dir)
+    expected = {0: COMPLETED, 3: DIVERGED}.get(exit_code)
+    if expected is not None and summary.status == expected:
+        return Outcome(run, expected, summary.best_test_acc, seconds)
+    why = f"killed by signal {-exit_code}" if exit_code < 0 else f"exit {exit_code}"
+    return Outcome(run, FAILED, summary.best_test_acc, seconds,
+                   f"{why}: {_last_error_line(run_dir)} (see {run_dir / 'stderr.log'})")
+
+
+def settled_elsewhere(sweep: Sweep, run: SweepRun) -> Outcome | None:
+    """Just before a run starts: the outcome if another sweep finished it or is running it.
+
+    Checked again here, not only when the sweep starts, because a sweep running at the same
+    time may have done it since; the lock still settles any remaining race (exit 75).
+    """
+    state = runs.status(sweep.path(run))
+    if state in (COMPLETED, DIVERGED):
+        return Outcome(run, ALREADY_DONE)
+    return Outcome(run, RUNNING_ELSEWHERE) if state == runs.RUNNING else None
+
+
+def _last_error_line(run_dir: Path) -> str:
+    """The line of stderr.log that best says why a run failed: its last ``error:`` line."""
+    try:
+        lines = (run_dir / "stderr.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "no stderr.log"
+    lines = [line.strip() for line in lines if line.strip() and not line.startswith("--- ")]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no message"])[-1]
+
+
+# --- Executors ----------------------------------------------------------------------------------
+
+def cpu_count() -> int:
+    """CPUs this process may use (the affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs runs may be given, as CUDA_VISIBLE_DEVICES entries (respects the parent's)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    inherited = split_list(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return inherited[:count] if inherited else [str(i) for i in range(count)]
+
+
+def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[Outcome], None]) -> None:
+    """Run ``todo`` as processes, ``jobs`` at a time; each gets its own GPU when there are
+    GPUs (round robin), else ``cores // jobs`` CPU threads. Reports each outcome as it ends.
+    """
+    gpus = visible_gpus()
+    threads = str(max(1, cpu_count() // jobs))
+    slots: deque[int] = deque(range(jobs))  # a slot is a GPU for the duration of one run
+    slot_lock = threading.Lock()
+    live: set[subprocess.Popen] = set()
+    stop = threading.Event()
+
+    def work(run: SweepRun) -> Outcome | None:
+        if stop.is_set():
+            return None
+        settled = settled_elsewhere(sweep, run)
+        if settled is not None:
+            return settled
+        with slot_lock:
+            slot = slots.popleft()
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        start = time.perf_counter()
+        try:
+            code = execute(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env, live)
+        finally:
+            with slot_lock:
+                slots.append(slot)
+        return classify(run, sweep.path(run), code, time.perf_counter() - start)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(work, run) for run in todo]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                if outcome is not None:
+                    report(outcome)
+        except KeyboardInterrupt:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            for process in list(live):  # they may not have seen the terminal's Ctrl-C
+                process.send_signal(signal.SIGINT)
+            raise
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--executor ray needs Ray, an optional extra: "
+                         "pip install 'poolbench[ray]'") from None
+    return ray
+
+
+def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None], *,
+            address: str | None = None, max_retries: int = 3, jobs: int | None = None) -> None:
+    """Run ``todo`` as Ray tasks on the cluster at ``address`` (None: the running or a new
+    local one). One CPU per run, one GPU per run when the cluster has GPUs; a task whose
+    worker or run process dies is retried ``max_retries`` times and resumes from the run's
+    checkpoint. The sweep folder must be on a file system every node shares, and poolbench
+    installed on every node.
+    """
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    try:
+        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        task = ray.remote(execute_or_raise).options(num_cpus=1, num_gpus=1 if has_gpus else 0,
+                                                    max_retries=max_retries,
+                                                    retry_exceptions=[RunKilledError])
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # its one CPU; Ray sets the GPU
+        waiting = deque(todo)
+        pending: dict[Any, tuple[SweepRun, float]] = {}
+        limit = jobs or len(todo)
+        try:
+            while waiting or pending:
+                while waiting and len(pending) < limit:
+                    run = waiting.popleft()
+                    settled = settled_elsewhere(sweep, run)
+                    if settled is not None:
+                        report(settled)
+                        continue
+                    ref = task.remote(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env)
+                    pending[ref] = (run, time.perf_counter())
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    run, start = pending.pop(ref)
+                    seconds = time.perf_counter() - start
+                    try:
+                        outcome = classify(run, sweep.path(run), ray.get(ref), seconds)
+                    except ray.exceptions.RayError as error:  # retries exhausted, node gone, ...
+                        last = (str(error).strip() or type(error).__name__).splitlines()[-1]
+                        outcome = Outcome(run, FAILED, None, seconds,
+                                          f"Ray gave up after {max_retries} retries: {last}")
+                    report(outcome)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref)  # raises KeyboardInterrupt in the task: execute stops its process
+            raise
+    finally:
+        if started_here:
+            ray.shutdown()
