@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from . import __version__
 from .settings import SETTINGS, get_setting, setting_for
@@ -70,12 +69,8 @@ def run_config_from_args(args: argparse.Namespace):
     same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
     setting = base if same_as_base else setting_for(arch, dataset)
     protocol = (base or setting).protocol
-    pool_sha256 = None
-    if pools.is_file_spec(args.pool):
-        path_text = args.pool.split(":", 1)[0]
-        if not Path(path_text).is_file():
-            raise ValueError(f"pooling file {path_text!r} not found: give an existing path.py[:Class]")
-        pool_sha256 = file_sha256(path_text)
+    pools.resolve(args.pool)  # an unknown name or a missing file or class is a ValueError here
+    pool_sha256 = file_sha256(args.pool.split(":", 1)[0]) if pools.is_file_spec(args.pool) else None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=args.pool, seed=args.seed,
                      protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,

@@ -180,3 +180,11 @@ def test_the_vgg_setting_on_cifar100_files(cifar100_root, tmp_path, capsys):
     result = json.loads((out_dir / "result.json").read_text())
     assert result["num_params"] == 15_299_748 + 1  # the model and GeM's p
     assert result["pool_input_shape"] == [512, 1, 1]
+
+
+@pytest.mark.slow
+def test_the_embedded_default_reaches_90_percent_with_gap(tmp_path, capsys):
+    code, out, err = run(capsys, "--setting", "quick", "--output-dir", str(tmp_path / "run"))
+    assert code == 0, err
+    best = float(out.strip().splitlines()[-1].removeprefix("TEST_METRICS: test_acc="))
+    assert best >= 90.0
