@@ -38,7 +38,7 @@ from .runs import (
 )
 from .train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_LOCKED = 0, 1, 2, 3, 75
+EXIT_COMPLETED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 75, 130
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -194,6 +194,9 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
     except CheckpointMismatchError as error:
         log(f"error: {error}")
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        log(f"interrupted after epoch {len(history)}: run the same command again to resume")
+        return EXIT_INTERRUPTED
     except Exception as error:  # a broken pooling or model must end as a recorded failure
         traceback.print_exc(file=sys.stderr)
         log(f"error: run failed: {type(error).__name__}: {error}")

@@ -73,3 +73,16 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         assert "resumed from" in err and printed_epochs[0] > 1 and printed_epochs[-1] == EPOCHS
     assert out.strip().splitlines()[-1].startswith("TEST_METRICS: test_acc=")
     assert comparable(interrupted) == comparable(straight), f"random seed {seed}, epochs at kills {kills}"
+
+
+def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path):
+    out_dir = tmp_path / "run"
+    process = start(out_dir)
+    deadline = time.time() + 300
+    while epochs_done(out_dir) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in err.strip().splitlines()[-1]
+    assert (out_dir / "checkpoint.pt").exists() and not (out_dir / "result.json").exists()
