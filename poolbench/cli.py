@@ -49,7 +49,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", help="model (overrides the setting's)")
     parser.add_argument("--dataset", help="data set (overrides the setting's)")
     parser.add_argument("--num-classes", type=int, help="default: the data set's")
-    parser.add_argument("--pool", default="gap", help="registered name or path.py[:Class] (default gap)")
+    parser.add_argument("--pool", default="gap", help="registered name, name(key=value, ...) such as "
+                        "'topk(k=0.5)', or path.py[:Class] (default gap)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", help="run folder (default runs/<setting>/<pool>/seed<k>)")
     add_protocol_arguments(parser)
@@ -69,10 +70,11 @@ def run_config_from_args(args: argparse.Namespace):
     same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
     setting = base if same_as_base else setting_for(arch, dataset)
     protocol = (base or setting).protocol
-    pools.resolve(args.pool)  # an unknown name or a missing file or class is a ValueError here
-    pool_sha256 = file_sha256(args.pool.split(":", 1)[0]) if pools.is_file_spec(args.pool) else None
+    pools.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
+    pool = pools.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
+    pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pools.is_file_spec(pool) else None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
-                     num_classes=args.num_classes or setting.num_classes, pool=args.pool, seed=args.seed,
+                     num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
                      protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,
                      amp=args.amp)
 
@@ -133,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(main=run_main)
 
     check = verbs.add_parser("check", help="run the pooling contract checks (seconds)")
-    check.add_argument("specs", nargs="+", metavar="SPEC", help="registered name or path.py[:Class]")
+    check.add_argument("specs", nargs="+", metavar="SPEC",
+                       help="registered name, name(key=value, ...) or path.py[:Class]")
     check.add_argument("--json", action="store_true")
     check.set_defaults(main=check_main)
 

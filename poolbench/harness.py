@@ -7,6 +7,7 @@ and never raises for a problem a user can fix: those are one line on stderr.
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 import time
 import traceback
@@ -140,7 +141,7 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
             for failure in report.failures():
                 log(f"FAIL {failure.name}: {failure.message}")
             log(f"error: pooling {config.pool!r} fails the contract check; fix it "
-                f"(see `poolbench check {config.pool}`) or pass --no-check to train anyway")
+                f"(see `poolbench check {shlex.quote(config.pool)}`) or pass --no-check to train anyway")
             return EXIT_BAD_INPUT
 
     write_json(config_path, {"config": config.to_dict(), "command": command or [],

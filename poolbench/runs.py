@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .poolspec import spec_label
 from .settings import Protocol
 
 CONFIG_FILE = "config.json"
@@ -222,11 +223,9 @@ def status(run_dir: str | Path) -> str:
 # --- Sweep layout: <root>/<setting>/<pool label>/seed<k>/ -------------------------------------
 
 def pool_label(spec: str) -> str:
-    """A folder-friendly name for a pool spec: the name, or a file's stem (and ``-Class``)."""
-    path_text, _, class_name = spec.partition(":")
-    if not path_text.endswith(".py"):
-        return spec
-    return Path(path_text).stem + (f"-{class_name}" if class_name else "")
+    """A folder-friendly name for a pool spec: the name, a file's stem (and ``-Class``), or for
+    ``name(key=value, ...)`` the name and each key with its value (``topk(k=0.5)`` -> ``topk-k0.5``)."""
+    return spec_label(spec)
 
 
 def run_path(root: str | Path, setting: str, pool: str, seed: int) -> Path:

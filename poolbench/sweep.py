@@ -4,7 +4,8 @@ A sweep folder::
 
     sweep.json                  the grid, the protocol overrides and the run options
     pools/<stem>.py             copies of pooling files, so the sweep can be repeated later
-    <setting>/<pool>/seed<k>/   one run folder per grid cell (see poolbench.runs)
+    <setting>/<pool>/seed<k>/   one run folder per grid cell (see poolbench.runs); <pool> is the
+                                spec's label: gem, topk-k0.5 for topk(k=0.5), a file's stem
 
 Every run is one ``python -m poolbench run`` process, started by poolbench.executors (local
 executor, N at a time) or in a Ray task (ray executor). A process per run isolates the sweep
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
+from .poolspec import is_call_spec, is_file_spec, split_specs
 from .settings import get_setting
 
 SWEEP_FILE = "sweep.json"
@@ -49,7 +51,7 @@ class SweepRun:
 
     setting: str
     pool: str  # the label: folder name and report name
-    pool_spec: str  # what ``run --pool`` gets: a registered name or pools/<stem>.py[:Class]
+    pool_spec: str  # what ``run --pool`` gets: a registered name, name(key=value, ...) or pools/<stem>.py[:Class]
     seed: int
 
     @property
@@ -103,6 +105,14 @@ def split_list(text: str | None) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
+def split_pools(text: str | None) -> list[str]:
+    """The specs of ``--pools``: like split_list, but commas inside ``name(...)`` do not split.
+
+    ``"gap,topk(k=0.1),gem(p=4, learnable=False)"`` -> ``["gap", "topk(k=0.1)", "gem(p=4, learnable=False)"]``
+    """
+    return split_specs(text)
+
+
 def load_sweep(root: str | Path) -> Sweep | None:
     """The sweep stored in ``root/sweep.json``, or None when there is none."""
     path = Path(root) / SWEEP_FILE
@@ -139,15 +149,17 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
         existing = old is not None
         old = old or Sweep(root, {}, [], [])
         for _, label, spec in entries:
-            if new_pools[label] != spec or old.pools.get(label, spec) != spec:
-                raise SweepError(f"pooling name {label!r} would name two poolings in {root}: rename a file")
+            for other in (new_pools[label], old.pools.get(label, spec)):
+                if other != spec:
+                    raise SweepError(f"pooling name {label!r} would name two poolings in {root} ({other} and "
+                                     f"{spec}): rename a file or use another --out folder")
         sweep = Sweep(root, {**old.pools, **new_pools},
                       _union(old.settings, settings or ([] if existing else ["quick"])),
                       _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
                       {**old.overrides, **overrides}, {**old.options, **options})
         _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
-        for given, label, spec in entries:
-            if label != spec:  # a file pooling: copied now that nothing was refused
+        for given, _, spec in entries:
+            if is_file_spec(given):  # copied now that nothing was refused
                 _copy_pool_file(root, given, spec)
         runs.write_json(root / SWEEP_FILE, sweep.to_dict())
     return sweep
@@ -186,10 +198,11 @@ def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
 
     if not pools.is_file_spec(spec):
         try:
-            pools.get(spec)
+            pools.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
         except pools.PoolSpecError as error:
             raise SweepError(str(error)) from None
-        return spec.lower(), spec.lower()
+        spec = pools.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
+        return runs.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
     try:
@@ -257,8 +270,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("folder", nargs="?", metavar="DIR", help="sweep folder (same as --out)")
     parser.add_argument("--out", help="sweep folder; its sweep.json remembers the grid for later runs")
-    parser.add_argument("--pools", help="comma-separated registered names and path.py[:Class] files "
-                                        "(e.g. gap,gmp,gem,avgmax,mine.py)")
+    parser.add_argument("--pools", help="comma-separated registered names, name(key=value, ...) and "
+                                        "path.py[:Class] files (e.g. 'gap,gem,topk(k=0.1),topk(k=0.5),mine.py')")
     parser.add_argument("--settings", help="comma-separated settings (default quick)")
     parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
     parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
@@ -289,7 +302,7 @@ def sweep_main(args: argparse.Namespace) -> int:
             raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
         if args.executor == "ray":
             import_ray()
-        sweep = prepare(root, split_list(args.pools), split_list(args.settings), _seeds(args.seeds),
+        sweep = prepare(root, split_pools(args.pools), split_list(args.settings), _seeds(args.seeds),
                         protocol_overrides(args),
                         {"data_root": args.data_root, "device": args.device, "download": args.download,
                          "amp": args.amp})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,11 +59,16 @@ class Subject:
         return list(dict.fromkeys(c for c, _, _ in self.pool_inputs))
 
     def call_text(self, channels: int | None = None) -> str:
-        """How the pooling is constructed, for messages: ``GeM(channels=64)`` or ``CustomPool()``."""
-        name = getattr(self.factory, "__name__", type(self.factory).__name__)
-        if not self.takes_channels:
-            return f"{name}()"
-        return f"{name}(channels={'C' if channels is None else channels})"
+        """How the pooling is constructed, for messages: ``GeM(channels=64)``, ``CustomPool()`` or,
+        for a spec's hyper-parameters (a ``functools.partial``), ``TopKPool(channels=64, k=0.5)``."""
+        factory, arguments = self.factory, []
+        if self.takes_channels:
+            arguments.append(f"channels={'C' if channels is None else channels}")
+        if isinstance(factory, functools.partial):
+            arguments += [f"{key}={value!r}" for key, value in factory.keywords.items()]
+            factory = factory.func
+        name = getattr(factory, "__name__", type(factory).__name__)
+        return f"{name}({', '.join(arguments)})"
 
     def build(self, channels: int, materialise: tuple[int, int] | None = (4, 4)) -> nn.Module:
         """A fresh instance for ``channels`` input channels, on the device.

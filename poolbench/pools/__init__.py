@@ -4,6 +4,8 @@
 >>> pool = pools.create("gem", channels=64)
 >>> "gap" in pools.names()
 True
+>>> pools.build("topk(k=0.5)", channels=64)  # a registered pooling with hyper-parameters
+TopKPool(k=0.5)
 """
 
 from . import attention, classic, mixed, smooth, statistics  # noqa: F401  (register the poolings)
@@ -13,10 +15,12 @@ from .registry import (
     build,
     create,
     get,
+    hyper_parameters,
     instantiate,
     is_file_spec,
     load_file,
     names,
+    normalise_spec,
     register,
     resolve,
 )
@@ -27,10 +31,12 @@ __all__ = [
     "build",
     "create",
     "get",
+    "hyper_parameters",
     "instantiate",
     "is_file_spec",
     "load_file",
     "names",
+    "normalise_spec",
     "register",
     "resolve",
 ]

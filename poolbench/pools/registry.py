@@ -1,28 +1,41 @@
 """The pooling registry: names -> constructors, user pooling files, and construction by spec.
 
-A pooling constructor may take ``channels`` (the C it will see) or nothing at all
-(the original task's ``CustomPool()`` style). :func:`instantiate` hides that difference.
+A spec is a registered name (``gem``), a registered name with hyper-parameters
+(``topk(k=0.5)``, ``gem(p=4, learnable=False)``; see :mod:`poolbench.poolspec`) or a file
+(``path.py[:Class]``). A pooling constructor may take ``channels`` (the C it will see) or nothing
+at all (the original task's ``CustomPool()`` style). :func:`instantiate` hides that difference.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from torch import nn
+
+from ..poolspec import (
+    USAGE,
+    PoolSpecError,
+    PositionalValueError,
+    is_call_spec,
+    is_file_spec,
+    normalise_spec,
+    parse_call,
+)
 
 PoolFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, PoolFactory] = {}
 
-
-class PoolSpecError(ValueError):
-    """A pooling spec that names nothing usable: unknown name, missing file or class."""
+__all__ = ["PoolFactory", "PoolSpecError", "accepts_channels", "build", "create", "get", "hyper_parameters",
+           "instantiate", "is_file_spec", "load_file", "names", "normalise_spec", "register", "resolve"]
 
 
 def register(name: str) -> Callable[[PoolFactory], PoolFactory]:
@@ -58,14 +71,24 @@ def get(name: str) -> PoolFactory:
 
 
 def create(name: str, channels: int | None = None, **kwargs) -> nn.Module:
-    """Build the registered pooling ``name`` for ``channels`` input channels."""
-    return instantiate(get(name), channels, **kwargs)
+    """Build the registered pooling ``name`` (or ``name(key=value, ...)``) for ``channels`` input channels."""
+    return instantiate(resolve(name) if is_call_spec(name) else get(name), channels, **kwargs)
+
+
+def _takes_no_arguments(factory: PoolFactory) -> bool:
+    """A class without an ``__init__`` of its own: nn.Module's (*args, **kwargs) would take nothing."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    return isinstance(factory, type) and factory.__init__ is nn.Module.__init__
 
 
 def accepts_channels(factory: PoolFactory) -> bool:
-    """Whether ``factory`` takes a ``channels`` argument (else it is built with no arguments)."""
-    if isinstance(factory, type) and factory.__init__ is nn.Module.__init__:
-        return False  # no __init__ of its own: nn.Module's (*args, **kwargs) would take nothing
+    """Whether ``factory`` takes a ``channels`` argument (else it is built with no arguments).
+
+    ``factory`` may be a ``functools.partial`` (what ``resolve("name(key=value)")`` returns).
+    """
+    if _takes_no_arguments(factory):
+        return False
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -75,16 +98,25 @@ def accepts_channels(factory: PoolFactory) -> bool:
     )
 
 
+def hyper_parameters(factory: PoolFactory) -> list[str] | None:
+    """The keywords ``factory`` takes besides ``channels``, in order; None when it takes any (**kwargs)."""
+    if _takes_no_arguments(factory):
+        return []
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in keyword_kinds and p.name != "channels"]
+
+
 def instantiate(factory: PoolFactory, channels: int | None = None, **kwargs) -> nn.Module:
     """Call ``factory`` with ``channels`` when it takes it, with no channel argument otherwise."""
     if channels is not None and accepts_channels(factory):
         kwargs["channels"] = channels
     return factory(**kwargs)
-
-
-def is_file_spec(spec: str) -> bool:
-    """Whether ``spec`` names a Python file (``path.py`` or ``path.py:Class``)."""
-    return spec.split(":", 1)[0].endswith(".py")
 
 
 def load_file(spec: str) -> PoolFactory:
@@ -119,10 +151,59 @@ def load_file(spec: str) -> PoolFactory:
 
 
 def resolve(spec: str) -> PoolFactory:
-    """The constructor a spec names: a registered name or ``path.py[:Class]``."""
-    return load_file(spec) if is_file_spec(spec) else get(spec)
+    """The constructor a spec names: a registered name, ``name(key=value, ...)`` or ``path.py[:Class]``.
+
+    ``name(key=value, ...)`` gives ``functools.partial(get(name), key=value, ...)``, after checking
+    that the pooling takes those keywords. PoolSpecError, with the fix, for anything unusable.
+    """
+    if is_file_spec(spec):
+        return load_file(spec)
+    if not is_call_spec(spec):
+        return get(spec)
+    try:
+        name, kwargs = parse_call(spec)
+    except PositionalValueError as error:
+        raise PoolSpecError(_positional_message(spec, error)) from None
+    factory = get(name)
+    if not kwargs:
+        return factory
+    _check_keywords(spec, name, factory, kwargs)
+    return functools.partial(factory, **kwargs)
+
+
+def _check_keywords(spec: str, name: str, factory: PoolFactory, kwargs: dict[str, Any]) -> None:
+    """PoolSpecError naming the pooling's keywords when it does not take all of ``kwargs``."""
+    if "channels" in kwargs:
+        raise PoolSpecError(f"bad pooling spec {spec!r}: channels is set by the model (the C the pooling "
+                            f"sees), not by the spec; {USAGE} without it")
+    accepted = hyper_parameters(factory)
+    try:
+        if _takes_no_arguments(factory):
+            raise TypeError("takes no arguments")
+        inspect.signature(factory).bind_partial(**kwargs)
+    except (TypeError, ValueError):
+        unknown = [key for key in kwargs if accepted is None or key not in accepted]
+        close = [m for key in unknown for m in difflib.get_close_matches(key, accepted or [], n=1, cutoff=0.5)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        takes = f"its keywords are {', '.join(accepted)}" if accepted else "it takes no keywords"
+        raise PoolSpecError(f"bad pooling spec {spec!r}: {name} has no keyword {', '.join(unknown) or '?'}"
+                            f"{hint}; {takes}: {USAGE}") from None
+
+
+def _positional_message(spec: str, error: PositionalValueError) -> str:
+    """The message for ``name(value)``, suggesting the keywords the value was probably meant for."""
+    factory = _REGISTRY.get(error.name.lower())
+    keys = hyper_parameters(factory) if factory is not None else None
+    more = ", ..." if len(error.values) > 1 else ""
+    example = f"{error.name}({keys[0] if keys else 'key'}={error.values[0]}{more})"
+    verb = "have" if len(error.values) > 1 else "has"
+    return f"bad pooling spec {spec!r}: {', '.join(error.values)} {verb} no keyword; {USAGE}, e.g. {example}"
 
 
 def build(spec: str, channels: int, **kwargs) -> nn.Module:
-    """Build the pooling that ``spec`` names for ``channels`` input channels."""
+    """Build the pooling that ``spec`` names for ``channels`` input channels.
+
+    >>> build("topk(k=1)", 8)
+    TopKPool(k=1)
+    """
     return instantiate(resolve(spec), channels, **kwargs)

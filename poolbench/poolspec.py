@@ -1,0 +1,198 @@
+"""Pooling specs as text: ``name``, ``name(key=value, ...)`` and ``path.py[:Class]``.
+
+This module only reads and writes spec strings (it does not import torch), so the run layout,
+status and reports can use it; :func:`poolbench.pools.resolve` turns a spec into a constructor.
+
+>>> parse_call("gem(p=4,learnable=False)")
+('gem', {'p': 4, 'learnable': False})
+>>> normalise_spec("gem(p=4,learnable=False)")
+'gem(p=4, learnable=False)'
+>>> spec_label("topk(k=0.5)")
+'topk-k0.5'
+
+Values are Python literals read with :func:`ast.literal_eval`, never evaluated: numbers, True,
+False, None, quoted strings and tuples of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+USAGE = "use name(key=value, ...)"
+_VALUE_TYPES = "finite numbers, True/False, None, quoted strings or tuples of them"
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_CALL_START = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\(")
+
+
+class PoolSpecError(ValueError):
+    """A pooling spec that names nothing usable: unknown name, missing file or class, bad syntax."""
+
+
+class PositionalValueError(PoolSpecError):
+    """``name(value)``: a hyper-parameter value without its keyword."""
+
+    def __init__(self, message: str, name: str, values: list[str]):
+        super().__init__(message)
+        self.name = name
+        self.values = values  # the positional values as written
+
+
+def is_call_spec(spec: str) -> bool:
+    """Whether ``spec`` is meant as ``name(...)``: it has a parenthesis and is not a ``.py`` file."""
+    return ("(" in spec or ")" in spec) and not _is_file_path(spec)
+
+
+def _is_file_path(spec: str) -> bool:
+    looks_like_call = _CALL_START.match(spec) is not None and spec.rstrip().endswith(")")
+    return not looks_like_call and spec.split(":", 1)[0].endswith(".py")
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether ``spec`` names a Python file (``path.py`` or ``path.py:Class``)."""
+    return _is_file_path(spec)
+
+
+def parse_call(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` -> ``("name", {})``; ``"name(k=v, ...)"`` -> ``("name", {"k": v, ...})``.
+
+    The name keeps its case (the registry ignores case). PoolSpecError, one line naming the
+    problem and the fix, for anything else: bad syntax, unbalanced parentheses, a value without
+    its keyword, a repeated keyword, a value that is not a literal.
+    """
+    text = spec.strip()
+    if not is_call_spec(text):
+        return text, {}
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as error:
+        message = error.msg if isinstance(error, SyntaxError) else ""
+        problem = "unbalanced parentheses" if _unbalanced(text) else (message or "invalid syntax")
+        raise PoolSpecError(f"bad pooling spec {spec!r}: {problem}; {USAGE}, e.g. topk(k=0.5)") from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
+        raise PoolSpecError(f"bad pooling spec {spec!r}: not a registered name with (key=value, ...) "
+                            f"(files take no values: set them in the class); {USAGE}, e.g. topk(k=0.5)")
+    name = tree.func.id
+    if tree.args:
+        values = [ast.get_source_segment(text, arg) or ast.unparse(arg) for arg in tree.args]
+        raise PositionalValueError(
+            f"bad pooling spec {spec!r}: {', '.join(values)} {'have' if len(values) > 1 else 'has'} no keyword; "
+            f"{USAGE}, e.g. {name}(key={values[0]})", name, values)
+    kwargs: dict[str, Any] = {}
+    for keyword in tree.keywords:
+        if keyword.arg is None:
+            raise PoolSpecError(f"bad pooling spec {spec!r}: ** is not allowed; {USAGE}")
+        source = ast.get_source_segment(text, keyword.value) or ast.unparse(keyword.value)
+        try:
+            value = ast.literal_eval(keyword.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = _NOT_A_LITERAL
+        if not _allowed_value(value):
+            raise PoolSpecError(f"bad pooling spec {spec!r}: the value of {keyword.arg}, {source}, is not a "
+                                f"literal ({_VALUE_TYPES}); {USAGE}")
+        if keyword.arg in kwargs:
+            raise PoolSpecError(f"bad pooling spec {spec!r}: {keyword.arg} is given twice; {USAGE}, "
+                                f"each key once")
+        kwargs[keyword.arg] = value
+    return name, kwargs
+
+
+_NOT_A_LITERAL = object()
+
+
+def _allowed_value(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_allowed_value(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)  # repr(inf) would not read back
+    return value is None or isinstance(value, (bool, int, str))
+
+
+def _unbalanced(text: str) -> bool:
+    """Whether the parentheses outside quoted strings do not pair up."""
+    depth, quote = 0, ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return True
+    return depth != 0
+
+
+def format_call(name: str, kwargs: dict[str, Any]) -> str:
+    """The canonical text of a call spec: ``name(k=v, k2=v2)``, values as ``repr``, keys in order."""
+    if not kwargs:
+        return name
+    return f"{name}({', '.join(f'{key}={value!r}' for key, value in kwargs.items())})"
+
+
+def normalise_spec(spec: str) -> str:
+    """The canonical spelling of a spec, so one pooling is one run config whatever the spacing.
+
+    ``name(...)`` becomes ``name(k=v, k2=v2)``: the name lower-cased (names ignore case), the
+    user's key order, one space after each comma, values as Python writes them (``.5`` ->
+    ``0.5``, ``"a"`` -> ``'a'``); ``name()`` becomes ``name``. Plain names and file specs are
+    returned as given. PoolSpecError on a malformed call spec.
+    """
+    if not is_call_spec(spec):
+        return spec
+    name, kwargs = parse_call(spec)
+    return format_call(name.lower(), kwargs)
+
+
+def spec_label(spec: str) -> str:
+    """A folder-friendly name of a spec, made of ``[A-Za-z0-9._-]`` for a call spec.
+
+    ``topk(k=0.5)`` -> ``topk-k0.5``; ``gem(p=4, learnable=False)`` -> ``gem-p4-learnableFalse``;
+    a file's stem (and ``-Class``) for a file; a plain name as given.
+    """
+    if is_file_spec(spec):
+        path_text, _, class_name = spec.partition(":")
+        return Path(path_text).stem + (f"-{class_name}" if class_name else "")
+    if not is_call_spec(spec):
+        return spec
+    try:
+        name, kwargs = parse_call(spec)
+    except PoolSpecError:  # not a usable spec, but still a deterministic folder name
+        return _LABEL_UNSAFE.sub("_", "".join(spec.split())).strip("_.") or "pool"
+    return "-".join([name.lower(), *(f"{key}{_label_text(value)}" for key, value in kwargs.items())])
+
+
+def _label_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "_".join(_label_text(item) for item in value)
+    text = value if isinstance(value, str) else repr(value)
+    return _LABEL_UNSAFE.sub("_", text)
+
+
+def split_specs(text: str | None) -> list[str]:
+    """``"gap, topk(k=0.1),gem(p=4, learnable=False)"`` -> the three specs, blanks and repeats dropped.
+
+    Commas inside parentheses or quotes do not split.
+    """
+    items, current, depth, quote = [], [], 0, ""
+    for char in text or "":
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current).strip())
+    return list(dict.fromkeys(item for item in items if item))
