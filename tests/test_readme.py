@@ -63,3 +63,8 @@ def test_the_library_example_runs_and_registers_its_pooling(capsys):
     exec(compile(example, "README.md", "exec"), {})
     assert "torch.Size([2, 64])" in capsys.readouterr().out
     assert "half_max" in pools.names()
+
+
+def test_the_pooling_table_names_every_registered_pooling():
+    table = README.split("## The poolings", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in pools.names() if f"`{name}`" not in table] == []
