@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,21 +112,22 @@ def _allowed_value(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, str))
 
 
-def _unbalanced(text: str) -> bool:
-    """Whether the parentheses outside quoted strings do not pair up."""
+def _paren_depths(text: str) -> Iterator[tuple[str, int | None]]:
+    """Each character with the parentheses depth after it, or None inside a quoted string."""
     depth, quote = 0, ""
     for char in text:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth < 0:
-                return True
-    return depth != 0
+        if quote or char in "'\"":
+            quote = "" if char == quote else (quote or char)
+            yield char, None
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        yield char, depth
+
+
+def _unbalanced(text: str) -> bool:
+    """Whether the parentheses outside quoted strings do not pair up."""
+    depths = [depth for _, depth in _paren_depths(text) if depth is not None]
+    return any(depth < 0 for depth in depths) or (depths[-1] if depths else 0) != 0
 
 
 def format_call(name: str, kwargs: dict[str, Any]) -> str:
@@ -179,20 +181,12 @@ def split_specs(text: str | None) -> list[str]:
 
     Commas inside parentheses or quotes do not split.
     """
-    items, current, depth, quote = [], [], 0, ""
-    for char in text or "":
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth = max(depth - 1, 0)
-        elif char == "," and depth == 0:
+    items, current = [], []
+    for char, depth in _paren_depths(text or ""):
+        if char == "," and depth is not None and depth <= 0:
             items.append("".join(current).strip())
             current = []
-            continue
-        current.append(char)
+        else:
+            current.append(char)
     items.append("".join(current).strip())
     return list(dict.fromkeys(item for item in items if item))
