@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch import nn
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -66,3 +67,13 @@ def require_channels(channels: int | None, pool: str) -> int:
     if channels < 1:
         raise ValueError(f"{pool}: channels must be positive, got {channels}")
     return int(channels)
+
+
+def add_scalar(module: nn.Module, name: str, value: float, learnable: bool) -> None:
+    """Give ``module`` the scalar hyper-parameter ``name``: a parameter when ``learnable``, else a
+    buffer, so a fixed value still moves with ``.to()`` and is saved in the ``state_dict``."""
+    tensor = torch.tensor(float(value))
+    if learnable:
+        module.register_parameter(name, nn.Parameter(tensor))
+    else:
+        module.register_buffer(name, tensor)

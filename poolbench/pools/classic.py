@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._numerics import upcast
+from ._numerics import add_scalar, upcast
 from .registry import register
 
 
@@ -75,11 +75,7 @@ class GeM(nn.Module):
     def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6,
                  p_min: float = 1.0, learnable: bool = True):
         super().__init__()
-        p_tensor = torch.tensor(float(p))
-        if learnable:
-            self.p = nn.Parameter(p_tensor)
-        else:
-            self.register_buffer("p", p_tensor)
+        add_scalar(self, "p", p, learnable)
         self.eps = eps
         self.p_min = p_min
 

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ._numerics import positions, upcast
+from ._numerics import add_scalar, positions, upcast
 from .registry import register
 
 
@@ -41,11 +41,7 @@ class LogSumExpPool(nn.Module):
     def __init__(self, channels: int | None = None, r: float = 5.0, r_min: float = 0.1,
                  learnable: bool = True):
         super().__init__()
-        r_tensor = torch.tensor(float(r))
-        if learnable:
-            self.r = nn.Parameter(r_tensor)
-        else:
-            self.register_buffer("r", r_tensor)
+        add_scalar(self, "r", r, learnable)
         self.r_min = r_min
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._numerics import autocast_off, like, positions, require_channels, spatial_std, upcast
+from ._numerics import add_scalar, autocast_off, like, positions, require_channels, spatial_std, upcast
 from .classic import gem
 from .registry import register
 
@@ -30,11 +30,7 @@ class MeanStdPool(nn.Module):
     def __init__(self, channels: int | None = None, lam: float = 1.0, learnable: bool = True,
                  eps: float = 1e-6):
         super().__init__()
-        lam_tensor = torch.tensor(float(lam))
-        if learnable:
-            self.lam = nn.Parameter(lam_tensor)
-        else:
-            self.register_buffer("lam", lam_tensor)
+        add_scalar(self, "lam", lam, learnable)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
