@@ -21,6 +21,8 @@ import numpy as np
 from scipy import stats
 
 from . import runs
+from .fingerprint import Fingerprint, fingerprint
+from .power import SeedPlan, plan_seeds
 from .settings import SETTINGS, Protocol
 from .sweep import load_sweep
 
@@ -173,6 +175,14 @@ class Report:
     reference_in_verdict: dict[str, bool]
     curves: dict[str, dict[str, list[list[float]]]]  # setting -> pool -> test acc per epoch, per seed
     notes: list[str] = field(default_factory=list)
+    pool_inputs: dict[str, tuple[int, ...] | None] = field(default_factory=dict)  # setting -> (C, H, W)
+    seed_plans: list[SeedPlan] = field(default_factory=list)
+    fingerprint: Fingerprint | None = None
+
+    def pool_is_1x1(self, setting: str) -> bool:
+        """Whether ``setting``'s pooling sees a 1x1 map, where parameter-free poolings are all the identity."""
+        shape = self.pool_inputs.get(setting)
+        return shape is not None and tuple(shape[1:]) == (1, 1)
 
 
 def published_reference() -> dict[str, dict[str, dict[int, float]]]:
@@ -207,8 +217,13 @@ def collect_runs(root: str | Path) -> list[runs.RunSummary]:
     return sorted(found.values(), key=lambda s: (settings.index(s.setting), pools.index(s.pool), s.seed))
 
 
-def build_report(root: str | Path, baseline: str | None = None) -> Report:
-    """Read every run under ``root`` and compute the report; ReportError on a user error."""
+def build_report(root: str | Path, baseline: str | None = None, detect: float | None = None) -> Report:
+    """Read every run under ``root`` and compute the report; ReportError on a user error.
+
+    ``detect``: a difference (accuracy points) whose seeds-needed the seed plans also give.
+    """
+    if detect is not None and not (math.isfinite(detect) and detect > 0):
+        raise ReportError(f"--detect takes a difference in accuracy points > 0, got {detect}")
     summaries = collect_runs(root)
     settings = ordered([s.setting for s in summaries])
     pools = ordered([s.pool for s in summaries])
@@ -258,8 +273,30 @@ def build_report(root: str | Path, baseline: str | None = None) -> Report:
                          f"they are shown for reference only and left out of the verdict")
     verdicts = [Verdict(p, [_compare(rows, references, s, p, reference_in_verdict[s]) for s in settings])
                 for p in pools]
+    pool_inputs = {setting: _pool_input(setting, summaries) for setting in settings}
+    for setting in settings:
+        shape = pool_inputs[setting]
+        if shape is not None and tuple(shape[1:]) == (1, 1):
+            notes.append(f"{setting}: the pool input is {'x'.join(map(str, shape))}: on a 1x1 map every "
+                         "spatial statistic (gap, gmp, avgmax, gem, lse, softpool, topk, ...) is the identity, "
+                         "so with the same seed they train identically and differences between them here are "
+                         "seed noise (see `poolbench check`, identity_1x1)")
+    plans = [plan_seeds(s, {row.pool: row.values for row in by_setting[s]}, detect) for s in settings]
+    favours = {s: SETTINGS[s].favours for s in settings if s in SETTINGS and SETTINGS[s].favours}
+    means = {s: {row.pool: row.stats.mean for row in by_setting[s] if row.values} for s in settings}
     return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
-                  reference_in_verdict, curves, notes)
+                  reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours))
+
+
+def _pool_input(setting: str, summaries: list[runs.RunSummary]) -> tuple[int, ...] | None:
+    """The (C, H, W) the setting's pooling sees: the named setting's, else from its runs' results."""
+    if setting in SETTINGS and SETTINGS[setting].pool_input_shape is not None:
+        return SETTINGS[setting].pool_input_shape
+    for summary in summaries:
+        shape = (summary.result or {}).get("pool_input_shape") if summary.setting == setting else None
+        if isinstance(shape, list) and len(shape) == 3:
+            return tuple(int(d) for d in shape)
+    return None
 
 
 def ordered(items: list[str]) -> list[str]:

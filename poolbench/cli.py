@@ -7,11 +7,12 @@ to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from . import __version__
-from .settings import SETTINGS, get_setting, setting_for
+from .settings import SETTINGS, SUITES, get_setting, setting_for
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,14 +100,23 @@ def check_main(args: argparse.Namespace) -> int:
     return main_check(args.specs, as_json=args.json)
 
 
+def setting_record(setting) -> dict:
+    """A setting as plain data, for ``list --json``."""
+    from . import models
+
+    shape = setting.pool_input_shape or models.pool_input_shape(setting.arch)
+    return {"name": setting.name, "arch": setting.arch, "dataset": setting.dataset,
+            "num_classes": setting.num_classes, "pool_input_shape": list(shape), "suites": list(setting.suites),
+            "favours": setting.favours, "pool_is_1x1": tuple(shape[1:]) == (1, 1),
+            "protocol": dataclasses.asdict(setting.protocol), "description": setting.description}
+
+
 def list_main(args: argparse.Namespace) -> int:
     from . import data, models, pools
 
     listing = {
-        "settings": {name: {"arch": s.arch, "dataset": s.dataset, "num_classes": s.num_classes,
-                            "pool_input_shape": list(s.pool_input_shape or models.pool_input_shape(s.arch)),
-                            "epochs": s.protocol.epochs, "description": s.description}
-                     for name, s in SETTINGS.items()},
+        "settings": [setting_record(s) for s in SETTINGS.values()],
+        "suites": {name: list(members) for name, members in SUITES.items()},
         "archs": models.names(),
         "datasets": data.names(),
         "pools": pools.names(),
@@ -115,10 +125,13 @@ def list_main(args: argparse.Namespace) -> int:
         print(json.dumps(listing, indent=1))
         return 0
     print("settings:")
-    for name, s in listing["settings"].items():
+    for s in listing["settings"]:
         shape = "x".join(str(d) for d in s["pool_input_shape"])
-        print(f"  {name:20s} {s['arch']:12s} {s['dataset']:9s} {s['num_classes']:4d} classes  "
-              f"pool input {shape:10s} {s['epochs']:4d} epochs  {s['description']}")
+        tags = ",".join(s["suites"]) + (f" favours {s['favours']}" if s["favours"] else "")
+        print(f"  {s['name']:22s} {s['arch']:15s} {s['dataset']:9s} {s['num_classes']:4d} classes  "
+              f"pool input {shape:10s} {s['protocol']['epochs']:4d} epochs  {tags:28s} {s['description']}")
+    for name, members in listing["suites"].items():
+        print(f"suite {name}: {', '.join(members)}")
     print(f"archs:    {', '.join(listing['archs'])}")
     print(f"datasets: {', '.join(listing['datasets'])}")
     print(f"pools:    {', '.join(listing['pools'])}")

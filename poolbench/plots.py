@@ -84,3 +84,24 @@ def accuracy_bars_png(bars: Bars) -> bytes:
         ax.grid(axis="y", alpha=0.3)
     figure.suptitle("Best test accuracy: mean over seeds with 95% CI (hatched: published)")
     return _png(figure)
+
+
+def fingerprint_png(points: list[tuple[str, float, float]]) -> bytes:
+    """Each pooling as a point: mean side (x) against max side (y); top right is good at both."""
+    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    ax = figure.subplots()
+    colors = _colors([name for name, _, _ in points])
+    for name, mean_side, max_side in points:
+        ax.scatter(mean_side, max_side, s=60, color=colors[name], edgecolor="black", linewidth=0.5, zorder=3)
+        ax.annotate(name, (mean_side, max_side), textcoords="offset points", xytext=(6, 4), fontsize="small")
+    values = [v for _, a, b in points for v in (a, b)]
+    low, high = min(values), max(values)
+    margin = max(2.0, 0.1 * (high - low))
+    ax.set_xlim(low - margin, min(100.0, high + margin) + margin)
+    ax.set_ylim(low - margin, min(100.0, high + margin) + margin)
+    ax.plot([0, 100], [0, 100], color="gray", linewidth=0.5, linestyle=":")
+    ax.set_xlabel("mean side: accuracy on tasks favouring mean-type pooling (%)")
+    ax.set_ylabel("max side: accuracy on tasks favouring max-type pooling (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title("Fingerprint on the diagnostic tasks")
+    return _png(figure)

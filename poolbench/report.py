@@ -94,6 +94,42 @@ def setting_title(setting: str) -> str:
     return f"{setting}: {description}" if description else setting
 
 
+def setting_facts(report: Report, setting: str) -> str:
+    """The line under a setting's title: its protocol, pool input and, for a diagnostic task, its side."""
+    shape = report.pool_inputs.get(setting)
+    text = f"Protocol: {report.protocols[setting]}."
+    if shape is not None:
+        text += f" Pool input: {'x'.join(map(str, shape))}."
+    if report.pool_is_1x1(setting):
+        text += (" 1x1: every parameter-free pooling is the identity here, so their differences on this "
+                 "setting are seed noise.")
+    favours = SETTINGS[setting].favours if setting in SETTINGS else None
+    if favours:
+        text += f" Diagnostic task: theory favours {favours}-type pooling."
+    return text
+
+
+def fingerprint_table(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Per pooling: accuracy on each diagnostic task, the two side averages and the lean (gap 0, gmp 1)."""
+    fp = report.fingerprint
+    header = ["pooling", *(f"{task} ({fp.favours[task]})" for task in fp.tasks), "mean side", "max side",
+              "lean (gap 0, gmp 1)", "profile"]
+    body = [[row.pool, *(format_number(row.accuracy.get(task)) for task in fp.tasks),
+             format_number(row.mean_side), format_number(row.max_side), format_number(row.lean), fp.profile(row)]
+            for row in fp.rows]
+    return header, body
+
+
+FINGERPRINT_INTRO = ("Fingerprint: mean best test accuracy (%) on each diagnostic task; *mean side* and *max side* "
+                     "average the tasks that favour mean-type and max-type pooling; *lean* places a pooling between "
+                     "gap (0) and gmp (1). A pooling good on both sides has both side scores high. It describes "
+                     "the pooling; it does not predict accuracy on natural images.")
+
+SEED_PLAN_INTRO = ("Seed planning: the smallest difference each setting's seeds detect with 80% power in a paired "
+                   "t-test at alpha 0.05, from the spread of paired differences measured here "
+                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs).")
+
+
 INTRO = ("Score: best test accuracy over all epochs (%); mean ± sample std over the completed seeds "
          "(n = completed/runs), 95% CI from Student's t. Δ and p: paired by seed against the baseline. "
          "Diverged, failed and unfinished runs are never in the mean: they are listed in the last column.")
@@ -113,10 +149,13 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", INTRO, ""]
     out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
     for setting in report.settings:
-        out += [f"## {setting_title(setting)}", "", f"Protocol: {report.protocols[setting]}.", "",
+        out += [f"## {setting_title(setting)}", "", setting_facts(report, setting), "",
                 md_table(*setting_table(report, setting)), ""]
+    if report.fingerprint is not None:
+        out += ["## Fingerprint", "", FINGERPRINT_INTRO, "", md_table(*fingerprint_table(report)), ""]
     for name, path in (images or {}).items():
         out += [f"![{PLOT_TITLES[name]}]({path})", ""]
+    out += ["## Seed planning", "", SEED_PLAN_INTRO, "", *(f"- {plan.text()}" for plan in report.seed_plans), ""]
     out += ["## Verdict", "", *verdict_rule(report), "", md_table(*verdict_table(report)), ""]
     out += ["## Final metrics", "", "The original tooling's summary lines (mean over completed seeds):", "",
             "```"]
@@ -177,19 +216,30 @@ def plot_data(report: Report) -> dict:
     return bars
 
 
-PLOT_TITLES = {"curves": "Test accuracy per epoch", "bars": "Best test accuracy with 95% CI"}
+PLOT_TITLES = {"curves": "Test accuracy per epoch", "bars": "Best test accuracy with 95% CI",
+               "fingerprint": "Fingerprint: mean side vs max side"}
 
 
 def plots(report: Report) -> dict[str, bytes]:
     """Name (a PLOT_TITLES key) -> PNG of the report's plots; none when no run completed."""
-    from .plots import accuracy_bars_png, accuracy_curves_png
+    from .plots import accuracy_bars_png, accuracy_curves_png, fingerprint_png
 
     images = {}
     if report.curves:
         images["curves"] = accuracy_curves_png(report.curves)
     if plot_data(report):
         images["bars"] = accuracy_bars_png(plot_data(report))
+    points = fingerprint_points(report)
+    if points:
+        images["fingerprint"] = fingerprint_png(points)
     return images
+
+
+def fingerprint_points(report: Report) -> list[tuple[str, float, float]]:
+    """(pooling, mean side, max side) of every pooling that ran all diagnostic tasks."""
+    fp = report.fingerprint
+    rows = fp.rows if fp is not None else []
+    return [(r.pool, r.mean_side, r.max_side) for r in rows if not (math.isnan(r.mean_side) or math.isnan(r.max_side))]
 
 
 HTML_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -214,11 +264,15 @@ def to_html(report: Report) -> str:
     out += [f"<p class=note>Note: {e(note)}</p>" for note in report.notes]
     for setting in report.settings:
         published = [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
-        out += [f"<h2>{e(setting_title(setting))}</h2><p>Protocol: {e(report.protocols[setting])}.</p>",
+        out += [f"<h2>{e(setting_title(setting))}</h2><p>{e(setting_facts(report, setting))}</p>",
                 _html_table(*setting_table(report, setting), published)]
+    if report.fingerprint is not None:
+        out += [f"<h2>Fingerprint</h2><p>{e(FINGERPRINT_INTRO)}</p>", _html_table(*fingerprint_table(report))]
     for name, png in plots(report).items():
         out.append(f"<h2>{PLOT_TITLES[name]}</h2>"
                    f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    out += [f"<h2>Seed planning</h2><p>{e(SEED_PLAN_INTRO)}</p><ul>",
+            *(f"<li>{e(plan.text())}</li>" for plan in report.seed_plans), "</ul>"]
     out += ["<h2>Verdict</h2>", *(f"<p>{e(line)}</p>" for line in verdict_rule(report)),
             _html_table(*verdict_table(report)), "<h2>Final metrics</h2><pre>"]
     for pool, lines in final_metrics(report).items():
@@ -236,6 +290,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
     parser.add_argument("--baseline", help="pooling the others are compared with, paired by seed "
                                            "(default gap)")
+    parser.add_argument("--detect", type=float, metavar="D",
+                        help="seed planning: also give the seeds a difference of D accuracy points needs")
 
 
 def report_main(args: argparse.Namespace) -> int:
@@ -247,7 +303,7 @@ def report_main(args: argparse.Namespace) -> int:
             raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
         if output is not None and not output.parent.is_dir():
             raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
-        report = build_report(args.folder, args.baseline)
+        report = build_report(args.folder, args.baseline, args.detect)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -52,7 +52,11 @@ class Protocol:
 
 @dataclass(frozen=True)
 class Setting:
-    """A benchmark setting: an architecture trained on a data set, and its pool input."""
+    """A benchmark setting: an architecture trained on a data set, and its pool input.
+
+    ``suites`` are the groups ``sweep --suite`` runs it in; ``favours`` is the pooling family
+    theory favours on a diagnostic task (``"mean"`` or ``"max"``), None elsewhere.
+    """
 
     name: str
     arch: str
@@ -61,17 +65,48 @@ class Setting:
     pool_input_shape: tuple[int, int, int] | None  # (C, H, W) the pooling sees; None: not tabled
     protocol: Protocol = Protocol()
     description: str = ""
+    suites: tuple[str, ...] = ()
+    favours: str | None = None
 
+    @property
+    def pool_is_1x1(self) -> bool:
+        """On a 1x1 pool input every parameter-free pooling is the identity: pooling cannot matter."""
+        return self.pool_input_shape is not None and self.pool_input_shape[1:] == (1, 1)
+
+
+# The diagnostic tasks' protocols: a few epochs on 2000 generated images, sized so that one run
+# takes seconds on one CPU thread and every baseline learns something (see poolbench.data.diagnostics).
+# Max-type poolings learn slowly at a high learning rate (one position gets each gradient), so the
+# tasks that favour them run at lr 0.01: there the separation is about what a pooling can represent,
+# not about how fast it trains at lr 0.05.
+MEAN_TASK_PROTOCOL = Protocol(epochs=5, batch_size=64, lr=0.05)
+MAX_TASK_PROTOCOL = Protocol(epochs=5, batch_size=64, lr=0.01)
 
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
         Setting("resnet56-cifar100", "resnet56", "cifar100", 100, (64, 8, 8),
-                description="ResNet-56 (CIFAR style) on CIFAR-100"),
+                description="ResNet-56 (CIFAR style) on CIFAR-100", suites=("benchmark", "spatial")),
         Setting("vgg16bn-cifar100", "vgg16bn", "cifar100", 100, (512, 1, 1),
-                description="VGG-16-BN (CIFAR style) on CIFAR-100"),
+                description="VGG-16-BN (CIFAR style) on CIFAR-100", suites=("benchmark",)),
         Setting("mobilenetv2-fmnist", "mobilenetv2", "fmnist", 10, (1280, 1, 1),
-                description="MobileNetV2 (width 1.0) on FashionMNIST resized to 32x32"),
+                description="MobileNetV2 (width 1.0) on FashionMNIST resized to 32x32", suites=("benchmark",)),
+        # The spatial suite: real data where the pooling sees more than one position.
+        Setting("vgg16bn-2x2-cifar100", "vgg16bn-2x2", "cifar100", 100, (512, 2, 2),
+                description="VGG-16-BN without its last max-pool on CIFAR-100", suites=("spatial",)),
+        Setting("mobilenetv2-4x4-fmnist", "mobilenetv2-4x4", "fmnist", 10, (1280, 4, 4),
+                description="MobileNetV2 (width 1.0) with CIFAR strides on FashionMNIST resized to 32x32",
+                suites=("spatial",)),
+        # The diagnostic suite: generated data whose label one pooling family can read and the other cannot.
+        Setting("diag-majority", "resnet20", "majority", 4, (64, 8, 8), MEAN_TASK_PROTOCOL,
+                "ResNet-20: which colour do most squares have (generated)", ("diagnostics",), "mean"),
+        Setting("diag-count", "resnet20", "count", 6, (64, 8, 8), MEAN_TASK_PROTOCOL,
+                "ResNet-20: how many squares are there (generated)", ("diagnostics",), "mean"),
+        Setting("diag-brightest", "resnet20", "brightest", 4, (64, 8, 8), MAX_TASK_PROTOCOL,
+                "ResNet-20: the colour of the single brightest square (generated)", ("diagnostics",), "max"),
+        Setting("diag-salient", "resnet20", "salient", 4, (64, 8, 8), MAX_TASK_PROTOCOL,
+                "ResNet-20: the colour of the one bright square among dim ones (generated)",
+                ("diagnostics",), "max"),
         # The embedded default: real data shipped with scikit-learn, no download, CPU-sized.
         Setting("quick", "resnet20", "digits", 10, (64, 8, 8),
                 protocol=Protocol(epochs=10, batch_size=32, lr=0.01),
@@ -80,9 +115,23 @@ SETTINGS: dict[str, Setting] = {
 }
 
 # Classes per data set, needed to build a model before any data is loaded.
-DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "fmnist": 10, "digits": 10}
+DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "fmnist": 10, "digits": 10,
+                                   **{s.dataset: s.num_classes for s in SETTINGS.values() if "diagnostics" in s.suites}}
 
 BENCHMARK_SETTINGS: tuple[str, ...] = ("resnet56-cifar100", "vgg16bn-cifar100", "mobilenetv2-fmnist")
+
+#: Suite name -> its settings, in table order.
+SUITES: dict[str, tuple[str, ...]] = {
+    suite: tuple(s.name for s in SETTINGS.values() if suite in s.suites)
+    for suite in ("benchmark", "spatial", "diagnostics")
+}
+
+
+def suite_settings(name: str) -> tuple[str, ...]:
+    """The settings of suite ``name``; an unknown name lists the suites."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}: choose one of {', '.join(SUITES)}")
+    return SUITES[name]
 
 
 def setting_for(arch: str, dataset: str) -> Setting:

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import runs
 from .poolspec import is_call_spec, is_file_spec, split_specs
-from .settings import get_setting
+from .settings import get_setting, suite_settings
 
 SWEEP_FILE = "sweep.json"
 POOLS_DIR = "pools"
@@ -273,6 +273,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pools", help="comma-separated registered names, name(key=value, ...) and "
                                         "path.py[:Class] files (e.g. 'gap,gem,topk(k=0.1),topk(k=0.5),mine.py')")
     parser.add_argument("--settings", help="comma-separated settings (default quick)")
+    parser.add_argument("--suite", help="comma-separated suites whose settings are added: diagnostics, "
+                                        "spatial, benchmark (see `poolbench list`)")
     parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
     parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -302,7 +304,7 @@ def sweep_main(args: argparse.Namespace) -> int:
             raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
         if args.executor == "ray":
             import_ray()
-        sweep = prepare(root, split_pools(args.pools), split_list(args.settings), _seeds(args.seeds),
+        sweep = prepare(root, split_pools(args.pools), _settings(args.settings, args.suite), _seeds(args.seeds),
                         protocol_overrides(args),
                         {"data_root": args.data_root, "device": args.device, "download": args.download,
                          "amp": args.amp})
@@ -356,6 +358,17 @@ def _sweep_folder(args: argparse.Namespace) -> Path:
     if not folder:
         raise SweepError("no sweep folder: give --out DIR (a new or an existing sweep folder)")
     return Path(folder)
+
+
+def _settings(settings: str | None, suites: str | None) -> list[str]:
+    """The settings named by ``--settings`` followed by those of every ``--suite``."""
+    named = split_list(settings)
+    for suite in split_list(suites):
+        try:
+            named += suite_settings(suite)
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+    return list(dict.fromkeys(named))
 
 
 def _seeds(text: str | None) -> list[int]:

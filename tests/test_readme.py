@@ -9,6 +9,7 @@ import pytest
 from poolbench import pools
 from poolbench.cli import build_parser, main
 from poolbench.contract import check_pool
+from poolbench.settings import SUITES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
@@ -42,13 +43,15 @@ def test_every_readme_command_parses(argv):
     build_parser().parse_args(argv)  # argparse exits on an unknown flag or value
 
 
-def test_the_main_sweep_command_plans_a_four_pooling_grid(tmp_path, capsys):
+def test_the_main_sweep_command_plans_the_diagnostic_suite_for_four_poolings(tmp_path, capsys):
     sweep = next(argv for argv in poolbench_commands() if argv[0] == "sweep")
     out = sweep.index("--out")
     argv = [*sweep[:out + 1], str(tmp_path / "sweep"), *sweep[out + 2:], "--dry-run"]
     assert main(argv) == 0
-    planned = re.findall(r"quick/\w+/seed\d+", capsys.readouterr().out)
-    assert len(set(planned)) == 12
+    planned = set(re.findall(r"(diag-\w+)/(\w+)/seed(\d+)", capsys.readouterr().out))
+    assert {setting for setting, _, _ in planned} == set(SUITES["diagnostics"])
+    assert len({pool for _, pool, _ in planned}) >= 4
+    assert len(planned) == len(SUITES["diagnostics"]) * 4 * 3
 
 
 def test_the_custom_pool_example_passes_the_contract(tmp_path):

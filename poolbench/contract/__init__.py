@@ -66,6 +66,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("train_batch1", structure.check_train_batch1),
     ("state_dict", structure.check_state_dict),
     ("to_dtype_device", structure.check_to_dtype_device),
+    ("identity_1x1", numeric.check_identity_1x1),
     ("cost", structure.check_cost),
 ]
 

@@ -267,3 +267,30 @@ def check_gradients(subject: Subject) -> tuple[Status, str]:
     count = len(result.param_grads)
     return "PASS", f"gradient reaches the input and all {count} learnable parameter tensors" if count else \
         "gradient reaches the input (no learnable parameters)"
+
+
+def check_identity_1x1(subject: Subject) -> tuple[Status, str]:
+    """Information, never a failure: what the pooling computes on a 1x1 map at its initial parameters.
+
+    On a 1x1 pool input (VGG-16-BN and MobileNetV2 on 32x32 images) every parameter-free spatial
+    statistic is the identity, so such a pooling trains exactly like GAP there and any difference
+    between them on those settings is seed noise. Poolings that only rescale each channel differ
+    from GAP by a factor the next linear layer can undo. Measured in eval mode on strictly
+    positive post-ReLU maps (a GeM clamp or a log must not decide the answer).
+    """
+    channels = subject.pool_inputs[0][0]
+    module = subject.build(channels, materialise=(1, 1))
+    x = subject.maps("relu", (BATCH * 4, channels, 1, 1)) + 0.05
+    y = step(module, x, train=False).output.float().reshape(x.shape[0], -1)
+    x = x.reshape(x.shape[0], -1).float()
+    if y.shape != x.shape:
+        return "WARN", f"output shape {shape_text(y.shape)} on a 1x1 map: not tested"
+    if torch.allclose(y, x, rtol=1e-4, atol=1e-5):
+        return "PASS", ("identity on a 1x1 map: on 1x1 settings it computes what gap computes, "
+                        "so differences there are seed noise")
+    scale = (x * y).sum(0) / (x * x).sum(0)
+    if torch.allclose(y, x * scale, rtol=1e-4, atol=1e-5):
+        return "PASS", (f"a per-channel scale on a 1x1 map (factor {scale.min():.3g} to {scale.max():.3g}): "
+                        "a linear head can undo it, so on 1x1 settings it trains nearly like gap")
+    return "PASS", (f"not the identity on a 1x1 map (max |y - x| = {(y - x).abs().max():.3g} at its initial "
+                    "parameters): it can differ from gap even where the pool input is 1x1")

@@ -22,6 +22,8 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from .diagnostics import DIAGNOSTICS
+
 # Per-operation socket timeout during a download attempt. Without it a network that silently drops
 # packets leaves urllib waiting forever; with it a dead network fails in seconds. It bounds each
 # connect/read, not the whole transfer, so a slow but working download is not cut off.
@@ -36,7 +38,7 @@ _CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 # upsampled images differ only in the third decimal, which the network absorbs in its first BN.
 _FMNIST_STATS = ((0.2860,) * 3, (0.3530,) * 3)
 
-_NAMES = ["cifar10", "cifar100", "digits", "fmnist"]
+_NAMES = ["cifar10", "cifar100", "digits", "fmnist", *DIAGNOSTICS]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a field-wise == would compare tensors, which is ambiguous
@@ -73,13 +75,16 @@ def names() -> list[str]:
 def load(name: str, root: str | Path | None = None, download: bool = True) -> ImageData:
     """Load data set ``name`` from ``root`` (default :func:`default_root`), downloading it if allowed.
 
-    ``digits`` is scikit-learn's bundled 8x8 digits and never touches ``root``. Raises
+    ``digits`` is scikit-learn's bundled 8x8 digits and the diagnostic tasks (``majority``,
+    ``count``, ``brightest``, ``salient``) are generated; neither touches ``root``. Raises
     :class:`DataMissingError` when the files are absent or corrupt and cannot be downloaded.
     """
     if name not in _NAMES:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}")
     if name == "digits":
         return _load_digits()
+    if name in DIAGNOSTICS:
+        return _load_diagnostic(name)
     root = Path(root).expanduser() if root is not None else default_root()
     if name == "fmnist":
         return _load_fmnist(root, download)
@@ -192,6 +197,18 @@ def _load_digits() -> ImageData:
         mean=mean,
         std=std,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# generated diagnostic tasks (see poolbench.data.diagnostics)
+
+
+def _load_diagnostic(name: str) -> ImageData:
+    task = DIAGNOSTICS[name]
+    train_images, train_labels, test_images, test_labels = task.generate()
+    mean, std = channel_stats(train_images)  # mostly black images: measured, not ImageNet's
+    return ImageData(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
+                     test_labels=test_labels, num_classes=task.num_classes, mean=mean, std=std)
 
 
 # ---------------------------------------------------------------------------------------------------

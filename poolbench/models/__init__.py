@@ -50,6 +50,11 @@ _ARCHS: dict[str, _Arch] = {
     },
     "mobilenetv2": _Arch(MobileNetV2, ("width_mult", "dropout"),
                          lambda width_mult=1.0, **options: mobilenetv2.pool_channels(width_mult)),
+    # The spatial suite's variants: the pooling sees 2x2 and 4x4 maps instead of 1x1.
+    "vgg16bn-2x2": _Arch(functools.partial(CifarVGG, "D", last_maxpool=False), ("dropout",),
+                         lambda **options: vgg.POOL_CHANNELS),
+    "mobilenetv2-4x4": _Arch(functools.partial(MobileNetV2, cifar_strides=True), ("width_mult", "dropout"),
+                             lambda width_mult=1.0, **options: mobilenetv2.pool_channels(width_mult)),
 }
 
 
@@ -93,7 +98,9 @@ def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Mo
     """Build ``arch`` for ``num_classes`` classes with ``pool`` as its global pooling.
 
     Keyword arguments: ``shortcut="projection" | "identity_pad"`` (CIFAR ResNets),
-    ``dropout`` (VGG, MobileNetV2), ``width_mult`` (MobileNetV2).
+    ``dropout`` (VGG, MobileNetV2), ``width_mult`` (MobileNetV2). ``vgg16bn-2x2`` is VGG-16-BN
+    without its last max-pool and ``mobilenetv2-4x4`` MobileNetV2 with CIFAR strides: the same
+    parameters as ``vgg16bn`` and ``mobilenetv2``, a 2x2 and a 4x4 pool input on 32x32 images.
 
     The backbone is built and initialised first and a pooling named by a string or a factory
     is built after it, so with the same seed every pooling gets the same backbone weights.

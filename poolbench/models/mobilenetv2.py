@@ -4,6 +4,10 @@ Linear Bottlenecks", CVPR 2018) with a replaceable global pooling.
 The network is torchvision's definition, unchanged: its feature stack (standard ImageNet
 strides, total stride 32, so a 32x32 image ends as a 1x1 map of 1280 channels) and its head
 ``Dropout(0.2) + Linear(1280, num_classes)``; only the pooling between them is ours.
+
+``cifar_strides=True`` gives the variant of the widely used CIFAR model zoo: the stem and the
+first 24-channel stage keep stride 1 (total stride 8), so a 32x32 image ends as a 4x4 map; the
+layers and parameter count are unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from .. import pools
 
 #: Channels of the last 1x1 convolution at ``width_mult <= 1``.
 LAST_CHANNEL = 1280
+
+
+#: torchvision's stages (expansion t, channels c, blocks n, stride s) with the 24-channel
+#: stage at stride 1, as in the CIFAR model zoo.
+CIFAR_STAGES = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                [6, 320, 1, 1]]
 
 
 def pool_channels(width_mult: float = 1.0) -> int:
@@ -39,17 +49,22 @@ class MobileNetV2(nn.Module):
             ``C = pool_channels(width_mult)``; ``None`` is global average pooling.
         width_mult: the width multiplier of the paper (torchvision's ``width_mult``).
         dropout: dropout probability before the final linear layer.
+        cifar_strides: stride 1 in the stem and the first 24-channel stage (4x4 last map on
+            32x32 images) instead of torchvision's ImageNet strides (1x1).
     """
 
     def __init__(self, num_classes: int = 10, pool: nn.Module | None = None, width_mult: float = 1.0,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, cifar_strides: bool = False):
         super().__init__()
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         # torchvision initialises its model in the constructor (Kaiming normal fan_out with gain
         # sqrt(2) for convolutions, BN 1/0, N(0, 0.01) linears), i.e. before the pool exists.
-        reference = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes,
-                                                    width_mult=width_mult, dropout=dropout)
+        reference = torchvision.models.mobilenet_v2(
+            weights=None, num_classes=num_classes, width_mult=width_mult, dropout=dropout,
+            inverted_residual_setting=CIFAR_STAGES if cifar_strides else None)
+        if cifar_strides:
+            reference.features[0][0].stride = (1, 1)  # the stem convolution
         self.pool_channels: int = reference.last_channel
         self.features = reference.features
         self.pool = pool if pool is not None else pools.create("gap", self.pool_channels)

@@ -39,15 +39,20 @@ class CifarVGG(nn.Module):
         pool: the global pooling ``[B, 512, H, W] -> [B, 512]`` (or ``[B, 512, 1, 1]``);
             ``None`` is global average pooling.
         dropout: dropout probability of the two hidden layers of the head.
+        last_maxpool: ``False`` drops the fifth max-pool, so a 32x32 image ends as a 2x2 map
+            instead of 1x1 (same parameters: a max-pool has none). On a 1x1 map every spatial
+            statistic is the identity; the 2x2 variant lets the pooling matter.
     """
 
     def __init__(self, config: str, num_classes: int = 10, pool: nn.Module | None = None,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, last_maxpool: bool = True):
         super().__init__()
         if config not in cfgs:
             raise ValueError(f"unknown VGG configuration {config!r}: choose one of {', '.join(cfgs)}")
         self.pool_channels = POOL_CHANNELS
         self.features = make_layers(cfgs[config], batch_norm=True)
+        if not last_maxpool:  # the last layer of make_layers' stack is the fifth max-pool
+            self.features = self.features[:-1]
         # A placeholder keeps `pool` between `features` and `classifier` in the module order;
         # the real pooling is attached after the weight init below.
         self.pool: nn.Module = nn.Identity()

@@ -1,0 +1,133 @@
+"""Seed planning: how small a difference a setting's seeds can detect, and how many seeds a difference needs.
+
+Poolings are compared paired by seed (the same seed gives every pooling the same data order and
+backbone weights), so what matters is the spread of the *paired differences*. For a two-sided
+paired t-test at level ``alpha`` with ``n`` seeds, a true difference ``delta`` is detected with
+probability (power)
+
+    P(|T| > t_{1-alpha/2, n-1}),   T ~ noncentral t(df = n - 1, nc = delta * sqrt(n) / sd),
+
+where ``sd`` is the standard deviation of the paired differences. The smallest detectable
+difference solves power = 0.8 for ``delta``; the seeds needed for a given ``delta`` are the
+smallest ``n`` reaching it.
+
+>>> round(detectable_difference(sd=1.0, seeds=3), 2)
+3.26
+>>> seeds_needed(difference=0.5, sd=1.0)
+34
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import optimize, stats
+
+POWER = 0.8
+ALPHA = 0.05
+MAX_SEEDS = 10_000
+
+
+def paired_power(difference: float, sd: float, seeds: int, alpha: float = ALPHA) -> float:
+    """Probability that a paired t-test over ``seeds`` seeds finds a true ``difference`` (two-sided)."""
+    if seeds < 2 or not sd > 0:
+        return math.nan
+    df = seeds - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    noncentrality = abs(difference) * math.sqrt(seeds) / sd
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
+def detectable_difference(sd: float, seeds: int, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The smallest true difference that ``seeds`` paired seeds detect with probability ``power``."""
+    if seeds < 2 or not sd > 0:
+        return math.nan
+    high = sd
+    while paired_power(high, sd, seeds, alpha) < power:
+        high *= 2
+    return float(optimize.brentq(lambda d: paired_power(d, sd, seeds, alpha) - power, 0.0, high, xtol=1e-6))
+
+
+def seeds_needed(difference: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> int | None:
+    """The fewest paired seeds that detect ``difference`` with probability ``power``; None past MAX_SEEDS."""
+    if not sd > 0 or difference == 0:
+        return None
+    low, high = 2, 2
+    while paired_power(difference, sd, high, alpha) < power:  # doubling, then bisection
+        low, high = high, high * 2
+        if high > MAX_SEEDS:
+            return None
+    while low < high:
+        middle = (low + high) // 2
+        if paired_power(difference, sd, middle, alpha) >= power:
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """What one setting's seeds can tell apart, from the spread measured there."""
+
+    setting: str
+    seeds: int  # paired seeds per pooling in this sweep (the most any pair shares)
+    sd: float  # standard deviation of paired differences between poolings, pooled over pairs
+    source: str  # how ``sd`` was estimated
+    detectable: float  # smallest difference ``seeds`` seeds detect (power 0.8, alpha 0.05)
+    detect: float | None = None  # a difference the user asked about (--detect)
+    needed: int | None = None  # seeds that difference needs
+    identical: bool = False  # every paired difference is exactly 0: the poolings compute the same function
+
+    def text(self) -> str:
+        if math.isnan(self.sd):
+            return f"{self.setting}: not enough paired seeds to measure the spread (need 2 seeds of 2 poolings)"
+        if self.identical:
+            return (f"{self.setting}: every paired difference is exactly 0 over {self.seeds} seeds: the poolings "
+                    "compute the same function here (a 1x1 pool input?); no number of seeds separates them")
+        if self.sd == 0:
+            return (f"{self.setting}: the paired differences do not vary over {self.seeds} seeds, so their "
+                    "spread cannot be measured yet: add seeds")
+        line = (f"{self.setting}: with {self.seeds} seeds a difference of {self.detectable:.2f} points is "
+                f"detected with 80% power (paired t, alpha 0.05; sd of paired differences {self.sd:.2f}, "
+                f"{self.source})")
+        if self.detect is not None:
+            need = f"{self.needed} seeds" if self.needed else f"more than {MAX_SEEDS} seeds"
+            line += f"; detecting {self.detect:g} points needs {need}"
+        return line
+
+
+def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float | None = None) -> SeedPlan:
+    """The seed plan of one setting from ``scores`` (pooling -> seed -> best test accuracy).
+
+    The sd of paired differences is pooled over every pair of poolings with >= 2 common seeds
+    (each pair's variance weighted by its degrees of freedom). With no such pair but some
+    pooling with >= 2 seeds, it falls back to sqrt(2) x the pooled seed-to-seed sd, which is
+    what pairing gives when the seeds' effects are independent between poolings.
+    """
+    names = [name for name, values in scores.items() if values]
+    squares, df, most, identical = 0.0, 0, 0, True
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = sorted(set(scores[a]) & set(scores[b]))
+            most = max(most, len(common))
+            if len(common) >= 2:
+                diffs = [scores[a][s] - scores[b][s] for s in common]
+                identical = identical and not any(diffs)
+                mean = sum(diffs) / len(diffs)
+                squares += sum((d - mean) ** 2 for d in diffs)
+                df += len(diffs) - 1
+    source = "pooled over pairs of poolings"
+    if df == 0:
+        for values in scores.values():
+            if len(values) >= 2:
+                mean = sum(values.values()) / len(values)
+                squares += 2 * sum((v - mean) ** 2 for v in values.values())
+                df += len(values) - 1
+                most = max(most, len(values))
+        source = "sqrt(2) x the seed spread of single poolings"
+    sd = math.sqrt(squares / df) if df else math.nan
+    needed = seeds_needed(detect, sd) if detect is not None and df else None
+    return SeedPlan(setting, most, sd, source, detectable_difference(sd, most) if df else math.nan, detect, needed,
+                    identical=identical and df > 0 and source.startswith("pooled"))

@@ -1,0 +1,249 @@
+"""The suites that tell poolings apart: generated diagnostic tasks, the spatial settings, seed
+planning, the fingerprint and the 1x1 warnings.
+
+The generated images are decoded back from their pixels here, so each task is checked to carry
+exactly the property its label claims.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from poolbench import analysis, data, models
+from poolbench.cli import main
+from poolbench.contract import check_pool
+from poolbench.data.diagnostics import CELL, COUNTS, DIAGNOSTICS, GRID, PALETTE
+from poolbench.fingerprint import fingerprint
+from poolbench.power import detectable_difference, paired_power, plan_seeds, seeds_needed
+from poolbench.settings import SETTINGS, SUITES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_report import write_run  # noqa: E402  (the run-folder writer the report tests use)
+
+
+def decode(image: torch.Tensor) -> list[tuple[int, float]]:
+    """(colour index, brightness) of every square of one uint8 [3, 32, 32] image, read from its cells."""
+    pixels = image.permute(1, 2, 0).numpy().astype(float) / 255
+    squares = []
+    for row in range(GRID):
+        for col in range(GRID):
+            cell = pixels[row * CELL:(row + 1) * CELL, col * CELL:(col + 1) * CELL]
+            brightest = cell.reshape(-1, 3)[cell.reshape(-1, 3).sum(1).argmax()]
+            if brightest.max() < 0.12:  # background (with the salient task's noise)
+                continue
+            level = brightest.max() / PALETTE.max(1)  # each palette colour peaks in one channel
+            colour = int(np.argmin([np.abs(brightest - PALETTE[c] * level[c]).sum() for c in range(len(PALETTE))]))
+            squares.append((colour, float(level[colour])))
+    return squares
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return {name: data.load(name) for name in DIAGNOSTICS}
+
+
+@pytest.mark.parametrize("name", list(DIAGNOSTICS))
+def test_a_diagnostic_data_set_is_fixed_uint8_32x32_with_every_class(name, generated):
+    task = generated[name]
+    again = data.load(name)
+    assert task.train_images.dtype == torch.uint8 and tuple(task.train_images.shape[1:]) == (3, 32, 32)
+    assert torch.equal(task.train_images, again.train_images) and torch.equal(task.test_labels, again.test_labels)
+    assert not torch.equal(task.train_images[:100], task.test_images[:100])  # the splits are different draws
+    counts = torch.bincount(task.train_labels, minlength=task.num_classes)
+    assert len(counts) == task.num_classes and counts.min() > 0.6 * len(task.train_labels) / task.num_classes
+
+
+def test_majority_labels_are_the_most_frequent_colour_and_every_colour_is_present(generated):
+    task = generated["majority"]
+    for image, label in zip(task.train_images[:200], task.train_labels[:200], strict=True):
+        colours = [c for c, _ in decode(image)]
+        counts = np.bincount(colours, minlength=4)
+        assert counts.min() >= 1 and 5 <= len(colours) <= 12
+        assert counts.argmax() == label and sorted(counts)[-1] > sorted(counts)[-2]
+
+
+def test_count_labels_are_the_number_of_squares(generated):
+    task = generated["count"]
+    for image, label in zip(task.train_images[:200], task.train_labels[:200], strict=True):
+        assert len(decode(image)) == COUNTS[label]
+
+
+def test_brightest_labels_are_the_colour_of_the_single_brightest_square_which_is_outnumbered(generated):
+    task = generated["brightest"]
+    for image, label in zip(task.train_images[:200], task.train_labels[:200], strict=True):
+        squares = decode(image)
+        colours = [c for c, _ in squares]
+        assert max(squares, key=lambda s: s[1])[0] == label
+        assert colours.count(int(label)) == 1 < min(colours.count(c) for c in range(4) if c != label)
+
+
+def test_salient_labels_are_the_colour_of_the_one_bright_square(generated):
+    task = generated["salient"]
+    for image, label in zip(task.train_images[:200], task.train_labels[:200], strict=True):
+        bright = [c for c, level in decode(image) if level > 0.8]
+        assert bright == [int(label)]
+
+
+def test_diagnostic_settings_declare_their_side_and_form_the_suite():
+    diagnostics = [SETTINGS[name] for name in SUITES["diagnostics"]]
+    assert {s.favours for s in diagnostics} == {"mean", "max"}
+    for setting in diagnostics:
+        assert setting.dataset in DIAGNOSTICS and setting.num_classes == DIAGNOSTICS[setting.dataset].num_classes
+        assert DIAGNOSTICS[setting.dataset].favours == setting.favours
+        assert setting.pool_input_shape == models.pool_input_shape(setting.arch)
+
+
+@pytest.mark.parametrize(("name", "params", "shape"), [
+    ("vgg16bn-2x2-cifar100", 15_299_748, (512, 2, 2)),
+    ("mobilenetv2-4x4-fmnist", 2_236_682, (1280, 4, 4)),
+    ("resnet56-cifar100", 861_620, (64, 8, 8)),
+])
+def test_spatial_settings_keep_the_parameters_and_see_more_than_one_position(name, params, shape):
+    setting = SETTINGS[name]
+    model = models.create(setting.arch, setting.num_classes)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert models.pool_input_shape(setting.arch) == shape == setting.pool_input_shape
+    assert name in SUITES["spatial"]
+
+
+def test_the_2x2_vgg_has_the_same_weights_as_the_benchmark_vgg_for_a_seed():
+    torch.manual_seed(3)
+    one = models.create("vgg16bn", 100)
+    torch.manual_seed(3)
+    two = models.create("vgg16bn-2x2", 100)
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values(), strict=True))
+
+
+def test_list_json_describes_every_setting(capsys):
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    by_name = {s["name"]: s for s in listing["settings"]}
+    assert set(by_name) == set(SETTINGS)
+    assert by_name["diag-majority"]["favours"] == "mean" and by_name["diag-brightest"]["favours"] == "max"
+    assert by_name["vgg16bn-cifar100"]["pool_is_1x1"] and not by_name["vgg16bn-2x2-cifar100"]["pool_is_1x1"]
+    assert by_name["mobilenetv2-4x4-fmnist"]["pool_input_shape"] == [1280, 4, 4]
+    assert "spatial" in by_name["resnet56-cifar100"]["suites"] and by_name["quick"]["favours"] is None
+    assert listing["suites"]["diagnostics"] == list(SUITES["diagnostics"])
+
+
+def test_sweep_suite_expands_to_its_settings(tmp_path, capsys):
+    assert main(["sweep", "--suite", "diagnostics", "--pools", "gap,gmp", "--seeds", "1",
+                 "--out", str(tmp_path / "s"), "--dry-run"]) == 0
+    planned = capsys.readouterr().out
+    assert all(f"{name}/gap/seed1" in planned for name in SUITES["diagnostics"])
+    assert main(["sweep", "--suite", "nope", "--pools", "gap", "--out", str(tmp_path / "t")]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+
+
+SCALE_POOL = """
+import torch
+from torch import nn
+
+class CustomPool(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 2.0, channels))
+
+    def forward(self, x):
+        return self.scale * x.mean(dim=(2, 3))
+"""
+
+
+def test_check_says_whether_a_pooling_is_the_identity_on_a_1x1_map(tmp_path):
+    (tmp_path / "scaled.py").write_text(SCALE_POOL)
+    messages = {spec: check_pool(spec, include_cost=False).result("identity_1x1").message
+                for spec in ("gap", "gmp", "gem", str(tmp_path / "scaled.py"), "powernorm")}
+    assert messages["gap"].startswith("identity") and messages["gmp"].startswith("identity")
+    assert messages["gem"].startswith("identity")
+    assert messages[str(tmp_path / "scaled.py")].startswith("a per-channel scale")
+    assert messages["powernorm"].startswith("not the identity")
+
+
+# --- seed planning ------------------------------------------------------------------------------
+
+def test_detectable_difference_has_80_percent_power_by_simulation():
+    rng = np.random.default_rng(0)
+    delta = detectable_difference(sd=2.0, seeds=5)
+    assert math.isclose(paired_power(delta, 2.0, 5), 0.8, abs_tol=1e-4)
+    hits = np.mean([stats.ttest_1samp(rng.normal(delta, 2.0, 5), 0).pvalue < 0.05 for _ in range(4000)])
+    assert abs(hits - 0.8) < 0.025
+
+
+def test_seeds_needed_is_the_smallest_count_with_enough_power():
+    n = seeds_needed(0.5, 1.0)
+    assert paired_power(0.5, 1.0, n) >= 0.8 > paired_power(0.5, 1.0, n - 1)
+    assert seeds_needed(5.0, 1.0) < n < seeds_needed(0.25, 1.0)
+
+
+def test_the_seed_plan_pools_the_spread_of_paired_differences():
+    scores = {"a": {1: 70.0, 2: 71.0, 3: 73.0}, "b": {1: 71.0, 2: 71.5, 3: 75.0}, "c": {1: 69.0, 2: 70.0}}
+    plan = plan_seeds("x", scores, detect=1.0)
+    diffs = [np.array([-1.0, -0.5, -2.0]), np.array([1.0, 1.0]), np.array([2.0, 1.5])]
+    pooled = sum(((d - d.mean()) ** 2).sum() for d in diffs) / sum(len(d) - 1 for d in diffs)
+    assert math.isclose(plan.sd, math.sqrt(pooled)) and plan.seeds == 3
+    assert math.isclose(plan.detectable, detectable_difference(math.sqrt(pooled), 3))
+    assert plan.needed == seeds_needed(1.0, math.sqrt(pooled)) and "detecting 1 points needs" in plan.text()
+
+
+def test_identical_poolings_get_a_plan_that_says_no_seed_count_separates_them():
+    same = {"gap": {1: 70.0, 2: 71.0}, "gmp": {1: 70.0, 2: 71.0}}
+    assert "no number of seeds separates them" in plan_seeds("vgg", same).text()
+
+
+# --- fingerprint and report -----------------------------------------------------------------------
+
+def test_fingerprint_places_gap_at_0_and_gmp_at_1():
+    favours = {"m": "mean", "x": "max"}
+    scores = {"m": {"gap": 95.0, "gmp": 40.0, "mid": 70.0}, "x": {"gap": 50.0, "gmp": 80.0, "mid": 60.0}}
+    rows = {row.pool: row for row in fingerprint(scores, favours).rows}
+    assert rows["gap"].lean == 0 and rows["gmp"].lean == 1
+    assert math.isclose(rows["mid"].lean, ((60 - 50) - (70 - 95)) / ((80 - 50) - (40 - 95)))
+    assert (rows["mid"].mean_side, rows["mid"].max_side) == (70.0, 60.0)
+    assert fingerprint({"quick": {"gap": 90.0}}, {}) is None
+
+
+@pytest.fixture(scope="module")
+def diagnostic_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diag")
+    means = {"diag-majority": {"gap": 95, "gmp": 40}, "diag-brightest": {"gap": 50, "gmp": 70},
+             "vgg16bn-cifar100": {"gap": 73, "gmp": 73}}
+    noise = {"gap": (0.0, 1.0, 2.5), "gmp": (0.5, 2.0, 1.0)}
+    for setting, by_pool in means.items():
+        for pool, mean in by_pool.items():
+            for k, seed in enumerate((1, 2, 3)):
+                offset = noise["gap"][k] if setting.startswith("vgg") else noise[pool][k]  # vgg: identical
+                write_run(root, setting, pool, seed, mean + offset, epochs=5)
+    return root
+
+
+def test_the_report_shows_the_fingerprint_seed_plans_and_marks_1x1_settings(diagnostic_sweep, capsys):
+    assert main(["report", str(diagnostic_sweep), "--detect", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "## Fingerprint" in text and "diag-majority (mean)" in text and "max-like" in text
+    assert "1x1: every parameter-free pooling is the identity here" in text
+    assert "the pool input is 512x1x1" in text
+    plans = text.split("## Seed planning", 1)[1]
+    assert "vgg16bn-cifar100: every paired difference is exactly 0" in plans
+    assert "diag-majority: with 3 seeds a difference of" in plans and "detecting 0.5 points needs" in plans
+
+
+def test_the_html_report_has_the_fingerprint_plot(diagnostic_sweep, tmp_path):
+    assert main(["report", str(diagnostic_sweep), "--output", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Fingerprint</h2>" in page and "alt='fingerprint'" in page and "Seed planning" in page
+
+
+def test_report_refuses_a_detect_that_is_not_a_positive_difference(diagnostic_sweep, capsys):
+    assert main(["report", str(diagnostic_sweep), "--detect", "-1"]) == 2
+    assert "--detect takes a difference" in capsys.readouterr().err
+
+
+def test_report_pool_inputs_come_from_the_settings(diagnostic_sweep):
+    report = analysis.build_report(diagnostic_sweep)
+    assert report.pool_is_1x1("vgg16bn-cifar100") and not report.pool_is_1x1("diag-majority")
