@@ -9,22 +9,22 @@ The label is a property that one pooling family can read off the feature map and
 cannot:
 
 ``majority`` (favours mean-type pooling)
-    4 classes, one colour each (red, green, blue, yellow). An image has 5-12 squares; every
-    colour appears, and the class colour has strictly more squares than any other. A maximum
-    over positions only sees which colours are present (all of them), so it cannot tell; an
-    average counts them.
+    4 classes, one colour each (red, green, blue, yellow). Every colour appears: the three
+    others on 1-2 squares each, the class colour on 2-3 squares more than the most frequent
+    other (6-11 squares in all). A maximum over positions only sees which colours are present
+    (all of them), so it cannot tell; an average counts them.
 
 ``count`` (favours mean-type pooling)
     6 classes: 3, 5, 7, 9, 11 or 13 squares, each of a random colour of the six-colour
     palette. Presence is the same in every class; only the number of squares differs.
 
 ``brightest`` (favours max-type pooling)
-    4 classes (red, green, blue, yellow). An image has 7-12 squares, every colour present at
-    its own brightness; the class is the colour of the single brightest square. That colour
-    appears on that one square only, the other colours on 2-4 dimmer squares each, so a sum
-    over positions points at a wrong colour. The brightest square's level is drawn per image
-    (40-100 % of full), and every other square is at least 15 points dimmer: no fixed
-    brightness threshold separates the classes, only a comparison of per-colour maxima.
+    4 classes (red, green, blue, yellow); the class is the colour of the single brightest
+    square. That colour appears on that one square only, each other colour on 2-4 dimmer
+    squares (7-13 squares in all), so a sum over positions points at a wrong colour. The
+    brightest level is drawn per image (40-100 % of full) and every other square's from 20 %
+    to 15 points below it: no fixed brightness threshold separates the classes, only a
+    comparison of per-colour maxima.
 
 ``salient`` (favours max-type pooling)
     4 classes (red, green, blue, yellow). One bright square of the class colour among 6-12
@@ -104,11 +104,8 @@ def draw_majority(rng: np.random.Generator, n: int, classes: int = 4) -> tuple[n
     labels = rng.integers(0, classes, size=n)
     squares = []
     for label in labels:
-        while True:  # every colour present, the class colour strictly most frequent, 5-12 in all
-            others = rng.integers(1, 3, size=classes - 1)
-            majority = others.max() + rng.integers(2, 4)
-            if others.sum() + majority <= 12:
-                break
+        others = rng.integers(1, 3, size=classes - 1)  # every other colour on 1-2 squares
+        majority = others.max() + rng.integers(2, 4)  # the class colour on 2-3 more
         colours = [c for c in range(classes) if c != label]
         content = [(int(label), 1.0)] * int(majority)
         content += [(c, 1.0) for c, k in zip(colours, others, strict=True) for _ in range(k)]
@@ -133,8 +130,7 @@ def draw_brightest(rng: np.random.Generator, n: int, classes: int = 4) -> tuple[
         content = [(int(label), top)]
         for colour in range(classes):
             if colour != label:
-                content += [(colour, rng.uniform(0.2, top - 0.15) if top - 0.15 > 0.2 else 0.2)
-                            for _ in range(rng.integers(2, 5))]
+                content += [(colour, rng.uniform(0.2, top - 0.15)) for _ in range(rng.integers(2, 5))]
         squares.append(_shuffled(rng, content))
     return _render(rng, squares), labels
 

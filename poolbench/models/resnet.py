@@ -24,6 +24,7 @@ from .. import pools
 
 #: Blocks per stage ``n`` of each CIFAR ResNet; the depth is ``6n + 2``.
 BLOCKS_PER_STAGE: dict[str, int] = {
+    "resnet8": 1,
     "resnet20": 3,
     "resnet32": 5,
     "resnet44": 7,

@@ -8,7 +8,7 @@ True
 TopKPool(k=0.5)
 """
 
-from . import attention, classic, mixed, smooth, statistics  # noqa: F401  (register the poolings)
+from . import attention, classic, mixed, smooth, split, statistics  # noqa: F401  (register the poolings)
 from .registry import (
     PoolSpecError,
     accepts_channels,

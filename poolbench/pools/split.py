@@ -1,0 +1,68 @@
+"""Channel-split average/max pooling: poolbench's own pooling, designed from the diagnostic suite.
+
+The diagnostics show the standard poolings trading off: an average reads counts and proportions
+(gap 90+ on the majority and count tasks, gmp near chance), a maximum singles out one position
+(avgmax, gem and gmp ahead of gap on the brightest and salient tasks). avg+max mixes both
+statistics *inside every channel*, so the count a channel's average carries is blurred by its
+maximum, and it is nearly as poor as gmp on the mean-side tasks.
+
+The split pooling gives each statistic channels of its own: the first ``C - k`` channels are
+averaged and the last ``k = round(max_fraction * C)`` are max-pooled,
+
+    y_c = mean_{h,w} x_{c,h,w}   (c < C - k),      y_c = max_{h,w} x_{c,h,w}   (c >= C - k).
+
+Channels are interchangeable at initialisation, so the network learns which features to count
+and which to detect, and the classifier reads each from clean channels. It builds on timm's
+``catavgmax`` (average and maximum concatenated, which doubles C and so changes the head) and on
+mixed pooling (Lee, Gallagher & Tu 2016, one learned mix per layer): here the choice is made per
+channel, by the features themselves, at the head's width.
+
+It has no parameters, so weight decay cannot pull it anywhere (GeM's p, clamped to >= 1 in the
+forward pass, drifts below the clamp under decay and silently turns GeM into GAP). On a 1x1 map
+both halves are the identity, so where pooling cannot matter it changes nothing. It costs two
+reductions over half the channels each.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import register
+
+
+def split_avg_max(x: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
+    """``[B, C, H, W] -> [B, C]``: mean over H, W of the first ``C - k`` channels, max of the last
+    ``k = round(max_fraction * C)``.
+
+    >>> x = torch.arange(16.0).view(1, 4, 2, 2)
+    >>> split_avg_max(x)
+    tensor([[ 1.5000,  5.5000, 11.0000, 15.0000]])
+    """
+    channels = x.shape[1]
+    k = round(max_fraction * channels)
+    averaged = x[:, :channels - k].mean(dim=(2, 3))
+    maxed = x[:, channels - k:].amax(dim=(2, 3))
+    return torch.cat([averaged, maxed], dim=1)
+
+
+@register("split")
+class SplitPool(nn.Module):
+    """Channel-split average/max pooling (poolbench): the first ``(1 - max_fraction) C`` channels
+    averaged, the last ``max_fraction C`` max-pooled; see the module docstring for the reasoning.
+
+    Args:
+        max_fraction: the share of channels that are max-pooled, in [0, 1] (0 is GAP, 1 is GMP).
+    """
+
+    def __init__(self, max_fraction: float = 0.5):
+        super().__init__()
+        if not 0.0 <= max_fraction <= 1.0:
+            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+        self.max_fraction = max_fraction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return split_avg_max(x, self.max_fraction)
+
+    def extra_repr(self) -> str:
+        return f"max_fraction={self.max_fraction}"
