@@ -181,7 +181,8 @@ def split_specs(text: str | None) -> list[str]:
 
     Commas inside parentheses or quotes do not split.
     """
-    items, current = [], []
+    items: list[str] = []
+    current: list[str] = []
     for char, depth in _paren_depths(text or ""):
         if char == "," and depth is not None and depth <= 0:
             items.append("".join(current).strip())

@@ -37,6 +37,7 @@ torch.Size([2, 10])
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -158,11 +159,11 @@ def _timm_site(model: nn.Module) -> _Site | None:
     for parent in (model, getattr(model, "head", None)):
         if not isinstance(parent, nn.Module) or not hasattr(parent, "global_pool"):
             continue
-        pool = parent.global_pool
+        pool: Any = parent.global_pool  # timm's SelectAdaptivePool2d (duck-typed: timm is optional)
         if isinstance(pool, str):  # ViT-style models keep the name of a token pooling here
             raise ValueError(f"attach: {type(model).__name__} pools tokens (global_pool={pool!r}), not a "
                              f"[B, C, H, W] feature map; attach needs a CNN")
-        if not (isinstance(pool, nn.Module) and callable(getattr(pool, "feat_mult", None))):
+        if not callable(getattr(pool, "feat_mult", None)):
             continue
         if pool.is_identity():
             raise ValueError(f"attach: {type(model).__name__} has no global pooling (global_pool=''); "
