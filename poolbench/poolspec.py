@@ -1,7 +1,7 @@
 """Pooling specs as text: ``name``, ``name(key=value, ...)`` and ``path.py[:Class]``.
 
 This module only reads and writes spec strings (it does not import torch), so the run layout,
-status and reports can use it; :func:`poolbench.pools.resolve` turns a spec into a constructor.
+status and reports can use it; :func:`poolbench.pools.create` builds the pooling a spec names.
 
 >>> parse_call("gem(p=4,learnable=False)")
 ('gem', {'p': 4, 'learnable': False})
@@ -181,7 +181,8 @@ def split_specs(text: str | None) -> list[str]:
 
     Commas inside parentheses or quotes do not split.
     """
-    items, current = [], []
+    items: list[str] = []
+    current: list[str] = []
     for char, depth in _paren_depths(text or ""):
         if char == "," and depth is not None and depth <= 0:
             items.append("".join(current).strip())

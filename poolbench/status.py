@@ -23,8 +23,9 @@ def status_cell(summary: runs.RunSummary) -> str:
         text += f" {summary.best_test_acc:.2f}"
     if summary.status in (runs.RUNNING, runs.INTERRUPTED):
         text += f" ({summary.epochs_completed}/{summary.epochs or '?'})"
-    if summary.status == runs.DIVERGED and (summary.result or {}).get("diverged_at"):
-        text += f" (epoch {summary.result['diverged_at']['epoch']})"
+    diverged_at = (summary.result or {}).get("diverged_at")
+    if summary.status == runs.DIVERGED and diverged_at:
+        text += f" (epoch {diverged_at['epoch']})"
     return text
 
 

@@ -1,5 +1,5 @@
 """Pooling specs with hyper-parameters, ``name(key=value, ...)``: parsing, errors, construction,
-labels, and every place that takes a spec (resolve/build/create, models, check, run, sweep)."""
+labels, and every place that takes a spec (registry.resolve, pools.create, models, check, run, sweep)."""
 
 import functools
 import json
@@ -60,7 +60,7 @@ def test_parse_good_specs(spec, expected):
 ])
 def test_malformed_specs_are_one_line_pool_spec_errors_with_the_fix(spec, problem):
     with pytest.raises(pools.PoolSpecError) as caught:
-        pools.resolve(spec)
+        registry.resolve(spec)
     message = str(caught.value)
     assert problem in message and USAGE in message and "\n" not in message, message
     assert isinstance(caught.value, ValueError)
@@ -69,35 +69,35 @@ def test_malformed_specs_are_one_line_pool_spec_errors_with_the_fix(spec, proble
 def test_values_are_never_evaluated(tmp_path):
     target = tmp_path / "touched"
     with pytest.raises(pools.PoolSpecError, match="not a literal"):
-        pools.resolve(f"gem(p=open({str(target)!r}, 'w'))")
+        registry.resolve(f"gem(p=open({str(target)!r}, 'w'))")
     assert not target.exists()
 
 
 def test_an_unknown_name_with_values_lists_close_names():
     with pytest.raises(pools.PoolSpecError, match="unknown pooling 'topkk': did you mean topk"):
-        pools.resolve("topkk(k=0.5)")
+        registry.resolve("topkk(k=0.5)")
 
 
 # --- Resolving and building ----------------------------------------------------------------------
 
 def test_resolve_gives_a_partial_of_the_registered_class():
-    factory = pools.resolve("gem(p=4, learnable=False)")
+    factory = registry.resolve("gem(p=4, learnable=False)")
     assert isinstance(factory, functools.partial) and factory.func is GeM
     assert factory.keywords == {"p": 4, "learnable": False}
-    assert pools.accepts_channels(factory)
-    assert pools.hyper_parameters(factory) == ["p", "eps", "p_min", "learnable"]
-    assert pools.resolve("gem") is GeM and pools.resolve("GeM()") is GeM
+    assert registry.accepts_channels(factory)
+    assert registry.hyper_parameters(factory) == ["p", "eps", "p_min", "learnable"]
+    assert registry.resolve("gem") is GeM and registry.resolve("GeM()") is GeM
 
 
 def test_a_spec_builds_what_the_keywords_build():
     torch.manual_seed(0)
     x = torch.randn(3, 8, 5, 4)
-    assert isinstance(pools.build("topk(k=0.5)", 8), TopKPool)
-    assert pools.build("topk(k=0.5)", 8).k == pools.create("topk", 8, k=0.5).k == 0.5
-    torch.testing.assert_close(pools.build("topk(k=1)", 8)(x), x.amax(dim=(2, 3)))  # k=1: max
+    assert isinstance(pools.create("topk(k=0.5)", 8), TopKPool)
+    assert pools.create("topk(k=0.5)", 8).k == pools.create("topk", 8, k=0.5).k == 0.5
+    torch.testing.assert_close(pools.create("topk(k=1)", 8)(x), x.amax(dim=(2, 3)))  # k=1: max
     positive = x.abs() + 0.1
-    torch.testing.assert_close(pools.build("gem(p=1)", 8)(positive), pools.create("gap", 8)(positive))
-    fixed = pools.build("gem(p=4, learnable=False)", 8)
+    torch.testing.assert_close(pools.create("gem(p=1)", 8)(positive), pools.create("gap", 8)(positive))
+    fixed = pools.create("gem(p=4, learnable=False)", 8)
     assert list(fixed.parameters()) == [] and fixed.p.item() == 4.0
     torch.testing.assert_close(fixed(positive), pools.create("gem", 8, p=4, learnable=False)(positive))
     assert pools.create("topk(k=0.5)", channels=8).k == 0.5
@@ -120,10 +120,10 @@ def test_a_class_without_init_takes_no_keywords(monkeypatch):
             return x.mean(dim=(2, 3))
 
     monkeypatch.setitem(registry._REGISTRY, "plain_spec_test", Plain)
-    assert pools.resolve("plain_spec_test()") is Plain
+    assert registry.resolve("plain_spec_test()") is Plain
     with pytest.raises(pools.PoolSpecError, match="plain_spec_test has no keyword k; it takes no keywords"):
-        pools.resolve("plain_spec_test(k=1)")
-    assert not pools.accepts_channels(functools.partial(Plain))
+        registry.resolve("plain_spec_test(k=1)")
+    assert not registry.accepts_channels(functools.partial(Plain))
 
 
 def test_the_contract_check_builds_a_spec_and_names_its_values():
@@ -173,8 +173,8 @@ def test_pool_labels_are_folder_friendly(spec, label):
 
 
 def test_file_specs_are_not_taken_for_call_specs():
-    assert pools.is_file_spec("my_pool.py") and pools.is_file_spec("a(1).py:Pool")
-    assert not pools.is_file_spec("gem(s='a.py:b')") and not pools.is_file_spec("topk(k=0.5)")
+    assert registry.is_file_spec("my_pool.py") and registry.is_file_spec("a(1).py:Pool")
+    assert not registry.is_file_spec("gem(s='a.py:b')") and not registry.is_file_spec("topk(k=0.5)")
 
 
 def test_run_config_stores_the_normalised_spec():

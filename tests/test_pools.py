@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import poolbench.pools as pools
+from poolbench.pools import registry
 from poolbench.pools._numerics import spatial_std
 from poolbench.pools.classic import gem
 from poolbench.pools.mixed import mix_max_avg, stochastic_probabilities
@@ -110,7 +111,7 @@ def _assert_finite_backward(pool: torch.nn.Module, x: torch.Tensor,
 def test_registry_is_complete_and_documented():
     assert len(NAMES) >= 20, NAMES
     for name in NAMES:
-        factory = pools.get(name)
+        factory = registry.get(name)
         doc = inspect.getdoc(factory) or ""
         assert "``" in doc and "=" in doc, f"{name}: docstring gives no formula"
         if name not in UNCITED_BASELINES:
@@ -123,13 +124,13 @@ def test_unknown_name_lists_close_matches():
     with pytest.raises(pools.PoolSpecError, match="softpool"):
         pools.create("softpol", channels=C)
     with pytest.raises(pools.PoolSpecError, match="signed_gem"):
-        pools.get("signed-gem")
+        registry.get("signed-gem")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_without_channels_builds_or_asks_for_them(name):
     try:
-        pool = pools.get(name)()
+        pool = registry.get(name)()
     except TypeError as error:
         assert "channels" in str(error) and "requires" in str(error)
     else:
@@ -138,7 +139,7 @@ def test_without_channels_builds_or_asks_for_them(name):
 
 def test_spatial_attention_requires_channels():
     with pytest.raises(TypeError, match="requires `channels`"):
-        pools.get("spatial_attention")()
+        registry.get("spatial_attention")()
 
 
 @pytest.mark.parametrize("name", NAMES)

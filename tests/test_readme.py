@@ -9,6 +9,7 @@ import pytest
 from poolbench import pools
 from poolbench.cli import build_parser, main
 from poolbench.contract import check_pool
+from poolbench.pools import registry
 from poolbench.settings import SUITES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -64,12 +65,26 @@ def test_the_custom_pool_example_passes_the_contract(tmp_path):
 def test_the_library_example_runs_and_registers_its_pooling(capsys):
     example = next(block for block in PYTHON_BLOCKS if "pools.create(" in block)
     exec(compile(example, "README.md", "exec"), {})
-    assert "torch.Size([2, 64])" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("torch.Size([2, 64])") == 2 and "GeM(p=4.000, eps=1e-06, p_min=1.0)" in out
     assert "half_max" in pools.names()
 
 
-def test_the_pooling_table_names_every_registered_pooling():
+def test_the_attach_examples_run_and_print_what_they_say(capsys):
+    examples = [block for block in PYTHON_BLOCKS if "pools.attach(" in block]
+    assert len(examples) == 2  # torchvision, timm
+    for example in examples:
+        exec(compile(example, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "GeM(p=3.000, eps=1e-06, p_min=1.0)" in out and "torch.Size([2, 10])" in out
+
+
+def test_the_pooling_table_names_every_registered_pooling_with_its_class():
     table = README.split("## The poolings", 1)[1].split("\n## ", 1)[0]
-    built_in = [name for name in pools.names() if pools.get(name).__module__.startswith("poolbench.pools.")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    built_in = [name for name in pools.names() if registry.get(name).__module__.startswith("poolbench.pools.")]
     assert len(built_in) >= 20
-    assert [name for name in built_in if f"`{name}`" not in table] == []
+    for name in built_in:
+        row = next((line for line in rows if f"`{name}`" in line.split("|")[1]), None)
+        assert row is not None, f"{name} is not in the README's pooling table"
+        assert f"`{registry.get(name).__name__}`" in row.split("|")[2], f"{name}: its class is not in its row"

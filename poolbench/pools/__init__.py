@@ -1,42 +1,49 @@
-"""Global poolings ``[B, C, H, W] -> [B, C]`` and their registry.
+"""Global poolings ``[B, C, H, W] -> [B, C]``: the zoo, its registry, functional forms and attach().
+
+The public API is :func:`create` (a pooling from any spec), :func:`names`, :func:`register`,
+:func:`attach` (put a pooling into a torchvision or timm classifier), :mod:`.functional` (the
+poolings as functions) and :class:`PoolSpecError`.
 
 >>> import poolbench.pools as pools
->>> pool = pools.create("gem", channels=64)
+>>> pools.create("gem", channels=64)
+GeM(p=3.000, eps=1e-06, p_min=1.0)
+>>> pools.create("topk(k=0.5)", channels=64)  # a registered pooling with hyper-parameters
+TopKPool(k=0.5)
 >>> "gap" in pools.names()
 True
->>> pools.build("topk(k=0.5)", channels=64)  # a registered pooling with hyper-parameters
-TopKPool(k=0.5)
 """
 
-from . import attention, classic, mixed, smooth, split, statistics  # noqa: F401  (register the poolings)
-from .registry import (
-    PoolSpecError,
-    accepts_channels,
-    build,
-    create,
-    get,
-    hyper_parameters,
-    instantiate,
-    is_file_spec,
-    load_file,
-    names,
-    normalise_spec,
-    register,
-    resolve,
-)
+from __future__ import annotations
 
-__all__ = [
-    "PoolSpecError",
-    "accepts_channels",
-    "build",
-    "create",
-    "get",
-    "hyper_parameters",
-    "instantiate",
-    "is_file_spec",
-    "load_file",
-    "names",
-    "normalise_spec",
-    "register",
-    "resolve",
-]
+import warnings
+from typing import Any
+
+from . import attention, classic, functional, mixed, registry, smooth, split, statistics  # noqa: F401  (register)
+from .attach import attach
+from .registry import PoolSpecError, create, names, register
+
+__all__ = ["PoolSpecError", "attach", "create", "functional", "names", "register"]
+
+# The public API before create() became the one way to get a pooling. They still work, with a
+# DeprecationWarning; poolbench's own code is to call create() or poolbench.pools.registry.
+_CREATE = "poolbench.pools.create(spec, channels, **kwargs)"
+_DEPRECATED = {  # old name -> (helper in poolbench.pools.registry, what to use instead)
+    "build": ("create", _CREATE),
+    "get": ("get", _CREATE),
+    "resolve": ("resolve", _CREATE),
+    "instantiate": ("instantiate", _CREATE),
+    "load_file": ("load_file", _CREATE),
+    "accepts_channels": ("accepts_channels", "inspect.signature"),
+    "hyper_parameters": ("hyper_parameters", "inspect.signature"),
+    "is_file_spec": ("is_file_spec", "poolbench.poolspec.is_file_spec"),
+    "normalise_spec": ("normalise_spec", "poolbench.poolspec.normalise_spec"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        helper, instead = _DEPRECATED[name]
+        warnings.warn(f"poolbench.pools.{name} is deprecated and will be removed: use {instead}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(registry, helper)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

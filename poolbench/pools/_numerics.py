@@ -8,6 +8,7 @@ its result back to the input dtype: ``exp``, ``pow``, variances and softmaxes le
 from __future__ import annotations
 
 import contextlib
+from typing import overload
 
 import torch
 from torch import nn
@@ -35,6 +36,10 @@ def autocast_off(x: torch.Tensor) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+@overload
+def like(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
+@overload
+def like(tensor: None, x: torch.Tensor) -> None: ...
 def like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """A parameter cast to ``x``'s dtype, so a float32 module accepts float16 maps and vice versa."""
     return None if tensor is None else tensor.to(x.dtype)

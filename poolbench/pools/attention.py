@@ -44,7 +44,7 @@ class GlobalWeightedAvgPool(nn.Module):
         super().__init__()
         self.score = nn.Conv2d(require_channels(channels, "gwap"), 1, kernel_size=1)
         nn.init.zeros_(self.score.weight)
-        nn.init.zeros_(self.score.bias)
+        nn.init.zeros_(self.score.bias)  # type: ignore[arg-type]  # a Conv2d made with bias=True has one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with autocast_off(x):  # keep the matmuls in float32 under autocast

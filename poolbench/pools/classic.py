@@ -22,6 +22,11 @@ def global_max(x: torch.Tensor) -> torch.Tensor:
     return x.amax(dim=(2, 3))
 
 
+def avg_max(x: torch.Tensor) -> torch.Tensor:
+    """Average of global average and global max pooling: ``(mean + max) / 2`` over H, W."""
+    return 0.5 * (global_avg(x) + global_max(x))
+
+
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
     """Generalised mean: ``(mean(clamp(x, eps) ** p)) ** (1 / p)`` over H, W.
 
@@ -75,6 +80,7 @@ class GeM(nn.Module):
     def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6,
                  p_min: float = 1.0, learnable: bool = True):
         super().__init__()
+        self.p: torch.Tensor  # a parameter when learnable, else a buffer
         add_scalar(self, "p", p, learnable)
         self.eps = eps
         self.p_min = p_min
@@ -97,4 +103,4 @@ class AvgMaxPool(nn.Module):
         super().__init__()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (global_avg(x) + global_max(x))
+        return avg_max(x)

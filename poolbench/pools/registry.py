@@ -1,9 +1,12 @@
 """The pooling registry: names -> constructors, user pooling files, and construction by spec.
 
+:func:`create` is the public way to get a pooling (re-exported as ``poolbench.pools.create``);
+the other functions here are internal helpers of the harness, the contract and the CLI.
+
 A spec is a registered name (``gem``), a registered name with hyper-parameters
 (``topk(k=0.5)``, ``gem(p=4, learnable=False)``; see :mod:`poolbench.poolspec`) or a file
 (``path.py[:Class]``). A pooling constructor may take ``channels`` (the C it will see) or nothing
-at all (the original task's ``CustomPool()`` style). :func:`instantiate` hides that difference.
+at all (the original task's ``CustomPool()`` style). :func:`create` hides that difference.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ PoolFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, PoolFactory] = {}
 
-__all__ = ["PoolFactory", "PoolSpecError", "accepts_channels", "build", "create", "get", "hyper_parameters",
+__all__ = ["PoolFactory", "PoolSpecError", "accepts_channels", "create", "get", "hyper_parameters",
            "instantiate", "is_file_spec", "load_file", "names", "normalise_spec", "register", "resolve"]
 
 
@@ -70,16 +73,11 @@ def get(name: str) -> PoolFactory:
     return _REGISTRY[key]
 
 
-def create(name: str, channels: int | None = None, **kwargs) -> nn.Module:
-    """Build the registered pooling ``name`` (or ``name(key=value, ...)``) for ``channels`` input channels."""
-    return instantiate(resolve(name) if is_call_spec(name) else get(name), channels, **kwargs)
-
-
 def _takes_no_arguments(factory: PoolFactory) -> bool:
     """A class without an ``__init__`` of its own: nn.Module's (*args, **kwargs) would take nothing."""
     while isinstance(factory, functools.partial):
         factory = factory.func
-    return isinstance(factory, type) and factory.__init__ is nn.Module.__init__
+    return isinstance(factory, type) and factory.__init__ is nn.Module.__init__  # type: ignore[misc]
 
 
 def accepts_channels(factory: PoolFactory) -> bool:
@@ -200,10 +198,47 @@ def _positional_message(spec: str, error: PositionalValueError) -> str:
     return f"bad pooling spec {spec!r}: {', '.join(error.values)} {verb} no keyword; {USAGE}, e.g. {example}"
 
 
-def build(spec: str, channels: int, **kwargs) -> nn.Module:
-    """Build the pooling that ``spec`` names for ``channels`` input channels.
+def create(spec: str | PoolFactory, channels: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build the pooling ``spec`` names, for ``channels`` input channels: the one public way to get one.
 
-    >>> build("topk(k=1)", 8)
-    TopKPool(k=1)
+    ``spec`` is anything a user can write: a registered name (``"gem"``, case ignored), a name with
+    hyper-parameters (``"gem(p=4, learnable=False)"``), or a file ``"path.py"`` / ``"path.py:Class"``
+    (class ``CustomPool`` by default); a pooling class or factory is also accepted. ``channels``
+    is the C of the ``[B, C, H, W]`` input; it is passed to constructors that take it and left
+    out for those that take nothing (the original task's ``CustomPool()``).
+
+    Keyword arguments are hyper-parameters and add to those in the spec:
+    ``create("gem(p=4)", 64, learnable=False)`` is ``create("gem(p=4, learnable=False)", 64)``.
+    A keyword given both in the spec and as an argument is an error, whatever the values (as a
+    Python call with a repeated keyword), and so is a keyword the pooling does not take; both
+    raise :class:`PoolSpecError` naming the fix.
+
+    >>> create("gem", channels=64)
+    GeM(p=3.000, eps=1e-06, p_min=1.0)
+    >>> create("topk(k=0.5)", channels=64)
+    TopKPool(k=0.5)
+    >>> create("gem(p=4)", 64, learnable=False).p
+    tensor(4.)
+    >>> create("gem(p=4)", 64, p=5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    poolbench.poolspec.PoolSpecError: bad pooling spec 'gem(p=4)': p is given both in the spec and ... once
     """
-    return instantiate(resolve(spec), channels, **kwargs)
+    if isinstance(spec, str):
+        factory = resolve(spec)
+        label, name = spec, parse_call(spec)[0] if is_call_spec(spec) else spec
+    elif callable(spec):
+        factory = spec
+        label = name = getattr(spec, "__name__", repr(spec))
+    else:
+        raise TypeError(f"pooling spec must be a string (name, name(key=value, ...), path.py[:Class]) "
+                        f"or a class, got {type(spec).__name__}")
+    if kwargs:
+        in_spec = factory.keywords if isinstance(factory, functools.partial) else {}
+        twice = [key for key in kwargs if key in in_spec]
+        if twice:
+            verb = "is" if len(twice) == 1 else "are"
+            raise PoolSpecError(f"bad pooling spec {label!r}: {', '.join(twice)} {verb} given both in the spec and "
+                                f"as a keyword argument; give {'it' if len(twice) == 1 else 'them'} once")
+        _check_keywords(label, name, factory, kwargs)
+        factory = functools.partial(factory, **kwargs)
+    return instantiate(factory, channels)

@@ -41,6 +41,7 @@ class LogSumExpPool(nn.Module):
     def __init__(self, channels: int | None = None, r: float = 5.0, r_min: float = 0.1,
                  learnable: bool = True):
         super().__init__()
+        self.r: torch.Tensor  # a parameter when learnable, else a buffer
         add_scalar(self, "r", r, learnable)
         self.r_min = r_min
 
@@ -155,6 +156,12 @@ def power_normalize(x: torch.Tensor, a: float = 0.5, eps: float = 1e-3) -> torch
     return x * (x * x + eps * eps).pow((a - 1) / 2)
 
 
+def power_normalized_avg(x: torch.Tensor, a: float = 0.5, eps: float = 1e-3) -> torch.Tensor:
+    """Power-normalised average ``sign(m) |m|^a`` with ``m = mean over H, W`` (smoothed at 0 as in
+    :func:`power_normalize`). At least float32 inside."""
+    return power_normalize(upcast(x).mean(dim=(2, 3)), a, eps).to(x.dtype)
+
+
 @register("powernorm")
 class PowerNormAvgPool(nn.Module):
     """Power-normalised average pooling (Perronnin, Sanchez & Mensink, "Improving the Fisher
@@ -176,8 +183,7 @@ class PowerNormAvgPool(nn.Module):
         self.eps = float(eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = upcast(x).mean(dim=(2, 3))
-        return power_normalize(mean, self.a, self.eps).to(x.dtype)
+        return power_normalized_avg(x, self.a, self.eps)
 
     def extra_repr(self) -> str:
         return f"a={self.a}, eps={self.eps}"

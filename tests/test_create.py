@@ -1,0 +1,148 @@
+"""The one public way to get a pooling, ``pools.create``, and the functional forms in
+``pools.functional``, which must compute what the registered modules compute."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import poolbench.pools as pools
+from poolbench.pools import functional as PF
+from poolbench.pools import registry
+from poolbench.pools.classic import GeM
+from poolbench.pools.smooth import TopKPool
+
+CUSTOM_POOL = """
+import torch
+from torch import nn
+
+class CustomPool(nn.Module):
+    def __init__(self, channels, scale=1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), scale))
+
+    def forward(self, x):
+        return self.weight * x.mean(dim=(2, 3))
+
+class NoArgs(nn.Module):
+    def forward(self, x):
+        return x.amax(dim=(2, 3))
+"""
+
+
+# --- create --------------------------------------------------------------------------------------
+
+def test_create_takes_every_spec_a_user_can_write(tmp_path):
+    path = tmp_path / "my_pool.py"
+    path.write_text(CUSTOM_POOL)
+    assert isinstance(pools.create("gem", channels=8), GeM)
+    assert isinstance(pools.create("GeM"), GeM)  # names ignore case; channels are optional
+    assert pools.create("topk(k=0.5)", channels=8).k == 0.5
+    custom = pools.create(str(path), channels=8)
+    assert type(custom).__name__ == "CustomPool" and custom.weight.shape == (8,)
+    no_args = pools.create(f"{path}:NoArgs", channels=8)  # channels left out for a constructor without them
+    assert type(no_args).__name__ == "NoArgs"
+    assert isinstance(pools.create(TopKPool, channels=8, k=3), TopKPool)  # a class is accepted too
+
+
+def test_keyword_arguments_add_to_the_specs_own(tmp_path):
+    path = tmp_path / "scaled.py"
+    path.write_text(CUSTOM_POOL)
+    x = torch.rand(2, 8, 4, 4) + 0.1
+    merged = pools.create("gem(p=4)", 8, learnable=False)
+    written = pools.create("gem(p=4, learnable=False)", 8)
+    assert list(merged.parameters()) == [] and merged.p.item() == 4.0
+    torch.testing.assert_close(merged(x), written(x))
+    assert pools.create("topk", 8, k=0.5).k == 0.5
+    assert pools.create(str(path), 8, scale=2.0).weight[0].item() == 2.0
+
+
+@pytest.mark.parametrize("spec, kwargs, problem", [
+    ("gem(p=4)", {"p": 5}, "p is given both in the spec and as a keyword argument; give it once"),
+    ("gem(p=4)", {"p": 4}, "p is given both in the spec"),  # even with the same value, as in Python
+    ("gem", {"q": 2}, "gem has no keyword q; its keywords are p, eps, p_min, learnable"),
+    ("topk", {"kk": 2}, "did you mean k?"),
+    ("gap", {"k": 1}, "gap has no keyword k; it takes no keywords"),
+    ("softpol", {}, "unknown pooling 'softpol': did you mean softpool"),
+])
+def test_bad_keywords_are_pool_spec_errors_naming_the_fix(spec, kwargs, problem):
+    with pytest.raises(pools.PoolSpecError) as caught:
+        pools.create(spec, 8, **kwargs)
+    assert problem in str(caught.value)
+
+
+def test_a_spec_that_is_not_a_string_or_class_is_a_type_error():
+    with pytest.raises(TypeError, match="must be a string"):
+        pools.create(3)  # type: ignore[arg-type]
+
+
+def test_the_old_public_names_still_work_but_warn_and_are_not_exported():
+    assert sorted(pools.__all__) == ["PoolSpecError", "attach", "create", "functional", "names", "register"]
+    for old in ("build", "get", "resolve", "instantiate", "load_file", "accepts_channels", "hyper_parameters",
+                "is_file_spec", "normalise_spec"):
+        assert old not in pools.__all__
+        with pytest.warns(DeprecationWarning, match=f"poolbench.pools.{old} is deprecated"):
+            getattr(pools, old)
+    with pytest.warns(DeprecationWarning):
+        assert isinstance(pools.build("topk(k=2)", 8), TopKPool)
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        pools.nonexistent  # noqa: B018
+
+
+# --- functional forms ----------------------------------------------------------------------------
+
+# name -> the module's output computed from the functional forms and the module's own parameters.
+FUNCTIONAL_FORMS = {
+    "gap": lambda m, x: PF.global_avg(x),
+    "gmp": lambda m, x: PF.global_max(x),
+    "avgmax": lambda m, x: PF.avg_max(x),
+    "gem": lambda m, x: PF.gem(x, m.p.clamp(min=m.p_min), m.eps),
+    "lse": lambda m, x: PF.lse(x, m.r.clamp(min=m.r_min)),
+    "softpool": lambda m, x: PF.softpool(x),
+    "topk": lambda m, x: PF.topk_mean(x, m.k),
+    "rms": lambda m, x: PF.lp_pool(x, m.p),
+    "powernorm": lambda m, x: PF.power_normalized_avg(x, m.a, m.eps),
+    "mixed": lambda m, x: PF.mix_max_avg(x, torch.sigmoid(m.alpha)),
+    "gated": lambda m, x: PF.mix_max_avg(x, torch.sigmoid(PF.global_avg(x) @ m.w)[:, None]),
+    "stochastic": lambda m, x: PF.stochastic_pool(x, m.training),
+    "meanstd": lambda m, x: PF.global_avg(x) + m.lam * PF.spatial_std(x, m.eps),
+    "std_residual": lambda m, x: (PF.global_avg(x) + torch.sigmoid(m.gamma) * PF.spatial_std(x, m.eps)
+                                  + m.beta * (PF.global_max(x) - PF.global_avg(x))),
+    "var_softmax": lambda m, x: PF.var_softmax(x, m.tau, m.eps),
+    "signed_gem": lambda m, x: PF.signed_gem(x, m.p.clamp(min=m.p_min), m.eps) + m.lam * PF.spatial_std(x, m.eps),
+    "gwap": lambda m, x: PF.sigmoid_weighted_mean(x, F.conv2d(x, m.score.weight, m.score.bias)),
+    "split": lambda m, x: PF.split_avg_max(x, m.max_fraction),
+}
+# Poolings built from layers whose forward is not a composition of the functional forms.
+LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive"}
+
+
+def test_every_built_in_pooling_is_classified_as_functional_or_built_from_layers():
+    built_in = {name for name in pools.names() if registry.get(name).__module__.startswith("poolbench.pools.")}
+    assert built_in == set(FUNCTIONAL_FORMS) | LAYER_POOLINGS
+    assert not set(FUNCTIONAL_FORMS) & LAYER_POOLINGS
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL_FORMS))
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_the_functional_form_computes_what_the_module_computes(name, train):
+    torch.manual_seed(0)
+    module = pools.create(name, channels=6).train(train)
+    with torch.no_grad():  # move every parameter off its initial value (gwap starts as GAP)
+        for parameter in module.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    x = torch.randn(3, 6, 5, 4)
+    torch.manual_seed(1)
+    expected = FUNCTIONAL_FORMS[name](module, x)
+    torch.manual_seed(1)  # the same draw for stochastic pooling in training
+    torch.testing.assert_close(module(x), expected)
+
+
+def test_every_functional_form_gives_its_formula():
+    for name in PF.__all__:
+        function = getattr(PF, name)
+        assert inspect.isfunction(function), name
+        assert "``" in (function.__doc__ or ""), f"{name}: no formula in the docstring"
