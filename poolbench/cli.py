@@ -120,6 +120,7 @@ def list_main(args: argparse.Namespace) -> int:
         "archs": models.names(),
         "datasets": data.names(),
         "pools": pools.names(),
+        "own": pools.OWN_POOLING,
     }
     if args.json:
         print(json.dumps(listing, indent=1))
@@ -135,6 +136,7 @@ def list_main(args: argparse.Namespace) -> int:
     print(f"archs:    {', '.join(listing['archs'])}")
     print(f"datasets: {', '.join(listing['datasets'])}")
     print(f"pools:    {', '.join(listing['pools'])}")
+    print(f"own:      {listing['own']} (poolbench's own pooling)")
     return 0
 
 

@@ -22,7 +22,10 @@ from . import attention, classic, functional, mixed, registry, smooth, split, st
 from .attach import attach
 from .registry import PoolSpecError, create, names, register
 
-__all__ = ["PoolSpecError", "attach", "create", "functional", "names", "register"]
+__all__ = ["OWN_POOLING", "PoolSpecError", "attach", "create", "functional", "names", "register"]
+
+#: poolbench's own pooling, designed from the diagnostic suite (see poolbench.pools.split).
+OWN_POOLING = "split"
 
 # The public API before create() became the one way to get a pooling. They still work, with a
 # DeprecationWarning; poolbench's own code is to call create() or poolbench.pools.registry.
