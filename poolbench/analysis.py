@@ -29,6 +29,11 @@ ALPHA = 0.05
 REFERENCE_FILE = "mls_bench_pooling_baselines.json"
 REFERENCE_LABEL = "published (MLS-Bench leaderboard)"
 REFERENCE_POOLS = {"avg_max": "avgmax", "gem": "gem", "global_max": "gmp"}  # leaderboard -> ours
+PROPOSALS_FILE = "mls_bench_agent_proposals.json"
+PROPOSAL_LABEL = "published proposal (MLS-Bench)"
+PROPOSAL_POOLS = {"avg + gated std + (max - avg) residual": "std_residual",  # proposal name -> ours
+                  "per-channel avg/max gate (LCGP)": "channel_gate", "global max": "gmp",
+                  "variance-calibrated softmax pooling": "var_softmax", "signed GeM + spatial-std mix": "signed_gem"}
 UNFINISHED = (runs.RUNNING, runs.INTERRUPTED, runs.PENDING)
 
 
@@ -95,6 +100,7 @@ class Row:
     failed: list[int] = field(default_factory=list)
     unfinished: list[int] = field(default_factory=list)
     published: bool = False
+    proposal: bool = False  # a published proposal's run: shown for reference, never a baseline
     diff: float = math.nan  # vs the report's baseline, paired by seed
     p_value: float = math.nan
     n_paired: int = 0
@@ -105,7 +111,9 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.pool}: {REFERENCE_LABEL}" if self.published else self.pool
+        if not self.published:
+            return self.pool
+        return f"{self.pool}: {PROPOSAL_LABEL if self.proposal else REFERENCE_LABEL}"
 
     @property
     def runs(self) -> int:
@@ -186,6 +194,25 @@ def published_reference() -> dict[str, dict[str, dict[int, float]]]:
     return table
 
 
+def published_proposals() -> dict[str, list[Row]]:
+    """setting -> a published row per proposal with seed-42 scores; a score at chance level (the
+    original harness's score of a diverged run) is listed as diverged, not put in the mean."""
+    text = importlib.resources.files("poolbench").joinpath("reference", PROPOSALS_FILE).read_text()
+    data = json.loads(text)
+    settings = [s.strip() for s in data["metric"].split("order", 1)[1].split("/")]
+    table: dict[str, list[Row]] = {}
+    for proposal in data["proposals"]:
+        for setting, acc in zip(settings, proposal.get("published_seed42") or [], strict=False):
+            row = Row(setting, PROPOSAL_POOLS.get(proposal["name"], proposal["name"]), published=True, proposal=True)
+            chance = 100.0 / SETTINGS[setting].num_classes if setting in SETTINGS else None
+            if chance is not None and float(acc) <= chance:
+                row.diverged.append(42)
+            else:
+                row.values[42] = float(acc)
+            table.setdefault(setting, []).append(row)
+    return table
+
+
 def collect_runs(root: str | Path) -> list[runs.RunSummary]:
     """Every run of the sweep in ``root``, in grid order: the cells of its sweep.json (pending
     when their folder does not exist yet) and any other run folder there. ReportError if none.
@@ -241,6 +268,9 @@ def build_report(root: str | Path, baseline: str | None = None) -> Report:
     published = published_reference()
     references = {s: [Row(s, pool, dict(values), published=True) for pool, values in published[s].items()]
                   for s in settings if s in published}
+    for setting, rows_there in published_proposals().items():
+        if setting in settings:
+            references.setdefault(setting, []).extend(rows_there)
     protocols, notes, reference_in_verdict = {}, [], {}
     unfinished = sum(s.status in UNFINISHED for s in summaries)
     if unfinished:
@@ -278,7 +308,7 @@ def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]],
     candidates = [rows[setting, b] for b in BASELINES
                   if b != pool and (setting, b) in rows and rows[setting, b].values]
     if use_references:
-        candidates += [r for r in references.get(setting, []) if r.pool != pool]
+        candidates += [r for r in references.get(setting, []) if r.pool != pool and not r.proposal]
     if not candidates:
         return Comparison(setting, problem="no baseline to compare with")
     best = max(candidates, key=lambda r: r.stats.mean)

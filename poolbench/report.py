@@ -142,7 +142,8 @@ def to_csv(report: Report) -> str:
         for rank, row in enumerate(report.rows[setting] + report.references.get(setting, []), start=1):
             st, values = row.stats, list(row.values.values())
             record = {
-                "setting": setting, "pool": row.pool, "source": "published" if row.published else "measured",
+                "setting": setting, "pool": row.pool,
+                "source": ("published proposal" if row.proposal else "published") if row.published else "measured",
                 "rank": "" if row.published else rank, "n": st.n, "runs": row.runs,
                 "diverged": len(row.diverged), "failed": len(row.failed), "unfinished": len(row.unfinished),
                 "mean": format_number(st.mean, 4), "std": format_number(st.std, 4),
