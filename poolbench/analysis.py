@@ -99,6 +99,7 @@ class Row:
     diverged: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     unfinished: list[int] = field(default_factory=list)
+    unreadable: list[int] = field(default_factory=list)  # a damaged result.json: outcome unknown
     published: bool = False
     proposal: bool = False  # a published proposal's run: shown for reference, never a baseline
     diff: float = math.nan  # vs the report's baseline, paired by seed
@@ -117,10 +118,11 @@ class Row:
 
     @property
     def runs(self) -> int:
-        return len(self.values) + len(self.diverged) + len(self.failed) + len(self.unfinished)
+        return len(self.values) + len(self.diverged) + len(self.failed) + len(self.unfinished) + len(self.unreadable)
 
     def not_in_mean(self) -> str:
-        kinds = {"diverged": self.diverged, "failed": self.failed, "unfinished": self.unfinished}
+        kinds = {"diverged": self.diverged, "failed": self.failed, "unfinished": self.unfinished,
+                 "unreadable": self.unreadable}
         return "; ".join(f"{len(seeds)} {kind} (seed {', '.join(map(str, sorted(seeds)))})"
                          for kind, seeds in kinds.items() if seeds)
 
@@ -218,10 +220,15 @@ def collect_runs(root: str | Path) -> list[runs.RunSummary]:
     when their folder does not exist yet) and any other run folder there. ReportError if none.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ReportError(f"{root} is a file, not a sweep folder: give the folder made by poolbench sweep --out")
     if not root.is_dir():
         raise ReportError(f"folder {root} not found: give a sweep folder (made by poolbench sweep --out)")
     found = {(s.setting, s.pool, s.seed): s for s in map(runs.summarize, runs.find_run_dirs(root))}
-    sweep = load_sweep(root)
+    try:
+        sweep = load_sweep(root)
+    except runs.DamagedFileError as error:
+        raise ReportError(str(error)) from None
     for run in sweep.runs() if sweep else []:
         key = (run.setting, run.pool, run.seed)
         if key not in found:
@@ -241,16 +248,20 @@ def build_report(root: str | Path, baseline: str | None = None) -> Report:
     pools = ordered([s.pool for s in summaries])
     rows = {(s, p): Row(s, p) for s in settings for p in pools}
     curves: dict[str, dict[str, list[list[float]]]] = {}
+    unreadable: list[str] = []
     for summary in summaries:
         row = rows[summary.setting, summary.pool]
         if summary.status == runs.COMPLETED and summary.best_test_acc is not None:
             row.values[summary.seed] = float(summary.best_test_acc)
-            accs = [float(m["test_acc"]) for m in summary.metrics]
+            accs = [float(m["test_acc"]) for m in summary.metrics if isinstance(m.get("test_acc"), (int, float))]
             curves.setdefault(summary.setting, {}).setdefault(summary.pool, []).append(accs)
         elif summary.status == runs.DIVERGED:
             row.diverged.append(summary.seed)
         elif summary.status == runs.FAILED:
             row.failed.append(summary.seed)
+        elif summary.status == runs.UNREADABLE:  # never counted as failed, never silently dropped
+            row.unreadable.append(summary.seed)
+            unreadable.append(summary.problem or str(summary.path))
         else:
             row.unfinished.append(summary.seed)
 
@@ -272,6 +283,8 @@ def build_report(root: str | Path, baseline: str | None = None) -> Report:
         if setting in settings:
             references.setdefault(setting, []).extend(rows_there)
     protocols, notes, reference_in_verdict = {}, [], {}
+    if unreadable:
+        notes.append(f"{len(unreadable)} runs are unreadable and left out of the means: " + "; ".join(unreadable))
     unfinished = sum(s.status in UNFINISHED for s in summaries)
     if unfinished:
         notes.append(f"{unfinished} runs are not finished: these numbers and the verdict are provisional")
@@ -314,7 +327,7 @@ def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]],
     best = max(candidates, key=lambda r: r.stats.mean)
     if not own.values:
         return Comparison(setting, best, problem="no completed run")
-    if own.diverged or own.failed:  # the original harness scores such runs at chance: no win
+    if own.diverged or own.failed or own.unreadable:  # the original harness scores such runs at chance: no win
         return Comparison(setting, best, problem=f"{own.not_in_mean()}: cannot count as a win")
     diff = own.stats.mean - best.stats.mean
     if best.published:

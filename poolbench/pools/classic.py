@@ -75,6 +75,9 @@ class GeM(nn.Module):
     def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6,
                  p_min: float = 1.0, learnable: bool = True):
         super().__init__()
+        if not p >= p_min:  # below p_min the clamp makes it GAP, and p never gets a gradient to leave
+            raise ValueError(f"gem: p must be >= p_min = {p_min} (p is clamped there: below it the pooling is "
+                             f"GAP and p gets no gradient), got p={p}; use e.g. gem(p=3)")
         add_scalar(self, "p", p, learnable)
         self.eps = eps
         self.p_min = p_min

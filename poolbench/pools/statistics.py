@@ -226,6 +226,9 @@ class SignedGeMStdPool(nn.Module):
     def __init__(self, channels: int | None = None, p: float = 3.0, w: float = 0.0, eps: float = 1e-6,
                  p_min: float = 1.0, p_max: float = 20.0):
         super().__init__()
+        if not p_min <= p <= p_max:  # outside the clamp p gets no gradient and never comes back
+            raise ValueError(f"signed_gem: p must be in [{p_min}, {p_max}] (p is clamped there and gets no "
+                             f"gradient outside), got p={p}; use e.g. signed_gem(p=3)")
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.w = nn.Parameter(torch.tensor(float(w)))
         self.eps = eps
