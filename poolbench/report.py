@@ -244,12 +244,12 @@ def report_main(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     fmt = args.format or (output.suffix.lstrip(".").replace("markdown", "md") if output else "md")
     try:
+        if output is not None and output.is_dir():
+            raise ReportError(f"--output {output} is a folder: give a file name, e.g. {output / 'report.html'}")
         if fmt not in ("md", "html", "csv"):
             raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
         if output is not None and not output.parent.is_dir():
             raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
-        if output is not None and output.is_dir():
-            raise ReportError(f"--output {output} is a folder: give a file name, e.g. {output / ('report.' + fmt)}")
         report = build_report(args.folder, args.baseline)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)

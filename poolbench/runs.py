@@ -137,7 +137,7 @@ def read_json_object(path: str | Path, fix: str, keys: tuple[str, ...] = ()) -> 
     except UnicodeDecodeError:
         raise DamagedFileError(f"{path} is damaged (binary, not JSON): {fix}") from None
     except json.JSONDecodeError as error:
-        raise DamagedFileError(f"{path} is damaged (truncated or not JSON: {error.msg} at line {error.lineno}): "
+        raise DamagedFileError(f"{path} is damaged (truncated or not JSON: {error.msg}, line {error.lineno}): "
                                f"{fix}") from None
     except IsADirectoryError:
         raise DamagedFileError(f"{path} is a directory, not a file: {fix}") from None
