@@ -230,23 +230,38 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
                              f"in one report: use a new --out folder")
 
 
+def _refuse_unbuildable(spec: str, factory: Any) -> None:
+    """SweepError when the pooling cannot even be built (bad hyper-parameters such as gem(p=-1), a
+    constructor that raises or calls sys.exit()): now, not as N failed runs later."""
+    from . import pools
+
+    try:
+        pools.instantiate(factory, 64)
+    except (Exception, SystemExit) as error:
+        what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
+        raise SweepError(f"pooling {spec!r} cannot be built: {' '.join(what.split())}; "
+                         f"fix it (see `poolbench check {spec}`)") from None
+
+
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
     """(label, spec the runs get) for a pooling named on the command line; validates it."""
     from . import pools  # imports torch: only once a sweep is really being prepared
 
     if not pools.is_file_spec(spec):
         try:
-            pools.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
+            factory = pools.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
         except pools.PoolSpecError as error:
             raise SweepError(str(error)) from None
+        _refuse_unbuildable(spec, factory)
         spec = pools.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
         return runs.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
     try:
-        pools.load_file(spec)  # a missing file or class now, not as N failed runs later
+        factory = pools.load_file(spec)  # a missing file or class now, not as N failed runs later
     except pools.PoolSpecError as error:
         raise SweepError(str(error)) from None
+    _refuse_unbuildable(spec, factory)
     copy = root / POOLS_DIR / f"{source.stem}.py"
     if copy.exists() and copy.resolve() != source.resolve() and copy.read_bytes() != source.read_bytes():
         raise SweepError(f"{source} differs from {copy}, the copy this sweep's runs used: use a new --out "

@@ -262,3 +262,11 @@ def test_sigterm_keeps_the_checkpoint_and_the_resumed_stdout_holds_every_epoch(t
     assert resumed.returncode == 0, resumed.stderr
     assert METRICS.findall(resumed.stdout) == ["1", "2", "3"]  # the epochs before the interruption too
     assert resumed.stdout.strip().splitlines()[-1].startswith("TEST_METRICS")
+
+
+@pytest.mark.parametrize("spec", ["gem(p=-1)", "quits.py"])
+def test_a_sweep_refuses_a_pooling_that_cannot_be_built_before_writing(tmp_path, capsys, spec):
+    (tmp_path / "quits.py").write_text(EXIT_IN_INIT)
+    spec = spec if spec.startswith("gem") else str(tmp_path / spec)
+    code, _, err = call(capsys, "sweep", "--pools", f"gap,{spec}", "--out", str(tmp_path / "sweep"), "--dry-run")
+    assert code == 2 and "cannot be built" in one_error(err) and not (tmp_path / "sweep").exists()
