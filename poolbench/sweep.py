@@ -168,6 +168,8 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
                       _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
                       {**old.overrides, **overrides}, {**old.options, **options})
         _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+        for given, _, _ in entries:
+            _refuse_unbuildable(given)
         given_now = {label for given, label, _ in entries if is_file_spec(given)}
         for label, spec in sweep.pools.items():
             if label not in given_now:
@@ -230,13 +232,13 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
                              f"in one report: use a new --out folder")
 
 
-def _refuse_unbuildable(spec: str, factory: Any) -> None:
+def _refuse_unbuildable(spec: str) -> None:
     """SweepError when the pooling cannot even be built (bad hyper-parameters such as gem(p=-1), a
     constructor that raises or calls sys.exit()): now, not as N failed runs later."""
     from . import pools
 
     try:
-        pools.instantiate(factory, 64)
+        pools.instantiate(pools.resolve(spec), 64)
     except (Exception, SystemExit) as error:
         what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
         raise SweepError(f"pooling {spec!r} cannot be built: {' '.join(what.split())}; "
@@ -249,19 +251,17 @@ def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
 
     if not pools.is_file_spec(spec):
         try:
-            factory = pools.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
+            pools.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
         except pools.PoolSpecError as error:
             raise SweepError(str(error)) from None
-        _refuse_unbuildable(spec, factory)
         spec = pools.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
         return runs.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
     try:
-        factory = pools.load_file(spec)  # a missing file or class now, not as N failed runs later
+        pools.load_file(spec)  # a missing file or class now, not as N failed runs later
     except pools.PoolSpecError as error:
         raise SweepError(str(error)) from None
-    _refuse_unbuildable(spec, factory)
     copy = root / POOLS_DIR / f"{source.stem}.py"
     if copy.exists() and copy.resolve() != source.resolve() and copy.read_bytes() != source.read_bytes():
         raise SweepError(f"{source} differs from {copy}, the copy this sweep's runs used: use a new --out "
