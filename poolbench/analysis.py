@@ -31,6 +31,11 @@ ALPHA = 0.05
 REFERENCE_FILE = "mls_bench_pooling_baselines.json"
 REFERENCE_LABEL = "published (MLS-Bench leaderboard)"
 REFERENCE_POOLS = {"avg_max": "avgmax", "gem": "gem", "global_max": "gmp"}  # leaderboard -> ours
+PROPOSALS_FILE = "mls_bench_agent_proposals.json"
+PROPOSAL_LABEL = "published proposal (MLS-Bench)"
+PROPOSAL_POOLS = {"avg + gated std + (max - avg) residual": "std_residual",  # proposal name -> ours
+                  "per-channel avg/max gate (LCGP)": "channel_gate", "global max": "gmp",
+                  "variance-calibrated softmax pooling": "var_softmax", "signed GeM + spatial-std mix": "signed_gem"}
 UNFINISHED = (runs.RUNNING, runs.INTERRUPTED, runs.PENDING)
 
 
@@ -96,7 +101,9 @@ class Row:
     diverged: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     unfinished: list[int] = field(default_factory=list)
+    unreadable: list[int] = field(default_factory=list)  # a damaged result.json: outcome unknown
     published: bool = False
+    proposal: bool = False  # a published proposal's run: shown for reference, never a baseline
     diff: float = math.nan  # vs the report's baseline, paired by seed
     p_value: float = math.nan
     n_paired: int = 0
@@ -107,14 +114,17 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.pool}: {REFERENCE_LABEL}" if self.published else self.pool
+        if not self.published:
+            return self.pool
+        return f"{self.pool}: {PROPOSAL_LABEL if self.proposal else REFERENCE_LABEL}"
 
     @property
     def runs(self) -> int:
-        return len(self.values) + len(self.diverged) + len(self.failed) + len(self.unfinished)
+        return len(self.values) + len(self.diverged) + len(self.failed) + len(self.unfinished) + len(self.unreadable)
 
     def not_in_mean(self) -> str:
-        kinds = {"diverged": self.diverged, "failed": self.failed, "unfinished": self.unfinished}
+        kinds = {"diverged": self.diverged, "failed": self.failed, "unfinished": self.unfinished,
+                 "unreadable": self.unreadable}
         return "; ".join(f"{len(seeds)} {kind} (seed {', '.join(map(str, sorted(seeds)))})"
                          for kind, seeds in kinds.items() if seeds)
 
@@ -196,15 +206,39 @@ def published_reference() -> dict[str, dict[str, dict[int, float]]]:
     return table
 
 
+def published_proposals() -> dict[str, list[Row]]:
+    """setting -> a published row per proposal with seed-42 scores; a score at chance level (the
+    original harness's score of a diverged run) is listed as diverged, not put in the mean."""
+    text = importlib.resources.files("poolbench").joinpath("reference", PROPOSALS_FILE).read_text()
+    data = json.loads(text)
+    settings = [s.strip() for s in data["metric"].split("order", 1)[1].split("/")]
+    table: dict[str, list[Row]] = {}
+    for proposal in data["proposals"]:
+        for setting, acc in zip(settings, proposal.get("published_seed42") or [], strict=False):
+            row = Row(setting, PROPOSAL_POOLS.get(proposal["name"], proposal["name"]), published=True, proposal=True)
+            chance = 100.0 / SETTINGS[setting].num_classes if setting in SETTINGS else None
+            if chance is not None and float(acc) <= chance:
+                row.diverged.append(42)
+            else:
+                row.values[42] = float(acc)
+            table.setdefault(setting, []).append(row)
+    return table
+
+
 def collect_runs(root: str | Path) -> list[runs.RunSummary]:
     """Every run of the sweep in ``root``, in grid order: the cells of its sweep.json (pending
     when their folder does not exist yet) and any other run folder there. ReportError if none.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ReportError(f"{root} is a file, not a sweep folder: give the folder made by poolbench sweep --out")
     if not root.is_dir():
         raise ReportError(f"folder {root} not found: give a sweep folder (made by poolbench sweep --out)")
     found = {(s.setting, s.pool, s.seed): s for s in map(runs.summarize, runs.find_run_dirs(root))}
-    sweep = load_sweep(root)
+    try:
+        sweep = load_sweep(root)
+    except runs.DamagedFileError as error:
+        raise ReportError(str(error)) from None
     for run in sweep.runs() if sweep else []:
         key = (run.setting, run.pool, run.seed)
         if key not in found:
@@ -229,16 +263,20 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     pools = ordered([s.pool for s in summaries])
     rows = {(s, p): Row(s, p) for s in settings for p in pools}
     curves: dict[str, dict[str, list[list[float]]]] = {}
+    unreadable: list[str] = []
     for summary in summaries:
         row = rows[summary.setting, summary.pool]
         if summary.status == runs.COMPLETED and summary.best_test_acc is not None:
             row.values[summary.seed] = float(summary.best_test_acc)
-            accs = [float(m["test_acc"]) for m in summary.metrics]
+            accs = [float(m["test_acc"]) for m in summary.metrics if isinstance(m.get("test_acc"), (int, float))]
             curves.setdefault(summary.setting, {}).setdefault(summary.pool, []).append(accs)
         elif summary.status == runs.DIVERGED:
             row.diverged.append(summary.seed)
         elif summary.status == runs.FAILED:
             row.failed.append(summary.seed)
+        elif summary.status == runs.UNREADABLE:  # never counted as failed, never silently dropped
+            row.unreadable.append(summary.seed)
+            unreadable.append(summary.problem or str(summary.path))
         else:
             row.unfinished.append(summary.seed)
 
@@ -256,7 +294,12 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     published = published_reference()
     references = {s: [Row(s, pool, dict(values), published=True) for pool, values in published[s].items()]
                   for s in settings if s in published}
+    for setting, rows_there in published_proposals().items():
+        if setting in settings:
+            references.setdefault(setting, []).extend(rows_there)
     protocols, notes, reference_in_verdict = {}, [], {}
+    if unreadable:
+        notes.append(f"{len(unreadable)} runs are unreadable and left out of the means: " + "; ".join(unreadable))
     unfinished = sum(s.status in UNFINISHED for s in summaries)
     if unfinished:
         notes.append(f"{unfinished} runs are not finished: these numbers and the verdict are provisional")
@@ -315,13 +358,13 @@ def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]],
     candidates = [rows[setting, b] for b in BASELINES
                   if b != pool and (setting, b) in rows and rows[setting, b].values]
     if use_references:
-        candidates += [r for r in references.get(setting, []) if r.pool != pool]
+        candidates += [r for r in references.get(setting, []) if r.pool != pool and not r.proposal]
     if not candidates:
         return Comparison(setting, problem="no baseline to compare with")
     best = max(candidates, key=lambda r: r.stats.mean)
     if not own.values:
         return Comparison(setting, best, problem="no completed run")
-    if own.diverged or own.failed:  # the original harness scores such runs at chance: no win
+    if own.diverged or own.failed or own.unreadable:  # the original harness scores such runs at chance: no win
         return Comparison(setting, best, problem=f"{own.not_in_mean()}: cannot count as a win")
     diff = own.stats.mean - best.stats.mean
     if best.published:

@@ -43,6 +43,12 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision (default none: the published protocol is float32)")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="train even if the pooling fails the contract check")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores); on a busy "
+                             "or shared machine use 1 (see README)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="bit-for-bit reproducible CUDA runs: deterministic algorithms, no cuDNN "
+                             "autotuning (slower); CPU runs are reproducible without it")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +92,12 @@ def run_main(args: argparse.Namespace) -> int:
 
     try:
         config = run_config_from_args(args)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         stderr(f"error: {error}")
         return EXIT_BAD_INPUT
     output_dir = args.output_dir or run_path("runs", config.setting, config.pool, config.seed)
     return execute(config, output_dir, data_root=args.data_root, download=args.download, device=args.device,
-                   check=args.check, command=sys.argv)
+                   check=args.check, command=sys.argv, threads=args.threads, deterministic=args.deterministic)
 
 
 def check_main(args: argparse.Namespace) -> int:

@@ -157,7 +157,9 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
     GPUs (round robin), else ``cores // jobs`` CPU threads. Reports each outcome as it ends.
     """
     gpus = visible_gpus()
-    threads = str(max(1, cpu_count() // jobs))
+    # The user's own thread setting wins (--threads, else an exported OMP_NUM_THREADS).
+    threads = str(sweep.options.get("threads") or max(1, cpu_count() // jobs))
+    set_threads = bool(sweep.options.get("threads")) or "OMP_NUM_THREADS" not in os.environ
     slots: deque[int] = deque(range(jobs))  # a slot is a GPU for the duration of one run
     slot_lock = threading.Lock()
     live: set[subprocess.Popen] = set()
@@ -171,7 +173,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
             return settled
         with slot_lock:
             slot = slots.popleft()
-        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if set_threads else {}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
@@ -189,12 +191,14 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
                 outcome = future.result()
                 if outcome is not None:
                     report(outcome)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as error:
             stop.set()
             for future in futures:
                 future.cancel()
-            for process in list(live):  # they may not have seen the terminal's Ctrl-C
-                process.send_signal(signal.SIGINT)
+            # They may not have seen the terminal's Ctrl-C, and never see a SIGTERM sent to the sweep.
+            passed_on = signal.SIGTERM if type(error).__name__ == "Terminated" else signal.SIGINT
+            for process in list(live):
+                process.send_signal(passed_on)
             raise
 
 

@@ -6,12 +6,17 @@ and never raises for a problem a user can fix: those are one line on stderr.
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,16 +35,48 @@ from .runs import (
     FAILED,
     METRICS_FILE,
     RESULT_FILE,
+    DamagedFileError,
     RunConfig,
     RunLock,
     RunLockedError,
-    read_json,
+    read_json_object,
     write_json,
     write_jsonl,
 )
-from .train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit
+from .settings import DATASET_CLASSES
+from .train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit, load_checkpoint
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 75, 130
+EXIT_TERMINATED = 143  # SIGTERM (Slurm, Kubernetes, `timeout`): handled like Ctrl-C, 128 + 15
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt, so that it unwinds like Ctrl-C (checkpoint kept)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` (only the main thread can set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_code(error: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,10 +86,20 @@ def stderr(message: str) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
+    """``auto`` picks CUDA when present, else the CPU. ValueError with the valid forms otherwise."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device: use one of {DEVICE_FORMS}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name!r}: poolbench trains on {DEVICE_FORMS}")
+    if device.type == "cuda" and device.index is not None and device.index >= max(torch.cuda.device_count(), 1):
+        raise ValueError(f"--device {name!r}: there are {torch.cuda.device_count()} CUDA devices; "
+                         f"use cuda:0 .. cuda:{max(torch.cuda.device_count() - 1, 0)} or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps asked for, but MPS is not available: use --device cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but no CUDA device is available: use --device cpu")
     return device
@@ -84,39 +131,121 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool) ->
     return model
 
 
+def validate(config: RunConfig, *, data_root: str | None = None, device: str = "auto",
+             threads: int | None = None) -> str | None:
+    """The one-line refusal of a run whose arguments cannot work, or None; writes nothing.
+
+    Called before the run folder is created, so a refused command leaves nothing behind.
+    """
+    try:
+        resolve_device(device)
+    except ValueError as error:
+        return str(error)
+    if not 0 <= config.seed <= SEED_MAX:
+        return f"--seed {config.seed} is out of range: use an integer from 0 to {SEED_MAX}"
+    if threads is not None and threads < 1:
+        return f"--threads {threads}: give a number of CPU threads >= 1"
+    if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
+        return f"--data-root {data_root} is a file: give a folder (it is created if missing)"
+    classes = DATASET_CLASSES.get(config.dataset)
+    if classes is not None and config.num_classes != classes:
+        return (f"{config.dataset} has {classes} classes, the run asks for {config.num_classes}; "
+                f"drop --num-classes or set it to {classes}")
+    if config.amp not in AMP_DTYPES:
+        return f"--amp {config.amp!r}: use one of {', '.join(AMP_DTYPES)}"
+    try:
+        shape = models.pool_input_shape(config.arch)
+        # Built once here: a constructor that raises, calls sys.exit() or refuses its
+        # hyper-parameters (gem(p=-1)) is a bad pooling, also with --no-check.
+        pools.instantiate(pools.resolve(config.pool), shape[0])
+    except (Exception, SystemExit) as error:
+        what = f"SystemExit({error.code!r}), the pooling ended the interpreter" if isinstance(error, SystemExit) \
+            else f"{type(error).__name__}: {error}"
+        if isinstance(error, pools.PoolSpecError):
+            return str(error)
+        return (f"pooling {config.pool!r} cannot be built: {' '.join(what.split())}; "
+                f"fix it (see `poolbench check {shlex.quote(config.pool)}`)")
+    return None
+
+
+def configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """Bit-for-bit runs on CUDA: deterministic algorithms, no cuDNN autotuning, a fixed cuBLAS workspace.
+
+    Without it a CUDA run uses ``cudnn.benchmark`` (the fastest kernels, picked by timing), so two
+    runs of the same seed differ in the last bits and then more. CPU runs are reproducible either way.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels once
+
+
 def execute(config: RunConfig, output_dir: str | Path, *, data_root: str | None = None,
             download: bool = True, device: str = "auto", check: bool = True,
-            command: list[str] | None = None, log: Callable[[str], None] = stderr) -> int:
-    """Run ``config`` into ``output_dir`` (resuming it if it was interrupted); an exit code."""
+            command: list[str] | None = None, log: Callable[[str], None] = stderr,
+            threads: int | None = None, deterministic: bool = False) -> int:
+    """Run ``config`` into ``output_dir`` (resuming it if it was interrupted); an exit code.
+
+    SIGTERM is handled like Ctrl-C: the checkpoint of the last finished epoch is kept and the
+    run exits 143 (130 for Ctrl-C); the same command resumes it.
+    """
     output_dir = Path(output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(output_dir)
-        lock.acquire()
-    except RunLockedError as error:
-        log(f"error: {error}")
-        return EXIT_LOCKED
-    except OSError as error:
-        log(f"error: cannot use output dir {output_dir}: {error.strerror}; choose a writable --output-dir")
+    problem = validate(config, data_root=data_root, device=device, threads=threads)
+    if problem is None and output_dir.exists() and not output_dir.is_dir():
+        problem = f"--output-dir {output_dir} is a file: give a folder"
+    if problem is not None:
+        log(f"error: {problem}")
         return EXIT_BAD_INPUT
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        return _execute_locked(config, output_dir, data_root=data_root, download=download,
-                               device_name=device, check=check, command=command, log=log)
-    finally:
-        lock.release()
+        with sigterm_as_interrupt():
+            try:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                lock = RunLock(output_dir)
+                lock.acquire()
+            except RunLockedError as error:
+                log(f"error: {error}")
+                return EXIT_LOCKED
+            except OSError as error:
+                log(f"error: cannot use output dir {output_dir}: {error.strerror}; choose a writable --output-dir")
+                return EXIT_BAD_INPUT
+            try:
+                return _execute_locked(config, output_dir, data_root=data_root, download=download,
+                                       device_name=device, check=check, command=command, log=log,
+                                       deterministic=deterministic)
+            finally:
+                lock.release()
+    except KeyboardInterrupt as error:  # before the run started, or after it ended
+        log(f"interrupted: run the same command again to {'resume' if output_dir.exists() else 'start'} it")
+        return interrupted_code(error)
+
+
+CONFIG_FIX = "delete it (the same command writes it again; the checkpoint still guards the configuration)"
 
 
 def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download, device_name,
-                    check, command, log) -> int:
+                    check, command, log, deterministic: bool = False) -> int:
     config_path = output_dir / CONFIG_FILE
-    if config_path.exists():
-        previous = RunConfig.from_dict(read_json(config_path)["config"])
-        if previous != config:
-            log(f"error: {output_dir} holds a run with another configuration "
-                f"({'; '.join(config.differences(previous))}); use another --output-dir")
-            return EXIT_BAD_INPUT
-
-    finished = _finished_result(output_dir)
+    try:
+        if config_path.exists():
+            stored = read_json_object(config_path, CONFIG_FIX, keys=("config",))
+            try:
+                previous = RunConfig.from_dict(stored["config"])
+            except (TypeError, ValueError, AttributeError) as error:
+                raise DamagedFileError(f"{config_path} is damaged (not a run configuration: "
+                                       f"{' '.join(str(error).split())}): {CONFIG_FIX}") from None
+            if previous != config:
+                log(f"error: {output_dir} holds a run with another configuration "
+                    f"({'; '.join(config.differences(previous))}); use another --output-dir")
+                return EXIT_BAD_INPUT
+        finished = _finished_result(output_dir, log)
+    except DamagedFileError as error:
+        log(f"error: {error}")
+        return EXIT_BAD_INPUT
     if finished is not None:
         log(f"{output_dir}: already {finished['status']}, not run again")
         if finished["status"] == COMPLETED:
@@ -137,6 +266,8 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
         from .contract import check_pool
 
         report = check_pool(config.pool, pool_inputs=[pool_input_shape], include_cost=False)
+        for warning in report.warnings():
+            log(f"WARN {warning.name}: {warning.message}")
         if not report.ok:
             for failure in report.failures():
                 log(f"FAIL {failure.name}: {failure.message}")
@@ -144,8 +275,24 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
                 f"(see `poolbench check {shlex.quote(config.pool)}`) or pass --no-check to train anyway")
             return EXIT_BAD_INPUT
 
-    write_json(config_path, {"config": config.to_dict(), "command": command or [],
-                             "versions": versions(), "device": str(device)})
+    checkpoint_path = output_dir / CHECKPOINT_FILE
+    resumed: list[EpochRecord] = []
+    if checkpoint_path.exists():
+        try:
+            state = load_checkpoint(checkpoint_path, config.to_dict())
+            resumed = [EpochRecord(**record) for record in state["history"]]
+            del state
+        except CheckpointMismatchError as error:
+            log(f"error: {error}")
+            return EXIT_BAD_INPUT
+        except Exception as error:  # truncated, binary, not a checkpoint: torch raises many kinds
+            log(f"error: {checkpoint_path} is damaged ({type(error).__name__}: {' '.join(str(error).split())[:160]}): "
+                f"delete it to restart the run from epoch 1; the epochs in {METRICS_FILE} are kept "
+                f"(moved to {METRICS_FILE}.old)")
+            return EXIT_BAD_INPUT
+    else:
+        _keep_old_metrics(output_dir, log)
+
     try:
         data = datasets.load(config.dataset, data_root, download=download)
     except datasets.DataMissingError as error:
@@ -155,17 +302,19 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
         log(f"error: {config.dataset} has {data.num_classes} classes, the run asks for "
             f"{config.num_classes}; drop --num-classes or set it to {data.num_classes}")
         return EXIT_BAD_INPUT
+    # Written only once nothing refused the run: a refused command must not block its own fix.
+    write_json(config_path, {"config": config.to_dict(), "command": command or [],
+                             "versions": versions(), "device": str(device), "deterministic": deterministic})
 
     start = time.perf_counter()
-    history: list[EpochRecord] = []
+    history: list[EpochRecord] = list(resumed)
     result: dict[str, Any] = {
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
         "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input_shape),
         "device": str(device), "versions": versions(), "error": None, "diverged_at": None}
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels once
+        configure_determinism(deterministic, device)
         model = build_model(config, device, channels_last)
         result["num_params"] = sum(p.numel() for p in model.parameters())
         protocol = config.protocol
@@ -177,6 +326,9 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
                                             **loader_options)
         log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
             f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
+        # stdout holds the whole run for the original tooling: the epochs before an interruption too.
+        for record in resumed:
+            print(record.metrics_line(), flush=True)
 
         def on_epoch(record: EpochRecord, so_far: list[EpochRecord]) -> None:
             history[:] = so_far
@@ -184,7 +336,7 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
             print(record.metrics_line(), flush=True)
 
         history = fit(model, train_loader, test_loader, protocol,
-                      checkpoint_path=output_dir / CHECKPOINT_FILE, config=config.to_dict(),
+                      checkpoint_path=checkpoint_path, config=config.to_dict(),
                       autocast_dtype=autocast_dtype, on_epoch=on_epoch, log=log)
         status, code = COMPLETED, EXIT_COMPLETED
     except DivergedError as error:
@@ -195,13 +347,17 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
     except CheckpointMismatchError as error:
         log(f"error: {error}")
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        log(f"interrupted after epoch {len(history)}: run the same command again to resume")
-        return EXIT_INTERRUPTED
-    except Exception as error:  # a broken pooling or model must end as a recorded failure
-        traceback.print_exc(file=sys.stderr)
-        log(f"error: run failed: {type(error).__name__}: {error}")
-        result["error"] = f"{type(error).__name__}: {error}"
+    except KeyboardInterrupt as error:
+        how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+        log(f"{how} after epoch {len(history)}; the checkpoint is kept: run the same command again to resume")
+        return interrupted_code(error)
+    except (Exception, SystemExit) as error:  # a broken pooling or model must end as a recorded failure
+        if not isinstance(error, SystemExit):
+            traceback.print_exc(file=sys.stderr)
+        what = f"{type(error).__name__}({error.code!r})" if isinstance(error, SystemExit) \
+            else f"{type(error).__name__}: {error}"
+        log(f"error: run failed: {what}")
+        result["error"] = what
         status, code = FAILED, EXIT_FAILED
 
     result.update(_score(history))
@@ -213,6 +369,15 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
     return code
 
 
+def _keep_old_metrics(output_dir: Path, log: Callable[[str], None]) -> None:
+    """A run starting from epoch 1 over an existing metrics.jsonl (its checkpoint was deleted)
+    keeps the old epochs as metrics.jsonl.old instead of overwriting them."""
+    path = output_dir / METRICS_FILE
+    if path.exists() and path.stat().st_size > 0:
+        os.replace(path, path.with_name(METRICS_FILE + ".old"))
+        log(f"{path} holds epochs of an earlier start without a checkpoint: kept as {METRICS_FILE}.old")
+
+
 def _score(history: list[EpochRecord]) -> dict[str, Any]:
     if not history:
         return {"best_test_acc": None, "best_epoch": None, "final_test_acc": None}
@@ -220,16 +385,26 @@ def _score(history: list[EpochRecord]) -> dict[str, Any]:
     return {"best_test_acc": best.test_acc, "best_epoch": best.epoch, "final_test_acc": history[-1].test_acc}
 
 
-def _finished_result(output_dir: Path) -> dict[str, Any] | None:
+def _finished_result(output_dir: Path, log: Callable[[str], None] = stderr) -> dict[str, Any] | None:
     """The result of a run that needs no more work (completed or diverged), else None.
 
     A failed run is tried again: its failure may have been the machine's, not the pooling's.
+    A damaged result.json is moved aside (result.json.damaged) and the run goes on from its
+    checkpoint, which rewrites it: a completed run's checkpoint holds every epoch.
     """
     path = output_dir / RESULT_FILE
     if not path.exists():
         return None
-    result = read_json(path)
-    if result.get("status") in (COMPLETED, DIVERGED):
+    try:
+        result = read_json_object(path, "", keys=("status",))
+        score = result.get("best_test_acc")
+        if result["status"] == COMPLETED and not (isinstance(score, (int, float)) and math.isfinite(score)):
+            raise DamagedFileError(f"{path} is damaged (no best_test_acc): ")
+    except DamagedFileError as error:
+        os.replace(path, path.with_name(RESULT_FILE + ".damaged"))
+        log(f"{str(error).rstrip(': ')}; moved to {RESULT_FILE}.damaged, rewriting it from the run's checkpoint")
+        return None
+    if result["status"] in (COMPLETED, DIVERGED):
         return result
     path.unlink()
     return None

@@ -85,7 +85,7 @@ def _counts(report: Report) -> str:
     total = sum(row.runs for row in measured)
     parts = [f"{sum(len(row.values) for row in measured)} completed"] + [
         f"{sum(len(getattr(row, kind)) for row in measured)} {kind}"
-        for kind in ("diverged", "failed", "unfinished")]
+        for kind in ("diverged", "failed", "unfinished", "unreadable")]
     return f"{total} runs: " + ", ".join(parts)
 
 
@@ -181,7 +181,8 @@ def to_csv(report: Report) -> str:
         for rank, row in enumerate(report.rows[setting] + report.references.get(setting, []), start=1):
             st, values = row.stats, list(row.values.values())
             record = {
-                "setting": setting, "pool": row.pool, "source": "published" if row.published else "measured",
+                "setting": setting, "pool": row.pool,
+                "source": ("published proposal" if row.proposal else "published") if row.published else "measured",
                 "rank": "" if row.published else rank, "n": st.n, "runs": row.runs,
                 "diverged": len(row.diverged), "failed": len(row.failed), "unfinished": len(row.unfinished),
                 "mean": format_number(st.mean, 4), "std": format_number(st.std, 4),
@@ -299,6 +300,8 @@ def report_main(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     fmt = args.format or (output.suffix.lstrip(".").replace("markdown", "md") if output else "md")
     try:
+        if output is not None and output.is_dir():
+            raise ReportError(f"--output {output} is a folder: give a file name, e.g. {output / 'report.html'}")
         if fmt not in ("md", "html", "csv"):
             raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
         if output is not None and not output.parent.is_dir():
@@ -307,21 +310,29 @@ def report_main(args: argparse.Namespace) -> int:
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if fmt == "html":
-        text = to_html(report)
-    elif fmt == "csv":
-        text = to_csv(report)
-    else:
-        images = {}
-        if output is not None:  # a Markdown file gets its plots as PNG files beside it
-            for name, png in plots(report).items():
-                path = output.with_name(f"{output.stem}-{name}.png")
-                runs.atomic_write_bytes(path, png)
-                images[name] = path.name
-        text = to_markdown(report, images)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        runs.atomic_write_bytes(output, text.encode())
-        print(f"wrote {output}", file=sys.stderr)
+    try:
+        if fmt == "html":
+            text = to_html(report)
+        elif fmt == "csv":
+            text = to_csv(report)
+        else:
+            images = {}
+            if output is not None:  # a Markdown file gets its plots as PNG files beside it
+                for name, png in plots(report).items():
+                    path = output.with_name(f"{output.stem}-{name}.png")
+                    runs.atomic_write_bytes(path, png)
+                    images[name] = path.name
+            text = to_markdown(report, images)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            runs.atomic_write_bytes(output, text.encode())  # a failed write leaves the old file whole
+            print(f"wrote {output}", file=sys.stderr)
+    except OSError as error:  # a full disk, a read-only folder: nothing half-written is left
+        from .harness import EXIT_FAILED
+
+        where = error.filename or output or "stdout"
+        print(f"error: cannot write the report to {where}: {error.strerror or error}; free some space or "
+              f"choose another --output", file=sys.stderr)
+        return EXIT_FAILED
     return 0

@@ -31,9 +31,9 @@ RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 
-# Statuses a run folder can be in (see `status`).
-COMPLETED, DIVERGED, FAILED, RUNNING, INTERRUPTED, PENDING = (
-    "completed", "diverged", "failed", "running", "interrupted", "pending")
+# Statuses a run folder can be in (see `status`). Unreadable: a damaged file hides what the run did.
+COMPLETED, DIVERGED, FAILED, RUNNING, INTERRUPTED, PENDING, UNREADABLE = (
+    "completed", "diverged", "failed", "running", "interrupted", "pending", "unreadable")
 FINISHED_STATUSES = (COMPLETED, DIVERGED, FAILED)
 
 
@@ -119,6 +119,36 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+class DamagedFileError(ValueError):
+    """A run or sweep file that exists but cannot be read as what it must be; the message is one
+    line naming the file, what is wrong with it and what to do."""
+
+
+def _what_is_wrong(data: Any) -> str:
+    return "it is null" if data is None else f"it is a JSON {type(data).__name__.replace('dict', 'object')}"
+
+
+def read_json_object(path: str | Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in ``path``; DamagedFileError (with ``fix``) if it is truncated, binary, not
+    an object (``null``, a list, ...) or lacks one of ``keys``. FileNotFoundError passes through."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DamagedFileError(f"{path} is damaged (binary, not JSON): {fix}") from None
+    except json.JSONDecodeError as error:
+        raise DamagedFileError(f"{path} is damaged (truncated or not JSON: {error.msg}, line {error.lineno}): "
+                               f"{fix}") from None
+    except IsADirectoryError:
+        raise DamagedFileError(f"{path} is a directory, not a file: {fix}") from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(f"{path} is damaged ({_what_is_wrong(data)}, not an object): {fix}")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise DamagedFileError(f"{path} is damaged (no {', '.join(missing)}): {fix}")
+    return data
+
+
 def write_json(path: str | Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=False) + "\n").encode())
 
@@ -132,16 +162,33 @@ def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a torn last line (a crash mid-write) is ignored."""
+    """Records of a JSON-lines file; a torn last line (a crash mid-write) is ignored.
+
+    DamagedFileError for anything else: binary content, a bad line before the last, a line that
+    is not a JSON object (``null``, a list).
+    """
     path = Path(path)
     if not path.exists():
         return []
+    fix = "it is rewritten from the checkpoint at the next epoch of the run (or delete it)"
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DamagedFileError(f"{path} is damaged (binary, not JSON lines): {fix}") from None
+    except IsADirectoryError:
+        raise DamagedFileError(f"{path} is a directory, not a file: {fix}") from None
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if number == len(lines):
+                break  # torn last line
+            raise DamagedFileError(f"{path} is damaged (line {number} is not JSON): {fix}") from None
+        if not isinstance(record, dict):
+            raise DamagedFileError(f"{path} is damaged (line {number}: {_what_is_wrong(record)}, not an "
+                                   f"object): {fix}")
+        records.append(record)
     return records
 
 
@@ -205,14 +252,16 @@ def is_locked(run_dir: str | Path) -> bool:
 
 
 def status(run_dir: str | Path) -> str:
-    """One of completed, diverged, failed (from result.json), running, interrupted, pending."""
+    """One of completed, diverged, failed (from result.json), running, interrupted, pending, or
+    unreadable (result.json is damaged: what the run did is unknown, so it is never "failed")."""
     run_dir = Path(run_dir)
     result_path = run_dir / RESULT_FILE
     if result_path.exists():
         try:
-            return read_json(result_path)["status"]
-        except (json.JSONDecodeError, KeyError):
-            return FAILED
+            status = read_json_object(result_path, "", keys=("status",))["status"]
+        except (DamagedFileError, OSError):
+            return UNREADABLE
+        return status if status in FINISHED_STATUSES else UNREADABLE
     if is_locked(run_dir):
         return RUNNING
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / METRICS_FILE).exists():
@@ -257,29 +306,45 @@ class RunSummary:
     metrics: list[dict[str, Any]]
     result: dict[str, Any] | None
     config: dict[str, Any] | None
+    problem: str | None = None  # why the run is unreadable: the damaged file and what to do
 
 
 def summarize(run_dir: str | Path) -> RunSummary:
-    """Read a ``<setting>/<pool>/seed<k>`` run folder; its identity comes from the path."""
+    """Read a ``<setting>/<pool>/seed<k>`` run folder; its identity comes from the path.
+
+    A damaged result.json makes the run ``unreadable`` (with ``problem`` saying which file and
+    why); a damaged metrics.jsonl or config.json only loses what they would add.
+    """
     run_dir = Path(run_dir)
-    metrics = read_jsonl(run_dir / METRICS_FILE)
-    result = _read_json_or_none(run_dir / RESULT_FILE)
-    config = (_read_json_or_none(run_dir / CONFIG_FILE) or {}).get("config")
+    problems = []
+    try:
+        metrics = read_jsonl(run_dir / METRICS_FILE)
+    except (DamagedFileError, OSError) as error:
+        metrics, _ = [], problems.append(str(error))
+    result = _read_json_or_none(run_dir / RESULT_FILE, problems, ("status",))
+    config = (_read_json_or_none(run_dir / CONFIG_FILE, problems, ("config",)) or {}).get("config")
+    if not isinstance(config, dict):
+        config = None
     accs = [r["test_acc"] for r in metrics if isinstance(r.get("test_acc"), (int, float))]
     best = max(accs, default=None)
     epochs = (config or {}).get("protocol", {}).get("epochs")
     if result is not None:
-        best = result.get("best_test_acc", best)
-        epochs = result.get("epochs", epochs)
+        score = result.get("best_test_acc", best)
+        best = score if isinstance(score, (int, float)) or score is None else best
+        epochs = result.get("epochs", epochs) if isinstance(result.get("epochs", epochs), int) else epochs
     return RunSummary(
         path=run_dir, setting=run_dir.parent.parent.name, pool=run_dir.parent.name,
         seed=int(run_dir.name[4:]), status=status(run_dir), best_test_acc=best,
         epochs_completed=(result or {}).get("epochs_completed", len(metrics)), epochs=epochs,
-        metrics=metrics, result=result, config=config)
+        metrics=metrics, result=result, config=config, problem="; ".join(problems) or None)
 
 
-def _read_json_or_none(path: Path) -> Any:
+def _read_json_or_none(path: Path, problems: list[str], keys: tuple[str, ...]) -> Any:
+    fix = "run the same command again to rewrite it from the run's checkpoint, or delete the run folder"
     try:
-        return read_json(path)
-    except (FileNotFoundError, json.JSONDecodeError):
+        return read_json_object(path, fix, keys)
+    except FileNotFoundError:
+        return None
+    except (DamagedFileError, OSError) as error:
+        problems.append(str(error))
         return None

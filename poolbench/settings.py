@@ -7,6 +7,7 @@ it is trained. Both are frozen dataclasses so that a run is fully described by p
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 
@@ -34,12 +35,12 @@ class Protocol:
             problems.append(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             problems.append(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):  # nan and inf: every step would diverge
+            problems.append(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            problems.append(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            problems.append(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
         if self.crop_padding < 0:
             problems.append(f"crop padding must be >= 0, got {self.crop_padding}")
         if problems:

@@ -13,12 +13,15 @@ from . import runs
 from .analysis import ReportError, collect_runs, ordered
 from .report import EXIT_BAD_INPUT, md_table, setting_title
 
-STATUS_ORDER = (runs.COMPLETED, runs.RUNNING, runs.DIVERGED, runs.FAILED, runs.INTERRUPTED, runs.PENDING)
+STATUS_ORDER = (runs.COMPLETED, runs.RUNNING, runs.DIVERGED, runs.FAILED, runs.INTERRUPTED, runs.PENDING,
+                runs.UNREADABLE)
 
 
 def status_cell(summary: runs.RunSummary) -> str:
     """``completed 93.21``, ``running 85.10 (3/8)``, ``diverged (epoch 2)``, ``pending``."""
     text = summary.status
+    if summary.status == runs.UNREADABLE:
+        return f"{text} ({summary.problem or summary.path / runs.RESULT_FILE})"
     if summary.best_test_acc is not None and summary.status != runs.DIVERGED:
         text += f" {summary.best_test_acc:.2f}"
     if summary.status in (runs.RUNNING, runs.INTERRUPTED):
@@ -59,7 +62,7 @@ def status_main(args: argparse.Namespace) -> int:
     if args.json:
         records = [{"setting": s.setting, "pool": s.pool, "seed": s.seed, "status": s.status,
                     "best_test_acc": s.best_test_acc, "epochs_completed": s.epochs_completed,
-                    "epochs": s.epochs, "path": str(s.path)} for s in summaries]
+                    "epochs": s.epochs, "path": str(s.path), "problem": s.problem} for s in summaries]
         counts = {kind: sum(s.status == kind for s in summaries) for kind in STATUS_ORDER}
         print(json.dumps({"root": str(args.folder), "counts": counts, "runs": records}, indent=1))
     else:

@@ -118,9 +118,15 @@ def load_sweep(root: str | Path) -> Sweep | None:
     path = Path(root) / SWEEP_FILE
     if not path.exists():
         return None
-    data = runs.read_json(path)
-    return Sweep(Path(root), dict(data["pools"]), list(data["settings"]), [int(s) for s in data["seeds"]],
-                 dict(data.get("overrides", {})), dict(data.get("options", {})))
+    fix = (f"restore it, or start anew with --pools/--settings/--seeds in a new --out folder "
+           f"(the run folders in {Path(root)} are kept)")
+    data = runs.read_json_object(path, fix, keys=("pools", "settings", "seeds"))
+    try:
+        return Sweep(Path(root), dict(data["pools"]), list(data["settings"]), [int(s) for s in data["seeds"]],
+                     dict(data.get("overrides") or {}), dict(data.get("options") or {}))
+    except (TypeError, ValueError) as error:
+        raise runs.DamagedFileError(f"{path} is damaged (not a sweep's grid: {' '.join(str(error).split())}): "
+                                    f"{fix}") from None
 
 
 def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list[int],
@@ -141,11 +147,15 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
     if not pools and not (root / SWEEP_FILE).exists():
         raise SweepError(f"{root} holds no sweep.json: start a sweep with --pools gap,gem,... --out {root}")
     entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
+    _refuse_clashing_files(entries)
     new_pools = {label: spec for _, label, spec in entries}
     _check_protocols(settings or ["quick"], {}, overrides, root, existing=False)  # bad values: before writing
     root.mkdir(parents=True, exist_ok=True)
     with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
-        old = load_sweep(root)
+        try:
+            old = load_sweep(root)
+        except runs.DamagedFileError as error:
+            raise SweepError(str(error)) from None
         existing = old is not None
         old = old or Sweep(root, {}, [], [])
         for _, label, spec in entries:
@@ -158,11 +168,41 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
                       _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
                       {**old.overrides, **overrides}, {**old.options, **options})
         _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+        for given, _, _ in entries:
+            _refuse_unbuildable(given)
+        given_now = {label for given, label, _ in entries if is_file_spec(given)}
+        for label, spec in sweep.pools.items():
+            if label not in given_now:
+                check_pool_copy(sweep, label, spec)
         for given, _, spec in entries:
             if is_file_spec(given):  # copied now that nothing was refused
                 _copy_pool_file(root, given, spec)
         runs.write_json(root / SWEEP_FILE, sweep.to_dict())
     return sweep
+
+
+def check_pool_copy(sweep: Sweep, label: str, spec: str) -> None:
+    """SweepError when the copy of a pooling file the sweep's runs use has vanished."""
+    if not is_file_spec(spec):
+        return
+    copy = sweep.root / spec.partition(":")[0]
+    if not copy.is_file():
+        raise SweepError(f"pooling {label!r} of {sweep.root}: its copy {copy} has vanished; give the pooling "
+                         f"file again with --pools PATH/{copy.name} (it is copied back) or restore {copy}")
+
+
+def _refuse_clashing_files(entries: list[tuple[str, str, str]]) -> None:
+    """Two different files with one name (a/mine.py, b/mine.py) would share one copy and one label."""
+    sources: dict[str, Path] = {}
+    for given, label, spec in entries:
+        if not is_file_spec(given):
+            continue
+        source = Path(given.partition(":")[0]).expanduser()
+        copy = spec.partition(":")[0]
+        other = sources.setdefault(copy, source)
+        if other.resolve() != source.resolve() and other.read_bytes() != source.read_bytes():
+            raise SweepError(f"{other} and {source} are two different poolings with one file name: both would "
+                             f"be {copy} (label {label!r}) and one would replace the other; rename one file")
 
 
 def _check_setting(name: str) -> None:
@@ -190,6 +230,19 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
             after = ", ".join(f"{k}={v}" for k, v in new.items() if old.get(k) != v)
             raise SweepError(f"{root} was swept with {before}; {after} would mix incomparable runs "
                              f"in one report: use a new --out folder")
+
+
+def _refuse_unbuildable(spec: str) -> None:
+    """SweepError when the pooling cannot even be built (bad hyper-parameters such as gem(p=-1), a
+    constructor that raises or calls sys.exit()): now, not as N failed runs later."""
+    from . import pools
+
+    try:
+        pools.instantiate(pools.resolve(spec), 64)
+    except (Exception, SystemExit) as error:
+        what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
+        raise SweepError(f"pooling {spec!r} cannot be built: {' '.join(what.split())}; "
+                         f"fix it (see `poolbench check {spec}`)") from None
 
 
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
@@ -259,6 +312,10 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
         arguments += ["--amp", sweep.options["amp"]]
     if sweep.options.get("download") is False:
         arguments.append("--no-download")
+    if sweep.options.get("threads"):
+        arguments += ["--threads", str(sweep.options["threads"])]
+    if sweep.options.get("deterministic"):
+        arguments.append("--deterministic")
     return arguments
 
 
@@ -291,23 +348,42 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision of every run (default none: the published protocol is float32)")
     parser.add_argument("--no-download", dest="download", action="store_false", default=None,
                         help="runs never try to download a missing data set")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads of each run (default: $OMP_NUM_THREADS if set, else cores / jobs)")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="bit-for-bit reproducible CUDA runs (see `poolbench run --help`)")
 
 
 def sweep_main(args: argparse.Namespace) -> int:
     """``poolbench sweep``: 0 when every run completed or diverged, 1 if any failed, 2 on bad input."""
     from .cli import protocol_overrides
     from .executors import import_ray, run_local, run_ray  # they import this module: not at its top
+    from .harness import SEED_MAX, Terminated, interrupted_code, resolve_device, sigterm_as_interrupt
 
     try:
         root = _sweep_folder(args)
+        if root.exists() and not root.is_dir():
+            raise SweepError(f"{root} is a file: give a folder for the sweep (--out DIR)")
         if args.jobs is not None and args.jobs < 1:
             raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.threads is not None and args.threads < 1:
+            raise SweepError(f"--threads must be >= 1, got {args.threads}")
+        if args.device:
+            try:
+                resolve_device(args.device)
+            except ValueError as error:
+                raise SweepError(str(error)) from None
+        if args.data_root and Path(args.data_root).expanduser().is_file():
+            raise SweepError(f"--data-root {args.data_root} is a file: give a folder (it is created if missing)")
+        bad_seeds = [seed for seed in _seeds(args.seeds) if not 0 <= seed <= SEED_MAX]
+        if bad_seeds:
+            raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
         if args.executor == "ray":
             import_ray()
         sweep = prepare(root, split_pools(args.pools), _settings(args.settings, args.suite), _seeds(args.seeds),
                         protocol_overrides(args),
                         {"data_root": args.data_root, "device": args.device, "download": args.download,
-                         "amp": args.amp})
+                         "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic})
     except SweepError as error:
         _say(f"error: {error}")
         return EXIT_BAD_INPUT
@@ -334,14 +410,17 @@ def sweep_main(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        if args.executor == "ray":
-            run_ray(sweep, todo, on_outcome, address=args.ray_address, max_retries=args.ray_max_retries,
-                    jobs=jobs)
-        else:
-            run_local(sweep, todo, jobs, on_outcome)
-    except KeyboardInterrupt:
-        _say(f"interrupted after {len(outcomes)} of {len(todo)} runs; `poolbench sweep {root}` resumes it")
-        return 130
+        with sigterm_as_interrupt():  # SIGTERM (Slurm, Kubernetes, timeout) is passed on to the runs
+            if args.executor == "ray":
+                run_ray(sweep, todo, on_outcome, address=args.ray_address, max_retries=args.ray_max_retries,
+                        jobs=jobs)
+            else:
+                run_local(sweep, todo, jobs, on_outcome)
+    except KeyboardInterrupt as error:
+        how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+        _say(f"{how} after {len(outcomes)} of {len(todo)} runs, their checkpoints kept; "
+             f"`poolbench sweep {root}` resumes it")
+        return interrupted_code(error)  # 130 for Ctrl-C, EXIT_TERMINATED (143) for SIGTERM
     counts = {kind: sum(o.kind == kind for o in outcomes) for kind in (COMPLETED, DIVERGED, FAILED)}
     elsewhere += sum(o.kind == RUNNING_ELSEWHERE for o in outcomes)
     done += sum(o.kind == ALREADY_DONE for o in outcomes)

@@ -24,7 +24,6 @@ BROKEN_CASES: dict[str, tuple[str, list[str]]] = {
     "channel_adaptive_std.py": ("finite_1x1", ["NaN on a 1x1 map", "Bessel"]),
     "params_in_forward.py": ("forward_params", ["forward() created", "att.0.weight", "optimizer",
                                                 "__init__"]),
-    "fixed_2048_buffer.py": ("fixed_buffer", ["'w'", "2048", "first C=32", "sliced to C", "`channels`"]),
     "wrong_shape.py": ("shape", ["[1, 128]", "expected [1, 64]", "catavgmax"]),
     "batch_dependent.py": ("eval_independence", ["rest of the batch", "running statistics"]),
     "no_grad_param.py": ("gradients", ["'tau'", "no gradient"]),
@@ -34,13 +33,20 @@ BROKEN_CASES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+# Files that train correctly at the benchmark's C but waste part of the run: warned about, not refused.
+WARNED_CASES: dict[str, tuple[str, list[str]]] = {
+    "fixed_2048_buffer.py": ("fixed_buffer", ["'w'", "2048", "first C=32", "sliced to C", "`channels`",
+                                              "C=64: 97% unused", "crashes for C > 2048"]),
+}
+
+
 @functools.cache
 def broken_report(file_name: str) -> ContractReport:
     return check_pool(str(BROKEN / file_name), include_cost=False)
 
 
 def test_every_broken_pool_file_has_a_case():
-    assert sorted(p.name for p in BROKEN.glob("*.py")) == sorted(BROKEN_CASES)
+    assert sorted(p.name for p in BROKEN.glob("*.py")) == sorted({**BROKEN_CASES, **WARNED_CASES})
 
 
 @pytest.mark.parametrize("file_name", sorted(BROKEN_CASES))
@@ -55,9 +61,26 @@ def test_broken_pool_is_refused_for_its_own_reason(file_name: str):
     assert report.result("construct").status == "PASS"  # the original CustomPool() style is accepted
 
 
-def test_fixed_buffer_is_also_caught_by_a_pool_input_wider_than_the_buffer():
+@pytest.mark.parametrize("file_name", sorted(WARNED_CASES))
+def test_a_pool_that_wastes_part_of_the_run_is_warned_about_not_refused(file_name: str):
+    report = broken_report(file_name)
+    check, words = WARNED_CASES[file_name]
+    assert report.ok, report.format()
+    result = report.result(check)
+    assert result is not None and result.status == "WARN", report.format()
+    for word in words:
+        assert word in result.message, result.message
+
+
+def test_fixed_buffer_is_refused_where_the_settings_c_exceeds_its_slots():
+    # At the benchmark's C (<= 1280) the 4096 probe of the shape check only warns ...
     shape = broken_report("fixed_2048_buffer.py").result("shape")
-    assert shape.status == "FAIL" and "4096" in shape.message and "`channels`" in shape.message
+    assert shape.status == "WARN" and "4096" in shape.message and "`channels`" in shape.message
+    # ... but a setting whose pool input has more channels than the 2048 slots is refused.
+    report = check_pool(str(BROKEN / "fixed_2048_buffer.py"), pool_inputs=[(4096, 2, 2)], include_cost=False)
+    assert not report.ok and report.result("shape").status == "FAIL"
+    assert report.result("fixed_buffer").status == "FAIL"
+    assert "exceeds its 2048 slots" in report.result("fixed_buffer").message
 
 
 def test_one_root_cause_gives_one_failure():

@@ -188,6 +188,24 @@ def test_reference_rows_carry_the_published_means(sweep_dir):
             assert f"{mean:.2f} ± {std:.2f}" in line
 
 
+def test_published_proposals_are_reference_rows_with_their_seed42_scores_never_baselines(sweep_dir):
+    data = json.loads((Path(analysis.__file__).parent / "reference" / analysis.PROPOSALS_FILE).read_text())
+    signed = next(p for p in data["proposals"] if p["name"].startswith("signed GeM"))
+    report = rep.build_report(sweep_dir)
+    text = rep.to_markdown(report)
+    vgg = text.split("## vgg16bn-cifar100")[1].split("##")[0]
+    std_residual = next(line for line in vgg.splitlines() if "| std_residual: published proposal" in line)
+    assert "73.22" in std_residual
+    # the published VGG score of signed_gem is a diverged run scored at chance: listed, not averaged
+    assert signed["published_seed42"][1] == 1.0
+    line = next(line for line in vgg.splitlines() if "| signed_gem: published proposal" in line)
+    assert "1 diverged (seed 42)" in line and "1.00" not in line
+    # the proposals' global max (74.39 on VGG) is above every baseline mean, yet never the bar to beat
+    for verdict in report.verdicts:
+        for comparison in verdict.comparisons:
+            assert comparison.best is None or not comparison.best.proposal
+
+
 def test_published_rows_stay_out_of_the_verdict_when_the_protocol_differs(tmp_path):
     write_sweep(tmp_path, {"resnet56-cifar100": {"gap": RESNET["gap"], "mine": RESNET["mine"]}})
     for path in tmp_path.glob("resnet56-cifar100/*/*/config.json"):  # as if run with --epochs 3
@@ -219,6 +237,7 @@ def test_csv_parses_with_the_expected_columns(sweep_dir):
     measured = [r for r in records if r["source"] == "measured"]
     assert len(measured) == 3 * len(QUICK)
     assert len([r for r in records if r["source"] == "published"]) == 2 * 3
+    assert len([r for r in records if r["source"] == "published proposal"]) == 2 * 5
     mine = next(r for r in measured if r["setting"] == "quick" and r["pool"] == "mine")
     assert (mine["n"], mine["runs"], mine["diverged"]) == ("2", "3", "1")
     assert mine["beats_best_baseline"] == "False"

@@ -270,12 +270,22 @@ def test_killing_a_sweep_kills_its_runs_so_none_is_left_holding_a_lock(fake_run,
 
 def test_local_runs_get_their_share_of_threads_and_one_gpu_each(fake_run, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RUN_SLEEP", "0.1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the user has not chosen: cores / jobs
     monkeypatch.setattr(ex, "visible_gpus", lambda: ["3", "5"])
     monkeypatch.setattr(ex, "cpu_count", lambda: 8)
     assert sweep("--pools", "gap,gem", "--seeds", "1,2", "--out", tmp_path / "runs", "--jobs", "2") == 0
     seen = trainings(fake_run)
     assert {t["omp"] for t in seen} == {"4"}
     assert {t["gpu"] for t in seen} <= {"3", "5"} and len(seen) == 4
+
+
+def test_the_users_thread_setting_wins(fake_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "cpu_count", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # exported by the user: left alone
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", tmp_path / "a", "--jobs", "2") == 0
+    assert {t["omp"] for t in trainings(fake_run)} == {"1"}
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", tmp_path / "b", "--threads", "3") == 0
+    assert {t["omp"] for t in trainings(fake_run)[1:]} == {"3"}
 
 
 def test_extending_a_sweep_keeps_its_grid(fake_run, tmp_path):

@@ -95,7 +95,7 @@ def _run_check(name: str, check: Check, subject: Subject) -> CheckResult:
         status, message = check(subject)
     except ContractViolation as violation:
         status, message = "FAIL", str(violation)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         status, message = "FAIL", f"{name} check raised {one_line(error)}"
     return CheckResult(name, status, message)
 
@@ -139,7 +139,7 @@ def _check_all(spec: str | Callable, label: str, pool_inputs: Sequence[tuple[int
         factory = resolve(spec) if isinstance(spec, str) else spec
     except PoolSpecError as error:
         return [CheckResult("construct", "FAIL", str(error))]
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         return [CheckResult("construct", "FAIL", f"cannot load {label!r}: {one_line(error)}")]
     subject = Subject(label, factory, accepts_channels(factory), tuple(pool_inputs), device, seed)
     construct = _construct(subject)

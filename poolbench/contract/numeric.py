@@ -45,7 +45,17 @@ def check_shape(subject: Subject) -> tuple[Status, str]:
     shapes = list(dict.fromkeys([*subject.pool_inputs, *_extra_shapes(not subject.takes_channels)]))
     shared = None if subject.takes_channels else subject.build(shapes[0][0], materialise=shapes[0][1:])
     first_channels = shapes[0][0]
+    widest_input = max(c for c, _, _ in subject.pool_inputs)
     for channels, height, width in shapes:
+        if channels > widest_input and shared is not None:
+            # A probe wider than every pool input: failing it wastes nothing in these runs, so it warns.
+            try:
+                _check_output_shapes(shared, subject, channels, height, width)
+            except ContractViolation as violation:
+                return "WARN", (f"{violation}; only a C wider than the pool inputs here (C up to {widest_input}) "
+                                f"fails: the same {subject.call_text()} instance must serve any C, so construct "
+                                f"with a `channels` argument")
+            continue
         module = shared if shared is not None else subject.build(channels, materialise=(height, width))
         for batch in (1, BATCH):
             for train in (True, False):
@@ -70,6 +80,18 @@ def check_shape(subject: Subject) -> tuple[Status, str]:
     widest = max(c for c, _, _ in shapes)
     return "PASS", f"[B, C] for {len(shapes)} input sizes (1x1 to 8x8, non-square, C up to {widest}), " \
                    f"batch 1 and {BATCH}, train and eval"
+
+
+def _check_output_shapes(module, subject: Subject, channels: int, height: int, width: int) -> None:
+    """ContractViolation unless ``module`` maps ``[B, C, H, W]`` to ``[B, C]`` at batch 1 and 4, train and eval."""
+    for batch in (1, BATCH):
+        for train in (True, False):
+            x = subject.maps("relu", (batch, channels, height, width))
+            output = step(module, x, train=train, backward=False).output
+            if tuple(output.shape) != (batch, channels):
+                hint = _shape_hint(output.shape, channels)
+                raise ContractViolation(f"output {shape_text(output.shape)} for input {shape_text(x.shape)}, "
+                                        f"expected {shape_text((batch, channels))}: {hint}")
 
 
 def _shape_hint(shape: torch.Size, channels: int) -> str:

@@ -102,16 +102,19 @@ def check_hidden_params(subject: Subject) -> tuple[Status, str]:
 
 
 def check_fixed_buffer(subject: Subject) -> tuple[Status, str]:
-    """No parameter is a fixed-size slot buffer sliced to C (e.g. ``w = ones(2048); w[:C]``).
+    """A parameter that is a fixed-size slot buffer sliced to C (e.g. ``w = ones(2048); w[:C]``):
+    WARN where every pool input's C fits (it trains correctly; the other slots are wasted), FAIL
+    where a pool input's C exceeds the slots (that run would crash).
 
     Heuristic: at C=32 a dimension larger than C whose gradient is non-zero in slot C-1 and
     zero in every slot from C on is sliced to C. (32 differs from the 4x4=16 positions, so a
     buffer sliced to H*W is not mistaken for one sliced to C, and any power-of-two head count
-    up to 32 divides it.) A C beyond the buffer is the shape check's C=4096 input.
+    up to 32 divides it.)
     """
     channels = 32
     module = subject.build(channels)
     result = step(module, subject.maps("relu", (BATCH, channels, 4, 4)), train=True)
+    widest = max(subject.channel_counts)
     for name, grad in result.param_grads.items():
         if grad is None:
             continue
@@ -120,10 +123,18 @@ def check_fixed_buffer(subject: Subject) -> tuple[Status, str]:
                 continue
             per_slot = grad.detach().abs().movedim(dim, 0).reshape(size, -1).sum(dim=1)
             if per_slot[channels - 1] > 0 and not per_slot[channels:].any():
-                raise ContractViolation(
-                    f"parameter '{name}' has a fixed size {size} and only its first C={channels} entries get "
-                    f"a gradient: it is sliced to C; size it with a `channels` constructor argument "
-                    f"(a pool input with C > {size} would crash)"
+                if widest > size:
+                    raise ContractViolation(
+                        f"parameter '{name}' has a fixed size {size} and only its first C entries get a "
+                        f"gradient (it is sliced to C): the pool input's C={widest} exceeds its {size} slots and "
+                        f"crashes; size it with a `channels` constructor argument"
+                    )
+                used = ", ".join(f"C={c}: {100 * (size - c) / size:.0f}% unused" for c in subject.channel_counts)
+                return "WARN", (
+                    f"parameter '{name}' has a fixed size {size} and only its first C entries get a gradient "
+                    f"(first C={channels} at C={channels}): it is sliced to C, which trains correctly here but "
+                    f"wastes the other slots ({used}) and crashes for C > {size}; size it with a `channels` "
+                    f"constructor argument"
                 )
     return "PASS", "no fixed-size parameter is sliced to C"
 

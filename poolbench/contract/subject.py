@@ -25,6 +25,8 @@ class ContractViolation(Exception):
 def one_line(error: BaseException, limit: int = 300) -> str:
     """``Type: message`` on one line, shortened: reports stay one line per check."""
     text = " ".join(str(error).split())
+    if isinstance(error, SystemExit):
+        text = f"{error.code!r} (sys.exit: a pooling must not end the interpreter)"
     if not isinstance(error, ContractViolation):  # whose message is already a sentence
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -78,7 +80,7 @@ class Subject:
         """
         try:
             module = instantiate(self.factory, channels if self.takes_channels else None)
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # sys.exit() in a constructor is a bad pooling too
             raise ContractViolation(f"{self.call_text(channels)} raised {one_line(error)}") from error
         if not isinstance(module, nn.Module):
             raise ContractViolation(
@@ -142,7 +144,7 @@ def step(module: nn.Module, x: torch.Tensor, *, train: bool, backward: bool | No
     try:
         with torch.set_grad_enabled(backward):
             output = module(x)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise ContractViolation(
             f"forward() raised {one_line(error)} on input {shape_text(x.shape)} ({mode} mode)"
         ) from error

@@ -62,6 +62,17 @@ def spatial_std(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return var / ((var + eps).sqrt() + eps**0.5)
 
 
+def safe_sqrt(v: torch.Tensor) -> torch.Tensor:
+    """``sqrt(v)`` for ``v >= 0`` with the exact value, but a zero (not infinite) gradient where ``v = 0``.
+
+    ``sqrt``'s slope at 0 is infinite; a variance that is identically 0 (a 1x1 map) has a zero
+    gradient itself, and ``inf * 0`` is NaN in the backward pass. The ``where`` on both sides
+    keeps that path out of the graph (the inner one, so no inf is ever formed).
+    """
+    positive = v > 0
+    return torch.where(positive, torch.where(positive, v, torch.ones_like(v)).sqrt(), torch.zeros_like(v))
+
+
 def require_channels(channels: int | None, pool: str) -> int:
     """``channels`` checked for a pooling whose parameters are sized by it."""
     if channels is None:

@@ -126,3 +126,46 @@ class SpatialAttentionPool(nn.Module):
             attended = sigmoid_weighted_mean(x32, scores)
             g = torch.sigmoid(like(self.gamma, x32))
             return (g * attended + (1 - g) * x32.amax(dim=(2, 3))).to(x.dtype)
+
+
+@register("scap")
+class SpatialChannelAttentionPool(nn.Module):
+    """Spatial-channel attention pooling (SCAP), an attempt in the task's own record
+    (``reference/mls_bench_agent_proposals.json``).
+
+    ``A = sigmoid(conv1x1_2(relu(bn(conv1x1_1(x)))))`` with ``conv1x1_1: C -> max(C // 8, 8)`` and
+    ``conv1x1_2: -> 1`` (both with bias, PyTorch's default init), ``att_c = sum_i x_{c,i} A_i /
+    (sum_i A_i + 1e-6)``, ``g = sigmoid(2 w + b)``, ``y = g att + (1 - g) max``; learnable scalars
+    ``w`` (init 0.5) and ``b`` (init 0). The attempt created its attention layers inside
+    ``forward()`` on the first call, so the optimizer never saw them (its defect, which withdrew
+    it); here they are built in ``__init__`` from ``channels`` (the only change). The BatchNorm is
+    kept: it cannot train on a batch of one 1x1 map (the contract check warns).
+    """
+
+    def __init__(self, channels: int | None = None, w: float = 0.5, b: float = 0.0):
+        super().__init__()
+        channels = require_channels(channels, "scap")
+        hidden = max(channels // 8, 8)
+        self.conv1 = nn.Conv2d(channels, hidden, kernel_size=1)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, 1, kernel_size=1)
+        self.w = nn.Parameter(torch.tensor(float(w)))
+        self.b = nn.Parameter(torch.tensor(float(b)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast_off(x):  # keep the matmuls in float32 under autocast
+            x32 = upcast(x)
+            h = F.conv2d(x32, like(self.conv1.weight, x32), like(self.conv1.bias, x32))
+            bn = self.bn
+            # The running statistics are updated in place: pass the buffers themselves when their
+            # dtype matches (always, unless the module was cast below float32).
+            stats = [t if t is None or t.dtype == x32.dtype else t.to(x32.dtype)
+                     for t in (bn.running_mean, bn.running_var)]
+            if bn.training and bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.add_(1)
+            h = F.batch_norm(h, stats[0], stats[1], like(bn.weight, x32), like(bn.bias, x32),
+                             bn.training, bn.momentum, bn.eps)
+            a = torch.sigmoid(F.conv2d(F.relu(h), like(self.conv2.weight, x32), like(self.conv2.bias, x32)))
+            attended = (positions(x32) * positions(a)).sum(dim=-1) / (positions(a).sum(dim=-1) + 1e-6)
+            g = torch.sigmoid(2 * like(self.w, x32) + like(self.b, x32))
+            return (g * attended + (1 - g) * x32.amax(dim=(2, 3))).to(x.dtype)

@@ -81,6 +81,9 @@ class GeM(nn.Module):
                  p_min: float = 1.0, learnable: bool = True):
         super().__init__()
         self.p: torch.Tensor  # a parameter when learnable, else a buffer
+        if not p >= p_min:  # below p_min the clamp makes it GAP, and p never gets a gradient to leave
+            raise ValueError(f"gem: p must be >= p_min = {p_min} (p is clamped there: below it the pooling is "
+                             f"GAP and p gets no gradient), got p={p}; use e.g. gem(p=3)")
         add_scalar(self, "p", p, learnable)
         self.eps = eps
         self.p_min = p_min

@@ -77,27 +77,25 @@ class GatedMaxAvgPool(nn.Module):
 
 @register("channel_gate")
 class ChannelGatePool(nn.Module):
-    """Per-channel avg/max gate, a proposal from the benchmark task (SPEC section 2).
+    """Per-channel avg/max gate (LCGP), the seed document's final attempt on the public benchmark
+    (``reference/mls_bench_agent_proposals.json``).
 
-    ``y_c = g_c avg_c + (1 - g_c) max_c`` with ``g_c = sigmoid(w_c t_c)``. The task leaves ``t``
-    open; here it is the channel's peakedness ``t_c = (max_c - avg_c) / sqrt(var_c + eps)``, the
-    z-score of the max over the map (``var`` without Bessel's correction; by Samuelson's
-    inequality ``0 <= t_c <= sqrt(HW - 1)``). So the gate depends on the sample but not on the
-    activation scale, and ``w_c`` learns per channel whether a peaked response is read by its
-    mean (``w_c > 0``) or its max. ``t = 0`` on 1x1 and constant maps, where avg and max
-    coincide anyway. ``w`` starts at 0 (``g = 0.5``: avg+max); ``eps = 1e-5``.
+    ``g_c = sigmoid(w_c tau)``, ``y_c = g_c avg_c + (1 - g_c) max_c`` with per-channel logits
+    ``w`` (init 0: ``g = 0.5``, i.e. avg+max) and one learnable global temperature ``tau``
+    (init 1.0). The original sized ``w`` with 2048 slots sliced to C, so that most of it never
+    trained and a C > 2048 crashed; here ``w`` has exactly C entries (the only change). At the
+    published init ``w = 0`` the gradient of ``tau`` is 0 until ``w`` moves (the contract warns).
     """
 
-    def __init__(self, channels: int | None = None, eps: float = 1e-5):
+    def __init__(self, channels: int | None = None, tau: float = 1.0):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(require_channels(channels, "channel_gate")))
-        self.eps = eps
+        self.tau = nn.Parameter(torch.tensor(float(tau)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = upcast(x)
         avg, peak = x32.mean(dim=(2, 3)), x32.amax(dim=(2, 3))
-        t = (peak - avg) * torch.rsqrt(x32.var(dim=(2, 3), correction=0) + self.eps)
-        g = torch.sigmoid(like(self.w, x32) * t)
+        g = torch.sigmoid(like(self.w, x32) * like(self.tau, x32))
         return (g * avg + (1 - g) * peak).to(x.dtype)
 
 

@@ -133,11 +133,11 @@ def load_file(spec: str) -> PoolFactory:
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() in a pooling file must not end poolbench
         del sys.modules[module_name]
-        raise PoolSpecError(
-            f"pooling file {path_text!r} failed to import: {type(error).__name__}: {error}"
-        ) from error
+        what = (f"it calls sys.exit({error.code!r}) while being imported" if isinstance(error, SystemExit)
+                else f"{type(error).__name__}: {' '.join(str(error).split())}")
+        raise PoolSpecError(f"pooling file {path_text!r} failed to import: {what}; fix the file") from None
     factory = getattr(module, class_name, None)
     if factory is None:
         found = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)]
