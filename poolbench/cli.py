@@ -66,7 +66,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_config_from_args(args: argparse.Namespace):
     """The RunConfig the ``run`` arguments describe; ValueError with the fix on bad input."""
-    from . import pools
+    from .pools import registry as pool_registry
     from .runs import RunConfig, file_sha256
 
     base = get_setting(args.setting) if args.setting else None
@@ -77,9 +77,9 @@ def run_config_from_args(args: argparse.Namespace):
     same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
     setting = base if same_as_base else setting_for(arch, dataset)
     protocol = (base or setting).protocol
-    pools.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
-    pool = pools.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
-    pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pools.is_file_spec(pool) else None
+    pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
+    pool = pool_registry.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
+    pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pool_registry.is_file_spec(pool) else None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
                      protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,

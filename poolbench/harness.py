@@ -27,6 +27,7 @@ import torchvision
 
 from . import __version__, models, pools
 from . import data as datasets
+from .pools import registry as pool_registry
 from .runs import (
     CHECKPOINT_FILE,
     COMPLETED,
@@ -122,7 +123,7 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool) ->
     creates on its first call are seen by the optimizer and live on the right device.
     """
     torch.manual_seed(config.seed)
-    model = models.create(config.arch, config.num_classes, pool=pools.resolve(config.pool))
+    model = models.create(config.arch, config.num_classes, pool=pool_registry.resolve(config.pool))
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model.eval()
     with torch.no_grad():
@@ -157,7 +158,7 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
         shape = models.pool_input_shape(config.arch)
         # Built once here: a constructor that raises, calls sys.exit() or refuses its
         # hyper-parameters (gem(p=-1)) is a bad pooling, also with --no-check.
-        pools.instantiate(pools.resolve(config.pool), shape[0])
+        pool_registry.instantiate(pool_registry.resolve(config.pool), shape[0])
     except (Exception, SystemExit) as error:
         what = f"SystemExit({error.code!r}), the pooling ended the interpreter" if isinstance(error, SystemExit) \
             else f"{type(error).__name__}: {error}"
@@ -257,7 +258,7 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
         device = resolve_device(device_name)
         autocast_dtype = AMP_DTYPES[config.amp]
         pool_input_shape = models.pool_input_shape(config.arch)
-        pools.resolve(config.pool)
+        pool_registry.resolve(config.pool)
     except (ValueError, TypeError, KeyError) as error:
         log(f"error: {error}")
         return EXIT_BAD_INPUT

@@ -235,10 +235,10 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
 def _refuse_unbuildable(spec: str) -> None:
     """SweepError when the pooling cannot even be built (bad hyper-parameters such as gem(p=-1), a
     constructor that raises or calls sys.exit()): now, not as N failed runs later."""
-    from . import pools
+    from .pools import registry as pool_registry
 
     try:
-        pools.instantiate(pools.resolve(spec), 64)
+        pool_registry.instantiate(pool_registry.resolve(spec), 64)
     except (Exception, SystemExit) as error:
         what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
         raise SweepError(f"pooling {spec!r} cannot be built: {' '.join(what.split())}; "
@@ -247,20 +247,20 @@ def _refuse_unbuildable(spec: str) -> None:
 
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
     """(label, spec the runs get) for a pooling named on the command line; validates it."""
-    from . import pools  # imports torch: only once a sweep is really being prepared
+    from .pools import registry as pool_registry  # imports torch: only once a sweep is really being prepared
 
-    if not pools.is_file_spec(spec):
+    if not pool_registry.is_file_spec(spec):
         try:
-            pools.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
-        except pools.PoolSpecError as error:
+            pool_registry.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
+        except pool_registry.PoolSpecError as error:
             raise SweepError(str(error)) from None
-        spec = pools.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
+        spec = pool_registry.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
         return runs.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
     try:
-        pools.load_file(spec)  # a missing file or class now, not as N failed runs later
-    except pools.PoolSpecError as error:
+        pool_registry.load_file(spec)  # a missing file or class now, not as N failed runs later
+    except pool_registry.PoolSpecError as error:
         raise SweepError(str(error)) from None
     copy = root / POOLS_DIR / f"{source.stem}.py"
     if copy.exists() and copy.resolve() != source.resolve() and copy.read_bytes() != source.read_bytes():

@@ -80,7 +80,8 @@ def test_a_spec_that_is_not_a_string_or_class_is_a_type_error():
 
 
 def test_the_old_public_names_still_work_but_warn_and_are_not_exported():
-    assert sorted(pools.__all__) == ["PoolSpecError", "attach", "create", "functional", "names", "register"]
+    assert sorted(pools.__all__) == ["OWN_POOLING", "PoolSpecError", "attach", "create", "functional", "names",
+                                     "register"]
     for old in ("build", "get", "resolve", "instantiate", "load_file", "accepts_channels", "hyper_parameters",
                 "is_file_spec", "normalise_spec"):
         assert old not in pools.__all__
@@ -93,6 +94,15 @@ def test_the_old_public_names_still_work_but_warn_and_are_not_exported():
 
 
 # --- functional forms ----------------------------------------------------------------------------
+
+def signed_gem_std(m, x):
+    """signed_gem's published formula: (1 - a) signed GeM + a sign(mean) std, a = 0.1 sigmoid(w); no std on 1x1."""
+    a = 0.1 * torch.sigmoid(m.w)
+    y = (1 - a) * PF.signed_gem(x, m.p.clamp(m.p_min, m.p_max), m.eps)
+    if x.shape[2] * x.shape[3] > 1:
+        y = y + a * (x.var(dim=(2, 3), correction=0) + m.eps).sqrt() * torch.sign(PF.global_avg(x))
+    return y
+
 
 # name -> the module's output computed from the functional forms and the module's own parameters.
 FUNCTIONAL_FORMS = {
@@ -109,15 +119,15 @@ FUNCTIONAL_FORMS = {
     "gated": lambda m, x: PF.mix_max_avg(x, torch.sigmoid(PF.global_avg(x) @ m.w)[:, None]),
     "stochastic": lambda m, x: PF.stochastic_pool(x, m.training),
     "meanstd": lambda m, x: PF.global_avg(x) + m.lam * PF.spatial_std(x, m.eps),
-    "std_residual": lambda m, x: (PF.global_avg(x) + torch.sigmoid(m.gamma) * PF.spatial_std(x, m.eps)
-                                  + m.beta * (PF.global_max(x) - PF.global_avg(x))),
-    "var_softmax": lambda m, x: PF.var_softmax(x, m.tau, m.eps),
-    "signed_gem": lambda m, x: PF.signed_gem(x, m.p.clamp(min=m.p_min), m.eps) + m.lam * PF.spatial_std(x, m.eps),
+    "std_residual": lambda m, x: (PF.global_avg(x) + torch.sigmoid(m.alpha) * PF.spatial_std(x, m.eps)
+                                  + (1 - torch.sigmoid(m.alpha)) * (PF.global_max(x) - PF.global_avg(x))),
+    "var_softmax": lambda m, x: PF.var_softmax(x, m.alpha, m.b, m.eps),
+    "signed_gem": lambda m, x: signed_gem_std(m, x),
     "gwap": lambda m, x: PF.sigmoid_weighted_mean(x, F.conv2d(x, m.score.weight, m.score.bias)),
     "split": lambda m, x: PF.split_avg_max(x, m.max_fraction),
 }
 # Poolings built from layers whose forward is not a composition of the functional forms.
-LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive"}
+LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap"}
 
 
 def test_every_built_in_pooling_is_classified_as_functional_or_built_from_layers():

@@ -13,9 +13,10 @@ from poolbench import models
 from poolbench.pools.classic import GeM, GlobalAvgPool
 from poolbench.settings import BENCHMARK_SETTINGS, SETTINGS
 
-RESNETS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+RESNETS = ["resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 VGGS = ["vgg11bn", "vgg13bn", "vgg16bn", "vgg19bn"]
-ALL_ARCHS = RESNETS + VGGS + ["mobilenetv2"]
+SPATIAL_VARIANTS = ["vgg16bn-2x2", "mobilenetv2-4x4"]  # the spatial suite's: 2x2 and 4x4 pool inputs
+ALL_ARCHS = RESNETS + VGGS + ["mobilenetv2"] + SPATIAL_VARIANTS
 BENCHMARK_ARCHS = ["resnet56", "vgg16bn", "mobilenetv2"]
 
 # What the pooling sees on a 32x32 image: CIFAR ResNets end on 64 x 8x8 (three stages, strides
@@ -24,6 +25,8 @@ EXPECTED_POOL_INPUT = {
     **dict.fromkeys(RESNETS, (64, 8, 8)),
     **dict.fromkeys(VGGS, (512, 1, 1)),
     "mobilenetv2": (1280, 1, 1),
+    "vgg16bn-2x2": (512, 2, 2),
+    "mobilenetv2-4x4": (1280, 4, 4),
 }
 
 

@@ -67,8 +67,8 @@ class Diagnostic:
     num_classes: int
     favours: str  # "mean" or "max"
     draw: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]  # rng, n -> images, labels
-    train_size: int = 2000
-    test_size: int = 1000
+    train_size: int = 1600
+    test_size: int = 800
     seed: int = 0  # the data's own seed: fixed, independent of the run's
 
     def generate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .. import pools
+from ..pools import registry as pool_registry
 from . import mobilenetv2, resnet, vgg
 from .mobilenetv2 import MobileNetV2
 from .resnet import CifarResNet, PadShortcut
@@ -85,9 +86,9 @@ def make_pool(pool: PoolArg, channels: int) -> nn.Module:
     if isinstance(pool, nn.Module):  # checked before callable(): modules are callable too
         return pool
     if isinstance(pool, str):
-        return pools.build(pool, channels)
+        return pool_registry.create(pool, channels)
     if callable(pool):
-        module = pools.instantiate(pool, channels)
+        module = pool_registry.instantiate(pool, channels)
         if not isinstance(module, nn.Module):
             raise TypeError(f"pooling factory {pool!r} returned {type(module).__name__}, not an nn.Module")
         return module
