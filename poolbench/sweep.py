@@ -257,6 +257,8 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
         arguments += ["--device", sweep.options["device"]]
     if sweep.options.get("amp"):
         arguments += ["--amp", sweep.options["amp"]]
+    if sweep.options.get("compile"):
+        arguments.append("--compile")
     if sweep.options.get("download") is False:
         arguments.append("--no-download")
     return arguments
@@ -287,6 +289,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"],
                         help="mixed precision of every run (default none: the published protocol is float32)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="every run torch.compiles its model (see `poolbench run --compile`)")
     parser.add_argument("--no-download", dest="download", action="store_false", default=None,
                         help="runs never try to download a missing data set")
 
@@ -305,7 +309,7 @@ def sweep_main(args: argparse.Namespace) -> int:
         sweep = prepare(root, split_pools(args.pools), split_list(args.settings), _seeds(args.seeds),
                         protocol_overrides(args),
                         {"data_root": args.data_root, "device": args.device, "download": args.download,
-                         "amp": args.amp})
+                         "amp": args.amp, "compile": args.compile})
     except SweepError as error:
         _say(f"error: {error}")
         return EXIT_BAD_INPUT
