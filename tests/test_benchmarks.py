@@ -1,5 +1,6 @@
 """The benchmark scripts keep working: each runs on tiny sizes and prints its ratio line."""
 
+import json
 import re
 import subprocess
 import sys
@@ -25,3 +26,18 @@ def test_pool_overhead_prints_a_ratio_per_pooling():
                         "--pools", "gem,gem(p=4, learnable=False)")
     assert re.search(r"^gem\s+[\d.]+ ms/step\s+[\d.]+x$", out, flags=re.M)
     assert re.search(r"^gem\(p=4, learnable=False\)\s+[\d.]+ ms/step\s+[\d.]+x$", out, flags=re.M)
+
+
+def test_epoch_time_smoke_prints_projections_and_ratios_to_the_reference(tmp_path):
+    results = tmp_path / "epoch_time.json"
+    out = run_benchmark("epoch_time.py", "--device", "cpu", "--smoke", "--json", str(results))
+    for pipeline in ("reference", "default", "fastest"):
+        assert re.search(rf"^resnet56-cifar100\s+{pipeline}\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+s\s+[\d.]+x$", out, flags=re.M)
+    packed = r"^resnet56-cifar100\s+packed 2 x fastest: \d+ images/s in all, [\d.]+x one run's$"
+    assert re.search(packed, out, flags=re.M)
+    assert re.search(r"one ResNet-56 run, default\s*:\s+\d+ s", out)
+    assert re.search(r"12-run grid, fastest\s+2 at a time: .*runs/hour\)", out)
+    assert re.search(r"ratio reference / default: resnet56-cifar100 [\d.]+x", out)
+    measured = json.loads(results.read_text())["results"]["resnet56-cifar100"]
+    assert all(measured[p]["epoch_s"] > measured[p]["eval_s"] > 0 for p in ("reference", "default", "fastest"))
+    assert measured["packed"]["jobs"] == 2 and measured["packed"]["aggregate_images_per_s"] > 0
