@@ -41,6 +41,8 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
                         help="mixed precision (default none: the published protocol is float32)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (CUDA graphs on CUDA); falls back with a warning")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="train even if the pooling fails the contract check")
     parser.add_argument("--threads", type=int, metavar="N",
@@ -83,7 +85,7 @@ def run_config_from_args(args: argparse.Namespace):
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
                      protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,
-                     amp=args.amp)
+                     amp=args.amp, compile=args.compile)
 
 
 def run_main(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import torchvision
 
 from . import __version__, models, pools
 from . import data as datasets
+from .compile import CompiledForward
 from .pools import registry as pool_registry
 from .runs import (
     CHECKPOINT_FILE,
@@ -313,10 +314,12 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
         "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input_shape),
         "device": str(device), "versions": versions(), "error": None, "diverged_at": None}
+    forward = None
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
         configure_determinism(deterministic, device)
         model = build_model(config, device, channels_last)
+        forward = CompiledForward(model, device, warn=log) if config.compile else None
         result["num_params"] = sum(p.numel() for p in model.parameters())
         protocol = config.protocol
         loader_options = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
@@ -338,7 +341,7 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
 
         history = fit(model, train_loader, test_loader, protocol,
                       checkpoint_path=checkpoint_path, config=config.to_dict(),
-                      autocast_dtype=autocast_dtype, on_epoch=on_epoch, log=log)
+                      autocast_dtype=autocast_dtype, forward=forward, on_epoch=on_epoch, log=log)
         status, code = COMPLETED, EXIT_COMPLETED
     except DivergedError as error:
         log(f"error: run diverged: {error}; the run is scored as diverged, not as an accuracy")
@@ -362,6 +365,8 @@ def _execute_locked(config: RunConfig, output_dir: Path, *, data_root, download,
         status, code = FAILED, EXIT_FAILED
 
     result.update(_score(history))
+    if config.compile:
+        result["compile"] = forward.status if forward is not None else None
     result.update(status=status, epochs_completed=len(history),
                   wall_time_s=round(time.perf_counter() - start, 3))
     write_json(output_dir / RESULT_FILE, result)

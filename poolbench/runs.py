@@ -54,6 +54,7 @@ class RunConfig:
     protocol: Protocol = field(default_factory=Protocol)
     pool_sha256: str | None = None
     amp: str = "none"  # mixed precision changes the numbers, so it is part of what a run is
+    compile: bool = False  # so does torch.compile (fused kernels round differently)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -310,6 +310,8 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
         arguments += ["--device", sweep.options["device"]]
     if sweep.options.get("amp"):
         arguments += ["--amp", sweep.options["amp"]]
+    if sweep.options.get("compile"):
+        arguments.append("--compile")
     if sweep.options.get("download") is False:
         arguments.append("--no-download")
     if sweep.options.get("threads"):
@@ -346,6 +348,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"],
                         help="mixed precision of every run (default none: the published protocol is float32)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="every run torch.compiles its model (see `poolbench run --compile`)")
     parser.add_argument("--no-download", dest="download", action="store_false", default=None,
                         help="runs never try to download a missing data set")
     parser.add_argument("--threads", type=int, metavar="N",
@@ -383,7 +387,8 @@ def sweep_main(args: argparse.Namespace) -> int:
         sweep = prepare(root, split_pools(args.pools), _settings(args.settings, args.suite), _seeds(args.seeds),
                         protocol_overrides(args),
                         {"data_root": args.data_root, "device": args.device, "download": args.download,
-                         "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic})
+                         "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
+                         "compile": args.compile})
     except SweepError as error:
         _say(f"error: {error}")
         return EXIT_BAD_INPUT
@@ -394,6 +399,11 @@ def sweep_main(args: argparse.Namespace) -> int:
     done = sum(before[run] in (COMPLETED, DIVERGED) for run in grid)
     elsewhere = sum(before[run] == runs.RUNNING for run in grid)
     jobs = args.jobs or (1 if args.executor == "local" else None)
+    if args.executor == "local" and not args.dry_run:
+        problem = _gpu_memory_problem(sweep, todo, jobs)
+        if problem:
+            _say(f"error: {problem}")
+            return EXIT_BAD_INPUT
     _say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
          f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
          f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)")
@@ -424,10 +434,24 @@ def sweep_main(args: argparse.Namespace) -> int:
     counts = {kind: sum(o.kind == kind for o in outcomes) for kind in (COMPLETED, DIVERGED, FAILED)}
     elsewhere += sum(o.kind == RUNNING_ELSEWHERE for o in outcomes)
     done += sum(o.kind == ALREADY_DONE for o in outcomes)
-    _say(f"sweep {root} done in {time.perf_counter() - start:.0f} s: {counts[COMPLETED]} completed, "
+    seconds = time.perf_counter() - start
+    finished = sum(counts.values())
+    _say(f"sweep {root} done in {seconds:.0f} s ({3600 * finished / max(seconds, 1e-9):.1f} runs/hour): "
+         f"{counts[COMPLETED]} completed, "
          f"{counts[DIVERGED]} diverged, {counts[FAILED]} failed, {done} skipped (already done), "
          f"{elsewhere} skipped (running elsewhere); see `poolbench report {root}`")
     return 1 if counts[FAILED] else 0
+
+
+def _gpu_memory_problem(sweep: Sweep, todo: list[SweepRun], jobs: int) -> str | None:
+    """Why ``jobs`` runs at a time would not fit in the GPUs' free memory (see poolbench.gpu_memory)."""
+    from .gpu_memory import sweep_problem
+
+    try:
+        return sweep_problem(sweep, todo, jobs)
+    except (RuntimeError, OSError, ValueError) as error:
+        _say(f"warning: cannot estimate the runs' GPU memory ({error}); starting them unchecked")
+        return None
 
 
 def _sweep_folder(args: argparse.Namespace) -> Path:

@@ -22,6 +22,8 @@ from .settings import Protocol
 
 CHECKPOINT_FORMAT = 1
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -70,14 +72,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer,
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, epoch: int,
                     autocast_dtype: torch.dtype | None = None,
-                    scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
+                    scaler: torch.amp.GradScaler | None = None,
+                    forward: Forward | None = None) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, accuracy %). Raises DivergedError.
+
+    ``forward`` computes the logits in place of ``model`` (e.g. its compiled form, see
+    poolbench.compile); ``model`` is what is trained.
 
     Per-step losses stay on the device and are checked for non-finite values every
     ``check_every`` steps, so a GPU is not synchronised on every step; the step reported is
     still the first bad one.
     """
     model.train()
+    forward = forward or model
     device = next(model.parameters()).device
     check_every = 1 if device.type == "cpu" else 25
     losses = torch.zeros(len(loader), device=device)
@@ -87,7 +94,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)):
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            logits = model(images)
+            logits = forward(images)
             loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -114,10 +121,11 @@ def _raise_if_not_finite(step_losses: torch.Tensor, epoch: int, first_step: int)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable,
-             autocast_dtype: torch.dtype | None = None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (%) over the whole ``loader``."""
+def evaluate(model: nn.Module, loader: Iterable, autocast_dtype: torch.dtype | None = None,
+             forward: Forward | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) over the whole ``loader``; one sync, at the end."""
     model.eval()
+    forward = forward or model
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -125,7 +133,7 @@ def evaluate(model: nn.Module, loader: Iterable,
     for images, labels in loader:
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            logits = model(images)
+            logits = forward(images)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
         correct += (logits.argmax(dim=1) == labels).sum()
         seen += labels.numel()
@@ -163,7 +171,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def fit(model: nn.Module, train_loader, test_loader, protocol: Protocol, *,
         checkpoint_path: Path | None = None, config: dict[str, Any] | None = None,
-        autocast_dtype: torch.dtype | None = None,
+        autocast_dtype: torch.dtype | None = None, forward: Forward | None = None,
         on_epoch: Callable[[EpochRecord, list[EpochRecord]], None] | None = None,
         log: Callable[[str], None] = lambda message: None) -> list[EpochRecord]:
     """Train ``model`` by ``protocol``, evaluating after every epoch; returns all epoch records.
@@ -172,6 +180,7 @@ def fit(model: nn.Module, train_loader, test_loader, protocol: Protocol, *,
     not depend on whether the run was resumed. With ``checkpoint_path``, the state after each
     epoch is written there atomically and an existing checkpoint (from the same ``config``)
     is resumed. ``on_epoch(record, history)`` runs after each epoch's checkpoint is safe.
+    ``forward`` computes the logits in place of ``model`` (see train_one_epoch).
     """
     optimizer = make_optimizer(model, protocol)
     scheduler = make_scheduler(optimizer, protocol)
@@ -194,9 +203,9 @@ def fit(model: nn.Module, train_loader, test_loader, protocol: Protocol, *,
         start = time.perf_counter()
         train_loader.set_epoch(epoch)
         train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, epoch,
-                                                autocast_dtype, scaler)
+                                                autocast_dtype, scaler, forward)
         scheduler.step()
-        test_loss, test_acc = evaluate(model, test_loader, autocast_dtype)
+        test_loss, test_acc = evaluate(model, test_loader, autocast_dtype, forward)
         if not math.isfinite(test_loss):
             raise DivergedError(epoch, None, "non-finite test loss")
         record = EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc,

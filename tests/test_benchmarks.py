@@ -1,9 +1,13 @@
 """The benchmark scripts keep working: each runs on tiny sizes and prints its ratio line."""
 
+import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
@@ -25,3 +29,36 @@ def test_pool_overhead_prints_a_ratio_per_pooling():
                         "--pools", "gem,gem(p=4, learnable=False)")
     assert re.search(r"^gem\s+[\d.]+ ms/step\s+[\d.]+x$", out, flags=re.M)
     assert re.search(r"^gem\(p=4, learnable=False\)\s+[\d.]+ ms/step\s+[\d.]+x$", out, flags=re.M)
+
+
+def test_epoch_time_smoke_prints_projections_and_ratios_to_the_reference(tmp_path):
+    results = tmp_path / "epoch_time.json"
+    out = run_benchmark("epoch_time.py", "--device", "cpu", "--smoke", "--json", str(results))
+    for pipeline in ("reference", "default", "fastest"):
+        assert re.search(rf"^resnet56-cifar100\s+{pipeline}\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+s\s+[\d.]+x$", out, flags=re.M)
+    packed = r"^resnet56-cifar100\s+packed 2 x fastest: \d+ images/s in all, [\d.]+x one run's$"
+    assert re.search(packed, out, flags=re.M)
+    assert re.search(r"one ResNet-56 run, default\s*:\s+\d+ s", out)
+    assert re.search(r"12-run grid, fastest\s+2 at a time: .*runs/hour\)", out)
+    assert re.search(r"ratio reference / default: resnet56-cifar100 [\d.]+x", out)
+    measured = json.loads(results.read_text())["results"]["resnet56-cifar100"]
+    assert all(measured[p]["epoch_s"] > measured[p]["eval_s"] > 0 for p in ("reference", "default", "fastest"))
+    assert measured["packed"]["jobs"] == 2 and measured["packed"]["aggregate_images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_runs_every_step_on_the_cpu(tmp_path):
+    out = tmp_path / "out"
+    completed = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "--device", "cpu", "--smoke"],
+                               cwd=BENCHMARKS.parent, env={**os.environ, "OUT": str(out)}, capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    assert "resnet56 cifar100, batch 128, amp none" in (out / "gpu_memory.txt").read_text()
+    bench = (out / "epoch_time.txt").read_text()
+    assert "ratio reference / default" in bench and bench.rstrip().endswith("exit 0")
+    run = (out / "run.out").read_text()
+    assert re.search(r"^TEST_METRICS: test_acc=[\d.]+$", run, flags=re.M), (out / "run.err").read_text()
+    result = json.loads((out / "run_result.json").read_text())
+    assert result["status"] == "completed" and result["compile"] == "compiled"  # torchvision read the files
+    sweep = (out / "sweep.txt").read_text()
+    assert re.search(r"done in \d+ s \([\d.]+ runs/hour\): 2 completed", sweep), sweep
