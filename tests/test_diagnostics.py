@@ -130,7 +130,7 @@ def test_list_json_describes_every_setting(capsys):
     assert by_name["mobilenetv2-4x4-fmnist"]["pool_input_shape"] == [1280, 4, 4]
     assert "spatial" in by_name["resnet56-cifar100"]["suites"] and by_name["quick"]["favours"] is None
     assert listing["suites"]["diagnostics"] == list(SUITES["diagnostics"])
-    assert listing["own"] == "split" and "split" in listing["pools"]
+    assert listing["own"] == "spectrum" and "spectrum" in listing["pools"]
 
 
 def test_sweep_suite_expands_to_its_settings(tmp_path, capsys):

@@ -18,14 +18,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from . import attention, classic, functional, mixed, registry, smooth, split, statistics  # noqa: F401  (register)
+from . import attention, classic, functional, mixed, registry, smooth, spectrum, split, statistics  # noqa: F401  (register)
 from .attach import attach
 from .registry import PoolSpecError, create, names, register
 
 __all__ = ["OWN_POOLING", "PoolSpecError", "attach", "create", "functional", "names", "register"]
 
 #: poolbench's own pooling, designed from the diagnostic suite (see poolbench.pools.split).
-OWN_POOLING = "split"
+OWN_POOLING = "spectrum"
 
 # The public API before create() became the one way to get a pooling. They still work, with a
 # DeprecationWarning; poolbench's own code is to call create() or poolbench.pools.registry.

@@ -23,6 +23,7 @@ pooling                    function
 ``signed_gem``             :func:`signed_gem` ``+ lam *`` :func:`spatial_std`
 ``gwap``                   :func:`sigmoid_weighted_mean` of the 1x1-conv scores
 ``split``                  :func:`split_avg_max`
+``spectrum``               :func:`gem_spectrum` with ``p = 1 + (q - 1) exp(theta)``
 =========================  ==============================================================
 
 >>> import torch
@@ -47,12 +48,14 @@ from .attention import sigmoid_weighted_mean
 from .classic import avg_max, gem, global_avg, global_max
 from .mixed import mix_max_avg, stochastic_pool
 from .smooth import lp_pool, lse, power_normalize, power_normalized_avg, softpool, topk_mean
+from .spectrum import gem_spectrum
 from .split import split_avg_max
 from .statistics import signed_gem, var_softmax
 
 __all__ = [
     "avg_max",
     "gem",
+    "gem_spectrum",
     "global_avg",
     "global_max",
     "lp_pool",

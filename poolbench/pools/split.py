@@ -1,4 +1,4 @@
-"""Channel-split average/max pooling: poolbench's own pooling, designed from the diagnostic suite.
+"""Channel-split average/max pooling: the first design tried for poolbench's own pooling.
 
 The diagnostics show the standard poolings trading off: an average reads counts and proportions
 (gap 90+ on the majority and count tasks, gmp near chance), a maximum singles out one position
@@ -16,6 +16,10 @@ and which to detect, and the classifier reads each from clean channels. It build
 ``catavgmax`` (average and maximum concatenated, which doubles C and so changes the head) and on
 mixed pooling (Lee, Gallagher & Tu 2016, one learned mix per layer): here the choice is made per
 channel, by the features themselves, at the head's width.
+
+Measured on the diagnostics (ResNet-8, 2,000 images, seeds 42 / 123) it trails :mod:`.spectrum`
+on the majority task (66 / 92 % against gap's 100), as if the hard maximum's one-position
+gradients slowed the counting channels at lr 0.05; the spectrum's soft maxima do not.
 
 It has no parameters, so weight decay cannot pull it anywhere (GeM's p, clamped to >= 1 in the
 forward pass, drifts below the clamp under decay and silently turns GeM into GAP). On a 1x1 map
@@ -48,7 +52,7 @@ def split_avg_max(x: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
 
 @register("split")
 class SplitPool(nn.Module):
-    """Channel-split average/max pooling (poolbench): the first ``(1 - max_fraction) C`` channels
+    """Channel-split average/max pooling: the first ``(1 - max_fraction) C`` channels
     averaged, the last ``max_fraction C`` max-pooled; see the module docstring for the reasoning.
 
     Args:

@@ -1,0 +1,91 @@
+"""poolbench's own poolings: `spectrum` (a GeM exponent per channel, spread from mean to max) and
+`split` (averages on some channels, maxima on the others)."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poolbench import pools
+from poolbench.contract import check_pool
+from poolbench.pools.split import split_avg_max
+
+maps = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**16))
+
+
+def random_map(shape):
+    batch, channels, height, width, seed = shape
+    return torch.randn(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+@settings(max_examples=60, deadline=None)
+@given(maps, st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]))
+def test_split_averages_the_first_channels_and_maxes_the_rest(shape, fraction):
+    x = random_map(shape)
+    k = round(fraction * x.shape[1])
+    y = pools.create(f"split(max_fraction={fraction})")(x)
+    assert y.shape == x.shape[:2]
+    torch.testing.assert_close(y[:, :x.shape[1] - k], x[:, :x.shape[1] - k].mean(dim=(2, 3)))
+    torch.testing.assert_close(y[:, x.shape[1] - k:], x[:, x.shape[1] - k:].amax(dim=(2, 3)))
+
+
+def test_split_endpoints_are_gap_and_gmp():
+    x = torch.randn(2, 8, 4, 4)
+    torch.testing.assert_close(split_avg_max(x, 0.0), pools.create("gap", channels=8)(x))
+    torch.testing.assert_close(split_avg_max(x, 1.0), pools.create("gmp", channels=8)(x))
+
+
+def test_split_is_the_identity_on_a_1x1_map_and_has_no_parameters():
+    x = torch.randn(3, 64, 1, 1)
+    pool = pools.create("split", channels=64)
+    assert torch.equal(pool(x), x.flatten(1)) and not list(pool.parameters())
+
+
+def test_split_passes_the_contract_with_no_failure_and_says_it_is_the_identity_on_1x1():
+    report = check_pool("split")
+    assert report.ok and report.failures() == []
+    assert report.result("identity_1x1").message.startswith("identity")
+
+
+def test_split_refuses_a_fraction_outside_0_1():
+    with pytest.raises(ValueError, match="max_fraction must be in"):
+        pools.create("split(max_fraction=1.5)")
+
+
+# --- spectrum: poolbench's own pooling ------------------------------------------------------------
+
+def test_spectrum_is_a_gem_per_channel_with_exponents_spread_from_1_to_p_max():
+    pool = pools.create("spectrum(p_max=8)", channels=5)
+    p = [1.0, 8 ** 0.25, 8 ** 0.5, 8 ** 0.75, 8.0]
+    torch.testing.assert_close(pool.p.detach(), torch.tensor(p))
+    x = torch.rand(3, 5, 4, 4) + 0.01
+    expected = torch.stack([x[:, c].pow(p[c]).mean(dim=(1, 2)).pow(1 / p[c]) for c in range(5)], dim=1)
+    torch.testing.assert_close(pool(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_spectrum_exponents_stay_at_least_1_and_weight_decay_pulls_them_back_to_the_spread():
+    pool = pools.create("spectrum", channels=8)
+    with torch.no_grad():
+        pool.theta.fill_(-30.0)  # far below: p is then ~1, never under it
+    assert float(pool.p.min()) >= 1.0
+    optimizer = torch.optim.SGD(pool.parameters(), lr=0.1, weight_decay=0.5)
+    for _ in range(200):  # no loss: only decay acts
+        optimizer.zero_grad()
+        (pool(torch.rand(2, 8, 4, 4)) * 0).sum().backward()
+        optimizer.step()
+    assert float(pool.theta.abs().max()) < 1.0  # on its way back to theta = 0, p = the spread
+    torch.testing.assert_close(pools.create("spectrum", channels=8).p, pools.create("spectrum", channels=8).q)
+
+
+def test_spectrum_gets_a_gradient_on_every_exponent_but_the_plain_average():
+    pool = pools.create("spectrum", channels=6)
+    pool(torch.rand(4, 6, 8, 8) + 0.01).pow(2).sum().backward()
+    assert pool.theta.grad[0] == 0 and (pool.theta.grad[1:] != 0).all()
+
+
+def test_spectrum_is_the_identity_on_a_1x1_map_and_passes_the_contract():
+    pool = pools.create("spectrum", channels=64)
+    x = torch.rand(3, 64, 1, 1) + 0.01
+    torch.testing.assert_close(pool(x), x.flatten(1))
+    report = check_pool("spectrum")
+    assert report.ok and report.result("identity_1x1").message.startswith("identity")
