@@ -95,8 +95,8 @@ def test_a_second_attach_replaces_the_first(built):
 def test_hyper_parameters_channels_and_modules(built):
     model = pools.attach(copy.deepcopy(built["resnet18"]), "gem", p=4.0, learnable=False)
     assert model.avgpool.pool.p.item() == 4.0 and list(model.avgpool.parameters()) == []
-    model = pools.attach(copy.deepcopy(built["efficientnet_b0"]), "std_residual")  # sized by the channels
-    assert model.avgpool.pool.gamma.shape == (1280,)
+    model = pools.attach(copy.deepcopy(built["efficientnet_b0"]), "spectrum")  # sized by the channels
+    assert model.avgpool.pool.theta.shape == (1280,)
     mine = GeM()
     assert pools.attach(copy.deepcopy(built["timm-resnet18"]), mine).global_pool.pool is mine
     with pytest.raises(TypeError, match="a module is used as it is"):
