@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .runs import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .settings import Protocol
 
 CHECKPOINT_FORMAT = 1
