@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from ..execution.gpu_memory import AMP_BYTES, GIB, RunSpec, estimate_bytes, measure_here
+from ..outcomes import ExitCode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = measure_here(specs)
     if args.probe:
         print(json.dumps(found))
-        return 0
+        return ExitCode.COMPLETED
     free, need = found["free"], found["need"]
     cuda = torch.cuda.is_available()
     for spec in specs:
@@ -43,4 +44,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  counted on the CPU: {estimate_bytes(spec) / GIB:.2f} GiB")
     for i, bytes_free in enumerate(free):
         print(f"GPU {i}: {bytes_free / GIB:.1f} GiB free, room for {bytes_free // need[specs[0].label]} such runs")
-    return 0
+    return ExitCode.COMPLETED

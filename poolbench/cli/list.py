@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from .. import data, models, pools
+from ..outcomes import ExitCode
 from ..settings import SETTINGS, SUITES, Setting
 
 HELP = "settings, archs, data sets and poolings"
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(listing, indent=1))
-        return 0
+        return ExitCode.COMPLETED
     print("settings:")
     for s in listing["settings"]:
         shape = "x".join(str(d) for d in s["pool_input_shape"])
@@ -50,4 +51,4 @@ def main(args: argparse.Namespace) -> int:
     print(f"datasets: {', '.join(listing['datasets'])}")
     print(f"pools:    {', '.join(listing['pools'])}")
     print(f"own:      {listing['own']} (poolbench's own pooling)")
-    return 0
+    return ExitCode.COMPLETED
