@@ -376,7 +376,8 @@ def test_end_to_end_sweep_rerun_and_report(tmp_path):
     assert "0 completed, 0 diverged, 0 failed, 4 skipped (already done)" in err
     assert mtimes == {p: p.stat().st_mtime_ns for p in mtimes}  # nothing was written again
 
-    from poolbench.report import build_report, to_markdown
+    from poolbench.analysis import build_report
+    from poolbench.report import to_markdown
 
     text = to_markdown(build_report(out))
     assert "Final metrics (quick): test_acc_quick=" in text
