@@ -42,7 +42,7 @@ from torchvision import transforms
 from poolbench import models
 from poolbench.compile import CompiledForward
 from poolbench.data import DeviceLoader
-from poolbench.gpu_memory import DATASET_IMAGES
+from poolbench.execution.gpu_memory import DATASET_IMAGES
 from poolbench.settings import BENCHMARK_SETTINGS, Protocol, get_setting
 from poolbench.train import evaluate, make_optimizer, train_one_epoch
 

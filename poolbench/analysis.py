@@ -20,11 +20,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from . import runs
+from . import rundir
 from .fingerprint import Fingerprint, fingerprint
+from .outcomes import RunStatus
 from .power import SeedPlan, plan_seeds
 from .settings import SETTINGS, Protocol
-from .sweep import load_sweep
+from .sweepdir import load_sweep
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
 ALPHA = 0.05
@@ -36,7 +37,7 @@ PROPOSAL_LABEL = "published proposal (MLS-Bench)"
 PROPOSAL_POOLS = {"avg + gated std + (max - avg) residual": "std_residual",  # proposal name -> ours
                   "per-channel avg/max gate (LCGP)": "channel_gate", "global max": "gmp",
                   "variance-calibrated softmax pooling": "var_softmax", "signed GeM + spatial-std mix": "signed_gem"}
-UNFINISHED = (runs.RUNNING, runs.INTERRUPTED, runs.PENDING)
+UNFINISHED = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.PENDING)
 
 
 class ReportError(ValueError):
@@ -225,7 +226,7 @@ def published_proposals() -> dict[str, list[Row]]:
     return table
 
 
-def collect_runs(root: str | Path) -> list[runs.RunSummary]:
+def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
     """Every run of the sweep in ``root``, in grid order: the cells of its sweep.json (pending
     when their folder does not exist yet) and any other run folder there. ReportError if none.
     """
@@ -234,15 +235,15 @@ def collect_runs(root: str | Path) -> list[runs.RunSummary]:
         raise ReportError(f"{root} is a file, not a sweep folder: give the folder made by poolbench sweep --out")
     if not root.is_dir():
         raise ReportError(f"folder {root} not found: give a sweep folder (made by poolbench sweep --out)")
-    found = {(s.setting, s.pool, s.seed): s for s in map(runs.summarize, runs.find_run_dirs(root))}
+    found = {(s.setting, s.pool, s.seed): s for s in map(rundir.summarize, rundir.find_run_dirs(root))}
     try:
         sweep = load_sweep(root)
-    except runs.DamagedFileError as error:
+    except rundir.DamagedFileError as error:
         raise ReportError(str(error)) from None
     for run in sweep.runs() if sweep else []:
         key = (run.setting, run.pool, run.seed)
         if key not in found:
-            found[key] = runs.RunSummary(sweep.path(run), *key, runs.PENDING, None, 0, None, [], None, None)
+            found[key] = rundir.RunSummary(sweep.path(run), *key, RunStatus.PENDING, None, 0, None, [], None, None)
     if not found:
         raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
                           f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
@@ -266,15 +267,15 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     unreadable: list[str] = []
     for summary in summaries:
         row = rows[summary.setting, summary.pool]
-        if summary.status == runs.COMPLETED and summary.best_test_acc is not None:
+        if summary.status == RunStatus.COMPLETED and summary.best_test_acc is not None:
             row.values[summary.seed] = float(summary.best_test_acc)
             accs = [float(m["test_acc"]) for m in summary.metrics if isinstance(m.get("test_acc"), (int, float))]
             curves.setdefault(summary.setting, {}).setdefault(summary.pool, []).append(accs)
-        elif summary.status == runs.DIVERGED:
+        elif summary.status == RunStatus.DIVERGED:
             row.diverged.append(summary.seed)
-        elif summary.status == runs.FAILED:
+        elif summary.status == RunStatus.FAILED:
             row.failed.append(summary.seed)
-        elif summary.status == runs.UNREADABLE:  # never counted as failed, never silently dropped
+        elif summary.status == RunStatus.UNREADABLE:  # never counted as failed, never silently dropped
             row.unreadable.append(summary.seed)
             unreadable.append(summary.problem or str(summary.path))
         else:
@@ -331,7 +332,7 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
                   reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours))
 
 
-def _pool_input(setting: str, summaries: list[runs.RunSummary]) -> tuple[int, ...] | None:
+def _pool_input(setting: str, summaries: list[rundir.RunSummary]) -> tuple[int, ...] | None:
     """The (C, H, W) the setting's pooling sees: the named setting's, else from its runs' results."""
     if setting in SETTINGS and SETTINGS[setting].pool_input_shape is not None:
         return SETTINGS[setting].pool_input_shape

@@ -1,24 +1,19 @@
 """Reports of a sweep folder: the statistics and verdict of poolbench.analysis rendered as
-Markdown, CSV or one self-contained HTML page (with plots), and the ``report`` verb.
+Markdown, CSV or one self-contained HTML page (with plots). The ``report`` verb that writes them
+is poolbench.cli.report.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import html
 import io
 import math
-import sys
-from pathlib import Path
 
-from . import runs
-from .analysis import ALPHA, BASELINES, Report, ReportError, build_report, format_p
+from .analysis import ALPHA, BASELINES, Report, format_p
+from .plots import accuracy_bars_png, accuracy_curves_png, fingerprint_png
 from .settings import BENCHMARK_SETTINGS, SETTINGS
-
-EXIT_BAD_INPUT = 2
-
 
 # --- Tables -----------------------------------------------------------------------------------
 
@@ -112,6 +107,7 @@ def setting_facts(report: Report, setting: str) -> str:
 def fingerprint_table(report: Report) -> tuple[list[str], list[list[str]]]:
     """Per pooling: accuracy on each diagnostic task, the two side averages and the lean (gap 0, gmp 1)."""
     fp = report.fingerprint
+    assert fp is not None, "no diagnostic task in this report"
     header = ["pooling", *(f"{task} ({fp.favours[task]})" for task in fp.tasks), "mean side", "max side",
               "lean (gap 0, gmp 1)", "profile"]
     body = [[row.pool, *(format_number(row.accuracy.get(task)) for task in fp.tasks),
@@ -223,8 +219,6 @@ PLOT_TITLES = {"curves": "Test accuracy per epoch", "bars": "Best test accuracy 
 
 def plots(report: Report) -> dict[str, bytes]:
     """Name (a PLOT_TITLES key) -> PNG of the report's plots; none when no run completed."""
-    from .plots import accuracy_bars_png, accuracy_curves_png, fingerprint_png
-
     images = {}
     if report.curves:
         images["curves"] = accuracy_curves_png(report.curves)
@@ -279,60 +273,3 @@ def to_html(report: Report) -> str:
     for pool, lines in final_metrics(report).items():
         out.append(e("\n".join([f"# {pool}", *lines])) + "\n")
     return "\n".join(out + ["</pre></body></html>", ""])
-
-
-# --- The `report` verb ------------------------------------------------------------------------
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``poolbench report``."""
-    parser.add_argument("folder", metavar="DIR", help="sweep folder")
-    parser.add_argument("--format", choices=["md", "html", "csv"],
-                        help="default: from the --output suffix, else md")
-    parser.add_argument("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
-    parser.add_argument("--baseline", help="pooling the others are compared with, paired by seed "
-                                           "(default gap)")
-    parser.add_argument("--detect", type=float, metavar="D",
-                        help="seed planning: also give the seeds a difference of D accuracy points needs")
-
-
-def report_main(args: argparse.Namespace) -> int:
-    """``poolbench report``: 0, or 2 on a user error (nothing is written then)."""
-    output = Path(args.output) if args.output else None
-    fmt = args.format or (output.suffix.lstrip(".").replace("markdown", "md") if output else "md")
-    try:
-        if output is not None and output.is_dir():
-            raise ReportError(f"--output {output} is a folder: give a file name, e.g. {output / 'report.html'}")
-        if fmt not in ("md", "html", "csv"):
-            raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
-        if output is not None and not output.parent.is_dir():
-            raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
-        report = build_report(args.folder, args.baseline, args.detect)
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        if fmt == "html":
-            text = to_html(report)
-        elif fmt == "csv":
-            text = to_csv(report)
-        else:
-            images = {}
-            if output is not None:  # a Markdown file gets its plots as PNG files beside it
-                for name, png in plots(report).items():
-                    path = output.with_name(f"{output.stem}-{name}.png")
-                    runs.atomic_write_bytes(path, png)
-                    images[name] = path.name
-            text = to_markdown(report, images)
-        if output is None:
-            sys.stdout.write(text)
-        else:
-            runs.atomic_write_bytes(output, text.encode())  # a failed write leaves the old file whole
-            print(f"wrote {output}", file=sys.stderr)
-    except OSError as error:  # a full disk, a read-only folder: nothing half-written is left
-        from .harness import EXIT_FAILED
-
-        where = error.filename or output or "stdout"
-        print(f"error: cannot write the report to {where}: {error.strerror or error}; free some space or "
-              f"choose another --output", file=sys.stderr)
-        return EXIT_FAILED
-    return 0

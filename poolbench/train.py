@@ -7,7 +7,8 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,27 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .runs import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .settings import Protocol
 
 CHECKPOINT_FORMAT = 1
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]  # (images, labels), already on the model's device
+
+
+class Batches(typing.Protocol):
+    """What the loop needs of a loader: its batches and how many there are (poolbench.data.DeviceLoader)."""
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    def __len__(self) -> int: ...
+
+
+class EpochBatches(Batches, typing.Protocol):
+    """A training loader whose order is a function of the epoch, so a resumed run sees the same batches."""
+
+    def set_epoch(self, epoch: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer,
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=protocol.epochs, eta_min=0.0)
 
 
-def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, epoch: int,
+def train_one_epoch(model: nn.Module, loader: Batches, optimizer: torch.optim.Optimizer, epoch: int,
                     autocast_dtype: torch.dtype | None = None,
                     scaler: torch.amp.GradScaler | None = None,
                     forward: Forward | None = None) -> tuple[float, float]:
@@ -86,8 +102,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     model.train()
     forward = forward or model
     device = next(model.parameters()).device
-    check_every = 1 if device.type == "cpu" else 25
-    losses = torch.zeros(len(loader), device=device)
+    check_every = 1 if device.type == "cpu" else 25  # a CPU has nothing to overlap: check every step
+    losses = torch.zeros(len(loader), device=device)  # sums kept on the device: no sync per step
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     checked = 0
@@ -95,20 +111,20 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits = forward(images)
-            loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
+            loss = F.cross_entropy(logits.float(), labels)  # the loss in float32 whatever the autocast
+        optimizer.zero_grad(set_to_none=True)  # None, not zeros: the step skips the memset
+        if scaler is not None:  # float16: scale the loss so that small gradients do not flush to 0
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
             optimizer.step()
-        losses[step] = loss.detach() * labels.numel()
+        losses[step] = loss.detach() * labels.numel()  # the sum, so a smaller last batch weighs less
         correct += (logits.argmax(dim=1) == labels).sum()
         seen += labels.numel()
         if (step + 1) % check_every == 0 or step + 1 == len(loader):
-            _raise_if_not_finite(losses[checked:step + 1], epoch, first_step=checked)
+            _raise_if_not_finite(losses[checked:step + 1], epoch, first_step=checked)  # one sync per check
             checked = step + 1
     return losses.sum().item() / seen, 100.0 * correct.item() / seen
 
@@ -121,7 +137,7 @@ def _raise_if_not_finite(step_losses: torch.Tensor, epoch: int, first_step: int)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, autocast_dtype: torch.dtype | None = None,
+def evaluate(model: nn.Module, loader: Batches, autocast_dtype: torch.dtype | None = None,
              forward: Forward | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (%) over the whole ``loader``; one sync, at the end."""
     model.eval()
@@ -157,7 +173,7 @@ def load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -169,15 +185,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def fit(model: nn.Module, train_loader, test_loader, protocol: Protocol, *,
+def fit(model: nn.Module, train_loader: EpochBatches, test_loader: Batches, protocol: Protocol, *,
         checkpoint_path: Path | None = None, config: dict[str, Any] | None = None,
         autocast_dtype: torch.dtype | None = None, forward: Forward | None = None,
         on_epoch: Callable[[EpochRecord, list[EpochRecord]], None] | None = None,
         log: Callable[[str], None] = lambda message: None) -> list[EpochRecord]:
     """Train ``model`` by ``protocol``, evaluating after every epoch; returns all epoch records.
 
-    ``train_loader`` must have ``set_epoch(epoch)`` so that the data order of an epoch does
-    not depend on whether the run was resumed. With ``checkpoint_path``, the state after each
+    ``train_loader.set_epoch(epoch)`` makes the data order of an epoch independent of whether
+    the run was resumed. With ``checkpoint_path``, the state after each
     epoch is written there atomically and an existing checkpoint (from the same ``config``)
     is resumed. ``on_epoch(record, history)`` runs after each epoch's checkpoint is safe.
     ``forward`` computes the logits in place of ``model`` (see train_one_epoch).
@@ -188,7 +204,7 @@ def fit(model: nn.Module, train_loader, test_loader, protocol: Protocol, *,
     # float16 needs loss scaling to keep small gradients; bfloat16 has float32's range.
     scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
     history: list[EpochRecord] = []
-    if checkpoint_path is not None and checkpoint_path.exists():
+    if checkpoint_path is not None and checkpoint_path.exists():  # resume exactly: every state the next epoch reads
         state = load_checkpoint(checkpoint_path, config or {})
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -201,24 +217,25 @@ def fit(model: nn.Module, train_loader, test_loader, protocol: Protocol, *,
 
     for epoch in range(len(history) + 1, protocol.epochs + 1):
         start = time.perf_counter()
-        train_loader.set_epoch(epoch)
+        train_loader.set_epoch(epoch)  # the epoch's order from (seed, epoch): a resumed run sees the same
         train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, epoch,
                                                 autocast_dtype, scaler, forward)
-        scheduler.step()
+        scheduler.step()  # the protocol's cosine is per epoch, not per step
+        # Every epoch: the run's score is its best epoch's test accuracy.
         test_loss, test_acc = evaluate(model, test_loader, autocast_dtype, forward)
-        if not math.isfinite(test_loss):
+        if not math.isfinite(test_loss):  # finite training loss, broken weights (e.g. a NaN running stat)
             raise DivergedError(epoch, None, "non-finite test loss")
         record = EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc,
-                             scheduler.get_last_lr()[0], time.perf_counter() - start)
+                             float(scheduler.get_last_lr()[0]), time.perf_counter() - start)
         history.append(record)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None:  # after every epoch, atomically: a kill loses at most one epoch
             save_checkpoint(checkpoint_path, {
                 "format": CHECKPOINT_FORMAT, "config": config or {}, "epoch": epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": _rng_state(), "history": [asdict(r) for r in history]})
-        if on_epoch is not None:
+        if on_epoch is not None:  # only now: what it reports is safe on disk
             on_epoch(record, history)
     return history
 

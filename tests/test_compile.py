@@ -16,8 +16,9 @@ from torch._dynamo.utils import counters
 from poolbench.cli import main
 from poolbench.compile import BACKEND_ENV, CompiledForward
 from poolbench.data import DeviceLoader
+from poolbench.execution.sweep import run_arguments
 from poolbench.settings import Protocol
-from poolbench.sweep import load_sweep, run_arguments
+from poolbench.sweepdir import load_sweep
 from poolbench.train import fit
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import poolbench.pools as pools
-from poolbench.contract import BENCHMARK_POOL_INPUTS, CHECKS, ContractReport, check_pool, main_check
+from poolbench.cli.check import run_checks
+from poolbench.contract import BENCHMARK_POOL_INPUTS, CHECKS, ContractReport, check_pool
 from poolbench.settings import BENCHMARK_SETTINGS, get_setting
 
 BROKEN = Path(__file__).parent / "broken_pools"
@@ -264,8 +265,8 @@ def test_format_has_one_line_per_check_and_a_summary():
 
 
 def test_main_check_prints_reports_and_returns_exit_code(capsys):
-    assert main_check(["gap"], as_json=False) == 0
-    assert main_check(["gap", str(BROKEN / "wrong_shape.py")], as_json=False) == 1
+    assert run_checks(["gap"], as_json=False) == 0
+    assert run_checks(["gap", str(BROKEN / "wrong_shape.py")], as_json=False) == 1
     lines = capsys.readouterr().out.splitlines()
     check_lines = [line for line in lines if line.split(" ", 1)[0] in ("PASS", "WARN", "FAIL")]
     assert len(check_lines) == 3 * (1 + len(CHECKS))
@@ -273,6 +274,6 @@ def test_main_check_prints_reports_and_returns_exit_code(capsys):
 
 
 def test_main_check_json(capsys):
-    assert main_check(["nope_pool"], as_json=True) == 1
+    assert run_checks(["nope_pool"], as_json=True) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is False and data["reports"][0]["results"][0]["name"] == "construct"

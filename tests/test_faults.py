@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from poolbench import runs
+from poolbench import rundir
 from poolbench.cli import main
+from poolbench.outcomes import RunStatus
 
 FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -144,7 +145,7 @@ def test_a_damaged_result_of_a_completed_run_is_rewritten_by_the_same_command(tm
     run_dir = copy_run(finished_run, tmp_path)
     original = json.loads((run_dir / "result.json").read_text())
     (run_dir / "result.json").write_bytes(DAMAGE[kind])
-    assert runs.status(run_dir) == runs.UNREADABLE
+    assert rundir.status(run_dir) == RunStatus.UNREADABLE
     code, out, _ = call(capsys, "status", str(tmp_path))
     assert code == 0 and "0 failed" in out and "1 unreadable" in out
     assert re.search(r"\| gap +\| unreadable \(.*result\.json is damaged", out) and str(run_dir / "result.json") in out
@@ -233,7 +234,7 @@ def test_report_output_onto_a_folder_or_a_full_disk(tmp_path, capsys, finished_r
     def full_disk(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(runs, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(rundir, "atomic_write_bytes", full_disk)
     code, _, err = call(capsys, "report", str(tmp_path), "--output", str(tmp_path / "r.html"))
     assert code == 1 and "No space left on device" in one_error(err)
     assert not (tmp_path / "r.html").exists()

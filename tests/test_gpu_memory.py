@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from poolbench import gpu_memory
 from poolbench.cli import main
-from poolbench.gpu_memory import GIB, RunSpec, estimate_bytes, packing_problem
+from poolbench.execution import gpu_memory
+from poolbench.execution.gpu_memory import GIB, RunSpec, estimate_bytes, packing_problem
 
 NEED = {"resnet56 cifar100, batch 128, amp none": 2 * GIB, "vgg16bn cifar100, batch 128, amp none": 3 * GIB}
 

@@ -10,14 +10,16 @@ import torch
 
 import poolbench.pools as pools
 from poolbench import models
-from poolbench import sweep as sw
-from poolbench.cli import build_parser, main, run_config_from_args
+from poolbench.cli import build_parser, main
+from poolbench.cli.run import run_config_from_args
 from poolbench.contract import check_pool
+from poolbench.execution import sweep as sw
 from poolbench.pools import registry
 from poolbench.pools.classic import GeM
 from poolbench.pools.smooth import TopKPool
 from poolbench.poolspec import USAGE, normalise_spec, parse_call, split_specs
-from poolbench.runs import pool_label, run_path
+from poolbench.rundir import pool_label, run_path
+from poolbench.sweepdir import load_sweep
 
 LABEL_CHARACTERS = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -210,7 +212,7 @@ def test_a_dry_run_sweep_plans_one_folder_per_spec_and_passes_the_spec_to_run(tm
     assert stored == {"gap": "gap", "topk-k0.1": "topk(k=0.1)", "topk-k0.5": "topk(k=0.5)",
                       "gem-p4-learnableFalse": "gem(p=4, learnable=False)"}
     assert not (out / "pools").exists()  # no file to copy
-    sweep = sw.load_sweep(out)
+    sweep = load_sweep(out)
     gem_run = next(run for run in sweep.runs() if run.pool == "gem-p4-learnableFalse")
     arguments = sw.run_arguments(sweep, gem_run)
     assert arguments[arguments.index("--pool") + 1] == "gem(p=4, learnable=False)"

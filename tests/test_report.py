@@ -19,8 +19,9 @@ from scipy import stats
 
 from poolbench import analysis
 from poolbench import report as rep
-from poolbench import status as st
-from poolbench.runs import RunConfig, RunLock
+from poolbench.cli import report as report_cli
+from poolbench.cli import status as status_cli
+from poolbench.rundir import RunConfig, RunLock
 from poolbench.settings import SETTINGS
 
 SEEDS = (42, 123, 456)
@@ -51,7 +52,7 @@ VGG = {
 
 
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data))  # the format of runs.write_json, without its fsyncs: fast
+    path.write_text(json.dumps(data))  # the format of rundir.write_json, without its fsyncs: fast
 
 
 def write_jsonl(path: Path, records: list) -> None:
@@ -114,7 +115,7 @@ def row(report, setting, pool, published_row=False):
 
 
 def test_statistics_match_scipy(sweep_dir):
-    report = rep.build_report(sweep_dir)
+    report = analysis.build_report(sweep_dir)
     gem, gap = np.array(QUICK["gem"]), np.array(QUICK["gap"])
     st = row(report, "quick", "gem").stats
     assert st.n == 3
@@ -129,7 +130,7 @@ def test_statistics_match_scipy(sweep_dir):
 
 
 def test_diverged_runs_are_counted_and_not_averaged(sweep_dir):
-    report = rep.build_report(sweep_dir)
+    report = analysis.build_report(sweep_dir)
     mine = row(report, "quick", "mine")
     assert mine.stats.n == 2 and mine.stats.mean == pytest.approx(93.0)
     assert mine.diverged == [123]
@@ -143,13 +144,13 @@ def test_failed_and_unfinished_runs_are_counted(tmp_path):
     write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
     write_run(tmp_path, "quick", "gap", 123, 80.0, epochs=3, status="failed")
     write_run(tmp_path, "quick", "gap", 456, 85.0, epochs=3, finished=False)  # interrupted
-    gap = row(rep.build_report(tmp_path), "quick", "gap")
+    gap = row(analysis.build_report(tmp_path), "quick", "gap")
     assert (gap.stats.n, gap.failed, gap.unfinished, gap.runs) == (1, [123], [456], 3)
     assert gap.stats.mean == 90.0 and math.isnan(gap.stats.std)
 
 
 def test_verdict_needs_every_setting_and_no_diverged_run(sweep_dir):
-    verdicts = {v.pool: v for v in rep.build_report(sweep_dir).verdicts}
+    verdicts = {v.pool: v for v in analysis.build_report(sweep_dir).verdicts}
     assert verdicts["allbetter"].wins
     assert not verdicts["better2of3"].wins  # behind on resnet56-cifar100
     assert [c.beats for c in verdicts["better2of3"].comparisons] == [True, False, True]
@@ -159,7 +160,7 @@ def test_verdict_needs_every_setting_and_no_diverged_run(sweep_dir):
 
 
 def test_verdict_compares_with_best_baseline_and_published_runs(sweep_dir):
-    verdict = next(v for v in rep.build_report(sweep_dir).verdicts if v.pool == "allbetter")
+    verdict = next(v for v in analysis.build_report(sweep_dir).verdicts if v.pool == "allbetter")
     quick, resnet, vgg = verdict.comparisons
     assert quick.best.pool == "gem" and not quick.best.published  # best measured mean on quick
     assert quick.p_value == pytest.approx(stats.ttest_rel(QUICK["allbetter"], QUICK["gem"]).pvalue)
@@ -174,7 +175,7 @@ def test_verdict_compares_with_best_baseline_and_published_runs(sweep_dir):
 
 
 def test_reference_rows_carry_the_published_means(sweep_dir):
-    report = rep.build_report(sweep_dir)
+    report = analysis.build_report(sweep_dir)
     assert "quick" not in report.references
     text = rep.to_markdown(report)
     for setting in ("resnet56-cifar100", "vgg16bn-cifar100"):
@@ -191,7 +192,7 @@ def test_reference_rows_carry_the_published_means(sweep_dir):
 def test_published_proposals_are_reference_rows_with_their_seed42_scores_never_baselines(sweep_dir):
     data = json.loads((Path(analysis.__file__).parent / "reference" / analysis.PROPOSALS_FILE).read_text())
     signed = next(p for p in data["proposals"] if p["name"].startswith("signed GeM"))
-    report = rep.build_report(sweep_dir)
+    report = analysis.build_report(sweep_dir)
     text = rep.to_markdown(report)
     vgg = text.split("## vgg16bn-cifar100")[1].split("##")[0]
     std_residual = next(line for line in vgg.splitlines() if "| std_residual: published proposal" in line)
@@ -212,7 +213,7 @@ def test_published_rows_stay_out_of_the_verdict_when_the_protocol_differs(tmp_pa
         data = json.loads(path.read_text())
         data["config"]["protocol"]["epochs"] = 3
         path.write_text(json.dumps(data))
-    report = rep.build_report(tmp_path)
+    report = analysis.build_report(tmp_path)
     assert report.references["resnet56-cifar100"]  # still shown
     assert not report.reference_in_verdict["resnet56-cifar100"]
     assert any("reference only" in note for note in report.notes)
@@ -221,7 +222,7 @@ def test_published_rows_stay_out_of_the_verdict_when_the_protocol_differs(tmp_pa
 
 
 def test_markdown_has_the_final_metrics_lines_in_the_original_format(sweep_dir):
-    text = rep.to_markdown(rep.build_report(sweep_dir))
+    text = rep.to_markdown(analysis.build_report(sweep_dir))
     lines = [line for line in text.splitlines() if line.startswith("Final metrics")]
     assert len(lines) == 3 * len(QUICK)
     for line in lines:
@@ -232,7 +233,7 @@ def test_markdown_has_the_final_metrics_lines_in_the_original_format(sweep_dir):
 
 
 def test_csv_parses_with_the_expected_columns(sweep_dir):
-    records = list(csv.DictReader(io.StringIO(rep.to_csv(rep.build_report(sweep_dir)))))
+    records = list(csv.DictReader(io.StringIO(rep.to_csv(analysis.build_report(sweep_dir)))))
     assert list(records[0]) == rep.CSV_COLUMNS
     measured = [r for r in records if r["source"] == "measured"]
     assert len(measured) == 3 * len(QUICK)
@@ -251,8 +252,8 @@ def test_csv_parses_with_the_expected_columns(sweep_dir):
 
 def run_report(folder, *extra, capsys=None):
     parser = argparse.ArgumentParser()
-    rep.add_report_arguments(parser)
-    return rep.report_main(parser.parse_args([str(folder), *extra]))
+    report_cli.add_arguments(parser)
+    return report_cli.main(parser.parse_args([str(folder), *extra]))
 
 
 def test_html_is_one_self_contained_file_with_plots(sweep_dir, tmp_path):
@@ -298,8 +299,8 @@ def test_user_errors_are_one_line_and_exit_2(sweep_dir, tmp_path, capsys, case, 
 
 def status(folder, *extra):
     parser = argparse.ArgumentParser()
-    st.add_status_arguments(parser)
-    return st.status_main(parser.parse_args([str(folder), *extra]))
+    status_cli.add_arguments(parser)
+    return status_cli.main(parser.parse_args([str(folder), *extra]))
 
 
 def test_status_shows_the_grid_and_counts(tmp_path, capsys):
@@ -334,7 +335,7 @@ def test_status_lists_grid_cells_not_started_as_pending(tmp_path, capsys):
     assert status(tmp_path, "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["pending"] == 3 and data["counts"]["completed"] == 1
-    report = rep.build_report(tmp_path)
+    report = analysis.build_report(tmp_path)
     assert row(report, "quick", "mine").unfinished == [42, 123]
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from poolbench.runs import (
+from poolbench.rundir import (
     RunConfig,
     RunLock,
     RunLockedError,
@@ -60,7 +60,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 def test_lock_of_a_killed_process_is_released(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from poolbench.runs import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "import sys, time; from poolbench.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
         "print('locked', flush=True); time.sleep(60)"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     assert is_locked(tmp_path)

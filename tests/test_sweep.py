@@ -16,16 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from poolbench import executors as ex
-from poolbench import sweep as sw
-from poolbench.runs import read_jsonl
+from poolbench import rundir
+from poolbench.cli import sweep as sweep_cli
+from poolbench.execution import executors as ex
+from poolbench.execution import sweep as sw
+from poolbench.rundir import read_jsonl
 from poolbench.settings import get_setting
 
 FAKE_RUN = r'''
 """Stand-in for `poolbench run`: the same files, exit codes and stdout, no training."""
 import argparse, json, os, sys, time
 from pathlib import Path
-from poolbench.runs import RunLock, RunLockedError, read_json, read_jsonl, write_json, write_jsonl
+from poolbench.rundir import RunLock, RunLockedError, read_json, read_jsonl, write_json, write_jsonl
 
 parser = argparse.ArgumentParser()
 for flag in ("--fake-log", "--setting", "--pool", "--output-dir", "--data-root", "--device"):
@@ -112,8 +114,8 @@ def trainings(log: Path) -> list[dict]:
 
 def sweep(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    sw.add_sweep_arguments(parser)
-    return sw.sweep_main(parser.parse_args([str(a) for a in argv]))
+    sweep_cli.add_arguments(parser)
+    return sweep_cli.main(parser.parse_args([str(a) for a in argv]))
 
 
 @pytest.fixture
@@ -197,7 +199,7 @@ def test_two_sweeps_at_once_never_run_the_same_run_twice(fake_run, tmp_path, mon
 
 
 def test_a_run_locked_elsewhere_is_skipped_not_failed(fake_run, tmp_path, capsys):
-    from poolbench.runs import RunLock
+    from poolbench.rundir import RunLock
 
     out = tmp_path / "runs"
     assert sweep("--pools", "gap", "--seeds", "1,2", "--out", out, "--dry-run") == 0
@@ -211,11 +213,11 @@ def test_a_run_locked_elsewhere_is_skipped_not_failed(fake_run, tmp_path, capsys
 
 def test_a_run_whose_lock_is_taken_after_the_check_exits_75_and_is_skipped(fake_run, tmp_path, monkeypatch,
                                                                            capsys):
-    from poolbench.runs import RunLock
+    from poolbench.rundir import RunLock
 
     out = tmp_path / "runs"
     assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--dry-run") == 0
-    monkeypatch.setattr(sw.runs, "status", lambda path: "pending")  # another sweep locks it right after
+    monkeypatch.setattr(rundir, "status", lambda path: "pending")  # another sweep locks it right after
     with RunLock(out / "quick" / "gap" / "seed1"):
         assert sweep(out) == 0
     err = capsys.readouterr().err
@@ -236,18 +238,19 @@ def test_a_killed_run_is_failed_and_resumes_on_the_next_sweep(fake_run, pool_fil
 DRIVER = """
 import argparse, sys
 from pathlib import Path
-from poolbench import executors, sweep as sw
+from poolbench.cli import sweep as sweep_cli
+from poolbench.execution import executors
 sys.path.insert(0, {tests!r})
 from test_sweep import fake_arguments
 executors.run_arguments = fake_arguments(Path({script!r}), Path({log!r}))
 parser = argparse.ArgumentParser()
-sw.add_sweep_arguments(parser)
-sys.exit(sw.sweep_main(parser.parse_args(sys.argv[1:])))
+sweep_cli.add_arguments(parser)
+sys.exit(sweep_cli.main(parser.parse_args(sys.argv[1:])))
 """
 
 
 def test_killing_a_sweep_kills_its_runs_so_none_is_left_holding_a_lock(fake_run, tmp_path):
-    from poolbench.runs import is_locked
+    from poolbench.rundir import is_locked
 
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(tests=str(Path(__file__).parent), script=str(tmp_path / "fake_run.py"),
@@ -346,8 +349,8 @@ def test_ray_executor_without_ray_is_a_user_error(tmp_path, monkeypatch, capsys)
 
 def sweep_process(*argv: str, **kwargs) -> subprocess.Popen:
     """`poolbench sweep` in its own process, as a user starts it."""
-    code = ("import argparse, sys; from poolbench import sweep as sw; p = argparse.ArgumentParser(); "
-            "sw.add_sweep_arguments(p); sys.exit(sw.sweep_main(p.parse_args(sys.argv[1:])))")
+    code = ("import argparse, sys; from poolbench.cli import sweep as sweep_cli; p = argparse.ArgumentParser(); "
+            "sweep_cli.add_arguments(p); sys.exit(sweep_cli.main(p.parse_args(sys.argv[1:])))")
     return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -373,7 +376,8 @@ def test_end_to_end_sweep_rerun_and_report(tmp_path):
     assert "0 completed, 0 diverged, 0 failed, 4 skipped (already done)" in err
     assert mtimes == {p: p.stat().st_mtime_ns for p in mtimes}  # nothing was written again
 
-    from poolbench.report import build_report, to_markdown
+    from poolbench.analysis import build_report
+    from poolbench.report import to_markdown
 
     text = to_markdown(build_report(out))
     assert "Final metrics (quick): test_acc_quick=" in text

@@ -10,7 +10,7 @@ True
 
 ``poolbench run`` calls ``check_pool(spec, pool_inputs=[setting.pool_input_shape],
 include_cost=False)`` before loading data and refuses a failing pooling; ``poolbench check``
-prints :meth:`ContractReport.format` (see :func:`main_check`).
+prints :meth:`ContractReport.format` (see poolbench.cli.check).
 
 Each check in :data:`CHECKS` is a small function (:mod:`.numeric`, :mod:`.structure`) that
 builds fresh instances. One root cause should give one FAIL: a check whose case is already
@@ -25,8 +25,6 @@ on CPU, whose autocast casts other ops than CUDA's; an op missing in low precisi
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -38,8 +36,7 @@ from . import numeric, structure
 from .report import CheckResult, ContractReport, Status
 from .subject import Check, ContractViolation, Subject, one_line
 
-__all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "Status", "check_pool",
-           "main_check"]
+__all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "Status", "check_pool"]
 
 BENCHMARK_POOL_INPUTS: tuple[tuple[int, int, int], ...] = tuple(
     get_setting(name).pool_input_shape for name in BENCHMARK_SETTINGS
@@ -147,17 +144,3 @@ def _check_all(spec: str | Callable, label: str, pool_inputs: Sequence[tuple[int
         return [construct]
     return [construct] + [_run_check(name, check, subject) for name, check in CHECKS
                           if name != "cost" or include_cost]
-
-
-def main_check(specs: list[str], as_json: bool) -> int:
-    """``poolbench check SPEC... [--json]``: print the reports to stdout; 1 if any pooling fails."""
-    if not specs:
-        print("poolbench check: give at least one pooling name or path.py[:Class]", file=sys.stderr)
-        return 2
-    reports = [check_pool(spec) for spec in specs]
-    ok = all(r.ok for r in reports)
-    if as_json:
-        print(json.dumps({"ok": ok, "reports": [r.to_dict() for r in reports]}, indent=2))
-    else:
-        print("\n\n".join(r.format() for r in reports))
-    return 0 if ok else 1

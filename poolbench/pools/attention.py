@@ -8,6 +8,8 @@ cast to the compute dtype (float32 at least), so a float32 module accepts float1
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -164,7 +166,7 @@ class SpatialChannelAttentionPool(nn.Module):
             if bn.training and bn.num_batches_tracked is not None:
                 bn.num_batches_tracked.add_(1)
             h = F.batch_norm(h, stats[0], stats[1], like(bn.weight, x32), like(bn.bias, x32),
-                             bn.training, bn.momentum, bn.eps)
+                             bn.training, cast(float, bn.momentum), bn.eps)  # BatchNorm2d's default, 0.1
             a = torch.sigmoid(F.conv2d(F.relu(h), like(self.conv2.weight, x32), like(self.conv2.bias, x32)))
             attended = (positions(x32) * positions(a)).sum(dim=-1) / (positions(a).sum(dim=-1) + 1e-6)
             g = torch.sigmoid(2 * like(self.w, x32) + like(self.b, x32))

@@ -1,4 +1,4 @@
-"""A run folder: its configuration, files, atomic writes, lock and status.
+"""A run folder's files: its configuration, metrics, result, lock and status.
 
 A run folder holds::
 
@@ -17,11 +17,12 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_bytes
+from .outcomes import FINISHED_STATUSES, RunStatus
 from .poolspec import spec_label
 from .settings import Protocol
 
@@ -31,10 +32,6 @@ RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 
-# Statuses a run folder can be in (see `status`). Unreadable: a damaged file hides what the run did.
-COMPLETED, DIVERGED, FAILED, RUNNING, INTERRUPTED, PENDING, UNREADABLE = (
-    "completed", "diverged", "failed", "running", "interrupted", "pending", "unreadable")
-FINISHED_STATUSES = (COMPLETED, DIVERGED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -85,39 +82,6 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, whole.
-
-    Temp file in the same folder, fsync, rename, fsync of the folder.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; others on a shared folder read results
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class DamagedFileError(ValueError):
@@ -252,22 +216,22 @@ def is_locked(run_dir: str | Path) -> bool:
     return False
 
 
-def status(run_dir: str | Path) -> str:
+def status(run_dir: str | Path) -> RunStatus:
     """One of completed, diverged, failed (from result.json), running, interrupted, pending, or
     unreadable (result.json is damaged: what the run did is unknown, so it is never "failed")."""
     run_dir = Path(run_dir)
     result_path = run_dir / RESULT_FILE
     if result_path.exists():
         try:
-            status = read_json_object(result_path, "", keys=("status",))["status"]
+            recorded = read_json_object(result_path, "", keys=("status",))["status"]
         except (DamagedFileError, OSError):
-            return UNREADABLE
-        return status if status in FINISHED_STATUSES else UNREADABLE
+            return RunStatus.UNREADABLE
+        return RunStatus(recorded) if recorded in FINISHED_STATUSES else RunStatus.UNREADABLE
     if is_locked(run_dir):
-        return RUNNING
+        return RunStatus.RUNNING
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / METRICS_FILE).exists():
-        return INTERRUPTED
-    return PENDING
+        return RunStatus.INTERRUPTED
+    return RunStatus.PENDING
 
 
 # --- Sweep layout: <root>/<setting>/<pool label>/seed<k>/ -------------------------------------
@@ -300,7 +264,7 @@ class RunSummary:
     setting: str
     pool: str
     seed: int
-    status: str
+    status: RunStatus
     best_test_acc: float | None
     epochs_completed: int
     epochs: int | None
@@ -321,7 +285,8 @@ def summarize(run_dir: str | Path) -> RunSummary:
     try:
         metrics = read_jsonl(run_dir / METRICS_FILE)
     except (DamagedFileError, OSError) as error:
-        metrics, _ = [], problems.append(str(error))
+        metrics = []
+        problems.append(str(error))
     result = _read_json_or_none(run_dir / RESULT_FILE, problems, ("status",))
     config = (_read_json_or_none(run_dir / CONFIG_FILE, problems, ("config",)) or {}).get("config")
     if not isinstance(config, dict):

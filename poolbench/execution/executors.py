@@ -10,6 +10,7 @@ reported as "running elsewhere".
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -22,27 +23,21 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .sweep import (
-    ALREADY_DONE,
-    COMPLETED,
-    DIVERGED,
-    FAILED,
-    RUNNING_ELSEWHERE,
-    Outcome,
-    Sweep,
-    SweepError,
-    SweepRun,
-    run_arguments,
-    split_list,
-)
+import torch
 
-EXIT_LOCKED = 75
+from .. import rundir
+from ..outcomes import ExitCode, RunStatus
+from ..sweepdir import Sweep, SweepRun
+from .signals import Terminated
+from .sweep import Outcome, Skipped, SweepError, run_arguments, split_list
+
+#: The outcome of a run process that exits with these codes, when its result.json agrees.
+EXPECTED_STATUS: dict[int, RunStatus] = {ExitCode.COMPLETED: RunStatus.COMPLETED, ExitCode.DIVERGED: RunStatus.DIVERGED}
 
 
 # --- Running one run --------------------------------------------------------------------------
 
-def execute(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str],
+def run_process(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str],
             live: set[subprocess.Popen] | None = None) -> int:
     """Run ``python <arguments>`` in ``cwd``; its stdout/stderr are appended to the run folder's
     stdout.log / stderr.log. Returns the exit code. Called in a Ray task too: the interpreter is
@@ -81,8 +76,6 @@ def _die_with_parent() -> Callable[[], None] | None:
     """
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     pr_set_pdeathsig = 1
     return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL)
@@ -92,9 +85,9 @@ class RunKilledError(RuntimeError):
     """The run's process was killed by a signal (out of memory, a lost worker): worth a retry."""
 
 
-def execute_or_raise(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str]) -> int:
-    """``execute`` for Ray tasks: a run killed by a signal raises, so that Ray retries the task."""
-    code = execute(arguments, cwd, run_dir, env)
+def run_process_or_raise(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str]) -> int:
+    """``run_process`` for Ray tasks: a run killed by a signal raises, so that Ray retries the task."""
+    code = run_process(arguments, cwd, run_dir, env)
     if code < 0:
         raise RunKilledError(f"{run_dir}: the run was killed by signal {-code}")
     return code
@@ -102,14 +95,14 @@ def execute_or_raise(arguments: list[str], cwd: str, run_dir: str, env: dict[str
 
 def classify(run: SweepRun, run_dir: Path, exit_code: int, seconds: float) -> Outcome:
     """The outcome of a finished run process, from its exit code and its result.json."""
-    if exit_code == EXIT_LOCKED:
-        return Outcome(run, RUNNING_ELSEWHERE, seconds=seconds)
-    summary = runs.summarize(run_dir)
-    expected = {0: COMPLETED, 3: DIVERGED}.get(exit_code)
+    if exit_code == ExitCode.LOCKED:
+        return Outcome(run, Skipped.RUNNING_ELSEWHERE, seconds=seconds)
+    summary = rundir.summarize(run_dir)
+    expected = EXPECTED_STATUS.get(exit_code)
     if expected is not None and summary.status == expected:
         return Outcome(run, expected, summary.best_test_acc, seconds)
     why = f"killed by signal {-exit_code}" if exit_code < 0 else f"exit {exit_code}"
-    return Outcome(run, FAILED, summary.best_test_acc, seconds,
+    return Outcome(run, RunStatus.FAILED, summary.best_test_acc, seconds,
                    f"{why}: {_last_error_line(run_dir)} (see {run_dir / 'stderr.log'})")
 
 
@@ -119,10 +112,10 @@ def settled_elsewhere(sweep: Sweep, run: SweepRun) -> Outcome | None:
     Checked again here, not only when the sweep starts, because a sweep running at the same
     time may have done it since; the lock still settles any remaining race (exit 75).
     """
-    state = runs.status(sweep.path(run))
-    if state in (COMPLETED, DIVERGED):
-        return Outcome(run, ALREADY_DONE)
-    return Outcome(run, RUNNING_ELSEWHERE) if state == runs.RUNNING else None
+    state = rundir.status(sweep.path(run))
+    if state in (RunStatus.COMPLETED, RunStatus.DIVERGED):
+        return Outcome(run, Skipped.ALREADY_DONE)
+    return Outcome(run, Skipped.RUNNING_ELSEWHERE) if state == RunStatus.RUNNING else None
 
 
 def _last_error_line(run_dir: Path) -> str:
@@ -145,8 +138,6 @@ def cpu_count() -> int:
 
 def visible_gpus() -> list[str]:
     """The GPUs runs may be given, as CUDA_VISIBLE_DEVICES entries (respects the parent's)."""
-    import torch
-
     count = torch.cuda.device_count()
     inherited = split_list(os.environ.get("CUDA_VISIBLE_DEVICES"))
     return inherited[:count] if inherited else [str(i) for i in range(count)]
@@ -178,7 +169,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
         try:
-            code = execute(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env, live)
+            code = run_process(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env, live)
         finally:
             with slot_lock:
                 slots.append(slot)
@@ -196,7 +187,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
             for future in futures:
                 future.cancel()
             # They may not have seen the terminal's Ctrl-C, and never see a SIGTERM sent to the sweep.
-            passed_on = signal.SIGTERM if type(error).__name__ == "Terminated" else signal.SIGINT
+            passed_on = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
             for process in list(live):
                 process.send_signal(passed_on)
             raise
@@ -204,7 +195,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
 
 def import_ray() -> Any:
     try:
-        import ray
+        import ray  # an optional extra: imported only when --executor ray asks for it
     except ImportError:
         raise SweepError("--executor ray needs Ray, an optional extra: "
                          "pip install 'poolbench[ray]'") from None
@@ -225,7 +216,7 @@ def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
     try:
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-        task = ray.remote(execute_or_raise).options(num_cpus=1, num_gpus=1 if has_gpus else 0,
+        task = ray.remote(run_process_or_raise).options(num_cpus=1, num_gpus=1 if has_gpus else 0,
                                                     max_retries=max_retries,
                                                     retry_exceptions=[RunKilledError])
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # its one CPU; Ray sets the GPU
@@ -250,12 +241,12 @@ def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None
                         outcome = classify(run, sweep.path(run), ray.get(ref), seconds)
                     except ray.exceptions.RayError as error:  # retries exhausted, node gone, ...
                         last = (str(error).strip() or type(error).__name__).splitlines()[-1]
-                        outcome = Outcome(run, FAILED, None, seconds,
+                        outcome = Outcome(run, RunStatus.FAILED, None, seconds,
                                           f"Ray gave up after {max_retries} retries: {last}")
                     report(outcome)
         except KeyboardInterrupt:
             for ref in pending:
-                ray.cancel(ref)  # raises KeyboardInterrupt in the task: execute stops its process
+                ray.cancel(ref)  # raises KeyboardInterrupt in the task: run_process stops its process
             raise
     finally:
         if started_here:

@@ -1,0 +1,74 @@
+"""``poolbench report``: the statistics, verdict and plots of a sweep folder, as Markdown, HTML or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import rundir
+from ..analysis import Report, ReportError, build_report
+from ..outcomes import ExitCode
+from ..report import plots, to_csv, to_html, to_markdown
+from .common import say
+
+HELP = "statistics, verdict and plots of a sweep"
+FORMATS = ("md", "html", "csv")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", metavar="DIR", help="sweep folder")
+    parser.add_argument("--format", choices=list(FORMATS),
+                        help="default: from the --output suffix, else md")
+    parser.add_argument("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
+    parser.add_argument("--baseline", help="pooling the others are compared with, paired by seed "
+                                           "(default gap)")
+    parser.add_argument("--detect", type=float, metavar="D",
+                        help="seed planning: also give the seeds a difference of D accuracy points needs")
+
+
+def main(args: argparse.Namespace) -> int:
+    """0, or 2 on a user error (nothing is written then), or 1 when the report cannot be written."""
+    output = Path(args.output) if args.output else None
+    fmt = args.format or (output.suffix.lstrip(".").replace("markdown", "md") if output else "md")
+    try:
+        if output is not None and output.is_dir():
+            raise ReportError(f"--output {output} is a folder: give a file name, e.g. {output / 'report.html'}")
+        if fmt not in FORMATS:
+            raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
+        if output is not None and not output.parent.is_dir():
+            raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
+        report = build_report(args.folder, args.baseline, args.detect)
+    except ReportError as error:
+        say(f"error: {error}")
+        return ExitCode.BAD_INPUT
+    try:
+        write_report(report, fmt, output)
+    except OSError as error:  # a full disk, a read-only folder: nothing half-written is left
+        where = error.filename or output or "stdout"
+        say(f"error: cannot write the report to {where}: {error.strerror or error}; free some space or "
+            f"choose another --output")
+        return ExitCode.FAILED
+    return ExitCode.COMPLETED
+
+
+def write_report(report: Report, fmt: str, output: Path | None) -> None:
+    """The report in ``fmt`` to ``output`` (atomically) or stdout; a Markdown file gets its plots
+    as PNG files beside it."""
+    if fmt == "html":
+        text = to_html(report)
+    elif fmt == "csv":
+        text = to_csv(report)
+    else:
+        images = {}
+        if output is not None:
+            for name, png in plots(report).items():
+                path = output.with_name(f"{output.stem}-{name}.png")
+                rundir.atomic_write_bytes(path, png)
+                images[name] = path.name
+        text = to_markdown(report, images)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        rundir.atomic_write_bytes(output, text.encode())  # a failed write leaves the old file whole
+        say(f"wrote {output}")

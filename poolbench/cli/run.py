@@ -1,0 +1,80 @@
+"""``poolbench run``: train one setting with one pooling and one seed (see poolbench.execution.runner)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..execution.device import AMP_DTYPES
+from ..execution.runner import RunOptions, run
+from ..outcomes import ExitCode
+from ..pools import registry as pool_registry
+from ..rundir import RunConfig, file_sha256, run_path
+from ..settings import SETTINGS, get_setting, setting_for
+from .common import add_protocol_arguments, protocol_overrides, say
+
+HELP = "train one setting with one pooling and one seed"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--setting", help=f"one of {', '.join(SETTINGS)}")
+    parser.add_argument("--arch", help="model (overrides the setting's)")
+    parser.add_argument("--dataset", help="data set (overrides the setting's)")
+    parser.add_argument("--num-classes", type=int, help="default: the data set's")
+    parser.add_argument("--pool", default="gap", help="registered name, name(key=value, ...) such as "
+                        "'topk(k=0.5)', or path.py[:Class] (default gap)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output-dir", help="run folder (default runs/<setting>/<pool>/seed<k>)")
+    add_protocol_arguments(parser)
+    add_execution_arguments(parser)
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how runs execute: data, device, precision, the contract check."""
+    parser.add_argument("--data-root", help="data folder (default: $POOLBENCH_DATA or the user cache dir)")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="never try to download a missing data set")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
+                        help="mixed precision (default none: the published protocol is float32)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (CUDA graphs on CUDA); falls back with a warning")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="train even if the pooling fails the contract check")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores); on a busy "
+                             "or shared machine use 1 (see README)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="bit-for-bit reproducible CUDA runs: deterministic algorithms, no cuDNN "
+                             "autotuning (slower); CPU runs are reproducible without it")
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the ``run`` arguments describe; ValueError with the fix on bad input."""
+    base = get_setting(args.setting) if args.setting else None
+    arch = args.arch or (base and base.arch)
+    dataset = args.dataset or (base and base.dataset)
+    if not (arch and dataset):
+        raise ValueError("say what to train: --setting NAME (see `poolbench list`) or --arch A --dataset D")
+    same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
+    setting = base if base is not None and same_as_base else setting_for(arch, dataset)
+    protocol = (base or setting).protocol
+    pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
+    pool = pool_registry.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
+    pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pool_registry.is_file_spec(pool) else None
+    return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
+                     num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
+                     protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,
+                     amp=args.amp, compile=args.compile)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        config = run_config_from_args(args)
+    except (ValueError, TypeError) as error:
+        say(f"error: {error}")
+        return ExitCode.BAD_INPUT
+    output_dir = args.output_dir or run_path("runs", config.setting, config.pool, config.seed)
+    options = RunOptions(data_root=args.data_root, download=args.download, device=args.device, check=args.check,
+                         command=tuple(sys.argv), threads=args.threads, deterministic=args.deterministic)
+    return run(config, output_dir, options, log=say)

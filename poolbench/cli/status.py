@@ -1,0 +1,33 @@
+"""``poolbench status``: the grid of a sweep folder with each run's state and best accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..analysis import ReportError, collect_runs
+from ..outcomes import ExitCode
+from ..status import status_document, status_text
+from .common import say
+
+HELP = "show a sweep's grid and progress"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", metavar="DIR", help="sweep folder")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        summaries = collect_runs(args.folder)
+    except ReportError as error:
+        say(f"error: {error}")
+        return ExitCode.BAD_INPUT
+    if args.json:
+        print(json.dumps(status_document(args.folder, summaries), indent=1))
+    else:
+        sys.stdout.write(status_text(Path(args.folder), summaries))
+    return ExitCode.COMPLETED

@@ -1,0 +1,190 @@
+"""``poolbench sweep``: run a grid of poolings x settings x seeds in one folder (see
+poolbench.execution.sweep for the grid, poolbench.execution.executors for how its runs start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .. import rundir
+from ..execution import gpu_memory
+from ..execution.device import AMP_DTYPES, resolve_device
+from ..execution.executors import import_ray, run_local, run_ray
+from ..execution.runner import SEED_MAX
+from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
+from ..execution.sweep import Outcome, Skipped, SweepError, prepare, split_list, split_pools
+from ..outcomes import FINISHED_STATUSES, ExitCode, RunStatus
+from ..settings import suite_settings
+from ..sweepdir import Sweep, SweepRun
+from .common import add_protocol_arguments, protocol_overrides, say
+
+HELP = "run a grid of poolings x settings x seeds"
+DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", nargs="?", metavar="DIR", help="sweep folder (same as --out)")
+    parser.add_argument("--out", help="sweep folder; its sweep.json remembers the grid for later runs")
+    parser.add_argument("--pools", help="comma-separated registered names, name(key=value, ...) and "
+                                        "path.py[:Class] files (e.g. 'gap,gem,topk(k=0.1),topk(k=0.5),mine.py')")
+    parser.add_argument("--settings", help="comma-separated settings (default quick)")
+    parser.add_argument("--suite", help="comma-separated suites whose settings are added: diagnostics, "
+                                        "spatial, benchmark (see `poolbench list`)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
+    parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: a process per run on this machine (default); ray: Ray tasks")
+    parser.add_argument("--ray-address", help="Ray cluster to use (default: start a local one)")
+    parser.add_argument("--ray-max-retries", type=int, default=3,
+                        help="retries of a run whose worker or process dies (default 3)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write the sweep folder's sweep.json and print the plan; run nothing")
+    add_protocol_arguments(parser)
+    parser.add_argument("--data-root", help="data folder given to every run")
+    parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
+    parser.add_argument("--amp", choices=list(AMP_DTYPES),
+                        help="mixed precision of every run (default none: the published protocol is float32)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="every run torch.compiles its model (see `poolbench run --compile`)")
+    parser.add_argument("--no-download", dest="download", action="store_false", default=None,
+                        help="runs never try to download a missing data set")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads of each run (default: $OMP_NUM_THREADS if set, else cores / jobs)")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="bit-for-bit reproducible CUDA runs (see `poolbench run --help`)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """0 when every run completed or diverged, 1 if any failed, 2 on bad input."""
+    try:
+        sweep = sweep_from_args(args)
+    except SweepError as error:
+        say(f"error: {error}")
+        return ExitCode.BAD_INPUT
+
+    grid = sweep.runs()
+    before = {run: rundir.status(sweep.path(run)) for run in grid}
+    todo = [run for run in grid if before[run] not in (*DONE, RunStatus.RUNNING)]
+    done = sum(before[run] in DONE for run in grid)
+    elsewhere = sum(before[run] == RunStatus.RUNNING for run in grid)
+    jobs = args.jobs or (1 if args.executor == "local" else None)
+    if args.executor == "local" and not args.dry_run:
+        problem = _gpu_memory_problem(sweep, todo, jobs or 1)
+        if problem:
+            say(f"error: {problem}")
+            return ExitCode.BAD_INPUT
+    root = _sweep_folder(args)  # as the user wrote it (sweep.root is resolved)
+    say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
+         f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
+         f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)")
+    if args.dry_run:
+        for run in grid:
+            print(f"{run.name:40s} {before[run]}")
+        return ExitCode.COMPLETED
+
+    outcomes: list[Outcome] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        say(f"[{len(outcomes)}/{len(todo)}] {_describe(outcome)}")
+
+    start = time.perf_counter()
+    try:
+        with sigterm_as_interrupt():  # SIGTERM (Slurm, Kubernetes, timeout) is passed on to the runs
+            if args.executor == "ray":
+                run_ray(sweep, todo, on_outcome, address=args.ray_address, max_retries=args.ray_max_retries,
+                        jobs=jobs)
+            else:
+                run_local(sweep, todo, jobs or 1, on_outcome)
+    except KeyboardInterrupt as error:
+        how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+        say(f"{how} after {len(outcomes)} of {len(todo)} runs, their checkpoints kept; "
+             f"`poolbench sweep {root}` resumes it")
+        return interrupted_code(error)  # 130 for Ctrl-C, 143 for SIGTERM
+    counts = {kind: sum(o.kind == kind for o in outcomes) for kind in FINISHED_STATUSES}
+    elsewhere += sum(o.kind == Skipped.RUNNING_ELSEWHERE for o in outcomes)
+    done += sum(o.kind == Skipped.ALREADY_DONE for o in outcomes)
+    seconds = time.perf_counter() - start
+    finished = sum(counts.values())
+    say(f"sweep {root} done in {seconds:.0f} s ({3600 * finished / max(seconds, 1e-9):.1f} runs/hour): "
+         f"{counts[RunStatus.COMPLETED]} completed, "
+         f"{counts[RunStatus.DIVERGED]} diverged, {counts[RunStatus.FAILED]} failed, {done} skipped (already done), "
+         f"{elsewhere} skipped (running elsewhere); see `poolbench report {root}`")
+    return ExitCode.FAILED if counts[RunStatus.FAILED] else ExitCode.COMPLETED
+
+
+def sweep_from_args(args: argparse.Namespace) -> Sweep:
+    """The sweep the arguments describe, prepared in its folder; SweepError before anything is
+    written when an argument cannot work."""
+    root = _sweep_folder(args)
+    if root.exists() and not root.is_dir():
+        raise SweepError(f"{root} is a file: give a folder for the sweep (--out DIR)")
+    if args.jobs is not None and args.jobs < 1:
+        raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise SweepError(f"--threads must be >= 1, got {args.threads}")
+    if args.device:
+        try:
+            resolve_device(args.device)
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+    if args.data_root and Path(args.data_root).expanduser().is_file():
+        raise SweepError(f"--data-root {args.data_root} is a file: give a folder (it is created if missing)")
+    bad_seeds = [seed for seed in _seeds(args.seeds) if not 0 <= seed <= SEED_MAX]
+    if bad_seeds:
+        raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
+    if args.executor == "ray":
+        import_ray()
+    return prepare(root, split_pools(args.pools), _settings(args.settings, args.suite), _seeds(args.seeds),
+                   protocol_overrides(args),
+                   {"data_root": args.data_root, "device": args.device, "download": args.download,
+                    "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
+                    "compile": args.compile})
+
+
+def _gpu_memory_problem(sweep: Sweep, todo: list[SweepRun], jobs: int) -> str | None:
+    """Why ``jobs`` runs at a time would not fit in the GPUs' free memory (see poolbench.gpu_memory)."""
+    try:
+        return gpu_memory.sweep_problem(sweep, todo, jobs)
+    except (RuntimeError, OSError, ValueError) as error:
+        say(f"warning: cannot estimate the runs' GPU memory ({error}); starting them unchecked")
+        return None
+
+
+def _sweep_folder(args: argparse.Namespace) -> Path:
+    if args.folder and args.out and Path(args.folder).resolve() != Path(args.out).resolve():
+        raise SweepError(f"two sweep folders given ({args.folder} and --out {args.out}): give one")
+    folder = args.folder or args.out
+    if not folder:
+        raise SweepError("no sweep folder: give --out DIR (a new or an existing sweep folder)")
+    return Path(folder)
+
+
+def _settings(settings: str | None, suites: str | None) -> list[str]:
+    """The settings named by ``--settings`` followed by those of every ``--suite``."""
+    named = split_list(settings)
+    for suite in split_list(suites):
+        try:
+            named += suite_settings(suite)
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+    return list(dict.fromkeys(named))
+
+
+def _seeds(text: str | None) -> list[int]:
+    try:
+        return [int(seed) for seed in split_list(text)]
+    except ValueError:
+        raise SweepError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
+def _describe(outcome: Outcome) -> str:
+    text = f"{outcome.run.name:36s} {outcome.kind}"
+    if outcome.best_test_acc is not None and outcome.kind in DONE:
+        text += f"  best {outcome.best_test_acc:.2f}%"
+    if outcome.kind in FINISHED_STATUSES:
+        text += f"  {outcome.seconds:.0f} s"
+    return text + (f"  {outcome.message}" if outcome.message else "")
+

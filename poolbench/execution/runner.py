@@ -1,0 +1,404 @@
+"""One run end to end, as named steps: validate, lock, check the folder, check the pooling's
+contract, resume, load the data, write the configuration, build and fit, write the result.
+
+``run`` is what ``poolbench run`` calls (a sweep starts each of its runs as that command). It
+returns an exit code and never raises for a problem a user can fix: a step that refuses the
+run raises :class:`RunRefused`, which ends it as one ``error:`` line on the log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data as datasets
+from .. import models, pools
+from ..compile import CompiledForward
+from ..contract import check_pool
+from ..outcomes import ExitCode, RunStatus
+from ..pools import registry as pool_registry
+from ..rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESULT_FILE,
+    DamagedFileError,
+    RunConfig,
+    RunLock,
+    RunLockedError,
+    read_json_object,
+    write_json,
+    write_jsonl,
+)
+from ..settings import DATASET_CLASSES
+from ..train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit, load_checkpoint
+from .device import AMP_DTYPES, configure_determinism, resolve_device, versions
+from .signals import Terminated, interrupted_code, sigterm_as_interrupt
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
+TEST_BATCH_SIZE = 1000
+CONFIG_FIX = "delete it (the same command writes it again; the checkpoint still guards the configuration)"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is executed: where its data is, on which device, with which checks. The run's
+    results are determined by its RunConfig; these only say how to get them here."""
+
+    data_root: str | None = None
+    download: bool = True
+    device: str = "auto"
+    check: bool = True  # the pooling contract check before any data is loaded
+    command: tuple[str, ...] = ()  # recorded in config.json
+    threads: int | None = None
+    deterministic: bool = False
+
+
+class RunRefused(Exception):
+    """A step refused the run: the message is one line with the fix; ``code`` ends the run."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+def run(config: RunConfig, output_dir: str | Path, options: RunOptions, log: Log) -> ExitCode:
+    """Run ``config`` into ``output_dir`` (resuming it if it was interrupted); an exit code.
+
+    SIGTERM is handled like Ctrl-C: the checkpoint of the last finished epoch is kept and the
+    run exits 143 (130 for Ctrl-C); the same command resumes it.
+    """
+    output_dir = Path(output_dir)
+    try:
+        refuse_bad_arguments(config, output_dir, options)
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
+        with sigterm_as_interrupt(), holding_lock(output_dir):
+            return run_locked(config, output_dir, options, log)
+    except RunRefused as refusal:
+        log(f"error: {refusal}")
+        return refusal.code
+    except KeyboardInterrupt as error:  # before the run started, or after it ended
+        log(f"interrupted: run the same command again to {'resume' if output_dir.exists() else 'start'} it")
+        return interrupted_code(error)
+
+
+def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, log: Log) -> ExitCode:
+    """The steps of a run whose folder this process holds."""
+    finished = finished_result(config, output_dir, log)
+    if finished is not None:
+        return report_finished(output_dir, finished, log)
+    device = resolve_device(options.device)
+    if options.check:
+        check_contract(config, log)
+    resumed = resumed_epochs(config, output_dir, log)
+    data = load_data(config, options)
+    # Written only once nothing refused the run: a refused command must not block its own fix.
+    write_json(output_dir / CONFIG_FILE, {"config": config.to_dict(), "command": list(options.command),
+                                          "versions": versions(), "device": str(device),
+                                          "deterministic": options.deterministic})
+    return train_and_record(config, output_dir, data, device, resumed, options, log)
+
+
+# --- Before the lock: arguments that cannot work ---------------------------------------------------
+
+def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOptions) -> None:
+    """RunRefused for arguments that cannot work; called before the run folder exists, so a
+    refused command leaves nothing behind."""
+    problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
+    if problem is None and output_dir.exists() and not output_dir.is_dir():
+        problem = f"--output-dir {output_dir} is a file: give a folder"
+    if problem is not None:
+        raise RunRefused(problem)
+
+
+def validate(config: RunConfig, *, data_root: str | None = None, device: str = "auto",
+             threads: int | None = None) -> str | None:
+    """The one-line refusal of a run whose arguments cannot work, or None; writes nothing."""
+    try:
+        resolve_device(device)
+    except ValueError as error:
+        return str(error)
+    if not 0 <= config.seed <= SEED_MAX:
+        return f"--seed {config.seed} is out of range: use an integer from 0 to {SEED_MAX}"
+    if threads is not None and threads < 1:
+        return f"--threads {threads}: give a number of CPU threads >= 1"
+    if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
+        return f"--data-root {data_root} is a file: give a folder (it is created if missing)"
+    classes = DATASET_CLASSES.get(config.dataset)
+    if classes is not None and config.num_classes != classes:
+        return (f"{config.dataset} has {classes} classes, the run asks for {config.num_classes}; "
+                f"drop --num-classes or set it to {classes}")
+    if config.amp not in AMP_DTYPES:
+        return f"--amp {config.amp!r}: use one of {', '.join(AMP_DTYPES)}"
+    return unbuildable_pool(config)
+
+
+def unbuildable_pool(config: RunConfig) -> str | None:
+    """Why the run's pooling cannot be built at its setting's pool input, or None.
+
+    Built once here: a constructor that raises, calls sys.exit() or refuses its hyper-parameters
+    (gem(p=-1)) is a bad pooling, also with --no-check.
+    """
+    try:
+        shape = models.pool_input_shape(config.arch)
+        pool_registry.instantiate(pool_registry.resolve(config.pool), shape[0])
+    except (Exception, SystemExit) as error:
+        if isinstance(error, pools.PoolSpecError):
+            return str(error)
+        what = f"SystemExit({error.code!r}), the pooling ended the interpreter" if isinstance(error, SystemExit) \
+            else f"{type(error).__name__}: {error}"
+        return (f"pooling {config.pool!r} cannot be built: {' '.join(what.split())}; "
+                f"fix it (see `poolbench check {shlex.quote(config.pool)}`)")
+    return None
+
+
+@contextmanager
+def holding_lock(output_dir: Path) -> Iterator[None]:
+    """The run folder, created and locked for this process (exit 75 when another one holds it)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(output_dir)
+        lock.acquire()
+    except RunLockedError as error:
+        raise RunRefused(str(error), ExitCode.LOCKED) from None
+    except OSError as error:
+        raise RunRefused(f"cannot use output dir {output_dir}: {error.strerror}; "
+                         f"choose a writable --output-dir") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --- The run folder: the same run, and whether it is already over ----------------------------------
+
+def finished_result(config: RunConfig, output_dir: Path, log: Log) -> dict[str, Any] | None:
+    """The result of the folder's run if it needs no more work; RunRefused if the folder holds
+    another run's configuration or a damaged one."""
+    config_path = output_dir / CONFIG_FILE
+    try:
+        if config_path.exists():
+            stored = read_json_object(config_path, CONFIG_FIX, keys=("config",))
+            try:
+                previous = RunConfig.from_dict(stored["config"])
+            except (TypeError, ValueError, AttributeError) as error:
+                raise DamagedFileError(f"{config_path} is damaged (not a run configuration: "
+                                       f"{' '.join(str(error).split())}): {CONFIG_FIX}") from None
+            if previous != config:
+                raise RunRefused(f"{output_dir} holds a run with another configuration "
+                                 f"({'; '.join(config.differences(previous))}); use another --output-dir")
+        return _finished_result(output_dir, log)
+    except DamagedFileError as error:
+        raise RunRefused(str(error)) from None
+
+
+def report_finished(output_dir: Path, finished: dict[str, Any], log: Log) -> ExitCode:
+    """A run that is over is not run again: its outcome, as if it had just ended."""
+    log(f"{output_dir}: already {finished['status']}, not run again")
+    if finished["status"] == RunStatus.COMPLETED:
+        print(test_metrics_line(finished["best_test_acc"]), flush=True)
+        return ExitCode.COMPLETED
+    return ExitCode.DIVERGED
+
+
+def _finished_result(output_dir: Path, log: Log) -> dict[str, Any] | None:
+    """The result of a run that needs no more work (completed or diverged), else None.
+
+    A failed run is tried again: its failure may have been the machine's, not the pooling's.
+    A damaged result.json is moved aside (result.json.damaged) and the run goes on from its
+    checkpoint, which rewrites it: a completed run's checkpoint holds every epoch.
+    """
+    path = output_dir / RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        result = read_json_object(path, "", keys=("status",))
+        score = result.get("best_test_acc")
+        if result["status"] == RunStatus.COMPLETED and not (isinstance(score, (int, float)) and math.isfinite(score)):
+            raise DamagedFileError(f"{path} is damaged (no best_test_acc): ")
+    except DamagedFileError as error:
+        os.replace(path, path.with_name(RESULT_FILE + ".damaged"))
+        log(f"{str(error).rstrip(': ')}; moved to {RESULT_FILE}.damaged, rewriting it from the run's checkpoint")
+        return None
+    if result["status"] in (RunStatus.COMPLETED, RunStatus.DIVERGED):
+        return result
+    path.unlink()
+    return None
+
+
+# --- Before training: the pooling, the epochs already done, the data --------------------------------
+
+def check_contract(config: RunConfig, log: Log) -> None:
+    """The pooling contract at the setting's pool input (seconds): a refused pooling ends the run
+    before any data is loaded."""
+    report = check_pool(config.pool, pool_inputs=[models.pool_input_shape(config.arch)], include_cost=False)
+    for warning in report.warnings():
+        log(f"WARN {warning.name}: {warning.message}")
+    if not report.ok:
+        for failure in report.failures():
+            log(f"FAIL {failure.name}: {failure.message}")
+        raise RunRefused(f"pooling {config.pool!r} fails the contract check; fix it "
+                         f"(see `poolbench check {shlex.quote(config.pool)}`) or pass --no-check to train anyway")
+
+
+def resumed_epochs(config: RunConfig, output_dir: Path, log: Log) -> list[EpochRecord]:
+    """The epochs the folder's checkpoint holds (the run resumes after them), or none."""
+    checkpoint_path = output_dir / CHECKPOINT_FILE
+    if not checkpoint_path.exists():
+        _keep_old_metrics(output_dir, log)
+        return []
+    try:
+        state = load_checkpoint(checkpoint_path, config.to_dict())
+    except CheckpointMismatchError as error:
+        raise RunRefused(str(error)) from None
+    except Exception as error:  # truncated, binary, not a checkpoint: torch raises many kinds
+        raise RunRefused(
+            f"{checkpoint_path} is damaged ({type(error).__name__}: {' '.join(str(error).split())[:160]}): "
+            f"delete it to restart the run from epoch 1; the epochs in {METRICS_FILE} are kept "
+            f"(moved to {METRICS_FILE}.old)") from None
+    return [EpochRecord(**record) for record in state["history"]]
+
+
+def _keep_old_metrics(output_dir: Path, log: Log) -> None:
+    """A run starting from epoch 1 over an existing metrics.jsonl (its checkpoint was deleted)
+    keeps the old epochs as metrics.jsonl.old instead of overwriting them."""
+    path = output_dir / METRICS_FILE
+    if path.exists() and path.stat().st_size > 0:
+        os.replace(path, path.with_name(METRICS_FILE + ".old"))
+        log(f"{path} holds epochs of an earlier start without a checkpoint: kept as {METRICS_FILE}.old")
+
+
+def load_data(config: RunConfig, options: RunOptions) -> datasets.ImageData:
+    """The run's data set as uint8 tensors; RunRefused when it is missing or has other classes."""
+    try:
+        data = datasets.load(config.dataset, options.data_root, download=options.download)
+    except datasets.DataMissingError as error:
+        raise RunRefused(str(error)) from None
+    if data.num_classes != config.num_classes:
+        raise RunRefused(f"{config.dataset} has {data.num_classes} classes, the run asks for "
+                         f"{config.num_classes}; drop --num-classes or set it to {data.num_classes}")
+    return data
+
+
+# --- Training: build, fit, record --------------------------------------------------------------------
+
+def build_model(config: RunConfig, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """The model with its pooling, on ``device``, lazily created parameters materialised.
+
+    The dry-run forward runs before the optimizer is built, so that parameters a pooling
+    creates on its first call are seen by the optimizer and live on the right device.
+    """
+    torch.manual_seed(config.seed)
+    model = models.create(config.arch, config.num_classes, pool=pool_registry.resolve(config.pool))
+    model.to(device)
+    model.to(memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(2, 3, 32, 32, device=device))
+    model.to(device)  # parameters created by the dry run
+    return model
+
+
+def build_loaders(config: RunConfig, data: datasets.ImageData, device: torch.device,
+                  channels_last: bool) -> tuple[datasets.DeviceLoader, datasets.DeviceLoader]:
+    """The augmenting train loader (seeded by the run) and the whole test set in big batches."""
+    protocol = config.protocol
+    options: dict[str, Any] = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
+    train_loader = datasets.DeviceLoader(
+        data.train_images, data.train_labels, protocol.batch_size, train=True, seed=config.seed,
+        crop_padding=protocol.crop_padding, hflip=protocol.hflip, **options)
+    test_loader = datasets.DeviceLoader(data.test_images, data.test_labels, TEST_BATCH_SIZE, train=False, **options)
+    return train_loader, test_loader
+
+
+def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageData, device: torch.device,
+                     resumed: list[EpochRecord], options: RunOptions, log: Log) -> ExitCode:
+    """Build the model and loaders, fit the protocol, write result.json; the run's exit code.
+
+    Any error of the pooling or the model ends the run as a recorded failure, a non-finite loss
+    as a recorded divergence; an interrupt keeps the checkpoint and writes no result.
+    """
+    start = time.perf_counter()
+    pool_input_shape = models.pool_input_shape(config.arch)
+    history: list[EpochRecord] = list(resumed)
+    result: dict[str, Any] = {
+        "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
+        "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input_shape),
+        "device": str(device), "versions": versions(), "error": None, "diverged_at": None}
+    forward = None
+    try:
+        channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
+        configure_determinism(options.deterministic, device)
+        model = build_model(config, device, channels_last)
+        forward = CompiledForward(model, device, warn=log) if config.compile else None
+        result["num_params"] = sum(p.numel() for p in model.parameters())
+        train_loader, test_loader = build_loaders(config, data, device, channels_last)
+        log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
+            f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
+        # stdout holds the whole run for the original tooling: the epochs before an interruption too.
+        for record in resumed:
+            print(record.metrics_line(), flush=True)
+
+        def on_epoch(record: EpochRecord, so_far: list[EpochRecord]) -> None:
+            history[:] = so_far
+            write_jsonl(output_dir / METRICS_FILE, [asdict(r) for r in so_far])
+            print(record.metrics_line(), flush=True)
+
+        history = fit(model, train_loader, test_loader, config.protocol,
+                      checkpoint_path=output_dir / CHECKPOINT_FILE, config=config.to_dict(),
+                      autocast_dtype=AMP_DTYPES[config.amp], forward=forward, on_epoch=on_epoch, log=log)
+        status, code = RunStatus.COMPLETED, ExitCode.COMPLETED
+    except DivergedError as error:
+        log(f"error: run diverged: {error}; the run is scored as diverged, not as an accuracy")
+        result["error"] = str(error)
+        result["diverged_at"] = {"epoch": error.epoch, "step": error.step}
+        status, code = RunStatus.DIVERGED, ExitCode.DIVERGED
+    except CheckpointMismatchError as error:
+        raise RunRefused(str(error)) from None
+    except KeyboardInterrupt as error:
+        how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+        log(f"{how} after epoch {len(history)}; the checkpoint is kept: run the same command again to resume")
+        return interrupted_code(error)
+    except (Exception, SystemExit) as error:  # a broken pooling or model must end as a recorded failure
+        if not isinstance(error, SystemExit):
+            traceback.print_exc(file=sys.stderr)
+        what = f"{type(error).__name__}({error.code!r})" if isinstance(error, SystemExit) \
+            else f"{type(error).__name__}: {error}"
+        log(f"error: run failed: {what}")
+        result["error"] = what
+        status, code = RunStatus.FAILED, ExitCode.FAILED
+
+    result.update(_score(history))
+    if config.compile:
+        result["compile"] = forward.status if forward is not None else None
+    result.update(status=status, epochs_completed=len(history), wall_time_s=round(time.perf_counter() - start, 3))
+    write_json(output_dir / RESULT_FILE, result)
+    if status == RunStatus.COMPLETED:
+        print(test_metrics_line(result["best_test_acc"]), flush=True)
+    return code
+
+
+def _score(history: list[EpochRecord]) -> dict[str, Any]:
+    if not history:
+        return {"best_test_acc": None, "best_epoch": None, "final_test_acc": None}
+    best = best_epoch(history)
+    return {"best_test_acc": best.test_acc, "best_epoch": best.epoch, "final_test_acc": history[-1].test_acc}
+
+
+def test_metrics_line(best_test_acc: float) -> str:
+    """The original harness's final stdout line, carrying the best test accuracy."""
+    return f"TEST_METRICS: test_acc={best_test_acc:.2f}"

@@ -1,0 +1,40 @@
+"""SIGTERM handled like Ctrl-C: a run or a sweep unwinds, keeps its checkpoints and exits 143.
+
+Slurm, Kubernetes and ``timeout`` stop a job with SIGTERM; turned into an interrupt it takes the
+same path as Ctrl-C, so the same command resumes what was stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..outcomes import ExitCode
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt, so that it unwinds like Ctrl-C (checkpoint kept)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` (only the main thread can set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_code(error: KeyboardInterrupt) -> ExitCode:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return ExitCode.TERMINATED if isinstance(error, Terminated) else ExitCode.INTERRUPTED

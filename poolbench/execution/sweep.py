@@ -1,0 +1,260 @@
+"""Sweeps: the grid poolings x settings x seeds in one folder (see poolbench.sweepdir), prepared
+and checked before anything runs, and the command line each of its runs is started with.
+
+Every run is one ``python -m poolbench run`` process, started by poolbench.execution.executors
+(local executor, N at a time) or in a Ray task (ray executor). A process per run isolates the sweep
+from a pooling that crashes, leaks memory or hangs a device. A run holds its folder's lock
+while it lives, so two sweeps on one folder never train the same run twice: the second one's
+attempt exits 75 and is reported as "running elsewhere". Completed and diverged runs are
+skipped; an interrupted run resumes from its checkpoint; a failed run is tried again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import rundir
+from ..outcomes import RunStatus, StrEnum
+from ..pools import registry as pool_registry
+from ..poolspec import is_call_spec, is_file_spec, split_specs
+from ..settings import Protocol, get_setting
+from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep
+
+DEFAULT_SEEDS = (42, 123, 456)
+
+
+
+def protocol_flags(protocol: type = Protocol) -> dict[str, str]:
+    """Field -> its ``poolbench run`` flag (``batch_size`` -> ``--batch-size``; a bool's negative is
+    ``--no-<flag>``). The cli's protocol flags are made from the same fields (poolbench.cli.common)."""
+    return {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(protocol)}
+
+
+PROTOCOL_FLAGS = protocol_flags()
+
+
+class Skipped(StrEnum):
+    """A run of the sweep that was not started here."""
+
+    ALREADY_DONE = "already done"  # another sweep finished it since this one started
+    RUNNING_ELSEWHERE = "running elsewhere"  # another process holds its lock (its attempt exited 75)
+
+
+class SweepError(ValueError):
+    """A user error: the message names the problem and the fix."""
+
+
+@dataclass
+class Outcome:
+    """How one run of a sweep ended."""
+
+    run: SweepRun
+    kind: RunStatus | Skipped  # completed, diverged or failed; or not started here
+    best_test_acc: float | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+
+# --- Building the grid ------------------------------------------------------------------------
+
+def split_list(text: str | None) -> list[str]:
+    """``"a, b,,a"`` -> ``["a", "b"]``: comma-separated, blanks and repeats dropped."""
+    items = [item.strip() for item in (text or "").split(",")]
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def split_pools(text: str | None) -> list[str]:
+    """The specs of ``--pools``: like split_list, but commas inside ``name(...)`` do not split.
+
+    ``"gap,topk(k=0.1),gem(p=4, learnable=False)"`` -> ``["gap", "topk(k=0.1)", "gem(p=4, learnable=False)"]``
+    """
+    return split_specs(text)
+
+
+def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list[int],
+            overrides: dict[str, Any], options: dict[str, Any]) -> Sweep:
+    """Create the sweep in ``root``, or extend the one there (its grid becomes the union).
+
+    Pooling files are copied to ``root/pools/``. A protocol different from the one the
+    folder's runs were made with is refused: it would mix incomparable results.
+    Raises SweepError for every user error, before anything is written.
+    """
+    root = Path(root).resolve()
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    options = {k: v for k, v in options.items() if v is not None}
+    if options.get("data_root"):
+        options["data_root"] = str(Path(options["data_root"]).expanduser().resolve())  # runs start in root
+    for name in settings:
+        _check_setting(name)
+    if not pools and not (root / SWEEP_FILE).exists():
+        raise SweepError(f"{root} holds no sweep.json: start a sweep with --pools gap,gem,... --out {root}")
+    entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
+    _refuse_clashing_files(entries)
+    new_pools = {label: spec for _, label, spec in entries}
+    _check_protocols(settings or ["quick"], {}, overrides, root, existing=False)  # bad values: before writing
+    root.mkdir(parents=True, exist_ok=True)
+    with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
+        try:
+            old = load_sweep(root)
+        except rundir.DamagedFileError as error:
+            raise SweepError(str(error)) from None
+        existing = old is not None
+        old = old or Sweep(root, {}, [], [])
+        for _, label, spec in entries:
+            for other in (new_pools[label], old.pools.get(label, spec)):
+                if other != spec:
+                    raise SweepError(f"pooling name {label!r} would name two poolings in {root} ({other} and "
+                                     f"{spec}): rename a file or use another --out folder")
+        sweep = Sweep(root, {**old.pools, **new_pools},
+                      _union(old.settings, settings or ([] if existing else ["quick"])),
+                      _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
+                      {**old.overrides, **overrides}, {**old.options, **options})
+        _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+        for given, _, _ in entries:
+            _refuse_unbuildable(given)
+        given_now = {label for given, label, _ in entries if is_file_spec(given)}
+        for label, spec in sweep.pools.items():
+            if label not in given_now:
+                check_pool_copy(sweep, label, spec)
+        for given, _, spec in entries:
+            if is_file_spec(given):  # copied now that nothing was refused
+                _copy_pool_file(root, given, spec)
+        rundir.write_json(root / SWEEP_FILE, sweep.to_dict())
+    return sweep
+
+
+def check_pool_copy(sweep: Sweep, label: str, spec: str) -> None:
+    """SweepError when the copy of a pooling file the sweep's runs use has vanished."""
+    if not is_file_spec(spec):
+        return
+    copy = sweep.root / spec.partition(":")[0]
+    if not copy.is_file():
+        raise SweepError(f"pooling {label!r} of {sweep.root}: its copy {copy} has vanished; give the pooling "
+                         f"file again with --pools PATH/{copy.name} (it is copied back) or restore {copy}")
+
+
+def _refuse_clashing_files(entries: list[tuple[str, str, str]]) -> None:
+    """Two different files with one name (a/mine.py, b/mine.py) would share one copy and one label."""
+    sources: dict[str, Path] = {}
+    for given, label, spec in entries:
+        if not is_file_spec(given):
+            continue
+        source = Path(given.partition(":")[0]).expanduser()
+        copy = spec.partition(":")[0]
+        other = sources.setdefault(copy, source)
+        if other.resolve() != source.resolve() and other.read_bytes() != source.read_bytes():
+            raise SweepError(f"{other} and {source} are two different poolings with one file name: both would "
+                             f"be {copy} (label {label!r}) and one would replace the other; rename one file")
+
+
+def _check_setting(name: str) -> None:
+    try:
+        get_setting(name)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+
+
+def _union(old: list, new: list) -> list:
+    return list(dict.fromkeys([*old, *new]))
+
+
+def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, Any], root: Path,
+                     existing: bool) -> None:
+    """Refuse overrides that are invalid, or that change the protocol of an existing sweep."""
+    for name in settings:
+        base = get_setting(name).protocol
+        try:
+            protocol = base.replace(**new)
+        except (ValueError, TypeError) as error:
+            raise SweepError(str(error)) from None
+        if existing and protocol != base.replace(**old):
+            before = ", ".join(f"{k}={v}" for k, v in old.items()) or "the settings' own protocols"
+            after = ", ".join(f"{k}={v}" for k, v in new.items() if old.get(k) != v)
+            raise SweepError(f"{root} was swept with {before}; {after} would mix incomparable runs "
+                             f"in one report: use a new --out folder")
+
+
+def _refuse_unbuildable(spec: str) -> None:
+    """SweepError when the pooling cannot even be built (bad hyper-parameters such as gem(p=-1), a
+    constructor that raises or calls sys.exit()): now, not as N failed runs later."""
+    try:
+        pool_registry.instantiate(pool_registry.resolve(spec), 64)
+    except (Exception, SystemExit) as error:
+        what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
+        raise SweepError(f"pooling {spec!r} cannot be built: {' '.join(what.split())}; "
+                         f"fix it (see `poolbench check {spec}`)") from None
+
+
+def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
+    """(label, spec the runs get) for a pooling named on the command line; validates it."""
+    if not pool_registry.is_file_spec(spec):
+        try:
+            pool_registry.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
+        except pool_registry.PoolSpecError as error:
+            raise SweepError(str(error)) from None
+        spec = pool_registry.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
+        return rundir.pool_label(spec), spec
+    path_text, _, class_name = spec.partition(":")
+    source = Path(path_text).expanduser()
+    try:
+        pool_registry.load_file(spec)  # a missing file or class now, not as N failed runs later
+    except pool_registry.PoolSpecError as error:
+        raise SweepError(str(error)) from None
+    copy = root / POOLS_DIR / f"{source.stem}.py"
+    if copy.exists() and copy.resolve() != source.resolve() and copy.read_bytes() != source.read_bytes():
+        raise SweepError(f"{source} differs from {copy}, the copy this sweep's runs used: use a new --out "
+                         f"folder, or delete {copy} and the runs of {source.stem} to start that pooling anew")
+    relative = f"{POOLS_DIR}/{source.stem}.py" + (f":{class_name}" if class_name else "")
+    return rundir.pool_label(spec), relative
+
+
+def _copy_pool_file(root: Path, spec: str, relative: str) -> None:
+    source = Path(spec.partition(":")[0]).expanduser()
+    copy = root / relative.partition(":")[0]
+    copy.parent.mkdir(exist_ok=True)
+    if not copy.exists() or copy.resolve() != source.resolve():
+        rundir.atomic_write_bytes(copy, source.read_bytes())
+
+
+@contextmanager
+def _sweep_file_lock(root: Path) -> Iterator[None]:
+    with open(root / ".sweep.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # held for milliseconds: blocking is fine
+        yield
+
+
+# --- The command of one run -------------------------------------------------------------------
+
+def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
+    """The ``python`` arguments of one run, relative to the sweep folder (the runs' working dir).
+
+    Relative paths keep the recorded command and config valid when the folder is moved.
+    """
+    arguments = ["-m", "poolbench", "run", "--setting", run.setting, "--pool", run.pool_spec,
+                 "--seed", str(run.seed), "--output-dir", sweep.relative(run)]
+    for key, value in sweep.overrides.items():
+        if isinstance(value, bool):
+            arguments.append(PROTOCOL_FLAGS[key] if value else "--no-" + PROTOCOL_FLAGS[key][2:])
+        else:
+            arguments += [PROTOCOL_FLAGS[key], str(value)]
+    if sweep.options.get("data_root"):
+        arguments += ["--data-root", sweep.options["data_root"]]
+    if sweep.options.get("device"):
+        arguments += ["--device", sweep.options["device"]]
+    if sweep.options.get("amp"):
+        arguments += ["--amp", sweep.options["amp"]]
+    if sweep.options.get("compile"):
+        arguments.append("--compile")
+    if sweep.options.get("download") is False:
+        arguments.append("--no-download")
+    if sweep.options.get("threads"):
+        arguments += ["--threads", str(sweep.options["threads"])]
+    if sweep.options.get("deterministic"):
+        arguments.append("--deterministic")
+    return arguments

@@ -1,0 +1,79 @@
+"""A sweep folder's files: the grid in ``sweep.json`` and where each of its runs lives.
+
+A sweep folder::
+
+    sweep.json                  the grid, the protocol overrides and the run options
+    pools/<stem>.py             copies of pooling files, so the sweep can be repeated later
+    <setting>/<pool>/seed<k>/   one run folder per grid cell (see poolbench.rundir); <pool> is the
+                                spec's label: gem, topk-k0.5 for topk(k=0.5), a file's stem
+
+Reading it is all a report needs; creating and running it is poolbench.execution.sweep's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .rundir import DamagedFileError, read_json_object, run_path
+
+SWEEP_FILE = "sweep.json"
+POOLS_DIR = "pools"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One cell of the grid."""
+
+    setting: str
+    pool: str  # the label: folder name and report name
+    pool_spec: str  # what ``run --pool`` gets: a registered name, name(key=value, ...) or pools/<stem>.py[:Class]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}/{self.pool}/seed{self.seed}"
+
+
+@dataclass
+class Sweep:
+    """A sweep folder's grid and what every run of it is given. Stored in ``sweep.json``."""
+
+    root: Path
+    pools: dict[str, str]  # label -> spec for `run --pool` (file copies relative to root)
+    settings: list[str]
+    seeds: list[int]
+    overrides: dict[str, Any] = field(default_factory=dict)  # protocol overrides
+    options: dict[str, Any] = field(default_factory=dict)  # data_root, device, download
+
+    def runs(self) -> list[SweepRun]:
+        """The grid, seed-major: a partial sweep already compares every pooling on a seed."""
+        return [SweepRun(setting, label, spec, seed)
+                for seed in self.seeds for setting in self.settings for label, spec in self.pools.items()]
+
+    def path(self, run: SweepRun) -> Path:
+        return run_path(self.root, run.setting, run.pool, run.seed)
+
+    def relative(self, run: SweepRun) -> str:
+        return str(self.path(run).relative_to(self.root))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pools": self.pools, "settings": self.settings, "seeds": self.seeds,
+                "overrides": self.overrides, "options": self.options}
+
+
+def load_sweep(root: str | Path) -> Sweep | None:
+    """The sweep stored in ``root/sweep.json``, or None when there is none."""
+    path = Path(root) / SWEEP_FILE
+    if not path.exists():
+        return None
+    fix = (f"restore it, or start anew with --pools/--settings/--seeds in a new --out folder "
+           f"(the run folders in {Path(root)} are kept)")
+    data = read_json_object(path, fix, keys=("pools", "settings", "seeds"))
+    try:
+        return Sweep(Path(root), dict(data["pools"]), list(data["settings"]), [int(s) for s in data["seeds"]],
+                     dict(data.get("overrides") or {}), dict(data.get("options") or {}))
+    except (TypeError, ValueError) as error:
+        raise DamagedFileError(f"{path} is damaged (not a sweep's grid: {' '.join(str(error).split())}): "
+                               f"{fix}") from None
