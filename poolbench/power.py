@@ -29,38 +29,51 @@ ALPHA = 0.05
 MAX_SEEDS = 10_000
 
 
+def _power(effect: float, seeds: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test for a standardised effect ``difference / sd``."""
+    df = seeds - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    noncentrality = abs(effect) * math.sqrt(seeds)
+    if noncentrality > 1e3:  # far past any critical value; scipy's nct loses accuracy out there
+        return 1.0
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
 def paired_power(difference: float, sd: float, seeds: int, alpha: float = ALPHA) -> float:
     """Probability that a paired t-test over ``seeds`` seeds finds a true ``difference`` (two-sided)."""
     if seeds < 2 or not sd > 0:
         return math.nan
-    df = seeds - 1
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    noncentrality = abs(difference) * math.sqrt(seeds) / sd
-    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    return _power(difference / sd, seeds, alpha)
 
 
 def detectable_difference(sd: float, seeds: int, power: float = POWER, alpha: float = ALPHA) -> float:
-    """The smallest true difference that ``seeds`` paired seeds detect with probability ``power``."""
+    """The smallest true difference that ``seeds`` paired seeds detect with probability ``power``.
+
+    Solved for the standardised effect (sd = 1) and scaled by ``sd``, so tiny or huge spreads
+    never push the solver to the edges of scipy's noncentral t.
+    """
     if seeds < 2 or not sd > 0:
         return math.nan
-    high = sd
-    while paired_power(high, sd, seeds, alpha) < power:
+    high = 1.0
+    while _power(high, seeds, alpha) < power:
         high *= 2
-    return float(optimize.brentq(lambda d: paired_power(d, sd, seeds, alpha) - power, 0.0, high, xtol=1e-6))
+    effect = optimize.brentq(lambda e: _power(e, seeds, alpha) - power, 0.0, high, xtol=1e-9)
+    return float(effect * sd)
 
 
 def seeds_needed(difference: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> int | None:
     """The fewest paired seeds that detect ``difference`` with probability ``power``; None past MAX_SEEDS."""
     if not sd > 0 or difference == 0:
         return None
+    effect = difference / sd
     low, high = 2, 2
-    while paired_power(difference, sd, high, alpha) < power:  # doubling, then bisection
+    while _power(effect, high, alpha) < power:  # doubling, then bisection
         low, high = high, high * 2
         if high > MAX_SEEDS:
             return None
     while low < high:
         middle = (low + high) // 2
-        if paired_power(difference, sd, middle, alpha) >= power:
+        if _power(effect, middle, alpha) >= power:
             high = middle
         else:
             low = middle + 1
@@ -114,7 +127,7 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
             most = max(most, len(common))
             if len(common) >= 2:
                 diffs = [scores[a][s] - scores[b][s] for s in common]
-                identical = identical and not any(diffs)
+                identical = identical and all(abs(d) < 1e-9 for d in diffs)
                 mean = sum(diffs) / len(diffs)
                 squares += sum((d - mean) ** 2 for d in diffs)
                 df += len(diffs) - 1
@@ -128,6 +141,8 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
                 most = max(most, len(values))
         source = "sqrt(2) x the seed spread of single poolings"
     sd = math.sqrt(squares / df) if df else math.nan
+    if identical and df:
+        sd = 0.0  # differences that are float round-off of 0
     needed = seeds_needed(detect, sd) if detect is not None and df else None
     return SeedPlan(setting, most, sd, source, detectable_difference(sd, most) if df else math.nan, detect, needed,
                     identical=identical and df > 0 and source.startswith("pooled"))

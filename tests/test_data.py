@@ -45,7 +45,7 @@ def _assert_image_data(d: data.ImageData, n_train: int, n_test: int, num_classes
 
 
 def test_names_and_unknown_name() -> None:
-    assert data.names() == ["cifar10", "cifar100", "digits", "fmnist"]
+    assert data.names() == ["cifar10", "cifar100", "digits", "fmnist", "majority", "count", "brightest", "salient"]
     with pytest.raises(ValueError) as err:
         data.load("imagenet")
     for name in data.names():

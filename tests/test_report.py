@@ -322,7 +322,7 @@ def test_status_shows_the_grid_and_counts(tmp_path, capsys):
     gem_line = next(line for line in text.splitlines() if line.startswith("| gem"))
     assert "interrupted 88.00 (3/3)" in gem_line and "running 85.00 (3/3)" in gem_line
     assert data["counts"] == {"completed": 1, "running": 1, "diverged": 1, "failed": 0, "interrupted": 1,
-                              "pending": 0}
+                              "pending": 0, "unreadable": 0}
     assert {(r["pool"], r["seed"]): r["status"] for r in data["runs"]}[("gem", 42)] == "interrupted"
     assert interrupted.exists()
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._numerics import require_channels
 from .classic import gem
 from .registry import register
 
@@ -62,7 +63,8 @@ def gem_spectrum(x: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.T
 class GeMSpectrum(nn.Module):
     """GeM spectrum (poolbench): a generalised mean per channel, exponents spread geometrically
     from 1 to ``p_max`` and learnable, ``p_c = 1 + (q_c - 1) exp(theta_c)``; weight decay pulls
-    them back to the spread. See the module docstring for the reasoning.
+    them back to the spread. Builds on GeM (Radenovic et al. 2018) and mixed pooling (Lee et al.
+    2016); see the module docstring for the reasoning.
 
     Args:
         channels: C, the number of channels it will see (the spread is laid over them).
@@ -73,10 +75,9 @@ class GeMSpectrum(nn.Module):
         eps: the clamp of the input (GeM's), keeping powers of zero finite.
     """
 
-    def __init__(self, channels: int, p_max: float = 8.0, eps: float = 1e-6):
+    def __init__(self, channels: int | None = None, p_max: float = 8.0, eps: float = 1e-6):
         super().__init__()
-        if channels < 1:
-            raise ValueError(f"channels must be >= 1, got {channels}")
+        channels = require_channels(channels, "spectrum")
         if not p_max >= 1.0:
             raise ValueError(f"p_max must be >= 1, got {p_max}")
         self.register_buffer("q", exponent_spectrum(channels, p_max))

@@ -53,7 +53,8 @@ def split_avg_max(x: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
 @register("split")
 class SplitPool(nn.Module):
     """Channel-split average/max pooling: the first ``(1 - max_fraction) C`` channels
-    averaged, the last ``max_fraction C`` max-pooled; see the module docstring for the reasoning.
+    averaged, the last ``max_fraction C`` max-pooled (timm's catavgmax at width C; Lee et al. 2016
+    mix per channel); see the module docstring for the reasoning.
 
     Args:
         max_fraction: the share of channels that are max-pooled, in [0, 1] (0 is GAP, 1 is GMP).
