@@ -159,7 +159,14 @@ def test_list_shows_settings_with_pool_input_shapes(capsys):
     assert "gem" in listing["pools"] and "digits" in listing["datasets"] and "resnet110" in listing["archs"]
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_float16_on_the_cpu_is_refused_before_anything_is_written(tmp_path, capsys):
+    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--amp", "fp16", "--device", "cpu",
+                       "--output-dir", str(tmp_path / "run"))
+    assert code == 2 and "--amp fp16 needs a CUDA device" in err and "bf16" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("amp", ["bf16"])
 def test_mixed_precision_runs_on_the_cpu_and_is_part_of_the_run_config(amp, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--amp", amp,

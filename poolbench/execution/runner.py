@@ -129,9 +129,14 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
              threads: int | None = None) -> str | None:
     """The one-line refusal of a run whose arguments cannot work, or None; writes nothing."""
     try:
-        resolve_device(device)
+        resolved = resolve_device(device)
     except ValueError as error:
         return str(error)
+    if config.amp == "fp16" and resolved.type == "cpu":
+        # Measured here: a ResNet-20 backward under float16 autocast took 42 s on the CPU against
+        # 0.5 s in float32 (no native half-precision kernels): a run would never finish.
+        return ("--amp fp16 needs a CUDA device: float16 training on the CPU is emulated, about 80x "
+                "slower than float32; use --amp bf16 or --amp none there")
     if not 0 <= config.seed <= SEED_MAX:
         return f"--seed {config.seed} is out of range: use an integer from 0 to {SEED_MAX}"
     if threads is not None and threads < 1:
