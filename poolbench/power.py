@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 
 POWER = 0.8
 ALPHA = 0.05
@@ -36,7 +36,16 @@ def _power(effect: float, seeds: int, alpha: float) -> float:
     noncentrality = abs(effect) * math.sqrt(seeds)
     if noncentrality > 1e3:  # far past any critical value; scipy's nct loses accuracy out there
         return 1.0
-    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+    if math.isfinite(power):
+        return float(power)
+    # scipy's noncentral t gives NaN in places at 1-2 degrees of freedom (e.g. df 1, nc 11.3):
+    # integrate T = (Z + nc) / sqrt(V / df) over V ~ chi2(df) instead.
+    def given_v(v: float) -> float:
+        scaled = critical * math.sqrt(v / df)
+        return float((stats.norm.sf(scaled - noncentrality) + stats.norm.cdf(-scaled - noncentrality))
+                     * stats.chi2.pdf(v, df))
+    return float(integrate.quad(given_v, 0.0, math.inf, limit=200)[0])
 
 
 def paired_power(difference: float, sd: float, seeds: int, alpha: float = ALPHA) -> float:

@@ -80,6 +80,7 @@ class GeMSpectrum(nn.Module):
         channels = require_channels(channels, "spectrum")
         if not p_max >= 1.0:
             raise ValueError(f"p_max must be >= 1, got {p_max}")
+        self.q: torch.Tensor  # a buffer: moves with .to() and is saved, never trained
         self.register_buffer("q", exponent_spectrum(channels, p_max))
         self.theta = nn.Parameter(torch.zeros(channels))
         self.p_max, self.eps = p_max, eps

@@ -52,15 +52,16 @@ def split_avg_max(x: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
 
 @register("split")
 class SplitPool(nn.Module):
-    """Channel-split average/max pooling: the first ``(1 - max_fraction) C`` channels
-    averaged, the last ``max_fraction C`` max-pooled (timm's catavgmax at width C; Lee et al. 2016
-    mix per channel); see the module docstring for the reasoning.
+    """Channel-split average/max pooling: ``y_c = mean x_c`` for the first ``C - k`` channels and
+    ``y_c = max x_c`` for the last ``k = round(max_fraction C)`` (timm's catavgmax at width C;
+    Lee et al. 2016's mix, per channel); see the module docstring for the reasoning.
 
     Args:
+        channels: unused (the split is taken of the C it sees); accepted like every pooling's.
         max_fraction: the share of channels that are max-pooled, in [0, 1] (0 is GAP, 1 is GMP).
     """
 
-    def __init__(self, max_fraction: float = 0.5):
+    def __init__(self, channels: int | None = None, max_fraction: float = 0.5):
         super().__init__()
         if not 0.0 <= max_fraction <= 1.0:
             raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
