@@ -195,3 +195,14 @@ def test_the_embedded_default_reaches_90_percent_with_gap(tmp_path, capsys):
     assert code == 0, err
     best = float(out.strip().splitlines()[-1].removeprefix("TEST_METRICS: test_acc="))
     assert best >= 90.0
+
+
+def test_a_tensor_that_does_not_follow_to_is_a_warning_in_a_cpu_run_and_a_fail_in_check(tmp_path, capsys):
+    pool = str(Path(__file__).parent / "broken_pools" / "plain_tensor_attr.py")
+    assert main(["check", pool]) == 1  # it breaks on a GPU: check refuses it
+    capsys.readouterr()
+    code, out, err = run(capsys, "--setting", "quick", "--pool", pool, "--epochs", "1", "--device", "cpu",
+                         "--output-dir", str(tmp_path / "run"))
+    assert code == 0, err  # a CPU run computes correctly with it: refuse what wastes the run, warn the rest
+    assert "WARN to_dtype_device:" in err and "harmless in this CPU run; it fails on a GPU" in err
+    assert "TEST_METRICS" in out
