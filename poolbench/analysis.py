@@ -150,7 +150,7 @@ class Comparison:
         return self.beats and self.p_value < ALPHA
 
     def text(self) -> str:
-        if self.problem:
+        if self.problem or self.best is None:
             return self.problem
         versus = f"published {self.best.pool}" if self.best.published else self.best.pool
         p = format_p(self.p_value)
@@ -198,7 +198,7 @@ class Report:
 
 def published_reference() -> dict[str, dict[str, dict[int, float]]]:
     """setting -> pool -> seed -> best test accuracy of the leaderboard's current runs."""
-    text = importlib.resources.files("poolbench").joinpath("reference", REFERENCE_FILE).read_text()
+    text = importlib.resources.files("poolbench").joinpath(f"reference/{REFERENCE_FILE}").read_text()
     table: dict[str, dict[str, dict[int, float]]] = {}
     for run in json.loads(text)["runs"]:
         pool = REFERENCE_POOLS.get(run["method"], run["method"])
@@ -210,7 +210,7 @@ def published_reference() -> dict[str, dict[str, dict[int, float]]]:
 def published_proposals() -> dict[str, list[Row]]:
     """setting -> a published row per proposal with seed-42 scores; a score at chance level (the
     original harness's score of a diverged run) is listed as diverged, not put in the mean."""
-    text = importlib.resources.files("poolbench").joinpath("reference", PROPOSALS_FILE).read_text()
+    text = importlib.resources.files("poolbench").joinpath(f"reference/{PROPOSALS_FILE}").read_text()
     data = json.loads(text)
     settings = [s.strip() for s in data["metric"].split("order", 1)[1].split("/")]
     table: dict[str, list[Row]] = {}
@@ -242,7 +242,7 @@ def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
         raise ReportError(str(error)) from None
     for run in sweep.runs() if sweep else []:
         key = (run.setting, run.pool, run.seed)
-        if key not in found:
+        if sweep is not None and key not in found:
             found[key] = rundir.RunSummary(sweep.path(run), *key, RunStatus.PENDING, None, 0, None, [], None, None)
     if not found:
         raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
@@ -326,7 +326,7 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
                          "so with the same seed they train identically and differences between them here are "
                          "seed noise (see `poolbench check`, identity_1x1)")
     plans = [plan_seeds(s, {row.pool: row.values for row in by_setting[s]}, detect) for s in settings]
-    favours = {s: SETTINGS[s].favours for s in settings if s in SETTINGS and SETTINGS[s].favours}
+    favours = {s: str(SETTINGS[s].favours) for s in settings if s in SETTINGS and SETTINGS[s].favours}
     means = {s: {row.pool: row.stats.mean for row in by_setting[s] if row.values} for s in settings}
     return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
                   reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours))

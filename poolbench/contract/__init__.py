@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 
@@ -39,7 +40,7 @@ from .subject import Check, ContractViolation, Subject, one_line
 __all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "Status", "check_pool"]
 
 BENCHMARK_POOL_INPUTS: tuple[tuple[int, int, int], ...] = tuple(
-    get_setting(name).pool_input_shape for name in BENCHMARK_SETTINGS
+    shape for name in BENCHMARK_SETTINGS if (shape := get_setting(name).pool_input_shape) is not None
 )
 
 # Every check after "construct", in report order.
@@ -108,7 +109,7 @@ def check_pool(spec: str | Callable, *,
     change a run.
     """
     start = time.perf_counter()
-    pool_inputs = [tuple(shape) for shape in pool_inputs]
+    pool_inputs = cast(list[tuple[int, int, int]], [tuple(shape) for shape in pool_inputs])  # checked below
     if not pool_inputs or any(len(s) != 3 or min(s) < 1 for s in pool_inputs):
         raise ValueError(f"pool_inputs must be a non-empty list of (C, H, W), got {pool_inputs}")
     device = torch.device(device)

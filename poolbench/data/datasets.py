@@ -51,8 +51,8 @@ class ImageData:
     test_images: torch.Tensor  # uint8 [M, 3, 32, 32]
     test_labels: torch.Tensor  # int64 [M]
     num_classes: int
-    mean: tuple[float, float, float]  # per channel, in [0, 1] units (pixel / 255)
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # per channel, in [0, 1] units (pixel / 255)
+    std: tuple[float, ...]
 
 
 class DataMissingError(RuntimeError):

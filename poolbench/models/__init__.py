@@ -16,6 +16,7 @@ import difflib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -110,7 +111,7 @@ def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Mo
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     model = spec.build(num_classes=num_classes, **kwargs)
-    model.pool = make_pool(pool, model.pool_channels)
+    model.pool = make_pool(pool, cast(int, model.pool_channels))
     return model
 
 
@@ -128,7 +129,8 @@ def pool_input_shape(arch: str, image_size: int = 32, **kwargs) -> tuple[int, in
     seen: list[tuple[int, int, int]] = []
     with torch.random.fork_rng(devices=[]):
         model = create(arch, num_classes=10, **kwargs).eval()
-    handle = model.pool.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[1:])))
+    pool_module: nn.Module = model.pool  # type: ignore[assignment]  # every arch's .pool is a module
+    handle = pool_module.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[1:])))
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, image_size, image_size))

@@ -41,6 +41,7 @@ class MeanStdPool(nn.Module):
     def __init__(self, channels: int | None = None, lam: float = 1.0, learnable: bool = True,
                  eps: float = 1e-6):
         super().__init__()
+        self.lam: torch.Tensor  # a parameter when learnable, else a buffer
         add_scalar(self, "lam", lam, learnable)
         self.eps = eps
 
