@@ -24,7 +24,7 @@ from . import rundir
 from .fingerprint import Fingerprint, fingerprint
 from .outcomes import RunStatus
 from .power import SeedPlan, plan_seeds
-from .settings import SETTINGS, Protocol
+from .settings import SETTINGS, Protocol, is_1x1
 from .sweepdir import load_sweep
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
@@ -192,8 +192,7 @@ class Report:
 
     def pool_is_1x1(self, setting: str) -> bool:
         """Whether ``setting``'s pooling sees a 1x1 map, where parameter-free poolings are all the identity."""
-        shape = self.pool_inputs.get(setting)
-        return shape is not None and tuple(shape[1:]) == (1, 1)
+        return is_1x1(self.pool_inputs.get(setting))
 
 
 def published_reference() -> dict[str, dict[str, dict[int, float]]]:
@@ -320,7 +319,7 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     pool_inputs = {setting: _pool_input(setting, summaries) for setting in settings}
     for setting in settings:
         shape = pool_inputs[setting]
-        if shape is not None and tuple(shape[1:]) == (1, 1):
+        if shape is not None and is_1x1(shape):
             notes.append(f"{setting}: the pool input is {'x'.join(map(str, shape))}: on a 1x1 map every "
                          "spatial statistic (gap, gmp, avgmax, gem, lse, softpool, topk, ...) is the identity, "
                          "so with the same seed they train identically and differences between them here are "

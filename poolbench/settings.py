@@ -69,10 +69,10 @@ class Setting:
     suites: tuple[str, ...] = ()
     favours: str | None = None
 
-    @property
-    def pool_is_1x1(self) -> bool:
-        """On a 1x1 pool input every parameter-free pooling is the identity: pooling cannot matter."""
-        return self.pool_input_shape is not None and self.pool_input_shape[1:] == (1, 1)
+
+def is_1x1(pool_input_shape: tuple[int, ...] | None) -> bool:
+    """Whether a (C, H, W) pool input is 1x1, where every parameter-free pooling is the identity."""
+    return pool_input_shape is not None and tuple(pool_input_shape[1:]) == (1, 1)
 
 
 # The diagnostic tasks' protocols: ResNet-8 for a few epochs on 1,600 generated images, sized so

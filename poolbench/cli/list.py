@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import data, models, pools
 from ..outcomes import ExitCode
-from ..settings import SETTINGS, SUITES, Setting
+from ..settings import SETTINGS, SUITES, Setting, is_1x1
 
 HELP = "settings, archs, data sets and poolings"
 
@@ -23,7 +23,7 @@ def setting_record(setting: Setting) -> dict[str, Any]:
     shape = setting.pool_input_shape or models.pool_input_shape(setting.arch)
     return {"name": setting.name, "arch": setting.arch, "dataset": setting.dataset,
             "num_classes": setting.num_classes, "pool_input_shape": list(shape), "suites": list(setting.suites),
-            "favours": setting.favours, "pool_is_1x1": tuple(shape[1:]) == (1, 1),
+            "favours": setting.favours, "pool_is_1x1": is_1x1(shape),
             "protocol": dataclasses.asdict(setting.protocol), "description": setting.description}
 
 
