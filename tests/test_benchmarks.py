@@ -5,9 +5,12 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+
+from poolbench import pools
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
@@ -60,5 +63,11 @@ def test_the_gpu_session_script_runs_every_step_on_the_cpu(tmp_path):
     assert re.search(r"^TEST_METRICS: test_acc=[\d.]+$", run, flags=re.M), (out / "run.err").read_text()
     result = json.loads((out / "run_result.json").read_text())
     assert result["status"] == "completed" and result["compile"] == "compiled"  # torchvision read the files
-    sweep = (out / "sweep.txt").read_text()
-    assert re.search(r"done in \d+ s \([\d.]+ runs/hour\): 2 completed", sweep), sweep
+    sweep = (out / "diag_sweep.txt").read_text()
+    assert re.search(r"done in \d+ s \([\d.]+ runs/hour\): 10 completed", sweep), sweep
+    report = (out / "diag_report.md").read_text()
+    assert f"Δ vs {pools.OWN_POOLING}" in report and "| avgmax" in report
+    with tarfile.open(out / "diag_sweep.tgz") as archive:
+        names = archive.getnames()
+    assert sum(name.endswith("result.json") for name in names) == 10
+    assert not any(name.endswith("checkpoint.pt") for name in names)

@@ -54,9 +54,9 @@ def test_split_refuses_a_fraction_outside_0_1():
 
 # --- spectrum: poolbench's own pooling ------------------------------------------------------------
 
-def test_spectrum_is_a_gem_per_channel_with_exponents_spread_from_1_to_p_max():
-    pool = pools.create("spectrum(p_max=8)", channels=5)
-    p = [1.0, 8 ** 0.25, 8 ** 0.5, 8 ** 0.75, 8.0]
+def test_spectrum_is_a_gem_per_channel_with_exponents_spread_from_1_to_p_max_most_near_1():
+    pool = pools.create("spectrum(p_max=16)", channels=5)
+    p = [1.0, 16 ** (1 / 16), 16 ** (1 / 4), 16 ** (9 / 16), 16.0]  # 16^((c/4)^2)
     torch.testing.assert_close(pool.p.detach(), torch.tensor(p))
     x = torch.rand(3, 5, 4, 4) + 0.01
     expected = torch.stack([x[:, c].pow(p[c]).mean(dim=(1, 2)).pow(1 / p[c]) for c in range(5)], dim=1)
@@ -75,6 +75,13 @@ def test_spectrum_exponents_stay_at_least_1_and_weight_decay_pulls_them_back_to_
         optimizer.step()
     assert float(pool.theta.abs().max()) < 1.0  # on its way back to theta = 0, p = the spread
     torch.testing.assert_close(pools.create("spectrum", channels=8).p, pools.create("spectrum", channels=8).q)
+
+
+def test_spectrum_default_spread_keeps_most_channels_near_the_mean_and_a_few_near_the_max():
+    q = pools.create("spectrum", channels=64).q
+    assert q[0] == 1.0 and float(q[-1]) == pytest.approx(64.0)
+    assert (q < 2).sum() == 26 and (q > 16).sum() == 12  # counting channels, detecting channels
+    assert (q[1:] > q[:-1]).all()
 
 
 def test_spectrum_gets_a_gradient_on_every_exponent_but_the_plain_average():

@@ -5,6 +5,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 from poolbench import pools
 from poolbench.cli import build_parser, main
@@ -88,3 +89,12 @@ def test_the_pooling_table_names_every_registered_pooling_with_its_class():
         row = next((line for line in rows if f"`{name}`" in line.split("|")[1]), None)
         assert row is not None, f"{name} is not in the README's pooling table"
         assert f"`{registry.get(name).__name__}`" in row.split("|")[2], f"{name}: its class is not in its row"
+
+
+def test_the_hand_written_mean_example_computes_gap_exactly(tmp_path):
+    example = next(block for block in PYTHON_BLOCKS if block.startswith("# mean_pool.py"))
+    (tmp_path / "mean_pool.py").write_text(example)
+    pool = pools.create(str(tmp_path / "mean_pool.py"), channels=8)
+    x = torch.randn(3, 8, 5, 7)
+    torch.testing.assert_close(pool(x), pools.create("gap", channels=8)(x), rtol=0, atol=1e-6)
+    assert check_pool(str(tmp_path / "mean_pool.py"), include_cost=False).ok
