@@ -26,6 +26,7 @@ from .outcomes import RunStatus
 from .power import SeedPlan, plan_seeds
 from .settings import SETTINGS, Protocol, is_1x1
 from .sweepdir import load_sweep
+from .tradeoff import TaskCheck, TradeOffCheck, Versus
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
 ALPHA = 0.05
@@ -189,6 +190,7 @@ class Report:
     pool_inputs: dict[str, tuple[int, ...] | None] = field(default_factory=dict)  # setting -> (C, H, W)
     seed_plans: list[SeedPlan] = field(default_factory=list)
     fingerprint: Fingerprint | None = None
+    tradeoffs: list[TradeOffCheck] = field(default_factory=list)  # the no-trade-off check, per new pooling
 
     def pool_is_1x1(self, setting: str) -> bool:
         """Whether ``setting``'s pooling sees a 1x1 map, where parameter-free poolings are all the identity."""
@@ -328,7 +330,31 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     favours = {s: str(SETTINGS[s].favours) for s in settings if s in SETTINGS and SETTINGS[s].favours}
     means = {s: {row.pool: row.stats.mean for row in by_setting[s] if row.values} for s in settings}
     return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
-                  reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours))
+                  reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours),
+                  tradeoff_checks(rows, [s for s in settings if s in favours], pools))
+
+
+def tradeoff_checks(rows: dict[tuple[str, str], Row], tasks: list[str], pools: list[str]) -> list[TradeOffCheck]:
+    """The no-trade-off check (poolbench.tradeoff) of every pooling other than the four baselines that
+    completed runs on every diagnostic task in ``tasks``; none unless all four baselines did too."""
+    def ran(task: str, pool: str) -> bool:
+        return (task, pool) in rows and bool(rows[task, pool].values)
+
+    if not tasks or not all(ran(t, b) for t in tasks for b in BASELINES):
+        return []
+    checks = []
+    for pool in pools:
+        if pool in BASELINES or not all(ran(t, pool) for t in tasks):
+            continue
+        per_task = []
+        for task in tasks:
+            means = {b: rows[task, b].stats.mean for b in BASELINES}
+            best, worst = max(means, key=means.__getitem__), min(means, key=means.__getitem__)
+            own = rows[task, pool].values
+            versus = [Versus(b, *paired_difference(own, rows[task, b].values)) for b in (best, worst)]
+            per_task.append(TaskCheck(task, versus[0], versus[1], alpha=ALPHA))
+        checks.append(TradeOffCheck(pool, tuple(per_task)))
+    return checks
 
 
 def _pool_input(setting: str, summaries: list[rundir.RunSummary]) -> tuple[int, ...] | None:

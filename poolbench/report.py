@@ -14,6 +14,7 @@ import math
 from .analysis import ALPHA, BASELINES, Report, format_p
 from .plots import accuracy_bars_png, accuracy_curves_png, fingerprint_png
 from .settings import BENCHMARK_SETTINGS, SETTINGS
+from .tradeoff import RULE as TRADEOFF_RULE
 
 # --- Tables -----------------------------------------------------------------------------------
 
@@ -116,6 +117,17 @@ def fingerprint_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def tradeoff_table(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Per pooling beyond the baselines: whether it escapes the trade-off, and each task's two comparisons."""
+    tasks = [t.task for t in report.tradeoffs[0].tasks]
+    return ["pooling", "no trade-off", *tasks], [[c.pool, c.text(), *(t.text() for t in c.tasks)]
+                                                 for c in report.tradeoffs]
+
+
+def tradeoff_rule() -> str:
+    return TRADEOFF_RULE.format(baselines=", ".join(BASELINES), alpha=ALPHA)
+
+
 FINGERPRINT_INTRO = ("Fingerprint: mean best test accuracy (%) on each diagnostic task; *mean side* and *max side* "
                      "average the tasks that favour mean-type and max-type pooling; *lean* places a pooling between "
                      "gap (0) and gmp (1). A pooling good on both sides has both side scores high. It describes "
@@ -149,6 +161,8 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
                 md_table(*setting_table(report, setting)), ""]
     if report.fingerprint is not None:
         out += ["## Fingerprint", "", FINGERPRINT_INTRO, "", md_table(*fingerprint_table(report)), ""]
+    if report.tradeoffs:
+        out += ["## No trade-off", "", tradeoff_rule(), "", md_table(*tradeoff_table(report)), ""]
     for name, path in (images or {}).items():
         out += [f"![{PLOT_TITLES[name]}]({path})", ""]
     out += ["## Seed planning", "", SEED_PLAN_INTRO, "", *(f"- {plan.text()}" for plan in report.seed_plans), ""]
@@ -263,6 +277,8 @@ def to_html(report: Report) -> str:
                 _html_table(*setting_table(report, setting), published)]
     if report.fingerprint is not None:
         out += [f"<h2>Fingerprint</h2><p>{e(FINGERPRINT_INTRO)}</p>", _html_table(*fingerprint_table(report))]
+    if report.tradeoffs:
+        out += [f"<h2>No trade-off</h2><p>{e(tradeoff_rule())}</p>", _html_table(*tradeoff_table(report))]
     for name, png in plots(report).items():
         out.append(f"<h2>{PLOT_TITLES[name]}</h2>"
                    f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
