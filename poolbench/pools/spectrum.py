@@ -28,7 +28,9 @@ mean-side tasks (majority 62-95, count 43-64). The hard maximum, or many near-ma
 the counting channels at lr 0.05; a few soft near-max channels do so much less, but not
 never. Over 10 seeds the quadratic spread up to 64 trailed gem on the majority task by 0.71
 points (p = 0.011). Up to 32 it trails by 0.50 (p = 0.078), and avg+max on the brightest square
-by 1.07 (p = 0.13): the balance chosen (README, "poolbench's own pooling").
+by 1.07 (p = 0.13): the balance chosen. Over 15 seeds both gaps become significant (-0.48,
+p = 0.012; -1.12, p = 0.038): the trade-off is small, not gone (README, "poolbench's own
+pooling").
 
 Weight decay pulls every theta_c to 0, i.e. every exponent back to its place in the spectrum:
 never into a dead zone. (GeM's p, clamped to >= 1 in the forward pass, has zero gradient below
