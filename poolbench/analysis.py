@@ -91,6 +91,12 @@ def format_p(p: float) -> str:
     return "n/a" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def versus_text(diff: float, versus: str, p: float) -> str:
+    """``+1.23 vs gem (p=0.045)``: a difference to another pooling and its p-value."""
+    shown = format_p(p)
+    return f"{diff:+.2f} vs {versus} (p{shown if shown.startswith('<') else '=' + shown})"
+
+
 # --- The report's data ------------------------------------------------------------------------
 
 @dataclass
@@ -154,9 +160,7 @@ class Comparison:
         if self.problem or self.best is None:
             return self.problem
         versus = f"published {self.best.pool}" if self.best.published else self.best.pool
-        p = format_p(self.p_value)
-        p = p if p.startswith("<") else f"={p}"
-        return f"{self.diff:+.2f} vs {versus} (p{p}){' *' if self.significant else ''}"
+        return versus_text(self.diff, versus, self.p_value) + (" *" if self.significant else "")
 
 
 @dataclass

@@ -11,10 +11,11 @@ import html
 import io
 import math
 
-from .analysis import ALPHA, BASELINES, Report, format_p
+from .analysis import ALPHA, BASELINES, Report, format_p, versus_text
 from .plots import accuracy_bars_png, accuracy_curves_png, fingerprint_png
 from .settings import BENCHMARK_SETTINGS, SETTINGS
 from .tradeoff import RULE as TRADEOFF_RULE
+from .tradeoff import TaskCheck
 
 # --- Tables -----------------------------------------------------------------------------------
 
@@ -117,10 +118,17 @@ def fingerprint_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def tradeoff_cell(check: TaskCheck) -> str:
+    """One task of the no-trade-off check: the difference to the best baseline, then to the worst, and
+    WORSE / NOT BETTER for a failed condition."""
+    marks = ("" if check.not_worse else " WORSE") + ("" if check.better else " NOT BETTER")
+    return "; ".join(versus_text(v.diff, v.pool, v.p_value) for v in (check.best, check.worst)) + marks
+
+
 def tradeoff_table(report: Report) -> tuple[list[str], list[list[str]]]:
     """Per pooling beyond the baselines: whether it escapes the trade-off, and each task's two comparisons."""
     tasks = [t.task for t in report.tradeoffs[0].tasks]
-    return ["pooling", "no trade-off", *tasks], [[c.pool, c.text(), *(t.text() for t in c.tasks)]
+    return ["pooling", "no trade-off", *tasks], [[c.pool, c.text(), *map(tradeoff_cell, c.tasks)]
                                                  for c in report.tradeoffs]
 
 

@@ -12,7 +12,7 @@ diagnostic task of a sweep, it is
 Both comparisons pair runs by seed (paired t-test). With fewer than 2 paired seeds nothing is
 significant: the first condition holds and the second fails. A constant difference over 2 or
 more seeds has no t statistic (zero spread), and counts as significant. The numbers come from
-poolbench.analysis, which builds these checks; this module holds the rule and its wording.
+poolbench.analysis, which builds these checks; poolbench.report renders them.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ class Versus:
             return False
         return math.isnan(self.p_value) or self.p_value < alpha  # nan with n >= 2: every seed differs alike
 
-    def text(self) -> str:
-        p = "n/a" if math.isnan(self.p_value) else "<0.001" if self.p_value < 0.001 else f"{self.p_value:.3f}"
-        return f"{self.diff:+.2f} vs {self.pool} (p{p if p.startswith('<') else '=' + p})"
-
 
 @dataclass(frozen=True)
 class TaskCheck:
@@ -54,10 +50,6 @@ class TaskCheck:
     @property
     def better(self) -> bool:
         return self.worst.diff > 0 and self.worst.significant(self.alpha)
-
-    def text(self) -> str:
-        marks = ("" if self.not_worse else " WORSE") + ("" if self.better else " NOT BETTER")
-        return f"{self.best.text()}; {self.worst.text()}{marks}"
 
 
 @dataclass(frozen=True)
