@@ -1,6 +1,8 @@
 """poolbench's own poolings: `spectrum` (a GeM exponent per channel, spread from mean to max) and
 `split` (averages on some channels, maxima on the others)."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -67,13 +69,15 @@ def test_spectrum_exponents_stay_at_least_1_and_weight_decay_pulls_them_back_to_
     pool = pools.create("spectrum", channels=8)
     with torch.no_grad():
         pool.theta.fill_(-30.0)  # far below: p is then ~1, never under it
-    assert float(pool.p.min()) >= 1.0
+        pool.phi.fill_(-5.0)
+    assert float(pool.p.detach().min()) >= 1.0
     optimizer = torch.optim.SGD(pool.parameters(), lr=0.1, weight_decay=0.5)
     for _ in range(200):  # no loss: only decay acts
         optimizer.zero_grad()
         (pool(torch.rand(2, 8, 4, 4)) * 0).sum().backward()
         optimizer.step()
-    assert float(pool.theta.abs().max()) < 1.0  # on its way back to theta = 0, p = the spread
+    assert float(pool.theta.detach().abs().max()) < 1.0  # on its way back to theta = 0, p = the spread
+    assert abs(float(pool.phi.detach())) < 1.0
     torch.testing.assert_close(pools.create("spectrum", channels=8).p, pools.create("spectrum", channels=8).q)
 
 
@@ -88,6 +92,20 @@ def test_spectrum_gets_a_gradient_on_every_exponent_but_the_plain_average():
     pool = pools.create("spectrum", channels=6)
     pool(torch.rand(4, 6, 8, 8) + 0.01).pow(2).sum().backward()
     assert pool.theta.grad[0] == 0 and (pool.theta.grad[1:] != 0).all()
+    # the shared shift moves every exponent at once: its gradient is the sum of theirs
+    torch.testing.assert_close(pool.phi.grad, pool.theta.grad.sum())
+
+
+def test_spectrum_shared_shift_slides_the_whole_spread_towards_the_mean_or_the_max():
+    pool = pools.create("spectrum", channels=64)
+    x = torch.rand(3, 64, 8, 8) + 0.01
+    with torch.no_grad():
+        pool.phi.fill_(-20.0)  # every exponent ~1: the plain average on every channel
+    torch.testing.assert_close(pool(x), x.mean(dim=(2, 3)), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        pool.phi.fill_(1.0)  # every exponent e times further from 1: closer to the maximum
+    assert (pool.p[1:] > pool.q[1:]).all()
+    assert float(pool.p.detach()[-1]) == pytest.approx(1 + 31 * math.e, rel=1e-5)
 
 
 def test_spectrum_is_the_identity_on_a_1x1_map_and_passes_the_contract():
