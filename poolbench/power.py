@@ -101,6 +101,7 @@ class SeedPlan:
     detect: float | None = None  # a difference the user asked about (--detect)
     needed: int | None = None  # seeds that difference needs
     identical: bool = False  # every paired difference is exactly 0: the poolings compute the same function
+    leading: LeadingPair | None = None  # the two best poolings' own spread (the pooled one mixes every pair)
 
     def text(self) -> str:
         if math.isnan(self.sd):
@@ -117,7 +118,51 @@ class SeedPlan:
         if self.detect is not None:
             need = f"{self.needed} seeds" if self.needed else f"more than {MAX_SEEDS} seeds"
             line += f"; detecting {self.detect:g} points needs {need}"
+        if self.leading is not None:
+            line += f". {self.leading.text()}"
         return line
+
+
+@dataclass(frozen=True)
+class LeadingPair:
+    """The spread of paired differences between the two poolings with the highest means.
+
+    One erratic pooling widens the pooled spread of a whole setting; the comparison users most
+    often ask about, the winner against the runner-up, can be far tighter (near a ceiling,
+    differences of a tenth of a point become significant).
+    """
+
+    first: str
+    second: str
+    seeds: int  # seeds the two share
+    sd: float
+    detectable: float
+
+    def text(self) -> str:
+        pair = f"The two leading poolings, {self.first} and {self.second}"
+        if self.sd == 0:
+            return f"{pair}, differ by the same amount on all {self.seeds} shared seeds"
+        return (f"{pair}, differ with sd {self.sd:.2f} over {self.seeds} shared seeds: a difference of "
+                f"{self.detectable:.2f} points between them is detected with 80% power")
+
+
+def leading_pair(scores: dict[str, dict[int, float]]) -> LeadingPair | None:
+    """The two poolings with the highest mean score and the spread of their paired differences;
+    None when fewer than two poolings or fewer than 2 shared seeds."""
+    ranked = sorted((name for name, values in scores.items() if values),
+                    key=lambda name: -sum(scores[name].values()) / len(scores[name]))
+    if len(ranked) < 2:
+        return None
+    first, second = ranked[:2]
+    common = sorted(set(scores[first]) & set(scores[second]))
+    if len(common) < 2:
+        return None
+    diffs = [scores[first][s] - scores[second][s] for s in common]
+    mean = sum(diffs) / len(diffs)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    if sd < 1e-9:
+        sd = 0.0  # float round-off of a constant difference
+    return LeadingPair(first, second, len(common), sd, detectable_difference(sd, len(common)) if sd else math.nan)
 
 
 def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float | None = None) -> SeedPlan:
@@ -153,5 +198,6 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
     if identical and df:
         sd = 0.0  # differences that are float round-off of 0
     needed = seeds_needed(detect, sd) if detect is not None and df else None
+    identical = identical and df > 0 and source.startswith("pooled")
     return SeedPlan(setting, most, sd, source, detectable_difference(sd, most) if df else math.nan, detect, needed,
-                    identical=identical and df > 0 and source.startswith("pooled"))
+                    identical=identical, leading=None if identical else leading_pair(scores))

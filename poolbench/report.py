@@ -143,7 +143,8 @@ FINGERPRINT_INTRO = ("Fingerprint: mean best test accuracy (%) on each diagnosti
 
 SEED_PLAN_INTRO = ("Seed planning: the smallest difference each setting's seeds detect with 80% power in a paired "
                    "t-test at alpha 0.05, from the spread of paired differences measured here "
-                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs).")
+                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs); the pooled "
+                   "spread mixes every pair of poolings, so each line also gives the two leading poolings' own.")
 
 
 INTRO = ("Score: best test accuracy over all epochs (%); mean ± sample std over the completed seeds "

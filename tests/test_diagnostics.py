@@ -20,7 +20,7 @@ from poolbench.cli import main
 from poolbench.contract import check_pool
 from poolbench.data.diagnostics import CELL, COUNTS, DIAGNOSTICS, GRID, PALETTE
 from poolbench.fingerprint import fingerprint
-from poolbench.power import detectable_difference, paired_power, plan_seeds, seeds_needed
+from poolbench.power import detectable_difference, leading_pair, paired_power, plan_seeds, seeds_needed
 from poolbench.settings import SETTINGS, SUITES
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -192,6 +192,22 @@ def test_the_seed_plan_pools_the_spread_of_paired_differences():
     assert plan.needed == seeds_needed(1.0, math.sqrt(pooled)) and "detecting 1 points needs" in plan.text()
 
 
+def test_the_seed_plan_also_gives_the_two_leading_poolings_own_spread():
+    # c is erratic and widens the pooled spread; a and b, the two best, differ steadily
+    scores = {"a": {1: 99.9, 2: 99.8, 3: 100.0, 4: 99.9}, "b": {1: 99.7, 2: 99.7, 3: 99.8, 4: 99.8},
+              "c": {1: 60.0, 2: 90.0, 3: 40.0, 4: 80.0}}
+    plan = plan_seeds("x", scores)
+    lead = plan.leading
+    assert (lead.first, lead.second, lead.seeds) == ("a", "b", 4)
+    assert math.isclose(lead.sd, float(np.std([0.2, 0.1, 0.2, 0.1], ddof=1)))
+    assert math.isclose(lead.detectable, detectable_difference(lead.sd, 4))
+    assert lead.detectable < plan.detectable / 50
+    assert f"The two leading poolings, a and b, differ with sd {lead.sd:.2f} over 4 shared seeds" in plan.text()
+    assert leading_pair({"a": {1: 1.0}, "b": {1: 2.0}}) is None  # one shared seed: no spread
+    steady = leading_pair({"a": {1: 2.0, 2: 3.0}, "b": {1: 1.0, 2: 2.0}})
+    assert steady.sd == 0 and "differ by the same amount on all 2 shared seeds" in steady.text()
+
+
 def test_identical_poolings_get_a_plan_that_says_no_seed_count_separates_them():
     same = {"gap": {1: 70.0, 2: 71.0}, "gmp": {1: 70.0, 2: 71.0}}
     assert "no number of seeds separates them" in plan_seeds("vgg", same).text()
@@ -232,6 +248,7 @@ def test_the_report_shows_the_fingerprint_seed_plans_and_marks_1x1_settings(diag
     plans = text.split("## Seed planning", 1)[1]
     assert "vgg16bn-cifar100: every paired difference is exactly 0" in plans
     assert "diag-majority: with 3 seeds a difference of" in plans and "detecting 0.5 points needs" in plans
+    assert "The two leading poolings, gap and gmp, differ with sd" in plans
 
 
 def test_the_html_report_has_the_fingerprint_plot(diagnostic_sweep, tmp_path):
