@@ -125,7 +125,7 @@ FUNCTIONAL_FORMS = {
     "signed_gem": lambda m, x: signed_gem_std(m, x),
     "gwap": lambda m, x: PF.sigmoid_weighted_mean(x, F.conv2d(x, m.score.weight, m.score.bias)),
     "split": lambda m, x: PF.split_avg_max(x, m.max_fraction),
-    "spectrum": lambda m, x: PF.gem_spectrum(x, m.p, m.eps),
+    "spectrum": lambda m, x: PF.gem_spectrum(x, m.p, m.eps) * m.p.detach() ** -m.readout,  # value only
 }
 # Poolings built from layers whose forward is not a composition of the functional forms.
 LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap"}

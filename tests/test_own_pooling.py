@@ -57,7 +57,7 @@ def test_split_refuses_a_fraction_outside_0_1():
 # --- spectrum: poolbench's own pooling ------------------------------------------------------------
 
 def test_spectrum_is_a_gem_per_channel_with_exponents_spread_from_1_to_p_max_most_near_1():
-    pool = pools.create("spectrum(p_max=16)", channels=5)
+    pool = pools.create("spectrum(p_max=16, readout=0)", channels=5)
     p = [1.0, 16 ** (1 / 16), 16 ** (1 / 4), 16 ** (9 / 16), 16.0]  # 16^((c/4)^2)
     torch.testing.assert_close(pool.p.detach(), torch.tensor(p))
     x = torch.rand(3, 5, 4, 4) + 0.01
@@ -97,7 +97,7 @@ def test_spectrum_gets_a_gradient_on_every_exponent_but_the_plain_average():
 
 
 def test_spectrum_shared_shift_slides_the_whole_spread_towards_the_mean_or_the_max():
-    pool = pools.create("spectrum", channels=64)
+    pool = pools.create("spectrum(readout=0)", channels=64)
     x = torch.rand(3, 64, 8, 8) + 0.01
     with torch.no_grad():
         pool.phi.fill_(-20.0)  # every exponent ~1: the plain average on every channel
@@ -108,9 +108,27 @@ def test_spectrum_shared_shift_slides_the_whole_spread_towards_the_mean_or_the_m
     assert float(pool.p.detach()[-1]) == pytest.approx(1 + 31 * math.e, rel=1e-5)
 
 
-def test_spectrum_is_the_identity_on_a_1x1_map_and_passes_the_contract():
+def test_spectrum_reads_out_a_scaled_mean_and_passes_the_features_the_unscaled_gradient():
+    pool = pools.create("spectrum", channels=6)  # readout 0.25
+    plain = pools.create("spectrum(readout=0)", channels=6)
+    x = (torch.rand(4, 6, 8, 8) + 0.01).requires_grad_()
+    x_plain = x.detach().clone().requires_grad_()
+    y, y_plain = pool(x), plain(x_plain)
+    torch.testing.assert_close(y, y_plain * pool.p.detach() ** -0.25)  # the value is scaled...
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
+    (y_plain * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x_plain.grad)  # ...the gradient to the features is not
+    torch.testing.assert_close(pool.phi.grad, plain.phi.grad)
+    with pytest.raises(ValueError, match="readout must be between 0 and 1"):
+        pools.create("spectrum(readout=2)", channels=6)
+
+
+def test_spectrum_is_a_per_channel_scale_on_a_1x1_map_and_passes_the_contract():
     pool = pools.create("spectrum", channels=64)
     x = torch.rand(3, 64, 1, 1) + 0.01
-    torch.testing.assert_close(pool(x), x.flatten(1))
+    torch.testing.assert_close(pool(x), x.flatten(1) * pool.q ** -0.25)  # a scale a linear head undoes
+    torch.testing.assert_close(pools.create("spectrum(readout=0)", channels=64)(x), x.flatten(1))
     report = check_pool("spectrum")
-    assert report.ok and report.result("identity_1x1").message.startswith("identity")
+    assert report.ok and report.result("identity_1x1").message.startswith("a per-channel scale")
+    assert report.result("identity_1x1").status == "PASS"
