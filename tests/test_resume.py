@@ -18,8 +18,14 @@ COMMAND = [sys.executable, "-m", "poolbench", "run", "--arch", "resnet20", "--da
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def default_sigint() -> None:
+    # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the child Ctrl-C's usual meaning.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(out_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([*COMMAND, "--output-dir", str(out_dir)], env=ENV,
+    return subprocess.Popen([*COMMAND, "--output-dir", str(out_dir)], env=ENV, preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
