@@ -146,6 +146,17 @@ class LeadingPair:
                 f"{self.detectable:.2f} points between them is detected with 80% power")
 
 
+def _paired_differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """a - b on every seed both have, in seed order."""
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
+def _squares_about_mean(values: list[float]) -> float:
+    """Sum of squared deviations from the mean (the variance's numerator)."""
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values)
+
+
 def leading_pair(scores: dict[str, dict[int, float]]) -> LeadingPair | None:
     """The two poolings with the highest mean score and the spread of their paired differences;
     None when fewer than two poolings or fewer than 2 shared seeds."""
@@ -154,15 +165,13 @@ def leading_pair(scores: dict[str, dict[int, float]]) -> LeadingPair | None:
     if len(ranked) < 2:
         return None
     first, second = ranked[:2]
-    common = sorted(set(scores[first]) & set(scores[second]))
-    if len(common) < 2:
+    diffs = _paired_differences(scores[first], scores[second])
+    if len(diffs) < 2:
         return None
-    diffs = [scores[first][s] - scores[second][s] for s in common]
-    mean = sum(diffs) / len(diffs)
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    sd = math.sqrt(_squares_about_mean(diffs) / (len(diffs) - 1))
     if sd < 1e-9:
         sd = 0.0  # float round-off of a constant difference
-    return LeadingPair(first, second, len(common), sd, detectable_difference(sd, len(common)) if sd else math.nan)
+    return LeadingPair(first, second, len(diffs), sd, detectable_difference(sd, len(diffs)) if sd else math.nan)
 
 
 def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float | None = None) -> SeedPlan:
@@ -177,20 +186,17 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
     squares, df, most, identical = 0.0, 0, 0, True
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            common = sorted(set(scores[a]) & set(scores[b]))
-            most = max(most, len(common))
-            if len(common) >= 2:
-                diffs = [scores[a][s] - scores[b][s] for s in common]
+            diffs = _paired_differences(scores[a], scores[b])
+            most = max(most, len(diffs))
+            if len(diffs) >= 2:
                 identical = identical and all(abs(d) < 1e-9 for d in diffs)
-                mean = sum(diffs) / len(diffs)
-                squares += sum((d - mean) ** 2 for d in diffs)
+                squares += _squares_about_mean(diffs)
                 df += len(diffs) - 1
     source = "pooled over pairs of poolings"
     if df == 0:
         for values in scores.values():
             if len(values) >= 2:
-                mean = sum(values.values()) / len(values)
-                squares += 2 * sum((v - mean) ** 2 for v in values.values())
+                squares += 2 * _squares_about_mean(list(values.values()))
                 df += len(values) - 1
                 most = max(most, len(values))
         source = "sqrt(2) x the seed spread of single poolings"
