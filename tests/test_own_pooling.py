@@ -70,6 +70,7 @@ def test_spectrum_exponents_stay_at_least_1_and_weight_decay_pulls_them_back_to_
     with torch.no_grad():
         pool.theta.fill_(-30.0)  # far below: p is then ~1, never under it
         pool.phi.fill_(-5.0)
+        pool.omega.fill_(3.0)  # the widest spread: every (q - 1) squared
     assert float(pool.p.detach().min()) >= 1.0
     optimizer = torch.optim.SGD(pool.parameters(), lr=0.1, weight_decay=0.5)
     for _ in range(200):  # no loss: only decay acts
@@ -78,6 +79,7 @@ def test_spectrum_exponents_stay_at_least_1_and_weight_decay_pulls_them_back_to_
         optimizer.step()
     assert float(pool.theta.detach().abs().max()) < 1.0  # on its way back to theta = 0, p = the spread
     assert abs(float(pool.phi.detach())) < 1.0
+    assert abs(float(pool.omega.detach())) < 0.1 and abs(float(pool.width.detach()) - 1.0) < 0.2
     torch.testing.assert_close(pools.create("spectrum", channels=8).p, pools.create("spectrum", channels=8).q)
 
 
@@ -94,6 +96,32 @@ def test_spectrum_gets_a_gradient_on_every_exponent_but_the_plain_average():
     assert pool.theta.grad[0] == 0 and (pool.theta.grad[1:] != 0).all()
     # the shared shift moves every exponent at once: its gradient is the sum of theirs
     torch.testing.assert_close(pool.phi.grad, pool.theta.grad.sum())
+    # the width moves the high exponents most: d p_c / d w = (p_c - 1) log(q_c - 1), 0 on the first
+    assert pool.omega.grad != 0 and torch.isfinite(pool.omega.grad)
+
+
+def test_spectrum_width_narrows_the_spread_to_one_gem_or_widens_it_up_to_twice():
+    pool = pools.create("spectrum(readout=0)", channels=64)
+    x = torch.rand(3, 64, 8, 8) + 0.01
+    with torch.no_grad():
+        pool.omega.fill_(-20.0)  # w = 0: every channel at 1 + e^phi, one GeM
+        pool.phi.fill_(math.log(0.35))
+    assert float(pool.width) == 0.0
+    torch.testing.assert_close(pool.p, torch.full((64,), 1.35))
+    torch.testing.assert_close(pool(x), pools.create("gem(p=1.35)", channels=64)(x))
+    with torch.no_grad():
+        pool.omega.fill_(20.0)  # w = 2: p_c - 1 = (q_c - 1)^2 e^phi
+        pool.phi.fill_(0.0)
+    torch.testing.assert_close(pool.p, 1 + (pool.q - 1) ** 2)
+
+
+def test_spectrum_width_rate_0_fixes_the_width_and_a_negative_one_is_refused():
+    pool = pools.create("spectrum(width_rate=0)", channels=6)
+    pool(torch.rand(4, 6, 8, 8) + 0.01).pow(2).sum().backward()
+    assert float(pool.width) == 1.0 and float(pool.omega.grad) == 0.0
+    torch.testing.assert_close(pool.p.detach(), pool.q)
+    with pytest.raises(ValueError, match="width_rate must be >= 0"):
+        pools.create("spectrum(width_rate=-1)", channels=6)
 
 
 def test_spectrum_shared_shift_slides_the_whole_spread_towards_the_mean_or_the_max():

@@ -23,7 +23,7 @@ pooling                    function
 ``signed_gem``             :func:`signed_gem` ``+ lam *`` :func:`spatial_std`
 ``gwap``                   :func:`sigmoid_weighted_mean` of the 1x1-conv scores
 ``split``                  :func:`split_avg_max`
-``spectrum``               :func:`gem_spectrum` with ``p = 1 + (q - 1) exp(theta + phi)``, times ``p^-readout``
+``spectrum``               :func:`gem_spectrum` with ``p = 1 + (q - 1)^w exp(theta + phi)``, times ``p^-readout``
 =========================  ==============================================================
 
 >>> import torch

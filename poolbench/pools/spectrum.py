@@ -7,12 +7,13 @@ inside every channel, and GeM learns one exponent for all channels, which weight
 task pull towards one end: neither is best on both sides.
 
 The spectrum gives every channel its own generalised mean, with exponents spread from the
-average to nearly the maximum, most of them near the average, and lets one shared shift slide
-the whole spread towards the average; the classifier reads each channel at a scale that shrinks
-with its exponent:
+average to nearly the maximum, most of them near the average; one shared shift slides the whole
+spread and one shared width narrows it into a single GeM or widens it; the classifier reads each
+channel at a scale that shrinks with its exponent:
 
     y_c = p_c^{-1/4} (mean_{h,w} clamp(x_{c,h,w}, eps)^{p_c})^{1/p_c},
-    p_c = 1 + (q_c - 1) exp(theta_c + phi),   q_c = 32^{(c / (C - 1))^2},   theta = phi = 0 at init,
+    p_c = 1 + (q_c - 1)^w exp(theta_c + phi),   w = 1 + tanh(2 omega),   q_c = 32^{(c / (C - 1))^2},
+    theta = phi = omega = 0 at init (w = 1: the spread q itself),
 
 where the features x receive the gradient of the unscaled generalised mean (the read-out scale
 p_c^{-1/4} is straight-through; ``readout=0`` drops it).
@@ -24,14 +25,32 @@ detect, and the classifier reads each from the channels that carry it cleanly.
 
 Why the shared shift phi: a per-channel theta gets 1/C of the evidence and barely moves in a
 short run (|theta| < 0.3 after 6 epochs on every diagnostic task), while phi's gradient is the
-sum of all of them, as GeM's one p is. On the counting tasks it moves to about -2 within the run
-(the top exponent goes from 32 to about 5, the low ones to about 1); on the brightest square it
-stays near 0 (+0.02 to +0.08), keeping the detecting channels. Over 15 seeds this took
-``diag-count`` from 2.95 points behind gem to 0.41 ahead, and ``diag-majority`` from 0.48 to
-0.18 behind. Letting phi move 4x faster (``exp(theta + 4 phi)``) lost the brightest square
-(88.8 against avg+max's 95.0): early in training every task's gradient points towards the
+sum of all of them, as GeM's one p is. Without the width (below), on the counting tasks it moved
+to about -2 within the run (the top exponent from 32 to about 5, the low ones to about 1); on the
+brightest square it stayed near 0 (+0.02 to +0.08), keeping the detecting channels (with the
+width, phi settles at about -1 on the mean side and +0.1 to +0.3 on the brightest square). Over
+15 seeds this took ``diag-count`` from 2.95 points behind gem to 0.41 ahead, and
+``diag-majority`` from 0.48 to 0.18 behind. Letting phi move 4x faster (``exp(theta + 4 phi)``)
+lost the brightest square (88.8 against avg+max's 95.0): early in training every task's gradient points towards the
 average (4 phi fell to -1.25 within the first epoch of the brightest-square task before climbing
 back), so a fast shift gives the detecting channels up before the brightest square is learnt.
+
+Why the shared width w: the majority task wants every channel at GeM's learnt p of about 1.35
+(GeM with p fixed at 1.35 scored 99.91, gem 99.94, gap 99.83), the brightest square wants the
+spread kept, and wider. A shift cannot give the first: it scales every (q_c - 1) by the same
+factor, so at phi = -2 the exponents still ran from 1 to 5, and the version with the shift and
+the read-out scale alone trailed gem by 0.13 on the majority task (p = 0.001, 20 seeds). The
+width is the exponent on (q_c - 1): at w = 0 every channel is at 1 + e^phi (one GeM), at w = 2
+the spread is squared. Its gradient, sum_c dL/dp_c (p_c - 1) log(q_c - 1), is
+GeM-like (all channels' evidence) and tells the two sides apart: on the majority task w went to
+0.002-0.02 (every exponent 1.3-1.6), on the brightest square to 1.74-1.88 (top exponent
+440-880, nearly the maximum). Rate and bound matter (15 seeds, majority vs gem / brightest vs
+avg+max): ``w = exp(omega)`` narrowed too little (w 0.2-0.3; -0.06, p = 0.11 / +0.83);
+``w = exp(2 omega)`` narrowed fully (-0.02) but widened without bound on the brightest square
+(w 3-11: too few channels left averaging, -2.35); ``w = 1 + tanh(2 omega)``, bounded at 2,
+gave -0.03 (p = 0.51) / +0.71; ``1 + tanh(3 omega)`` lost the brightest square on one seed
+(49 %). A learnt floor under the exponents instead (p_c = f + ..., f -> 1.3) changed nothing
+(-0.15): the exponents above it, not the ones at 1, were what cost the majority task.
 
 Why the read-out scale: a generalised mean grows with p on a peaked map (up to N^{1 - 1/p} times
 the average over N positions), so the near-max channels feed the classifier values several times
@@ -60,20 +79,22 @@ the majority task by 0.4-0.5 points; every exponent at least 3 (GeM's start) wit
 top lost it (76-89 %); averaging every channel with the plain mean lost the brightest square
 (86-89 %); one shared avg/max weight (mixed pooling) lost majority on some seeds (83-97 %).
 
-What is left (20 seeds, README): the best mean on counting (+0.16 vs gem) and on the brightest
-square (+0.28 vs avg+max), 0.13 behind gem on the majority task (99.81 against 99.94, p = 0.001;
-one of 800 test images). The trade-off is small, not gone. What stands in the way: the max-side
-task trains at lr 0.01 and the mean-side ones at 0.05, and a near-max channel, which sends each
-gradient to one position, learns its features at a speed that suits the first and is too fast
-for the second. The read-out scale removed the early loss spike on the majority task (first-epoch
-training loss 1.45 -> 1.19, gap's); the slower fit left (0.145 against gem's 0.131 in the last
-epoch) comes from the features, whose full gradient the brightest square needs.
+What is left (20 seeds, README): no trade-off on the diagnostics. 0.03 behind gem on the majority
+task (99.91 against 99.94, p = 0.29; the version without the width: 99.81, p = 0.001), 1.26 behind
+gem on counting (p = 0.41; that task's scores swing by 10 points from epoch to epoch for every
+pooling), 0.83 ahead of avg+max on the brightest square (96.16, p = 0.23), 48-56 points ahead of
+the worst standard pooling on each task. The two sides still pull the exponents apart at
+different learning rates (lr 0.05 on the mean side, 0.01 on the max side): a width moving 1.5x
+faster than this one lost the brightest square on one seed in 15, ``w = exp(omega)`` (half as
+fast at the start) left majority at -0.06.
 
-Weight decay pulls every theta_c and phi to 0, i.e. every exponent back to its place in the
-spectrum: never into a dead zone. (GeM's p, clamped to >= 1 in the forward pass, has zero gradient below
+Weight decay pulls every theta_c, phi and omega to 0, i.e. every exponent back to its place in
+the spectrum: never into a dead zone. (GeM's p, clamped to >= 1 in the forward pass, has zero gradient below
 the clamp and decay keeps pulling it down: GeM silently becomes GAP.) Here p_c >= 1 for every
-theta and phi, so there is no clamp on p and they always have a gradient (except on the one
-channel with q = 1, which is the plain average by design).
+theta, phi and omega, so there is no clamp on p and they always have a gradient (except on the
+one channel with q = 1, which is the plain average by design). omega's gradient fades only where
+tanh saturates, at one GeM (w -> 0) or the squared spread (w -> 2): sensible poolings both, and
+decay pulls omega back from there.
 
 On a 1x1 map every generalised mean is the identity, so where pooling cannot matter it changes
 nothing but the per-channel read-out scale, which the linear classifier undoes (``readout=0``
@@ -118,9 +139,10 @@ def gem_spectrum(x: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.T
 class GeMSpectrum(nn.Module):
     """GeM spectrum (poolbench): a generalised mean per channel, exponents spread from 1 to
     ``p_max`` as ``p_max^{(c/(C-1))^2}`` (most channels near the average, a few near the maximum)
-    and learnable, ``p_c = 1 + (q_c - 1) exp(theta_c + phi)``: a theta per channel and one shift
-    phi shared by all; weight decay pulls both back to the spread. Builds on GeM (Radenovic et al.
-    2018) and mixed pooling (Lee et al. 2016); see the module docstring for the reasoning.
+    and learnable, ``p_c = 1 + (q_c - 1)^w exp(theta_c + phi)``: a theta per channel, one shift
+    phi and one width ``w = 1 + tanh(2 omega)`` shared by all; weight decay pulls theta, phi and
+    omega back to the spread. Builds on GeM (Radenovic et al. 2018) and mixed pooling (Lee et al.
+    2016); see the module docstring for the reasoning.
 
     Args:
         channels: C, the number of channels it will see (the spread is laid over them).
@@ -131,26 +153,37 @@ class GeMSpectrum(nn.Module):
         readout: the classifier reads channel c at ``p_c^{-readout}`` of its generalised mean,
             while the features behind it get the gradient of the unscaled mean (a straight-through
             scale, see the module docstring). 0 gives the plain spectrum with its true gradient.
+        width_rate: how fast the shared width learns, ``w = 1 + tanh(width_rate * omega)``: it
+            narrows the spread to one GeM (w -> 0) or widens it up to twice (w -> 2). 2 is the
+            rate measured on the diagnostics; 0 fixes the width at 1 (the version without it).
     """
 
     def __init__(self, channels: int | None = None, p_max: float = 32.0, eps: float = 1e-6,
-                 readout: float = 0.25):
+                 readout: float = 0.25, width_rate: float = 2.0):
         super().__init__()
         channels = require_channels(channels, "spectrum")
         if not p_max >= 1.0:
             raise ValueError(f"p_max must be >= 1, got {p_max}")
         if not 0.0 <= readout <= 1.0:
             raise ValueError(f"readout must be between 0 and 1, got {readout}")
+        if not width_rate >= 0.0:
+            raise ValueError(f"width_rate must be >= 0 (0 fixes the width), got {width_rate}")
         self.q: torch.Tensor  # a buffer: moves with .to() and is saved, never trained
         self.register_buffer("q", exponent_spectrum(channels, p_max))
         self.theta = nn.Parameter(torch.zeros(channels))
         self.phi = nn.Parameter(torch.zeros(()))  # one shift for all channels
-        self.p_max, self.eps, self.readout = p_max, eps, readout
+        self.omega = nn.Parameter(torch.zeros(()))  # one width for the whole spread
+        self.p_max, self.eps, self.readout, self.width_rate = p_max, eps, readout, width_rate
+
+    @property
+    def width(self) -> torch.Tensor:
+        """The spread's width now, ``w = 1 + tanh(width_rate * omega)`` in (0, 2): 1 at init."""
+        return 1.0 + torch.tanh(self.width_rate * self.omega)
 
     @property
     def p(self) -> torch.Tensor:
-        """The exponents now: ``1 + (q - 1) exp(theta + phi)``."""
-        return 1.0 + (self.q - 1.0) * (self.theta + self.phi).exp()
+        """The exponents now: ``1 + (q - 1)^w exp(theta + phi)``."""
+        return 1.0 + (self.q - 1.0).pow(self.width) * (self.theta + self.phi).exp()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.q.numel():
@@ -164,4 +197,5 @@ class GeMSpectrum(nn.Module):
         return scale * pooled + (1.0 - scale) * (pooled - pooled.detach())
 
     def extra_repr(self) -> str:
-        return f"channels={self.q.numel()}, p_max={self.p_max}, eps={self.eps}, readout={self.readout}"
+        return (f"channels={self.q.numel()}, p_max={self.p_max}, eps={self.eps}, readout={self.readout}, "
+                f"width_rate={self.width_rate}")
