@@ -84,10 +84,10 @@ task (99.91 against 99.94, p = 0.29; the version without the width: 99.81, p = 0
 gem on counting (p = 0.41; that task's scores swing by 10 points from epoch to epoch for every
 pooling), 0.83 ahead of avg+max on the brightest square (96.16, p = 0.23), 48-56 points ahead of
 the worst standard pooling on each task. On 10 seeds no design choice saw (17-26) the verdict
-holds too (-0.01 vs gem, -3.69 vs gap on counting with p = 0.12, -0.15 vs avg+max). The two sides still pull the exponents apart at
-different learning rates (lr 0.05 on the mean side, 0.01 on the max side): a width moving 1.5x
-faster than this one lost the brightest square on one seed in 15, ``w = exp(omega)`` (half as
-fast at the start) left majority at -0.06.
+holds too (-0.01 vs gem, -3.69 vs gap on counting with p = 0.12, -0.15 vs avg+max). The two
+sides still pull the exponents apart at different learning rates (lr 0.05 on the mean side,
+0.01 on the max side): a width moving 1.5x faster than this one lost the brightest square on
+one seed in 15, ``w = exp(omega)`` (half as fast at the start) left majority at -0.06.
 
 Weight decay pulls every theta_c, phi and omega to 0, i.e. every exponent back to its place in
 the spectrum: never into a dead zone. (GeM's p, clamped to >= 1 in the forward pass, has zero gradient below
