@@ -193,6 +193,7 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
                 squares += _squares_about_mean(diffs)
                 df += len(diffs) - 1
     source = "pooled over pairs of poolings"
+    identical = identical and df > 0  # only paired differences can show two poolings computing the same
     if df == 0:
         for values in scores.values():
             if len(values) >= 2:
@@ -201,9 +202,8 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
                 most = max(most, len(values))
         source = "sqrt(2) x the seed spread of single poolings"
     sd = math.sqrt(squares / df) if df else math.nan
-    if identical and df:
+    if identical:
         sd = 0.0  # differences that are float round-off of 0
     needed = seeds_needed(detect, sd) if detect is not None and df else None
-    identical = identical and df > 0 and source.startswith("pooled")
     return SeedPlan(setting, most, sd, source, detectable_difference(sd, most) if df else math.nan, detect, needed,
                     identical=identical, leading=None if identical else leading_pair(scores))

@@ -208,6 +208,14 @@ def test_the_seed_plan_also_gives_the_two_leading_poolings_own_spread():
     assert steady.sd == 0 and "differ by the same amount on all 2 shared seeds" in steady.text()
 
 
+def test_without_shared_seeds_the_seed_plan_falls_back_to_sqrt2_times_the_seed_spread():
+    scores = {"gap": {1: 70.0, 2: 75.0, 3: 72.0}, "gmp": {4: 60.0}}  # no pair shares 2 seeds
+    plan = plan_seeds("x", scores)
+    assert plan.source == "sqrt(2) x the seed spread of single poolings"
+    assert math.isclose(plan.sd, math.sqrt(2) * float(np.std([70.0, 75.0, 72.0], ddof=1)))
+    assert math.isclose(plan.detectable, detectable_difference(plan.sd, 3)) and not plan.identical
+
+
 def test_identical_poolings_get_a_plan_that_says_no_seed_count_separates_them():
     same = {"gap": {1: 70.0, 2: 71.0}, "gmp": {1: 70.0, 2: 71.0}}
     assert "no number of seeds separates them" in plan_seeds("vgg", same).text()
