@@ -31,9 +31,10 @@ brightest square it stayed near 0 (+0.02 to +0.08), keeping the detecting channe
 width, phi settles at about -1 on the mean side and +0.1 to +0.3 on the brightest square). Over
 15 seeds this took ``diag-count`` from 2.95 points behind gem to 0.41 ahead, and
 ``diag-majority`` from 0.48 to 0.18 behind. Letting phi move 4x faster (``exp(theta + 4 phi)``)
-lost the brightest square (88.8 against avg+max's 95.0): early in training every task's gradient points towards the
-average (4 phi fell to -1.25 within the first epoch of the brightest-square task before climbing
-back), so a fast shift gives the detecting channels up before the brightest square is learnt.
+lost the brightest square (88.8 against avg+max's 95.0): early in training every task's gradient
+points towards the average (4 phi fell to -1.25 within the first epoch of the brightest-square
+task before climbing back), so a fast shift gives the detecting channels up before the brightest
+square is learnt.
 
 Why the shared width w: the majority task wants every channel at GeM's learnt p of about 1.35
 (GeM with p fixed at 1.35 scored 99.91, gem 99.94, gap 99.83), the brightest square wants the
@@ -41,8 +42,8 @@ spread kept, and wider. A shift cannot give the first: it scales every (q_c - 1)
 factor, so at phi = -2 the exponents still ran from 1 to 5, and the version with the shift and
 the read-out scale alone trailed gem by 0.13 on the majority task (p = 0.001, 20 seeds). The
 width is the exponent on (q_c - 1): at w = 0 every channel is at 1 + e^phi (one GeM), at w = 2
-the spread is squared. Its gradient, sum_c dL/dp_c (p_c - 1) log(q_c - 1), is
-GeM-like (all channels' evidence) and tells the two sides apart: on the majority task w went to
+the spread is squared. Its gradient, sum_c dL/dp_c (p_c - 1) log(q_c - 1), is GeM-like (all
+channels' evidence) and tells the two sides apart: on the majority task w went to
 0.002-0.02 (every exponent 1.3-1.6), on the brightest square to 1.74-1.88 (top exponent
 440-880, nearly the maximum). Rate and bound matter (15 seeds, majority vs gem / brightest vs
 avg+max): ``w = exp(omega)`` narrowed too little (w 0.2-0.3; -0.06, p = 0.11 / +0.83);
@@ -90,18 +91,18 @@ sides still pull the exponents apart at different learning rates (lr 0.05 on the
 one seed in 15, ``w = exp(omega)`` (half as fast at the start) left majority at -0.06.
 
 Weight decay pulls every theta_c, phi and omega to 0, i.e. every exponent back to its place in
-the spectrum: never into a dead zone. (GeM's p, clamped to >= 1 in the forward pass, has zero gradient below
-the clamp and decay keeps pulling it down: GeM silently becomes GAP.) Here p_c >= 1 for every
-theta, phi and omega, so there is no clamp on p and they always have a gradient (except on the
-one channel with q = 1, which is the plain average by design). omega's gradient fades only where
-tanh saturates, at one GeM (w -> 0) or the squared spread (w -> 2): sensible poolings both, and
-decay pulls omega back from there.
+the spectrum: never into a dead zone. (GeM's p, clamped to >= 1 in the forward pass, has zero
+gradient below the clamp and decay keeps pulling it down: GeM silently becomes GAP.) Here
+p_c >= 1 for every theta, phi and omega, so there is no clamp on p and they always have a
+gradient (except on the one channel with q = 1, which is the plain average by design). omega's
+gradient fades only where tanh saturates, at one GeM (w -> 0) or the squared spread (w -> 2):
+sensible poolings both, and decay pulls omega back from there.
 
 On a 1x1 map every generalised mean is the identity, so where pooling cannot matter it changes
 nothing but the per-channel read-out scale, which the linear classifier undoes (``readout=0``
-makes it the exact identity). It builds on GeM (Radenovic, Tolias & Chum, TPAMI 2018) and on the per-channel choice
-of mixed pooling (Lee, Gallagher & Tu, AISTATS 2016); the max-normalised GeM of
-:func:`poolbench.pools.classic.gem` keeps large exponents finite on dead channels.
+makes it the exact identity). It builds on GeM (Radenovic, Tolias & Chum, TPAMI 2018) and on
+the per-channel choice of mixed pooling (Lee, Gallagher & Tu, AISTATS 2016); the max-normalised
+GeM of :func:`poolbench.pools.classic.gem` keeps large exponents finite on dead channels.
 """
 
 from __future__ import annotations
