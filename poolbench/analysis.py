@@ -195,6 +195,7 @@ class Report:
     seed_plans: list[SeedPlan] = field(default_factory=list)
     fingerprint: Fingerprint | None = None
     tradeoffs: list[TradeOffCheck] = field(default_factory=list)  # the no-trade-off check, per new pooling
+    sources: dict[str, str] = field(default_factory=dict)  # ad-hoc setting -> "MODEL on DATASET" of its runs
 
     def pool_is_1x1(self, setting: str) -> bool:
         """Whether ``setting``'s pooling sees a 1x1 map, where parameter-free poolings are all the identity."""
@@ -320,6 +321,9 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
             notes.append(f"{setting}: the published rows come from the full protocol "
                          f"({_describe_protocol(SETTINGS[setting].protocol)}); this sweep's runs differ, so "
                          f"they are shown for reference only and left out of the verdict")
+    sources = {setting: "; ".join(sorted({f"{s.config['arch']} on {s.config['dataset']}" for s in summaries
+                                          if s.setting == setting and s.config and "arch" in s.config}))
+               for setting in settings if setting not in SETTINGS}
     verdicts = [Verdict(p, [_compare(rows, references, s, p, reference_in_verdict[s]) for s in settings])
                 for p in pools]
     pool_inputs = {setting: _pool_input(setting, summaries) for setting in settings}
@@ -335,7 +339,8 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     means = {s: {row.pool: row.stats.mean for row in by_setting[s] if row.values} for s in settings}
     return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
                   reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours),
-                  tradeoff_checks(rows, [s for s in settings if s in favours], pools))
+                  tradeoff_checks(rows, [s for s in settings if s in favours], pools),
+                  {setting: text for setting, text in sources.items() if text})
 
 
 def tradeoff_checks(rows: dict[tuple[str, str], Row], tasks: list[str], pools: list[str]) -> list[TradeOffCheck]:
@@ -378,7 +383,9 @@ def ordered(items: list[str]) -> list[str]:
 
 def _describe_protocol(p: Protocol) -> str:
     return (f"{p.epochs} epochs, batch {p.batch_size}, lr {p.lr}, momentum {p.momentum}, "
-            f"weight decay {p.weight_decay}" + (", nesterov" if p.nesterov else ""))
+            f"weight decay {p.weight_decay}" + (", nesterov" if p.nesterov else "")
+            + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
+            + (f", crop padding {p.crop_padding}" if p.crop_padding != Protocol().crop_padding else ""))
 
 
 def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]], setting: str, pool: str,

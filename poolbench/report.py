@@ -86,8 +86,11 @@ def _counts(report: Report) -> str:
     return f"{total} runs: " + ", ".join(parts)
 
 
-def setting_title(setting: str) -> str:
+def setting_title(setting: str, report: Report | None = None) -> str:
+    """``name: description``; an ad-hoc setting is described by the model and data set of its runs."""
     description = SETTINGS[setting].description if setting in SETTINGS else ""
+    if not description and report is not None:
+        description = report.sources.get(setting, "")
     return f"{setting}: {description}" if description else setting
 
 
@@ -166,7 +169,7 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", INTRO, ""]
     out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
     for setting in report.settings:
-        out += [f"## {setting_title(setting)}", "", setting_facts(report, setting), "",
+        out += [f"## {setting_title(setting, report)}", "", setting_facts(report, setting), "",
                 md_table(*setting_table(report, setting)), ""]
     if report.fingerprint is not None:
         out += ["## Fingerprint", "", FINGERPRINT_INTRO, "", md_table(*fingerprint_table(report)), ""]
@@ -282,7 +285,7 @@ def to_html(report: Report) -> str:
     out += [f"<p class=note>Note: {e(note)}</p>" for note in report.notes]
     for setting in report.settings:
         published = [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
-        out += [f"<h2>{e(setting_title(setting))}</h2><p>{e(setting_facts(report, setting))}</p>",
+        out += [f"<h2>{e(setting_title(setting, report))}</h2><p>{e(setting_facts(report, setting))}</p>",
                 _html_table(*setting_table(report, setting), published)]
     if report.fingerprint is not None:
         out += [f"<h2>Fingerprint</h2><p>{e(FINGERPRINT_INTRO)}</p>", _html_table(*fingerprint_table(report))]

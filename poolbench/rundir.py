@@ -38,8 +38,8 @@ LOCK_FILE = ".lock"
 class RunConfig:
     """Everything that determines a run's results. Written to ``config.json``.
 
-    ``pool_sha256`` pins the content of a pooling file so a resumed run cannot silently
-    continue with an edited pooling.
+    ``pool_sha256`` pins the content of a pooling file (``arch_sha256`` of a model file) so a
+    resumed run cannot silently continue with an edited pooling or model.
     """
 
     setting: str
@@ -52,6 +52,7 @@ class RunConfig:
     pool_sha256: str | None = None
     amp: str = "none"  # mixed precision changes the numbers, so it is part of what a run is
     compile: bool = False  # so does torch.compile (fused kernels round differently)
+    arch_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,6 +10,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .setting_spec import normalise_arch, normalise_dataset, pair_label, split_setting
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -28,6 +30,7 @@ class Protocol:
     nesterov: bool = False
     crop_padding: int = 4
     hflip: bool = True
+    image_size: int | None = None  # resize every image once at load to N x N; None: the data set's own size
 
     def __post_init__(self) -> None:
         problems = []
@@ -43,12 +46,29 @@ class Protocol:
             problems.append(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
         if self.crop_padding < 0:
             problems.append(f"crop padding must be >= 0, got {self.crop_padding}")
+        if self.image_size is not None and not 8 <= self.image_size <= 1024:
+            problems.append(f"image size must be from 8 to 1024 pixels, got {self.image_size}")
         if problems:
             raise ValueError("invalid protocol: " + "; ".join(problems))
 
     def replace(self, **overrides) -> Protocol:
         """A copy with the given fields changed; ``None`` values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def with_overrides(self, overrides: dict, native_size: int = 32) -> Protocol:
+        """This protocol with ``overrides``; a new ``image_size`` scales the crop padding with it
+        (``round(crop_padding * image_size / native_size)``, 4 px at 32 becomes 8 at 64) unless the
+        overrides give ``crop_padding`` too. ``native_size`` is the side this protocol's padding is for."""
+        protocol = self.replace(**overrides)
+        size = overrides.get("image_size")
+        if size is not None and overrides.get("crop_padding") is None:
+            protocol = dataclasses.replace(protocol, crop_padding=scaled_padding(self.crop_padding, size, native_size))
+        return protocol
+
+
+def scaled_padding(padding: int, size: int, native_size: int) -> int:
+    """The crop padding for ``size`` px images of a protocol padding ``padding`` px at ``native_size``."""
+    return max(0, round(padding * size / native_size))
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,7 @@ class Setting:
     description: str = ""
     suites: tuple[str, ...] = ()
     favours: str | None = None
+    image_size: int = 32  # the side of the data set's images as loaded without --image-size
 
 
 def is_1x1(pool_input_shape: tuple[int, ...] | None) -> bool:
@@ -82,6 +103,9 @@ def is_1x1(pool_input_shape: tuple[int, ...] | None) -> bool:
 # the mean at lr 0.05: each side is measured where its favoured family trains well.
 MEAN_TASK_PROTOCOL = Protocol(epochs=6, batch_size=64, lr=0.05)
 MAX_TASK_PROTOCOL = Protocol(epochs=6, batch_size=64, lr=0.01)
+
+# The real-data suite's protocol: a few epochs at the mean-side diagnostic tasks' learning rate.
+REAL_PROTOCOL = Protocol(epochs=6, batch_size=64, lr=0.05)
 
 SETTINGS: dict[str, Setting] = {
     s.name: s
@@ -109,6 +133,11 @@ SETTINGS: dict[str, Setting] = {
         # among dim ones, where gap's accuracy depends much on the seed.
         Setting("diag-salient", "resnet8", "salient", 4, (64, 8, 8), MAX_TASK_PROTOCOL,
                 "ResNet-8: the colour of the one bright square among dim ones (generated)", (), "max"),
+        # The real-data suite: real images where the pooling sees an 8x8 map, sized for 2 CPU cores
+        # (5 poolings x 5 seeds in under 15 minutes with --jobs 2; see README "Real images").
+        Setting("resnet8-fmnist-5k", "resnet8", "fmnist-5k", 10, (64, 8, 8), REAL_PROTOCOL,
+                "ResNet-8 on FashionMNIST (500 training images per class, the full test set), 32x32",
+                ("real",)),
         # The embedded default: real data shipped with scikit-learn, no download, CPU-sized.
         Setting("quick", "resnet20", "digits", 10, (64, 8, 8),
                 protocol=Protocol(epochs=10, batch_size=32, lr=0.01),
@@ -116,16 +145,12 @@ SETTINGS: dict[str, Setting] = {
     ]
 }
 
-# Classes per data set, needed to build a model before any data is loaded.
-DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "fmnist": 10, "digits": 10,
-                                   **{s.dataset: s.num_classes for s in SETTINGS.values() if s.favours}}
-
 BENCHMARK_SETTINGS: tuple[str, ...] = ("resnet56-cifar100", "vgg16bn-cifar100", "mobilenetv2-fmnist")
 
 #: Suite name -> its settings, in table order.
 SUITES: dict[str, tuple[str, ...]] = {
     suite: tuple(s.name for s in SETTINGS.values() if suite in s.suites)
-    for suite in ("benchmark", "spatial", "diagnostics")
+    for suite in ("benchmark", "spatial", "diagnostics", "real")
 }
 
 
@@ -136,14 +161,35 @@ def suite_settings(name: str) -> tuple[str, ...]:
     return SUITES[name]
 
 
-def setting_for(arch: str, dataset: str) -> Setting:
-    """The named setting for ``arch`` on ``dataset``, or an ad-hoc one named ``arch-dataset``."""
+def named_setting_for(arch: str, dataset: str) -> Setting | None:
+    """The named setting that trains ``arch`` on ``dataset`` (both normalised), if there is one."""
     for setting in SETTINGS.values():
         if (setting.arch, setting.dataset) == (arch, dataset) and setting.name != "quick":
             return setting
-    if dataset not in DATASET_CLASSES:
-        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASET_CLASSES)}")
-    return Setting(f"{arch}-{dataset}", arch, dataset, DATASET_CLASSES[dataset], None)
+    return None
+
+
+def normalise_setting(spec: str) -> str:
+    """One spelling per setting: a named setting's name, else ``MODEL@DATASET`` with both sides
+    normalised (absolute paths); ValueError for a malformed spec."""
+    if spec in SETTINGS:
+        return spec
+    if "@" not in spec:
+        raise ValueError(f"unknown setting {spec!r}: choose one of {', '.join(SETTINGS)}, or write MODEL@DATASET "
+                         "(e.g. resnet20@cifar10, timm:resnet18@imagefolder:/data/pets)")
+    arch, dataset = split_setting(spec)
+    return f"{normalise_arch(arch)}@{normalise_dataset(dataset)}"
+
+
+def setting_label(spec: str) -> str:
+    """The name a setting's runs are filed and reported under: a named setting's name (also when
+    ``MODEL@DATASET`` is one), else ``<model label>-<data-set label>`` (see poolbench.setting_spec)."""
+    spec = normalise_setting(spec)
+    if spec in SETTINGS:
+        return spec
+    arch, dataset = split_setting(spec)
+    named = named_setting_for(arch, dataset)
+    return named.name if named is not None else pair_label(arch, dataset)
 
 
 def get_setting(name: str) -> Setting:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .rundir import DamagedFileError, read_json_object, run_path
+from .settings import setting_label
 
 SWEEP_FILE = "sweep.json"
 POOLS_DIR = "pools"
@@ -26,10 +27,11 @@ POOLS_DIR = "pools"
 class SweepRun:
     """One cell of the grid."""
 
-    setting: str
+    setting: str  # the label: folder name and report name (a named setting's name, or <model>-<data set>)
     pool: str  # the label: folder name and report name
     pool_spec: str  # what ``run --pool`` gets: a registered name, name(key=value, ...) or pools/<stem>.py[:Class]
     seed: int
+    setting_spec: str = ""  # what ``run --setting`` gets: the name, or MODEL@DATASET with absolute paths
 
     @property
     def name(self) -> str:
@@ -42,14 +44,15 @@ class Sweep:
 
     root: Path
     pools: dict[str, str]  # label -> spec for `run --pool` (file copies relative to root)
-    settings: list[str]
+    settings: list[str]  # named settings and MODEL@DATASET specs (normalised), in table order
     seeds: list[int]
     overrides: dict[str, Any] = field(default_factory=dict)  # protocol overrides
     options: dict[str, Any] = field(default_factory=dict)  # data_root, device, download
 
     def runs(self) -> list[SweepRun]:
         """The grid, seed-major: a partial sweep already compares every pooling on a seed."""
-        return [SweepRun(setting, label, spec, seed)
+        labels = {setting: setting_label(setting) for setting in self.settings}
+        return [SweepRun(labels[setting], label, spec, seed, setting)
                 for seed in self.seeds for setting in self.settings for label, spec in self.pools.items()]
 
     def path(self, run: SweepRun) -> Path:

@@ -22,10 +22,12 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: type = Pro
     group = parser.add_argument_group("protocol overrides (default: the setting's protocol)")
     types = typing.get_type_hints(protocol)
     for name, flag in protocol_flags(protocol).items():
-        if types[name] is bool:
+        # An optional field (``int | None``) takes its non-None type on the command line.
+        kind = next((t for t in typing.get_args(types[name]) if t is not type(None)), types[name])
+        if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
-            group.add_argument(flag, type=types[name])
+            group.add_argument(flag, type=kind)
 
 
 def protocol_overrides(args: argparse.Namespace, protocol: type = Protocol) -> dict[str, Any]:

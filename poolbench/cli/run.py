@@ -9,17 +9,22 @@ from ..execution.device import AMP_DTYPES
 from ..execution.runner import RunOptions, run
 from ..outcomes import ExitCode
 from ..pools import registry as pool_registry
+from ..catalog import get_setting, setting_for
 from ..rundir import RunConfig, file_sha256, run_path
-from ..settings import SETTINGS, get_setting, setting_for
+from ..setting_spec import is_arch_file, normalise_arch, normalise_dataset
+from ..settings import SETTINGS
 from .common import add_protocol_arguments, protocol_overrides, say
 
 HELP = "train one setting with one pooling and one seed"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--setting", help=f"one of {', '.join(SETTINGS)}")
-    parser.add_argument("--arch", help="model (overrides the setting's)")
-    parser.add_argument("--dataset", help="data set (overrides the setting's)")
+    parser.add_argument("--setting", help=f"one of {', '.join(SETTINGS)}, or MODEL@DATASET "
+                        "(e.g. timm:resnet18@imagefolder:/data/pets)")
+    parser.add_argument("--arch", help="model (overrides the setting's): a poolbench architecture, "
+                        "torchvision:NAME, timm:NAME or FILE.py:FUNCTION (a function taking num_classes)")
+    parser.add_argument("--dataset", help="data set (overrides the setting's): a poolbench data set, "
+                        "imagefolder:PATH (PATH/train, PATH/test or PATH/val) or npz:FILE")
     parser.add_argument("--num-classes", type=int, help="default: the data set's")
     parser.add_argument("--pool", default="gap", help="registered name, name(key=value, ...) such as "
                         "'topk(k=0.5)', or path.py[:Class] (default gap)")
@@ -52,20 +57,22 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the ``run`` arguments describe; ValueError with the fix on bad input."""
     base = get_setting(args.setting) if args.setting else None
-    arch = args.arch or (base and base.arch)
-    dataset = args.dataset or (base and base.dataset)
+    arch = normalise_arch(args.arch) if args.arch else (base and base.arch)
+    dataset = normalise_dataset(args.dataset) if args.dataset else (base and base.dataset)
     if not (arch and dataset):
         raise ValueError("say what to train: --setting NAME (see `poolbench list`) or --arch A --dataset D")
     same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
     setting = base if base is not None and same_as_base else setting_for(arch, dataset)
     protocol = (base or setting).protocol
+    native_size = (base or setting).image_size
     pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
     pool = pool_registry.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
     pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pool_registry.is_file_spec(pool) else None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
-                     protocol=protocol.replace(**protocol_overrides(args)), pool_sha256=pool_sha256,
-                     amp=args.amp, compile=args.compile)
+                     protocol=protocol.with_overrides(protocol_overrides(args), native_size),
+                     pool_sha256=pool_sha256, amp=args.amp, compile=args.compile,
+                     arch_sha256=file_sha256(setting.arch.rpartition(":")[0]) if is_arch_file(setting.arch) else None)
 
 
 def main(args: argparse.Namespace) -> int:

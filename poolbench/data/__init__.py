@@ -8,15 +8,17 @@ torch.Size([3, 32, 32])
 ...                            mean=digits.mean, std=digits.std, train=True)
 """
 
-from .datasets import DataMissingError, ImageData, channel_stats, default_root, load, names
+from .datasets import DataInfo, DataMissingError, ImageData, channel_stats, default_root, describe, load, names
 from .loader import DeviceLoader, epoch_generator
 
 __all__ = [
+    "DataInfo",
     "DataMissingError",
     "DeviceLoader",
     "ImageData",
     "channel_stats",
     "default_root",
+    "describe",
     "epoch_generator",
     "load",
     "names",

@@ -8,6 +8,7 @@ turns every way a load can fail into one readable :class:`DataMissingError`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..setting_spec import dataset_prefix
+from . import custom
 from .diagnostics import DIAGNOSTICS
 
 # Per-operation socket timeout during a download attempt. Without it a network that silently drops
@@ -38,7 +41,19 @@ _CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 # upsampled images differ only in the third decimal, which the network absorbs in its first BN.
 _FMNIST_STATS = ((0.2860,) * 3, (0.3530,) * 3)
 
-_NAMES = ["cifar10", "cifar100", "digits", "fmnist", *DIAGNOSTICS]
+#: (classes, train images, test images) of every data set poolbench names, before any subset.
+_SIZES: dict[str, tuple[int, int, int]] = {
+    "cifar10": (10, 50_000, 10_000), "cifar100": (100, 50_000, 10_000), "fmnist": (10, 60_000, 10_000),
+    "digits": (10, 1_437, 360),
+    **{name: (task.num_classes, task.train_size, task.test_size) for name, task in DIAGNOSTICS.items()},
+}
+
+#: Class-balanced training subsets of a data set: name -> (data set, images per class). The subset is
+#: the first ``per_class`` training images of each class in the files' order (the same on every
+#: machine; no randomness); the test set stays whole. Sized for the real-data suite on 2 CPU cores.
+SUBSETS: dict[str, tuple[str, int]] = {"fmnist-5k": ("fmnist", 500)}
+
+_NAMES = ["cifar10", "cifar100", "digits", "fmnist", *SUBSETS, *DIAGNOSTICS]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a field-wise == would compare tensors, which is ambiguous
@@ -59,6 +74,11 @@ class DataMissingError(RuntimeError):
     """The files of a data set are not under the root and could not be downloaded; the message is one line."""
 
 
+def is_custom(name: str) -> bool:
+    """Whether ``name`` is a data set of the user's own: ``imagefolder:PATH`` or ``npz:FILE``."""
+    return dataset_prefix(name) is not None
+
+
 def default_root() -> Path:
     """``$POOLBENCH_DATA`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/data``."""
     if os.environ.get("POOLBENCH_DATA"):
@@ -72,23 +92,95 @@ def names() -> list[str]:
     return list(_NAMES)
 
 
-def load(name: str, root: str | Path | None = None, download: bool = True) -> ImageData:
+@dataclass(frozen=True)
+class DataInfo:
+    """What a data set is, known without decoding it: for settings, seed plans and memory checks."""
+
+    name: str
+    num_classes: int
+    image_shape: tuple[int, int, int]  # (3, H, W) as the loader holds it
+    train_images: int
+    test_images: int
+
+    def bytes(self, crop_padding: int) -> int:
+        """uint8 bytes of the loader's copy: the training split padded for the crop, the test split, labels."""
+        _, height, width = self.image_shape
+        padded = (height + 2 * crop_padding) * (width + 2 * crop_padding)
+        return 3 * (self.train_images * padded + self.test_images * height * width) + 8 * (
+            self.train_images + self.test_images)
+
+
+def describe(name: str, image_size: int | None = None) -> DataInfo:
+    """Classes, image shape and split sizes of data set ``name`` at ``image_size`` (None: its own
+    size, 32 for poolbench's data sets), cheaply: nothing is decoded. ValueError for an unknown name."""
+    if is_custom(name):
+        info = custom.describe(name, image_size)
+        return DataInfo(name, info.num_classes, info.image_shape, info.train_images, info.test_images)
+    if name not in _NAMES:
+        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}, "
+                         "imagefolder:PATH or npz:FILE")
+    if name in SUBSETS:
+        source, per_class = SUBSETS[name]
+        classes, _, test = _SIZES[source]
+        train = classes * per_class
+    else:
+        classes, train, test = _SIZES[name]
+    side = image_size or 32
+    return DataInfo(name, classes, (3, side, side), train, test)
+
+
+def load(name: str, root: str | Path | None = None, download: bool = True,
+         image_size: int | None = None) -> ImageData:
     """Load data set ``name`` from ``root`` (default :func:`default_root`), downloading it if allowed.
 
     ``digits`` is scikit-learn's bundled 8x8 digits and the diagnostic tasks (``majority``,
-    ``count``, ``brightest``, ``salient``) are generated; neither touches ``root``. Raises
-    :class:`DataMissingError` when the files are absent or corrupt and cannot be downloaded.
+    ``count``, ``brightest``, ``salient``) are generated; neither touches ``root``. ``fmnist-5k``
+    is FashionMNIST's class-balanced training subset (see :data:`SUBSETS`). ``imagefolder:PATH``
+    and ``npz:FILE`` are the user's own (see :mod:`.custom`). ``image_size`` resizes every image
+    once to N x N (antialiased bilinear); None keeps 32 x 32 (a custom data set's own size).
+    Raises :class:`DataMissingError` when the files are absent or corrupt and cannot be downloaded.
     """
+    if is_custom(name):
+        return custom.load_custom(name, image_size)
     if name not in _NAMES:
-        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}")
+        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}, "
+                         "imagefolder:PATH or npz:FILE")
+    if name in SUBSETS:
+        source, per_class = SUBSETS[name]
+        data = _balanced_subset(load(source, root, download, image_size), per_class)
+        return dataclasses.replace(data, name=name)
     if name == "digits":
-        return _load_digits()
-    if name in DIAGNOSTICS:
-        return _load_diagnostic(name)
-    root = Path(root).expanduser() if root is not None else default_root()
-    if name == "fmnist":
-        return _load_fmnist(root, download)
-    return _load_cifar(name, root, download)
+        data = _load_digits()
+    elif name in DIAGNOSTICS:
+        data = _load_diagnostic(name)
+    else:
+        root = Path(root).expanduser() if root is not None else default_root()
+        data = _load_fmnist(root, download) if name == "fmnist" else _load_cifar(name, root, download)
+    return resized(data, image_size)
+
+
+def resized(data: ImageData, image_size: int | None) -> ImageData:
+    """``data`` with every image resized once to ``image_size`` squared (antialiased bilinear, as
+    PIL's resize); the normalisation constants are measured again on the resized training split."""
+    if image_size is None or tuple(data.train_images.shape[2:]) == (image_size, image_size):
+        return data
+
+    def resize(images: torch.Tensor) -> torch.Tensor:
+        return TF.resize(images, [image_size, image_size], interpolation=InterpolationMode.BILINEAR,
+                         antialias=True).contiguous()
+
+    train_images = resize(data.train_images)
+    mean, std = channel_stats(train_images)
+    return dataclasses.replace(data, train_images=train_images, test_images=resize(data.test_images),
+                               mean=mean, std=std)
+
+
+def _balanced_subset(data: ImageData, per_class: int) -> ImageData:
+    """The first ``per_class`` training images of each class, in the files' order; test set whole."""
+    keep = torch.cat([torch.nonzero(data.train_labels == k).flatten()[:per_class]
+                      for k in range(data.num_classes)]).sort().values
+    return dataclasses.replace(data, train_images=data.train_images[keep].contiguous(),
+                               train_labels=data.train_labels[keep])
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

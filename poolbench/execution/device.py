@@ -55,3 +55,19 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
 def versions() -> dict[str, str]:
     return {"poolbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": np.__version__}
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory a run can still take on ``device``: CUDA's free bytes, the CPU's available RAM
+    (``MemAvailable``), None where it cannot be known (MPS, no /proc)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None

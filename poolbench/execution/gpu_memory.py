@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import models
-from ..settings import get_setting
+from .. import data
+from ..catalog import get_setting
 from ..sweepdir import Sweep, SweepRun
 from . import executors
 
@@ -38,9 +39,6 @@ ALLOCATOR_SLACK = 1.25  # the caching allocator's reserved/allocated ratio, frag
 BACKWARD_PEAK = 1.3  # gradients of activations alive at once during backward, over the saved tensors
 EVAL_BATCH = 1000  # the harness's test batch size
 AMP_BYTES = {"none": 4, "bf16": 2, "fp16": 2}
-# (train images, test images) of each data set, for the uint8 copy on the device.
-DATASET_IMAGES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "fmnist": (60_000, 10_000),
-                  "digits": (1_437, 360)}
 
 
 @dataclass(frozen=True)
@@ -53,18 +51,22 @@ class RunSpec:
     batch_size: int
     amp: str = "none"
     compile: bool = False
+    image_size: int | None = None  # None: the data set's own size
 
     @property
     def label(self) -> str:
-        return (f"{self.arch} {self.dataset}, batch {self.batch_size}, amp {self.amp}"
+        size = f", {self.image_size}x{self.image_size}" if self.image_size else ""
+        return (f"{self.arch} {self.dataset}{size}, batch {self.batch_size}, amp {self.amp}"
                 + (", compiled" if self.compile else ""))
 
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return data.describe(self.dataset, self.image_size).image_shape[1:]  # type: ignore[return-value]
 
-def data_bytes(dataset: str, crop_padding: int = 4) -> int:
+
+def data_bytes(dataset: str, crop_padding: int = 4, image_size: int | None = None) -> int:
     """The DeviceLoader's uint8 splits on the device: train padded for the crop, test as is."""
-    train, test = DATASET_IMAGES.get(dataset, (50_000, 10_000))
-    side = 32 + 2 * crop_padding
-    return train * side * side * 3 + test * 32 * 32 * 3 + 8 * (train + test)
+    return data.describe(dataset, image_size).bytes(crop_padding)
 
 
 def estimate_bytes(spec: RunSpec) -> int:
@@ -74,14 +76,14 @@ def estimate_bytes(spec: RunSpec) -> int:
     parameters = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     state = 3 * 4 * parameters + buffers
-    small, large = (_saved_bytes(model, batch, spec.amp) for batch in (2, 4))
+    small, large = (_saved_bytes(model, batch, spec.amp, spec.image_shape) for batch in (2, 4))
     per_image = (large - small) / 2
     train = BACKWARD_PEAK * (per_image * spec.batch_size + max(0.0, 2 * small - large))
-    evaluation = 3 * _largest_activation_bytes(model, spec.amp) * EVAL_BATCH  # input, output, workspace
+    evaluation = 3 * _largest_activation_bytes(model, spec.amp, spec.image_shape) * EVAL_BATCH  # input, output, workspace
     activations = max(train, evaluation)
     if spec.compile:  # CUDA graphs keep the compiled graph's activations in a private pool
         activations *= 2
-    return int(ALLOCATOR_SLACK * (state + activations) + data_bytes(spec.dataset) + CONTEXT_BYTES)
+    return int(ALLOCATOR_SLACK * (state + activations) + data_bytes(spec.dataset, image_size=spec.image_size) + CONTEXT_BYTES)
 
 
 def _autocast(amp: str):
@@ -89,7 +91,7 @@ def _autocast(amp: str):
     return torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def _saved_bytes(model, batch: int, amp: str) -> int:
+def _saved_bytes(model, batch: int, amp: str, image_shape: tuple[int, int] = (32, 32)) -> int:
     """Bytes autograd keeps for the backward pass of a training forward at ``batch`` (parameters excluded)."""
     model.train()
     parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -101,14 +103,14 @@ def _saved_bytes(model, batch: int, amp: str) -> int:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, *image_shape).contiguous(memory_format=torch.channels_last)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), _autocast(amp):
         logits = model(x)
     del logits
     return sum(storages.values())
 
 
-def _largest_activation_bytes(model, amp: str) -> int:
+def _largest_activation_bytes(model, amp: str, image_shape: tuple[int, int] = (32, 32)) -> int:
     """Bytes of the largest output of any module for one image, in the activation dtype."""
     largest = 0
 
@@ -120,7 +122,7 @@ def _largest_activation_bytes(model, amp: str) -> int:
     handles = [module.register_forward_hook(hook) for module in model.modules()]
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32))
+        model(torch.zeros(1, 3, *image_shape))
     for handle in handles:
         handle.remove()
     return largest * AMP_BYTES.get(amp, 4)
@@ -136,7 +138,7 @@ def measure_cuda_bytes(spec: RunSpec, device: int = 0) -> int:
     model = models.create(spec.arch, spec.num_classes).to(cuda).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.amp)
-    images = torch.randn(spec.batch_size, 3, 32, 32, device=cuda).contiguous(memory_format=torch.channels_last)
+    images = torch.randn(spec.batch_size, 3, *spec.image_shape, device=cuda).contiguous(memory_format=torch.channels_last)
     labels = torch.zeros(spec.batch_size, dtype=torch.long, device=cuda)
     for _ in range(2):
         with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -146,13 +148,13 @@ def measure_cuda_bytes(spec: RunSpec, device: int = 0) -> int:
         optimizer.step()
     model.eval()
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-        model(torch.randn(EVAL_BATCH, 3, 32, 32, device=cuda).contiguous(memory_format=torch.channels_last))
+        model(torch.randn(EVAL_BATCH, 3, *spec.image_shape, device=cuda).contiguous(memory_format=torch.channels_last))
     torch.cuda.synchronize(cuda)
     peak = torch.cuda.max_memory_allocated(cuda) - start
     del model, optimizer, images, labels, loss
     torch.cuda.empty_cache()
     factor = 2 if spec.compile else 1
-    return int(ALLOCATOR_SLACK * peak * factor + data_bytes(spec.dataset) + CONTEXT_BYTES)
+    return int(ALLOCATOR_SLACK * peak * factor + data_bytes(spec.dataset, image_size=spec.image_size) + CONTEXT_BYTES)
 
 
 # --- Packing runs on GPUs -----------------------------------------------------------------------
@@ -205,10 +207,11 @@ def sweep_problem(sweep: Sweep, todo: list[SweepRun], jobs: int, probe_gpus: Any
         probe_gpus = probe
     specs = set()
     for run in todo:
-        setting = get_setting(run.setting)
+        setting = get_setting(run.setting_spec)
         batch_size = sweep.overrides.get("batch_size") or setting.protocol.batch_size
         specs.add(RunSpec(setting.arch, setting.num_classes, setting.dataset, int(batch_size),
-                          sweep.options.get("amp") or "none", bool(sweep.options.get("compile"))))
+                          sweep.options.get("amp") or "none", bool(sweep.options.get("compile")),
+                          sweep.overrides.get("image_size")))
     found = probe_gpus(sorted(specs, key=lambda spec: spec.label))
     return packing_problem(jobs, [int(free) for free in found["free"]], found["need"])
 

@@ -41,9 +41,8 @@ from ..rundir import (
     write_json,
     write_jsonl,
 )
-from ..settings import DATASET_CLASSES
 from ..train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit, load_checkpoint
-from .device import AMP_DTYPES, configure_determinism, resolve_device, versions
+from .device import AMP_DTYPES, configure_determinism, free_memory_bytes, resolve_device, versions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
@@ -143,24 +142,57 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
         return f"--threads {threads}: give a number of CPU threads >= 1"
     if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
         return f"--data-root {data_root} is a file: give a folder (it is created if missing)"
-    classes = DATASET_CLASSES.get(config.dataset)
-    if classes is not None and config.num_classes != classes:
-        return (f"{config.dataset} has {classes} classes, the run asks for {config.num_classes}; "
-                f"drop --num-classes or set it to {classes}")
     if config.amp not in AMP_DTYPES:
         return f"--amp {config.amp!r}: use one of {', '.join(AMP_DTYPES)}"
-    return unbuildable_pool(config)
+    try:
+        info = datasets.describe(config.dataset, config.protocol.image_size)
+    except (ValueError, datasets.DataMissingError) as error:
+        return str(error)
+    if config.num_classes != info.num_classes:
+        return (f"{config.dataset} has {info.num_classes} classes, the run asks for {config.num_classes}; "
+                f"drop --num-classes or set it to {info.num_classes}")
+    problem = too_big(info, config.protocol.crop_padding, resolved)
+    if problem is not None:
+        return problem
+    try:
+        shape = pool_input_shape(config)
+    except (ValueError, TypeError) as error:  # an unknown model, a factory file that fails, a size it cannot take
+        return " ".join(str(error).split())
+    return unbuildable_pool(config, shape[0])
 
 
-def unbuildable_pool(config: RunConfig) -> str | None:
-    """Why the run's pooling cannot be built at its setting's pool input, or None.
+def image_shape(config: RunConfig) -> tuple[int, int]:
+    """(H, W) of the run's images: ``--image-size`` squared, else the data set's own size."""
+    _, height, width = datasets.describe(config.dataset, config.protocol.image_size).image_shape
+    return height, width
+
+
+def pool_input_shape(config: RunConfig) -> tuple[int, int, int]:
+    """(C, H, W) the run's pooling sees on its images."""
+    return models.pool_input_shape(config.arch, image_shape(config))
+
+
+def too_big(info: datasets.DataInfo, crop_padding: int, device: torch.device) -> str | None:
+    """Why the data set cannot be held on ``device``, or None. The loader keeps the uint8 splits
+    there (the training one padded for the crop); on the CPU the decoded copy is held beside it."""
+    need = info.bytes(crop_padding) * (2 if device.type == "cpu" else 1)
+    free = free_memory_bytes(device)
+    if free is None or need <= free:
+        return None
+    height, width = info.image_shape[1:]
+    return (f"{info.name} at {height}x{width} needs {need / 2**30:.1f} GiB on {device} "
+            f"({info.train_images:,} + {info.test_images:,} uint8 images), {free / 2**30:.1f} GiB are free: "
+            f"give a smaller --image-size or use a smaller data set")
+
+
+def unbuildable_pool(config: RunConfig, channels: int) -> str | None:
+    """Why the run's pooling cannot be built for the ``channels`` of its pool input, or None.
 
     Built once here: a constructor that raises, calls sys.exit() or refuses its hyper-parameters
     (gem(p=-1)) is a bad pooling, also with --no-check.
     """
     try:
-        shape = models.pool_input_shape(config.arch)
-        pool_registry.instantiate(pool_registry.resolve(config.pool), shape[0])
+        pool_registry.instantiate(pool_registry.resolve(config.pool), channels)
     except (Exception, SystemExit) as error:
         if isinstance(error, pools.PoolSpecError):
             return str(error)
@@ -256,7 +288,7 @@ HARMLESS_ON_CPU = frozenset({"to_dtype_device"})
 def check_contract(config: RunConfig, device: torch.device, log: Log) -> None:
     """The pooling contract at the setting's pool input (seconds): a pooling that would waste this
     run ends it before any data is loaded; what only wastes it elsewhere is a WARN line."""
-    report = check_pool(config.pool, pool_inputs=[models.pool_input_shape(config.arch)], include_cost=False)
+    report = check_pool(config.pool, pool_inputs=[pool_input_shape(config)], include_cost=False)
     for warning in report.warnings():
         log(f"WARN {warning.name}: {warning.message}")
     fatal = [f for f in report.failures() if not (device.type == "cpu" and f.name in HARMLESS_ON_CPU)]
@@ -300,7 +332,8 @@ def _keep_old_metrics(output_dir: Path, log: Log) -> None:
 def load_data(config: RunConfig, options: RunOptions) -> datasets.ImageData:
     """The run's data set as uint8 tensors; RunRefused when it is missing or has other classes."""
     try:
-        data = datasets.load(config.dataset, options.data_root, download=options.download)
+        data = datasets.load(config.dataset, options.data_root, download=options.download,
+                             image_size=config.protocol.image_size)
     except datasets.DataMissingError as error:
         raise RunRefused(str(error)) from None
     if data.num_classes != config.num_classes:
@@ -311,7 +344,8 @@ def load_data(config: RunConfig, options: RunOptions) -> datasets.ImageData:
 
 # --- Training: build, fit, record --------------------------------------------------------------------
 
-def build_model(config: RunConfig, device: torch.device, channels_last: bool) -> torch.nn.Module:
+def build_model(config: RunConfig, device: torch.device, channels_last: bool,
+                image_size: tuple[int, int] = (32, 32)) -> torch.nn.Module:
     """The model with its pooling, on ``device``, lazily created parameters materialised.
 
     The dry-run forward runs before the optimizer is built, so that parameters a pooling
@@ -323,7 +357,7 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool) ->
     model.to(memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(2, 3, 32, 32, device=device))
+        model(torch.zeros(2, 3, *image_size, device=device))
     model.to(device)  # parameters created by the dry run
     return model
 
@@ -348,22 +382,23 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     as a recorded divergence; an interrupt keeps the checkpoint and writes no result.
     """
     start = time.perf_counter()
-    pool_input_shape = models.pool_input_shape(config.arch)
+    pool_input = pool_input_shape(config)
     history: list[EpochRecord] = list(resumed)
     result: dict[str, Any] = {
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
-        "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input_shape),
+        "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input),
+        "image_shape": list(data.train_images.shape[1:]), "num_classes": config.num_classes,
         "device": str(device), "versions": versions(), "error": None, "diverged_at": None}
     forward = None
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
         configure_determinism(options.deterministic, device)
-        model = build_model(config, device, channels_last)
+        model = build_model(config, device, channels_last, tuple(data.train_images.shape[2:]))
         forward = CompiledForward(model, device, warn=log) if config.compile else None
         result["num_params"] = sum(p.numel() for p in model.parameters())
         train_loader, test_loader = build_loaders(config, data, device, channels_last)
         log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
-            f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
+            f"{result['num_params']:,} parameters, pool input {tuple(pool_input)}, {device}")
         # stdout holds the whole run for the original tooling: the epochs before an interruption too.
         for record in resumed:
             print(record.metrics_line(), flush=True)

@@ -23,7 +23,8 @@ from .. import rundir
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
 from ..poolspec import is_call_spec, is_file_spec, split_specs
-from ..settings import Protocol, get_setting
+from ..catalog import get_setting
+from ..settings import Protocol, normalise_setting, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep
 
 DEFAULT_SEEDS = (42, 123, 456)
@@ -90,8 +91,8 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
     options = {k: v for k, v in options.items() if v is not None}
     if options.get("data_root"):
         options["data_root"] = str(Path(options["data_root"]).expanduser().resolve())  # runs start in root
-    for name in settings:
-        _check_setting(name)
+    settings = [_check_setting(name) for name in settings]
+    _refuse_clashing_settings(settings)
     if not pools and not (root / SWEEP_FILE).exists():
         raise SweepError(f"{root} holds no sweep.json: start a sweep with --pools gap,gem,... --out {root}")
     entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
@@ -115,6 +116,7 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
                       _union(old.settings, settings or ([] if existing else ["quick"])),
                       _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
                       {**old.overrides, **overrides}, {**old.options, **options})
+        _refuse_clashing_settings(sweep.settings)
         _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
         for given, _, _ in entries:
             _refuse_unbuildable(given)
@@ -153,11 +155,24 @@ def _refuse_clashing_files(entries: list[tuple[str, str, str]]) -> None:
                              f"be {copy} (label {label!r}) and one would replace the other; rename one file")
 
 
-def _check_setting(name: str) -> None:
+def _check_setting(name: str) -> str:
+    """The setting's normalised spec (absolute paths: the runs start in the sweep folder); SweepError
+    when it names no setting, model or data set that exists."""
     try:
         get_setting(name)
+        return normalise_setting(name)
     except ValueError as error:
         raise SweepError(str(error)) from None
+
+
+def _refuse_clashing_settings(settings: list[str]) -> None:
+    """Two settings with one folder name (imagefolder:/a/pets and imagefolder:/b/pets) would mix runs."""
+    seen: dict[str, str] = {}
+    for spec in settings:
+        other = seen.setdefault(setting_label(spec), spec)
+        if other != spec:
+            raise SweepError(f"{other} and {spec} would both be filed as {setting_label(spec)!r}: rename a "
+                             f"folder or file, or sweep them into separate --out folders")
 
 
 def _union(old: list, new: list) -> list:
@@ -168,12 +183,13 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
                      existing: bool) -> None:
     """Refuse overrides that are invalid, or that change the protocol of an existing sweep."""
     for name in settings:
-        base = get_setting(name).protocol
+        setting = get_setting(name)
+        base = setting.protocol
         try:
-            protocol = base.replace(**new)
+            protocol = base.with_overrides(new, setting.image_size)
         except (ValueError, TypeError) as error:
             raise SweepError(str(error)) from None
-        if existing and protocol != base.replace(**old):
+        if existing and protocol != base.with_overrides(old, setting.image_size):
             before = ", ".join(f"{k}={v}" for k, v in old.items()) or "the settings' own protocols"
             after = ", ".join(f"{k}={v}" for k, v in new.items() if old.get(k) != v)
             raise SweepError(f"{root} was swept with {before}; {after} would mix incomparable runs "
@@ -236,7 +252,7 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
 
     Relative paths keep the recorded command and config valid when the folder is moved.
     """
-    arguments = ["-m", "poolbench", "run", "--setting", run.setting, "--pool", run.pool_spec,
+    arguments = ["-m", "poolbench", "run", "--setting", run.setting_spec or run.setting, "--pool", run.pool_spec,
                  "--seed", str(run.seed), "--output-dir", sweep.relative(run)]
     for key, value in sweep.overrides.items():
         if isinstance(value, bool):

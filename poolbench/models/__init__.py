@@ -8,6 +8,13 @@
 Every model runs ``features -> pool -> flatten -> head``; a pooling may return ``[B, C]`` or
 ``[B, C, 1, 1]``. ``pool`` may be ``None`` (global average pooling), an ``nn.Module`` (used as
 is), a registered pooling name or ``path.py[:Class]``, or a factory called with the channels.
+
+Models from outside the zoo are named ``torchvision:NAME``, ``timm:NAME`` or ``FILE.py:FUNCTION``
+(see :mod:`.adapters`); their pooling is put in by :func:`poolbench.pools.attach`:
+
+>>> model = models.create("torchvision:resnet18", num_classes=10, pool="gem")
+>>> models.pool_input_shape("torchvision:resnet18", image_size=64)
+(512, 2, 2)
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from torch import nn
 
 from .. import pools
 from ..pools import registry as pool_registry
-from . import mobilenetv2, resnet, vgg
+from ..setting_spec import is_custom_arch
+from . import adapters, mobilenetv2, resnet, vgg
+from .adapters import ModelSpecError, pooling_of
 from .mobilenetv2 import MobileNetV2
 from .resnet import CifarResNet, PadShortcut
 from .vgg import CifarVGG
@@ -104,9 +113,18 @@ def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Mo
     without its last max-pool and ``mobilenetv2-4x4`` MobileNetV2 with CIFAR strides: the same
     parameters as ``vgg16bn`` and ``mobilenetv2``, a 2x2 and a 4x4 pool input on 32x32 images.
 
+    ``arch`` may also be ``torchvision:NAME``, ``timm:NAME`` or ``FILE.py:FUNCTION`` (no keyword
+    arguments then); their pooling is put in by :func:`poolbench.pools.attach`.
+
     The backbone is built and initialised first and a pooling named by a string or a factory
     is built after it, so with the same seed every pooling gets the same backbone weights.
     """
+    if is_custom_arch(arch):
+        if kwargs:
+            raise TypeError(f"{arch} takes no keyword arguments, got {', '.join(sorted(kwargs))}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        return adapters.build(arch, num_classes, pool)
     spec = _get(arch, kwargs)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -116,33 +134,47 @@ def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Mo
 
 
 def pool_channels(arch: str, **kwargs) -> int:
-    """The channels ``C`` the pooling of ``arch`` sees, without building the model."""
+    """The channels ``C`` the pooling of ``arch`` sees (without building a zoo model)."""
+    if is_custom_arch(arch):
+        return pool_input_shape(arch)[0]
     return _get(arch, kwargs).pool_channels(**kwargs)
 
 
-def pool_input_shape(arch: str, image_size: int = 32, **kwargs) -> tuple[int, int, int]:
-    """``(C, H, W)`` the pooling of ``arch`` sees for ``image_size x image_size`` images.
+def pool_input_shape(arch: str, image_size: int | tuple[int, int] = 32, **kwargs) -> tuple[int, int, int]:
+    """``(C, H, W)`` the pooling of ``arch`` sees for ``image_size x image_size`` images (or
+    ``(height, width)``).
 
-    Measured by one forward pass on zeros, in eval mode and without gradients. The global
-    random state is left as it was, so asking does not change the weights of later models.
+    Measured by one forward pass on zeros, in eval mode and without gradients, once per process
+    for each question. The global random state is left as it was, so asking does not change the
+    weights of later models. ValueError when the model cannot take images of that size.
     """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return _pool_input_shape(arch, height, width, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_input_shape(arch: str, height: int, width: int, options: tuple) -> tuple[int, int, int]:
     seen: list[tuple[int, int, int]] = []
     with torch.random.fork_rng(devices=[]):
-        model = create(arch, num_classes=10, **kwargs).eval()
-    pool_module: nn.Module = model.pool  # type: ignore[assignment]  # every arch's .pool is a module
-    handle = pool_module.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[1:])))
+        model = create(arch, num_classes=10, **dict(options)).eval()
+    handle = pooling_of(model).register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[1:])))
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size))
+            model(torch.zeros(1, 3, height, width))
     except RuntimeError as error:
-        raise ValueError(f"{arch} cannot take {image_size}x{image_size} images: {error}") from error
+        reason = " ".join(str(error).split())[:200]
+        raise ValueError(f"{arch} cannot take {height}x{width} images ({reason}); "
+                         f"choose another --image-size or model") from None
     finally:
         handle.remove()
+    if not seen or len(seen[0]) != 3:
+        raise ValueError(f"{arch}: its pooling saw no [B, C, H, W] map on {height}x{width} images")
     return seen[0]
 
 
 __all__ = [
     "CifarResNet",
+    "ModelSpecError",
     "CifarVGG",
     "MobileNetV2",
     "PadShortcut",
@@ -152,4 +184,5 @@ __all__ = [
     "names",
     "pool_channels",
     "pool_input_shape",
+    "pooling_of",
 ]

@@ -1,0 +1,62 @@
+"""Every setting a name can mean: the named ones, and ``MODEL@DATASET`` for any model and data set.
+
+``MODEL`` is a poolbench architecture, ``torchvision:NAME``, ``timm:NAME`` or ``FILE.py:FUNCTION``;
+``DATASET`` a poolbench data set, ``imagefolder:PATH`` or ``npz:FILE`` (see poolbench.setting_spec).
+An ad-hoc setting gets its classes and image size from the data (read cheaply, nothing decoded)
+and the published protocol, its crop padding scaled to the images' size (4 px at 32 x 32).
+
+>>> from poolbench import catalog
+>>> setting = catalog.get_setting("resnet20@cifar10")
+>>> setting.name, setting.num_classes, setting.protocol.epochs
+('resnet20-cifar10', 10, 200)
+>>> catalog.get_setting("resnet56@cifar100").name  # a pair that is a named setting is that setting
+'resnet56-cifar100'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import data, models
+from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting, scaled_padding
+from .setting_spec import is_arch_file, is_custom_arch, normalise_arch, normalise_dataset, pair_label, split_setting
+
+# The protocol's crop padding is 4 px on 32 x 32 images (SPEC section 1).
+_PADDING_AT_32 = Protocol().crop_padding
+
+
+def get_setting(spec: str) -> Setting:
+    """The setting ``spec`` names (a named setting or ``MODEL@DATASET``); ValueError, one line with
+    the fix, for an unknown name, model or data set, or a data set that cannot be read."""
+    spec = normalise_setting(spec)
+    if spec in SETTINGS:
+        return SETTINGS[spec]
+    return setting_for(*split_setting(spec))
+
+
+def setting_for(arch: str, dataset: str) -> Setting:
+    """The named setting that trains ``arch`` on ``dataset``, or an ad-hoc one named
+    ``<model label>-<data-set label>`` with the data's classes and the published protocol."""
+    arch, dataset = normalise_arch(arch), normalise_dataset(dataset)
+    named = named_setting_for(arch, dataset)
+    if named is not None:
+        return named
+    check_arch(arch)
+    try:
+        info = data.describe(dataset)
+    except data.DataMissingError as error:
+        raise ValueError(str(error)) from None
+    side = min(info.image_shape[1:])
+    protocol = Protocol(crop_padding=scaled_padding(_PADDING_AT_32, side, 32))
+    return Setting(pair_label(arch, dataset), arch, dataset, info.num_classes, None, protocol,
+                   description=f"{arch} on {dataset}", image_size=side)
+
+
+def check_arch(arch: str) -> None:
+    """ValueError with the fix for a model name that cannot be built (checked without building it)."""
+    if is_arch_file(arch):
+        path = Path(arch.rpartition(":")[0])
+        if not path.is_file():
+            raise ValueError(f"model file {str(path)!r} not found: give an existing FILE.py:FUNCTION")
+    elif not is_custom_arch(arch) and arch not in models.names():
+        models.pool_channels(arch)  # raises the zoo's "unknown architecture ..., did you mean ...?"
