@@ -12,7 +12,6 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from .diagnostics import DIAGNOSTICS
+from .images import DataMissingError, ImageData, channel_stats  # defined there, re-exported from here
 
 # Per-operation socket timeout during a download attempt. Without it a network that silently drops
 # packets leaves urllib waiting forever; with it a dead network fails in seconds. It bounds each
@@ -39,24 +39,6 @@ _CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 _FMNIST_STATS = ((0.2860,) * 3, (0.3530,) * 3)
 
 _NAMES = ["cifar10", "cifar100", "digits", "fmnist", *DIAGNOSTICS]
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: a field-wise == would compare tensors, which is ambiguous
-class ImageData:
-    """Both splits of a data set as CPU tensors, and its normalisation constants."""
-
-    name: str
-    train_images: torch.Tensor  # uint8 [N, 3, 32, 32], contiguous, CPU
-    train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor  # uint8 [M, 3, 32, 32]
-    test_labels: torch.Tensor  # int64 [M]
-    num_classes: int
-    mean: tuple[float, ...]  # per channel, in [0, 1] units (pixel / 255)
-    std: tuple[float, ...]
-
-
-class DataMissingError(RuntimeError):
-    """The files of a data set are not under the root and could not be downloaded; the message is one line."""
 
 
 def default_root() -> Path:
@@ -89,27 +71,6 @@ def load(name: str, root: str | Path | None = None, download: bool = True) -> Im
     if name == "fmnist":
         return _load_fmnist(root, download)
     return _load_cifar(name, root, download)
-
-
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and population std of uint8 images ``[N, C, H, W]``, in [0, 1] units.
-
-    Accumulated in float64 over chunks so that 50k CIFAR images need neither a float64 copy of
-    the whole split nor suffer float32 round-off in the sums.
-    """
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
-    channels = images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
-    for chunk in images.split(4096):
-        x = chunk.to(torch.float64) / 255.0
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-    count = images.numel() // channels
-    mean = total / count
-    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 # ---------------------------------------------------------------------------------------------------
