@@ -9,11 +9,11 @@ turns every way a load can fail into one readable :class:`DataMissingError`.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..setting_spec import dataset_prefix
 from . import custom
 from .diagnostics import DIAGNOSTICS
+from .images import DataMissingError, ImageData, channel_stats  # defined there, re-exported from here
 
 # Per-operation socket timeout during a download attempt. Without it a network that silently drops
 # packets leaves urllib waiting forever; with it a dead network fails in seconds. It bounds each
@@ -54,24 +55,6 @@ _SIZES: dict[str, tuple[int, int, int]] = {
 SUBSETS: dict[str, tuple[str, int]] = {"fmnist-5k": ("fmnist", 500)}
 
 _NAMES = ["cifar10", "cifar100", "digits", "fmnist", *SUBSETS, *DIAGNOSTICS]
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: a field-wise == would compare tensors, which is ambiguous
-class ImageData:
-    """Both splits of a data set as CPU tensors, and its normalisation constants."""
-
-    name: str
-    train_images: torch.Tensor  # uint8 [N, 3, 32, 32], contiguous, CPU
-    train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor  # uint8 [M, 3, 32, 32]
-    test_labels: torch.Tensor  # int64 [M]
-    num_classes: int
-    mean: tuple[float, ...]  # per channel, in [0, 1] units (pixel / 255)
-    std: tuple[float, ...]
-
-
-class DataMissingError(RuntimeError):
-    """The files of a data set are not under the root and could not be downloaded; the message is one line."""
 
 
 def is_custom(name: str) -> bool:
@@ -181,27 +164,6 @@ def _balanced_subset(data: ImageData, per_class: int) -> ImageData:
                       for k in range(data.num_classes)]).sort().values
     return dataclasses.replace(data, train_images=data.train_images[keep].contiguous(),
                                train_labels=data.train_labels[keep])
-
-
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and population std of uint8 images ``[N, C, H, W]``, in [0, 1] units.
-
-    Accumulated in float64 over chunks so that 50k CIFAR images need neither a float64 copy of
-    the whole split nor suffer float32 round-off in the sums.
-    """
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
-    channels = images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
-    for chunk in images.split(4096):
-        x = chunk.to(torch.float64) / 255.0
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-    count = images.numel() // channels
-    mean = total / count
-    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,663 @@
+"""The researcher's own data set, ``imagefolder:PATH`` or ``npz:FILE``, decoded once and cached by content.
+
+Two formats a researcher already has, read into the same :class:`ImageData` as the named data sets
+(uint8 ``[N, 3, H, W]`` images, int64 labels, channel mean/std measured on the training split):
+
+- ``imagefolder:PATH``: torchvision's ``ImageFolder`` layout, ``PATH/train/<class>/<image>`` and
+  ``PATH/test/<class>/<image>`` (or ``PATH/val/...``; ``test`` wins when both exist). Discovery is
+  torchvision's own (``find_classes``, ``make_dataset``, ``IMG_EXTENSIONS``); PIL decodes, every image
+  converted to RGB, so grey and palette images get 3 channels.
+- ``npz:FILE``: a ``numpy.savez`` file of uint8 ``x_train``, ``x_test`` and integer ``y_train``,
+  ``y_test`` (see :func:`_layout` for which image layouts are accepted).
+
+``image_size=N`` resizes every image once, at load, to N x N (bilinear, antialiased); without it the
+images must all have one size. Decoding a folder of PNGs or JPEGs takes seconds to minutes and a run
+or a sweep loads the data set many times, so the decoded tensors are cached in one file per data
+set, named by the SHA-256 of the content (every file's relative path and bytes, or the npz's bytes)
+and of the options: an edited, added or renamed image gives a new key, an unchanged data set is read
+back without decoding. Anything the user can fix raises :class:`DataMissingError` with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.lib import format as npy_format
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from .images import DataMissingError, ImageData, channel_stats
+
+# Part of every cache key: bump it when the decoded result for the same files changes (decoding,
+# resizing, the cache file's content), so that old cache files are never read as new ones.
+FORMAT_VERSION = 1
+
+_KINDS = ("imagefolder", "npz")
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_LAYOUT = "PATH/train/<class>/<image> and PATH/test/<class>/<image> (or PATH/val/<class>/<image>)"
+_NPZ_HOW = "numpy.savez(FILE, x_train=..., y_train=..., x_test=..., y_test=...)"
+_RESIZE_CHUNK = 1024  # images resized per call when an npz is resized: bounds the temporary memory
+
+Log = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# specs
+
+
+def is_custom(spec: str) -> bool:
+    """Whether ``spec`` names a custom data set (``imagefolder:...`` or ``npz:...``), not a named one."""
+    return spec.startswith(tuple(f"{kind}:" for kind in _KINDS))
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    kind, colon, path = spec.partition(":")
+    if not colon or kind not in _KINDS:
+        raise ValueError(f"unknown data spec {spec!r}: a custom data set is imagefolder:PATH or npz:FILE")
+    if not path.strip():
+        raise ValueError(f"{kind}: needs a path after the colon, e.g. {kind}:~/data/pets"
+                         + (".npz" if kind == "npz" else ""))
+    return kind, path
+
+
+def normalise_spec(spec: str) -> str:
+    """The one spelling of a custom spec: its kind and the absolute path (``~`` expanded).
+
+    ``imagefolder:`` paths are also resolved (symlinks, ``..``), so two spellings of one folder give
+    one spec; an ``npz:`` path is only made absolute, keeping the file name the user gave (its stem
+    is the label, see :func:`spec_label`). ``ValueError`` for an unknown prefix or an empty path.
+
+    >>> normalise_spec("npz:/data/../data/pets.npz")
+    'npz:/data/pets.npz'
+    """
+    kind, path = _split_spec(spec)
+    expanded = Path(path).expanduser()
+    absolute = expanded.resolve() if kind == "imagefolder" else Path(os.path.abspath(expanded))
+    return f"{kind}:{absolute}"
+
+
+def spec_label(spec: str) -> str:
+    """A short name safe in a folder name: ``imagefolder-<folder name>`` or ``npz-<file stem>``.
+
+    Characters other than ``[A-Za-z0-9._-]`` become ``_``.
+
+    >>> spec_label("npz:/data/my pets.npz")
+    'npz-my_pets'
+    """
+    kind, path = _split_spec(normalise_spec(spec))
+    name = Path(path).name if kind == "imagefolder" else Path(path).stem
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{kind}-{name or 'root'}")
+
+
+def default_cache_dir() -> Path:
+    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``."""
+    if os.environ.get("POOLBENCH_CACHE"):
+        return Path(os.environ["POOLBENCH_CACHE"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "poolbench" / "decoded"
+
+
+# ---------------------------------------------------------------------------------------------------
+# describe: counts, classes and shape without decoding
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a custom data set holds, as :func:`describe` finds it without decoding the images.
+
+    For checks before a run (classes, memory) and for listing a data set.
+    """
+
+    spec: str  # normalised
+    num_classes: int
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # (3, H, W) as loaded, i.e. after image_size
+    train_images: int
+    test_images: int
+    test_split: str  # "test" or "val" (imagefolder), "x_test" (npz)
+
+    def bytes(self, crop_padding: int) -> int:
+        """The bytes the device loaders hold: uint8 pixels (train padded by ``crop_padding`` on each
+        side, as :class:`DeviceLoader` stores it; test unpadded) plus 8 bytes (int64) per label."""
+        if crop_padding < 0:
+            raise ValueError(f"crop padding must be >= 0, got {crop_padding}")
+        channels, height, width = self.image_shape
+        padded = (height + 2 * crop_padding) * (width + 2 * crop_padding) * channels
+        return (self.train_images * padded + self.test_images * height * width * channels
+                + 8 * (self.train_images + self.test_images))
+
+
+def describe(spec: str, image_size: int | None = None) -> DataInfo:
+    """Classes, image counts and the loaded image shape of a custom data set, cheaply.
+
+    An image folder is listed and the first image of each split opened for its size (the header
+    only); without ``image_size`` the other images' sizes are not checked here, :func:`load_custom`
+    does that. An npz's shapes come from its arrays' ``.npy`` headers; only the labels are loaded.
+    Raises :class:`DataMissingError` for everything :func:`load_custom` would refuse from the same
+    information.
+    """
+    _check_image_size(image_size)
+    spec = normalise_spec(spec)
+    kind, path = _split_spec(spec)
+    if kind == "imagefolder":
+        folder = _scan_folder(Path(path))
+        if image_size is None:
+            firsts = [(p, _image_size_of(p)) for p in (folder.train[0][0], folder.test[0][0])]
+            if firsts[0][1] != firsts[1][1]:
+                raise _sizes_error(folder.root, firsts)
+            width, height = firsts[0][1]
+        else:
+            width = height = image_size
+        return DataInfo(spec=spec, num_classes=len(folder.classes), classes=folder.classes,
+                        image_shape=(3, height, width), train_images=len(folder.train),
+                        test_images=len(folder.test), test_split=folder.test_split)
+    npz = _check_npz(Path(path), image_size)
+    height, width = npz.size if image_size is None else (image_size, image_size)
+    return DataInfo(spec=spec, num_classes=npz.num_classes, classes=_npz_classes(npz.num_classes),
+                    image_shape=(3, height, width), train_images=len(npz.y_train), test_images=len(npz.y_test),
+                    test_split="x_test")
+
+
+# ---------------------------------------------------------------------------------------------------
+# load
+
+
+def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None = None,
+                log: Log | None = None) -> ImageData:
+    """Both splits of a custom data set as uint8 tensors, from the cache when its content is unchanged.
+
+    ``image_size``: resize every image once to N x N (bilinear, antialiased); ``None`` keeps the
+    native size, which must then be the same for all images. ``cache_dir`` (default
+    :func:`default_cache_dir`) holds one file per decoded data set; a damaged file there is deleted
+    and rebuilt, and a cache that cannot be written only costs a decode next time. ``log`` gets one
+    line saying where the data came from (default: silent). Mean and std are measured on the
+    training split. Raises :class:`DataMissingError` for a data set that cannot be used as it is.
+
+    Every load reads each file once to hash it (not decoding it): that is what makes an edited image
+    impossible to miss, and it costs a fraction of a second for thousands of small images.
+    """
+    _check_image_size(image_size)
+    spec = normalise_spec(spec)
+    kind, path = _split_spec(spec)
+    say: Log = log if log is not None else _silent
+    start = time.perf_counter()
+    folder: _Folder | None = None
+    npz: _Npz | None = None
+    if kind == "imagefolder":
+        folder = _scan_folder(Path(path))
+        key = _folder_key(folder, image_size)
+    else:
+        npz = _check_npz(Path(path), image_size)
+        key = _npz_key(npz, image_size)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    # Named by the key alone (the kind for the reader): a copy of the data set elsewhere shares the file.
+    cache_file = cache_dir / f"{kind}-{key}.pt"
+
+    blob = _read_cache(cache_file, key, say)
+    if blob is not None:
+        data = _image_data(spec, blob)
+        count = len(data.train_labels) + len(data.test_labels)
+        say(f"read {spec} from the cache ({count:,} images in {time.perf_counter() - start:.2f} s, {cache_file})")
+        return data
+
+    if folder is not None:
+        train_images, train_labels, test_images, test_labels = _decode_folder(folder, image_size)
+        classes = folder.classes
+    else:
+        assert npz is not None
+        train_images, train_labels, test_images, test_labels = _decode_npz(npz, image_size)
+        classes = _npz_classes(npz.num_classes)
+    mean, std = channel_stats(train_images)
+    blob = dict(format=FORMAT_VERSION, key=key, classes=list(classes), mean=list(mean), std=list(std),
+                train_images=train_images, train_labels=train_labels,
+                test_images=test_images, test_labels=test_labels)
+    count = len(train_labels) + len(test_labels)
+    took = time.perf_counter() - start
+    try:
+        _write_cache(cache_file, blob)
+    except Exception as err:  # a cache is an optimisation: no failure to write it may fail the load
+        say(f"warning: decoded {count:,} images of {spec} in {took:.1f} s but could not cache them in "
+            f"{cache_dir} ({_reason(err)}); they will be decoded again next time")
+    else:
+        say(f"decoded {count:,} images of {spec} in {took:.1f} s; cached as {cache_file}")
+    return _image_data(spec, blob)
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise ValueError(f"image size must be a positive integer, got {image_size!r}")
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``[..., 3, h, w]`` -> ``[..., 3, size, size]``: bilinear with antialiasing (PIL's
+    ``resize(BILINEAR)``, which a downscale needs to not alias); made contiguous first so that every
+    image goes through the same kernel whatever layout it arrived in."""
+    return TF.resize(images.contiguous(), [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+
+
+def _reason(err: BaseException) -> str:
+    """An exception as one short line (some messages span lines)."""
+    reason = " ".join(f"{type(err).__name__}: {err}".split())
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
+def _image_data(spec: str, blob: dict[str, Any]) -> ImageData:
+    return ImageData(name=spec, train_images=blob["train_images"], train_labels=blob["train_labels"],
+                     test_images=blob["test_images"], test_labels=blob["test_labels"],
+                     num_classes=len(blob["classes"]), mean=tuple(blob["mean"]), std=tuple(blob["std"]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# imagefolder
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """An image folder as listed: the class names and each split's (file, label) in torchvision's order."""
+
+    root: Path
+    classes: tuple[str, ...]
+    test_split: str  # "test" or "val"
+    train: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    try:
+        classes, _ = find_classes(split_dir)
+    except FileNotFoundError:  # find_classes' "Couldn't find any class folder"
+        return []
+    return classes
+
+
+def _scan_folder(root: Path) -> _Folder:
+    """List an image folder and refuse a layout that cannot make a data set, naming the folder.
+
+    The classes are the train folder's sub-folders, sorted (ImageFolder's rule), and label the test
+    split too. Every train class needs images; the test split must have a folder for every class,
+    which may be empty, and no other class.
+    """
+    if not root.is_dir():
+        raise DataMissingError(f"imagefolder: {root} is not a folder: give the folder laid out as {_LAYOUT}")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataMissingError(f"imagefolder: {root} has no train folder: lay it out as {_LAYOUT}")
+    test_split = next((s for s in ("test", "val") if (root / s).is_dir()), None)
+    if test_split is None:
+        raise DataMissingError(f"imagefolder: {root} has neither a test nor a val folder: put the held-out "
+                               f"images in {root / 'test'}/<class>/ (layout {_LAYOUT})")
+    test_dir = root / test_split
+    classes = _class_folders(train_dir)
+    if not classes:
+        raise DataMissingError(f"imagefolder: {train_dir} has no class folders: put each class's images "
+                               f"in {train_dir}/<class>/")
+    test_classes = _class_folders(test_dir)
+    extra = sorted(set(test_classes) - set(classes))
+    if extra:
+        raise DataMissingError(f"imagefolder: {test_dir} has the class folder(s) {', '.join(extra)} that "
+                               f"{train_dir} lacks: both splits need the same classes; add their images to train "
+                               f"or remove them from {test_split}")
+    missing = [c for c in classes if c not in test_classes]
+    if missing:
+        raise DataMissingError(f"imagefolder: {test_dir} lacks the class folder(s) {', '.join(missing)} of "
+                               f"{train_dir}: create them (they may be empty) so that both splits have the "
+                               f"same classes")
+    class_to_idx = {name: i for i, name in enumerate(classes)}
+    # allow_empty: the emptiness checks below name the folder and say what to do
+    train = make_dataset(train_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    test = make_dataset(test_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    filled = {label for _, label in train}
+    empty = [name for i, name in enumerate(classes) if i not in filled]
+    if empty:
+        more = f" (and {len(empty) - 1} more class folders)" if len(empty) > 1 else ""
+        raise DataMissingError(f"imagefolder: the class folder {train_dir / empty[0]}{more} holds no images "
+                               f"({' '.join(IMG_EXTENSIONS)}): put its images there or remove the folder")
+    if not test:
+        raise DataMissingError(f"imagefolder: {test_dir} holds no images ({' '.join(IMG_EXTENSIONS)}): put "
+                               f"the held-out images in {test_dir}/<class>/")
+    return _Folder(root=root, classes=tuple(classes), test_split=test_split, train=train, test=test)
+
+
+def _folder_key(folder: _Folder, image_size: int | None) -> str:
+    """SHA-256 over the options and every (relative path, bytes) of the data set's files, sorted by path.
+
+    Reads the files one at a time. The path is part of the key because it carries the class and
+    the split; the classes are hashed too (they follow from the paths, but being explicit is cheap).
+    """
+    digest = _key_start("imagefolder", image_size)
+    _field(digest, "\n".join(folder.classes).encode())
+    files = sorted((Path(path).relative_to(folder.root).as_posix(), path) for path, _ in folder.train + folder.test)
+    for relative, path in files:
+        try:
+            content = Path(path).read_bytes()
+        except OSError as err:
+            raise DataMissingError(f"imagefolder: cannot read {path} ({_reason(err)}): make it readable "
+                                   f"or remove it") from err
+        _field(digest, relative.encode())
+        _field(digest, content)
+    return digest.hexdigest()
+
+
+def _image_size_of(path: str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception as err:  # whatever PIL raises, the file is not an image it can read
+        raise _decode_error(path, err) from err
+
+
+def _decode_error(path: str, err: BaseException) -> DataMissingError:
+    return DataMissingError(f"imagefolder: cannot decode the image {path} ({_reason(err)}): replace or "
+                            f"remove the file")
+
+
+def _decode_image(path: str, image_size: int | None) -> torch.Tensor:
+    """One image file as uint8 RGB ``[3, H, W]``, resized to ``image_size`` x ``image_size`` if given."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")  # grey, palette, RGBA, CMYK -> 3 channels; decodes the pixels
+        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # HWC -> CHW
+    except Exception as err:  # a truncated file fails only here, in the decode
+        raise _decode_error(path, err) from err
+    return _resize(pixels, image_size) if image_size is not None else pixels
+
+
+def _sizes_error(root: Path, sizes: list[tuple[str, tuple[int, int]]]) -> DataMissingError:
+    """The images do not all have one size: name the smallest and largest (width x height)."""
+    by_area = sorted(sizes, key=lambda item: (item[1][0] * item[1][1], item[1]))
+    (small_path, (w0, h0)), (large_path, (w1, h1)) = by_area[0], by_area[-1]
+    return DataMissingError(f"imagefolder: {root}: images have sizes from {w0}x{h0} to {w1}x{h1} (width x "
+                            f"height; {small_path} and {large_path}): give --image-size N to resize all to N x N")
+
+
+def _decode_folder(folder: _Folder, image_size: int | None) -> tuple[torch.Tensor, ...]:
+    """Decode both splits into preallocated uint8 tensors, one image at a time.
+
+    Memory: the result plus one image's decode. The first image fixes the size; an image of
+    another size (only possible without ``image_size``) stops the decode, and the headers of all
+    images are then read for the size range the error reports.
+    """
+    shape: tuple[int, ...] | None = None
+    out: list[torch.Tensor] = []
+    for samples in (folder.train, folder.test):
+        images: torch.Tensor | None = None
+        for i, (path, _) in enumerate(samples):
+            image = _decode_image(path, image_size)
+            if shape is None:
+                shape = tuple(image.shape)
+            elif tuple(image.shape) != shape:
+                every = [p for p, _ in folder.train + folder.test]
+                raise _sizes_error(folder.root, [(p, _image_size_of(p)) for p in every])
+            if images is None:
+                images = torch.empty((len(samples), *shape), dtype=torch.uint8)
+            images[i] = image
+        assert images is not None  # _scan_folder refuses an empty split
+        out += [images, torch.tensor([label for _, label in samples], dtype=torch.int64)]
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# npz
+
+
+@dataclass(frozen=True)
+class _Npz:
+    """An npz file checked from its headers and labels: what its images will decode to."""
+
+    path: Path
+    layouts: dict[str, str]  # x_train / x_test -> "NHW", "NHWC" or "NCHW"
+    size: tuple[int, int]  # (H, W) of x_train
+    y_train: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def _npz_classes(num_classes: int) -> tuple[str, ...]:
+    return tuple(str(k) for k in range(num_classes))
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of each of the four arrays the file holds, read from the ``.npy`` headers in the
+    zip: no array is loaded, so a large or wrong x array costs nothing to inspect or refuse."""
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                key = member.removesuffix(".npy")
+                if key not in _NPZ_KEYS or not member.endswith(".npy"):
+                    continue
+                with archive.open(member) as stream:
+                    version = npy_format.read_magic(stream)
+                    if version == (1, 0):
+                        shape, _, dtype = npy_format.read_array_header_1_0(stream)
+                    elif version == (2, 0):
+                        shape, _, dtype = npy_format.read_array_header_2_0(stream)
+                    else:  # 3.0 is only written for structured dtypes with non-latin-1 field names
+                        raise ValueError(f"{key} is in .npy format {version[0]}.{version[1]}, which is not read")
+                headers[key] = (tuple(shape), dtype)
+    except FileNotFoundError as err:
+        raise DataMissingError(f"npz: no file {path}: give the path of an .npz written by {_NPZ_HOW}") from err
+    except (zipfile.BadZipFile, IsADirectoryError) as err:
+        raise DataMissingError(f"npz: {path} is not an .npz file (a zip of .npy arrays): write it with "
+                               f"{_NPZ_HOW}") from err
+    except (ValueError, OSError) as err:
+        raise DataMissingError(f"npz: cannot read {path} ({_reason(err)}): write it again with {_NPZ_HOW}") from err
+    missing = [key for key in _NPZ_KEYS if key not in headers]
+    if missing:
+        raise DataMissingError(f"npz: {path} lacks the array(s) {', '.join(missing)}: write it with {_NPZ_HOW}")
+    return headers
+
+
+def _layout(shape: tuple[int, ...]) -> str | None:
+    """The layout of an image array, or None when it is none of the accepted ones.
+
+    ``[N, H, W]``: grey, ``"NHW"``. ``[N, a, b, c]``: channels first (``"NCHW"``) when axis 1 has
+    size 1 or 3, else channels last (``"NHWC"``) when the last axis has size 1 or 3. So a shape that
+    fits both, such as ``[N, 3, H, 3]``, is read as NCHW: NHWC is chosen only when the last axis is
+    1 or 3 and axis 1 is not. Size 1 is grey, 3 is RGB.
+
+    >>> _layout((10, 28, 28)), _layout((10, 32, 32, 3)), _layout((10, 1, 28, 28)), _layout((10, 3, 5, 3))
+    ('NHW', 'NHWC', 'NCHW', 'NCHW')
+    """
+    if len(shape) == 3:
+        return "NHW"
+    if len(shape) == 4:
+        if shape[1] in (1, 3):
+            return "NCHW"
+        if shape[3] in (1, 3):
+            return "NHWC"
+    return None
+
+
+def _height_width(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
+    return (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+
+
+def _check_npz(path: Path, image_size: int | None) -> _Npz:
+    """Refuse an npz that cannot make a data set, from its headers and its labels (which it loads)."""
+    headers = _npz_headers(path)
+    layouts: dict[str, str] = {}
+    for key in ("x_train", "x_test"):
+        shape, dtype = headers[key]
+        if dtype != np.uint8:
+            raise DataMissingError(f"npz: {path}: {key} is {dtype}, not uint8: convert to uint8 0..255 "
+                                   f"(e.g. numpy.clip(x * 255, 0, 255).round().astype(numpy.uint8) for floats in 0..1)")
+        layout = _layout(shape)
+        if layout is None:
+            raise DataMissingError(f"npz: {path}: {key} has shape {shape}: give images as [N, H, W] (grey), "
+                                   f"[N, H, W, 1|3] or [N, 1|3, H, W]")
+        if shape[0] == 0:
+            raise DataMissingError(f"npz: {path}: {key} holds no images: both splits need some")
+        layouts[key] = layout
+    for key in ("y_train", "y_test"):
+        shape, dtype = headers[key]
+        images = headers["x" + key[1:]][0][0]
+        if not np.issubdtype(dtype, np.integer):
+            raise DataMissingError(f"npz: {path}: {key} is {dtype}, not an integer type: store the class "
+                                   f"indices 0..K-1 as integers (e.g. y.astype(numpy.int64))")
+        if len(shape) != 1:
+            raise DataMissingError(f"npz: {path}: {key} has shape {shape}, not [N]: store one class index per "
+                                   f"image (e.g. y.reshape(-1))")
+        if shape[0] != images:
+            raise DataMissingError(f"npz: {path}: {key} has {shape[0]} labels but x{key[1:]} has {images} "
+                                   f"images: give one label per image")
+    sizes = {key: _height_width(headers[key][0], layouts[key]) for key in layouts}
+    if image_size is None and sizes["x_train"] != sizes["x_test"]:
+        (h0, w0), (h1, w1) = sizes["x_train"], sizes["x_test"]
+        raise DataMissingError(f"npz: {path}: x_train images are {h0}x{w0} and x_test images {h1}x{w1} "
+                               f"(height x width): give --image-size N to resize all to N x N")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            y_train, y_test = arrays["y_train"], arrays["y_test"]
+    except Exception as err:  # a damaged member: the headers parsed but the data does not
+        raise DataMissingError(f"npz: cannot read the labels of {path} ({_reason(err)}): write it again with "
+                               f"{_NPZ_HOW}") from err
+    for key, labels in (("y_train", y_train), ("y_test", y_test)):
+        if labels.min() < 0 or labels.max() > np.iinfo(np.int64).max:
+            bad = labels.min() if labels.min() < 0 else labels.max()
+            raise DataMissingError(f"npz: {path}: {key} holds the label {bad}, outside 0..K-1: store class "
+                                   f"indices 0, 1, ..., K-1")
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    return _Npz(path=path, layouts=layouts, size=sizes["x_train"], y_train=y_train, y_test=y_test,
+                num_classes=num_classes)
+
+
+def _npz_key(npz: _Npz, image_size: int | None) -> str:
+    """SHA-256 over the options and the file's bytes, read in 1 MiB chunks."""
+    digest = _key_start("npz", image_size)
+    try:
+        with open(npz.path, "rb") as stream:
+            digest.update(struct.pack("<Q", os.fstat(stream.fileno()).st_size))
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as err:
+        raise DataMissingError(f"npz: cannot read {npz.path} ({_reason(err)}): make it readable") from err
+    return digest.hexdigest()
+
+
+def _npz_images(array: np.ndarray, layout: str, image_size: int | None) -> torch.Tensor:
+    """An image array as contiguous uint8 ``[N, 3, H, W]``: grey replicated, resized in chunks."""
+    images = torch.from_numpy(array)
+    if layout == "NHW":
+        images = images.unsqueeze(1)
+    elif layout == "NHWC":
+        images = images.permute(0, 3, 1, 2)
+    images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    if image_size is None:
+        return images.contiguous()
+    out = torch.empty((len(images), 3, image_size, image_size), dtype=torch.uint8)
+    for start in range(0, len(images), _RESIZE_CHUNK):
+        out[start:start + _RESIZE_CHUNK] = _resize(images[start:start + _RESIZE_CHUNK], image_size)
+    return out
+
+
+def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
+    """Both splits of a checked npz as uint8 ``[N, 3, H, W]`` images and int64 labels."""
+    try:
+        with np.load(npz.path, allow_pickle=False) as arrays:
+            x_train, x_test = arrays["x_train"], arrays["x_test"]
+    except Exception as err:
+        raise DataMissingError(f"npz: cannot read the images of {npz.path} ({_reason(err)}): write it again "
+                               f"with {_NPZ_HOW}") from err
+    train = _npz_images(x_train, npz.layouts["x_train"], image_size)
+    del x_train  # the array is no longer needed once converted: free it before the test split
+    test = _npz_images(x_test, npz.layouts["x_test"], image_size)
+    return (train, torch.from_numpy(npz.y_train.astype(np.int64)),
+            test, torch.from_numpy(npz.y_test.astype(np.int64)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the cache
+
+
+def _field(digest: Any, data: bytes) -> None:
+    """Feed one length-prefixed field: no two different sequences of fields hash the same bytes."""
+    digest.update(struct.pack("<Q", len(data)))
+    digest.update(data)
+
+
+def _key_start(kind: str, image_size: int | None) -> Any:
+    digest = hashlib.sha256()
+    for part in (f"poolbench decoded data v{FORMAT_VERSION}", kind, f"image_size={image_size}"):
+        _field(digest, part.encode())
+    return digest
+
+
+def _read_cache(path: Path, key: str, log: Log) -> dict[str, Any] | None:
+    """The cached blob, or None when there is none or it cannot be used (a damaged one is deleted)."""
+    try:
+        stream = open(path, "rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # not cached yet (or the cache folder cannot exist: the write will say so)
+    except OSError as err:
+        log(f"warning: cannot read the cache file {path} ({_reason(err)}); decoding again")
+        return None
+    try:
+        with stream:
+            blob = torch.load(stream, map_location="cpu", weights_only=True)
+        _check_blob(blob, key)
+    except Exception as err:  # truncated, overwritten, another format: rebuild it
+        log(f"warning: the cache file {path} is damaged ({_reason(err)}): deleted, decoding again")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # the rebuilt file replaces it, or the write fails and says so
+        return None
+    return blob
+
+
+def _check_blob(blob: Any, key: str) -> None:
+    """Raise ValueError unless ``blob`` is a whole cache entry for ``key``."""
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT_VERSION or blob.get("key") != key:
+        raise ValueError("not a cache entry of this data set and format")
+    classes = blob["classes"]
+    for split in ("train", "test"):
+        images, labels = blob[f"{split}_images"], blob[f"{split}_labels"]
+        if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4
+                and images.shape[1] == 3 and images.is_contiguous()):
+            raise ValueError(f"{split} images are not uint8 [N, 3, H, W]")
+        if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.shape == (len(images),)):
+            raise ValueError(f"{split} labels are not int64 [N]")
+        if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= len(classes):
+            raise ValueError(f"{split} labels outside 0..{len(classes) - 1}")
+    if len(blob["mean"]) != 3 or len(blob["std"]) != 3:
+        raise ValueError("no 3-channel mean and std")
+
+
+def _write_cache(path: Path, blob: dict[str, Any]) -> None:
+    """Write the blob under a temporary name in the cache folder, then rename it into place.
+
+    Streamed into the file rather than built in memory as bytes (which would double the memory of
+    a large data set). No fsync: a cache file lost or cut short by a crash is found damaged and
+    rebuilt, so durability is not worth its cost here.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, 0o644)  # mkstemp makes 0600; a shared cache folder is read by others
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(blob, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
