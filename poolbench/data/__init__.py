@@ -8,6 +8,7 @@ torch.Size([3, 32, 32])
 ...                            mean=digits.mean, std=digits.std, train=True)
 """
 
+from .available import available
 from .datasets import DataMissingError, ImageData, channel_stats, default_root, load, names
 from .loader import DeviceLoader, epoch_generator
 
@@ -15,6 +16,7 @@ __all__ = [
     "DataMissingError",
     "DeviceLoader",
     "ImageData",
+    "available",
     "channel_stats",
     "default_root",
     "epoch_generator",
