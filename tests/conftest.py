@@ -11,7 +11,7 @@ under test):
 
 Debian's FashionMNIST (``/usr/share/datasets/fashion-mnist``), which poolbench uses when a data root
 holds none, is hidden from every test (``_hide_system_fmnist``): a test sees only the data it made,
-whatever the machine has installed. Tests of the real files ask for ``debian_fmnist``.
+whatever the machine has installed. Tests of the real files (tests/test_fmnist.py) ask for it.
 """
 
 from __future__ import annotations
@@ -134,28 +134,11 @@ def _write_idx_labels(path: Path, labels: np.ndarray) -> None:
     path.write_bytes(struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
-DEBIAN_FMNIST = fmnist.SYSTEM_FOLDER  # read before any test hides it
-NEEDS_DEBIAN_FMNIST = f"needs Debian's package {fmnist.DEBIAN_PACKAGE} (apt-get install {fmnist.DEBIAN_PACKAGE})"
-
-
 @pytest.fixture(autouse=True)
 def _hide_system_fmnist(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point poolbench's system FashionMNIST folder at an empty one, so that "not found" means not found."""
-    monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", tmp_path_factory.mktemp("no-system-fmnist"))
-
-
-def require_debian_fmnist(folder: Path = DEBIAN_FMNIST) -> Path:
-    """``folder`` if it holds Debian's four FashionMNIST files, else the test FAILS (not skips): the
-    package is installed wherever the tests run, so its absence is a broken machine, not a reason to skip."""
-    if not all((folder / f"{name}.gz").is_file() for name in fmnist.FMNIST_SHA256):
-        pytest.fail(f"{NEEDS_DEBIAN_FMNIST}: {folder} lacks its files")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def debian_fmnist() -> Path:
-    """The folder of Debian's real FashionMNIST (not made visible to poolbench: see ``_hide_system_fmnist``)."""
-    return require_debian_fmnist()
+    """Point poolbench's system FashionMNIST folder at one that does not exist, so that "not found" means
+    not found (and nothing is created per test)."""
+    monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", tmp_path_factory.getbasetemp() / "no-system-fmnist")
 
 
 @pytest.fixture
