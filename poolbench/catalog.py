@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import data, models
-from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting, scaled_padding
 from .setting_spec import is_arch_file, is_custom_arch, normalise_arch, normalise_dataset, pair_label, split_setting
+from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting, scaled_padding
 
 # The protocol's crop padding is 4 px on 32 x 32 images (SPEC section 1).
 _PADDING_AT_32 = Protocol().crop_padding

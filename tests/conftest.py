@@ -8,6 +8,10 @@ under test):
   CIFAR: red = 8 * row, green = 8 * column, blue = 77; FashionMNIST: grey = 9 * row;
 - CIFAR-10 / FashionMNIST label of image ``i`` = ``i % 10``; CIFAR-100 fine label = ``(3 * i + 1) % 100``
   and coarse label = ``i % 20`` (so a test can tell which of the two was used).
+
+Debian's FashionMNIST (``/usr/share/datasets/fashion-mnist``), which poolbench uses when a data root
+holds none, is hidden from every test (``_hide_system_fmnist``): a test sees only the data it made,
+whatever the machine has installed. Tests of the real files (tests/test_fmnist.py) ask for it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from torchvision import datasets as tvd
+
+from poolbench.data import fmnist
 
 CIFAR10_TRAIN_PER_BATCH = 4  # x 5 batch files
 CIFAR10_TEST = 6
@@ -128,10 +134,18 @@ def _write_idx_labels(path: Path, labels: np.ndarray) -> None:
     path.write_bytes(struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
+@pytest.fixture(autouse=True)
+def _hide_system_fmnist(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point poolbench's system FashionMNIST folder at one that does not exist, so that "not found" means
+    not found (and nothing is created per test)."""
+    monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", tmp_path_factory.getbasetemp() / "no-system-fmnist")
+
+
 @pytest.fixture
-def fmnist_root(tmp_path: Path) -> Path:
-    """A root holding a tiny FashionMNIST as the four raw IDX files under ``FashionMNIST/raw/``
-    (what torchvision 0.29 checks for and reads; it keeps no checksum of the unpacked files)."""
+def fmnist_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A root holding a tiny FashionMNIST as the four raw IDX files under ``FashionMNIST/raw/``, where
+    torchvision keeps them; ``fmnist.FMNIST_SHA256`` is pointed at their hashes (as ``_patch_cifar_md5s``
+    does for CIFAR), so that poolbench's verification runs unchanged and detects any later change."""
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(30)
@@ -140,4 +154,6 @@ def fmnist_root(tmp_path: Path) -> Path:
         images[0] = 9 * np.arange(28)[:, None]
         _write_idx_images(raw / f"{prefix}-images-idx3-ubyte", images)
         _write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    hashes = {name: hashlib.sha256((raw / name).read_bytes()).hexdigest() for name in fmnist.FMNIST_SHA256}
+    monkeypatch.setattr(fmnist, "FMNIST_SHA256", hashes)
     return tmp_path

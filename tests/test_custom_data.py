@@ -416,7 +416,7 @@ def test_npz_describe_reads_no_image_array(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", recording)
     info = describe(f"npz:{path}", image_size=8)
     assert sorted(read) == ["y_test", "y_train"]
-    assert info == DataInfo(spec=f"npz:{path}", num_classes=4, classes=("0", "1", "2", "3"), image_shape=(3, 8, 8),
+    assert info == DataInfo(name=f"npz:{path}", num_classes=4, classes=("0", "1", "2", "3"), image_shape=(3, 8, 8),
                             train_images=9, test_images=4, test_split="x_test")
 
 
@@ -434,14 +434,14 @@ def test_describe_agrees_with_load(folder: Folder, cache: Path, monkeypatch: pyt
 
     monkeypatch.setattr(custom, "_decode_image", no_decode)
     info = describe(folder.spec, image_size=image_size)
-    assert info.spec == d.name and info.num_classes == d.num_classes == len(info.classes)
+    assert info.name == d.name and info.num_classes == d.num_classes == len(info.classes)
     assert info.train_images == len(d.train_labels) and info.test_images == len(d.test_labels)
     assert info.image_shape == tuple(d.train_images.shape[1:]) == tuple(d.test_images.shape[1:])
     assert info.test_split == "test"
 
 
 def test_data_info_bytes() -> None:
-    info = DataInfo(spec="npz:/x.npz", num_classes=2, classes=("0", "1"), image_shape=(3, 20, 24),
+    info = DataInfo(name="npz:/x.npz", num_classes=2, classes=("0", "1"), image_shape=(3, 20, 24),
                     train_images=10, test_images=4, test_split="x_test")
     assert info.bytes(0) == 10 * 20 * 24 * 3 + 4 * 20 * 24 * 3 + 8 * 14
     assert info.bytes(4) == 10 * 28 * 32 * 3 + 4 * 20 * 24 * 3 + 8 * 14  # only train is stored padded

@@ -1,4 +1,4 @@
-"""The ``poolbench`` command: run, check, list (and sweep, status, report).
+"""The ``poolbench`` command: run, check, list (and sweep, status, report, data).
 
 Human messages go to stderr; machine-readable lines (TRAIN_METRICS, TEST_METRICS, --json)
 to stdout. One module per verb, each with ``HELP``, ``add_arguments(parser)`` and
@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import check, report, run, status, sweep
+from . import check, data, report, run, status, sweep
 from . import list as list_verb
 
-VERBS = {"run": run, "check": check, "list": list_verb, "sweep": sweep, "status": status, "report": report}
+VERBS = {"run": run, "check": check, "list": list_verb, "sweep": sweep, "status": status, "report": report,
+         "data": data}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..catalog import get_setting, setting_for
 from ..execution.device import AMP_DTYPES
 from ..execution.runner import RunOptions, run
 from ..outcomes import ExitCode
 from ..pools import registry as pool_registry
-from ..catalog import get_setting, setting_for
 from ..rundir import RunConfig, file_sha256, run_path
 from ..setting_spec import is_arch_file, normalise_arch, normalise_dataset
 from ..settings import SETTINGS

@@ -8,6 +8,7 @@ torch.Size([3, 32, 32])
 ...                            mean=digits.mean, std=digits.std, train=True)
 """
 
+from .available import available
 from .datasets import DataInfo, DataMissingError, ImageData, channel_stats, default_root, describe, load, names
 from .loader import DeviceLoader, epoch_generator
 
@@ -16,6 +17,7 @@ __all__ = [
     "DataMissingError",
     "DeviceLoader",
     "ImageData",
+    "available",
     "channel_stats",
     "default_root",
     "describe",

@@ -40,7 +40,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .images import DataMissingError, ImageData, channel_stats
+from .common import DataMissingError
+from .images import DataInfo, ImageData, channel_stats
 
 # Part of every cache key: bump it when the decoded result for the same files changes (decoding,
 # resizing, the cache file's content), so that old cache files are never read as new ones.
@@ -115,32 +116,6 @@ def default_cache_dir() -> Path:
 # describe: counts, classes and shape without decoding
 
 
-@dataclass(frozen=True)
-class DataInfo:
-    """What a custom data set holds, as :func:`describe` finds it without decoding the images.
-
-    For checks before a run (classes, memory) and for listing a data set.
-    """
-
-    spec: str  # normalised
-    num_classes: int
-    classes: tuple[str, ...]
-    image_shape: tuple[int, int, int]  # (3, H, W) as loaded, i.e. after image_size
-    train_images: int
-    test_images: int
-    test_split: str  # "test" or "val" (imagefolder), "x_test" (npz)
-
-    def bytes(self, crop_padding: int) -> int:
-        """The bytes the device loaders hold: uint8 pixels (train padded by ``crop_padding`` on each
-        side, as :class:`DeviceLoader` stores it; test unpadded) plus 8 bytes (int64) per label."""
-        if crop_padding < 0:
-            raise ValueError(f"crop padding must be >= 0, got {crop_padding}")
-        channels, height, width = self.image_shape
-        padded = (height + 2 * crop_padding) * (width + 2 * crop_padding) * channels
-        return (self.train_images * padded + self.test_images * height * width * channels
-                + 8 * (self.train_images + self.test_images))
-
-
 def describe(spec: str, image_size: int | None = None) -> DataInfo:
     """Classes, image counts and the loaded image shape of a custom data set, cheaply.
 
@@ -162,12 +137,12 @@ def describe(spec: str, image_size: int | None = None) -> DataInfo:
             width, height = firsts[0][1]
         else:
             width = height = image_size
-        return DataInfo(spec=spec, num_classes=len(folder.classes), classes=folder.classes,
+        return DataInfo(name=spec, num_classes=len(folder.classes), classes=folder.classes,
                         image_shape=(3, height, width), train_images=len(folder.train),
                         test_images=len(folder.test), test_split=folder.test_split)
     npz = _check_npz(Path(path), image_size)
     height, width = npz.size if image_size is None else (image_size, image_size)
-    return DataInfo(spec=spec, num_classes=npz.num_classes, classes=_npz_classes(npz.num_classes),
+    return DataInfo(name=spec, num_classes=npz.num_classes, classes=_npz_classes(npz.num_classes),
                     image_shape=(3, height, width), train_images=len(npz.y_train), test_images=len(npz.y_test),
                     test_split="x_test")
 

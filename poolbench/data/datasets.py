@@ -1,19 +1,16 @@
 """Data sets as whole uint8 tensors: download, checksum, parse, and the normalisation constants.
 
 Every data set comes back as an :class:`ImageData`: uint8 images ``[N, 3, 32, 32]`` plus int64 labels
-for both splits, and the per-channel mean/std the protocol normalises with. The file formats, the
-download URLs and the md5 checks are torchvision's own code; this module only converts its output and
-turns every way a load can fail into one readable :class:`DataMissingError`.
+for both splits, and the per-channel mean/std the protocol normalises with. For CIFAR the file
+formats, the download URLs and the md5 checks are torchvision's own code; FashionMNIST is found, verified
+and parsed by :mod:`.fmnist` (any intact copy, torchvision downloading it only when there is none). This
+module converts their output and turns every way a load can fail into one readable :class:`DataMissingError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import os
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +22,14 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..setting_spec import dataset_prefix
 from . import custom
+from .common import DOWNLOAD_TIMEOUT_S, DataMissingError, one_line, socket_timeout
 from .diagnostics import DIAGNOSTICS
-from .images import DataMissingError, ImageData, channel_stats  # defined there, re-exported from here
+from .fmnist import load_fmnist_arrays
+from .images import DataInfo, ImageData, channel_stats  # defined there, re-exported from here
 
-# Per-operation socket timeout during a download attempt. Without it a network that silently drops
-# packets leaves urllib waiting forever; with it a dead network fails in seconds. It bounds each
-# connect/read, not the whole transfer, so a slow but working download is not cut off.
-DOWNLOAD_TIMEOUT_S = 20.0
+# DataMissingError and DOWNLOAD_TIMEOUT_S live in .common (fmnist.py raises and uses them too) and are
+# found here as before; setting DOWNLOAD_TIMEOUT_S on this module sets it for every download this
+# module starts, FashionMNIST's included (it is passed on to load_fmnist_arrays).
 
 # Published training-set statistics, in [0, 1] units. CIFAR: the true per-channel std over all
 # training pixels (not the often-copied (0.2023, 0.1994, 0.2010), which is a different statistic).
@@ -75,30 +73,11 @@ def names() -> list[str]:
     return list(_NAMES)
 
 
-@dataclass(frozen=True)
-class DataInfo:
-    """What a data set is, known without decoding it: for settings, seed plans and memory checks."""
-
-    name: str
-    num_classes: int
-    image_shape: tuple[int, int, int]  # (3, H, W) as the loader holds it
-    train_images: int
-    test_images: int
-
-    def bytes(self, crop_padding: int) -> int:
-        """uint8 bytes of the loader's copy: the training split padded for the crop, the test split, labels."""
-        _, height, width = self.image_shape
-        padded = (height + 2 * crop_padding) * (width + 2 * crop_padding)
-        return 3 * (self.train_images * padded + self.test_images * height * width) + 8 * (
-            self.train_images + self.test_images)
-
-
 def describe(name: str, image_size: int | None = None) -> DataInfo:
     """Classes, image shape and split sizes of data set ``name`` at ``image_size`` (None: its own
     size, 32 for poolbench's data sets), cheaply: nothing is decoded. ValueError for an unknown name."""
     if is_custom(name):
-        info = custom.describe(name, image_size)
-        return DataInfo(name, info.num_classes, info.image_shape, info.train_images, info.test_images)
+        return custom.describe(name, image_size)
     if name not in _NAMES:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}, "
                          "imagefolder:PATH or npz:FILE")
@@ -199,21 +178,15 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
 
 
 def _load_fmnist(root: Path, download: bool) -> ImageData:
-    cls = tvd.FashionMNIST
-    gz_names = [f for f, _ in cls.resources]
-    raw_files = [Path(f).stem for f in gz_names]  # torchvision reads the gunzipped IDX files
-    raw = root / cls.__name__ / "raw"
-    expected = f"{cls.__name__}/raw/{{{','.join(raw_files)}}} (or their .gz archives)"
-    how = f"download {cls.mirrors[0]}{{{','.join(gz_names)}}} into {raw}, or pass --data-root DIR"
-    archives = [(raw / archive, md5, raw, raw / Path(archive).stem) for archive, md5 in cls.resources]
-    train, test = _open("fmnist", cls, root, download, archives, expected, how)
+    (train_images, train_labels, test_images, test_labels), _ = load_fmnist_arrays(
+        root, download, timeout_s=DOWNLOAD_TIMEOUT_S)
     mean, std = _FMNIST_STATS
     return _checked("fmnist", root, ImageData(
         name="fmnist",
-        train_images=_to_rgb32(train.data.unsqueeze(1)),
-        train_labels=train.targets.to(torch.int64),
-        test_images=_to_rgb32(test.data.unsqueeze(1)),
-        test_labels=test.targets.to(torch.int64),
+        train_images=_to_rgb32(train_images.unsqueeze(1)),
+        train_labels=train_labels,
+        test_images=_to_rgb32(test_images.unsqueeze(1)),
+        test_labels=test_labels,
         num_classes=10,
         mean=mean,
         std=std,
@@ -279,17 +252,6 @@ def _to_rgb32(grey: torch.Tensor) -> torch.Tensor:
     return resized.expand(-1, 3, -1, -1).contiguous()
 
 
-@contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """Give urllib a default socket timeout for the duration of a download attempt only."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def _extract_if_intact(archive: Path, md5: str, into: Path, done: Path) -> None:
     """Unpack a local archive whose md5 is right, unless its content (``done``) is already there."""
     if not done.exists() and check_integrity(str(archive), md5):
@@ -310,15 +272,13 @@ def _open(name: str, cls: type, root: Path, download: bool, archives: list[tuple
             for archive, md5, into, done in archives:
                 _extract_if_intact(archive, md5, into, done)
         if download:
-            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            with socket_timeout(DOWNLOAD_TIMEOUT_S):
                 train = cls(str(root), train=True, download=True)
         else:
             train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
     except Exception as err:  # any failure to read the files means the data is not usable
-        reason = " ".join(f"{type(err).__name__}: {err}".split())  # torchvision's messages span lines
-        if len(reason) > 300:
-            reason = reason[:297] + "..."
+        reason = one_line(err)  # torchvision's messages span lines
         tried = "download failed" if download else "download not allowed"
         raise DataMissingError(
             f"{name} not found or corrupt under {root}: expected {expected}; {tried} ({reason}); "

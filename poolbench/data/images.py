@@ -1,8 +1,9 @@
-"""The in-memory form every data set takes (:class:`ImageData`), its error type and its channel statistics.
+"""The in-memory form every data set takes (:class:`ImageData`), what is known of it before decoding
+(:class:`DataInfo`), and its channel statistics.
 
 Its own module, below both ``datasets.py`` (the named data sets) and ``custom.py`` (the researcher's
 own folders and ``.npz`` files), so that each can use them and ``datasets.load`` can call into
-``custom.py`` without an import cycle. ``datasets.py`` re-exports all three names.
+``custom.py`` without an import cycle. ``datasets.py`` re-exports them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,28 @@ class ImageData:
     std: tuple[float, ...]
 
 
-class DataMissingError(RuntimeError):
-    """A data set cannot be used as it is on disk (missing, corrupt, malformed) and the user can fix that.
+@dataclass(frozen=True)
+class DataInfo:
+    """What a data set holds, known without decoding its images: for the checks before a run
+    (classes, memory), seed plans and listings."""
 
-    The message is one line: what is wrong, which file or folder, and the fix.
-    """
+    name: str  # a poolbench data set's name, or the normalised imagefolder:/npz: spec
+    num_classes: int
+    image_shape: tuple[int, int, int]  # (3, H, W) as loaded, i.e. after --image-size
+    train_images: int
+    test_images: int
+    classes: tuple[str, ...] = ()  # class names where the data has them (an image folder's sub-folders)
+    test_split: str = "test"  # where the test images come from: "test" or "val" (imagefolder), "x_test" (npz)
+
+    def bytes(self, crop_padding: int) -> int:
+        """The bytes the device loaders hold: uint8 pixels (train padded by ``crop_padding`` on each
+        side, as :class:`DeviceLoader` stores it; test unpadded) plus 8 bytes (int64) per label."""
+        if crop_padding < 0:
+            raise ValueError(f"crop padding must be >= 0, got {crop_padding}")
+        channels, height, width = self.image_shape
+        padded = (height + 2 * crop_padding) * (width + 2 * crop_padding) * channels
+        return (self.train_images * padded + self.test_images * height * width * channels
+                + 8 * (self.train_images + self.test_images))
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -27,8 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import models
-from .. import data
+from .. import data, models
 from ..catalog import get_setting
 from ..sweepdir import Sweep, SweepRun
 from . import executors
@@ -61,7 +60,8 @@ class RunSpec:
 
     @property
     def image_shape(self) -> tuple[int, int]:
-        return data.describe(self.dataset, self.image_size).image_shape[1:]  # type: ignore[return-value]
+        _, height, width = data.describe(self.dataset, self.image_size).image_shape
+        return height, width
 
 
 def data_bytes(dataset: str, crop_padding: int = 4, image_size: int | None = None) -> int:
@@ -79,11 +79,13 @@ def estimate_bytes(spec: RunSpec) -> int:
     small, large = (_saved_bytes(model, batch, spec.amp, spec.image_shape) for batch in (2, 4))
     per_image = (large - small) / 2
     train = BACKWARD_PEAK * (per_image * spec.batch_size + max(0.0, 2 * small - large))
-    evaluation = 3 * _largest_activation_bytes(model, spec.amp, spec.image_shape) * EVAL_BATCH  # input, output, workspace
+    # input, output, workspace
+    evaluation = 3 * _largest_activation_bytes(model, spec.amp, spec.image_shape) * EVAL_BATCH
     activations = max(train, evaluation)
     if spec.compile:  # CUDA graphs keep the compiled graph's activations in a private pool
         activations *= 2
-    return int(ALLOCATOR_SLACK * (state + activations) + data_bytes(spec.dataset, image_size=spec.image_size) + CONTEXT_BYTES)
+    split_bytes = data_bytes(spec.dataset, image_size=spec.image_size)
+    return int(ALLOCATOR_SLACK * (state + activations) + split_bytes + CONTEXT_BYTES)
 
 
 def _autocast(amp: str):
@@ -138,7 +140,8 @@ def measure_cuda_bytes(spec: RunSpec, device: int = 0) -> int:
     model = models.create(spec.arch, spec.num_classes).to(cuda).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.amp)
-    images = torch.randn(spec.batch_size, 3, *spec.image_shape, device=cuda).contiguous(memory_format=torch.channels_last)
+    images = torch.randn(spec.batch_size, 3, *spec.image_shape, device=cuda)
+    images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.zeros(spec.batch_size, dtype=torch.long, device=cuda)
     for _ in range(2):
         with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):

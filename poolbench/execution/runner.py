@@ -393,7 +393,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
         configure_determinism(options.deterministic, device)
-        model = build_model(config, device, channels_last, tuple(data.train_images.shape[2:]))
+        model = build_model(config, device, channels_last, image_shape(config))
         forward = CompiledForward(model, device, warn=log) if config.compile else None
         result["num_params"] = sum(p.numel() for p in model.parameters())
         train_loader, test_loader = build_loaders(config, data, device, channels_last)

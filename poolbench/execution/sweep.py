@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir
+from ..catalog import get_setting
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
 from ..poolspec import is_call_spec, is_file_spec, split_specs
-from ..catalog import get_setting
 from ..settings import Protocol, normalise_setting, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep
 
