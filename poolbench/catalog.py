@@ -3,7 +3,8 @@
 ``MODEL`` is a poolbench architecture, ``torchvision:NAME``, ``timm:NAME`` or ``FILE.py:FUNCTION``;
 ``DATASET`` a poolbench data set, ``imagefolder:PATH`` or ``npz:FILE`` (see poolbench.setting_spec).
 An ad-hoc setting gets its classes and image size from the data (read cheaply, nothing decoded)
-and the published protocol, its crop padding scaled to the images' size (4 px at 32 x 32).
+and the published protocol; its runs scale the crop padding to the images' size (see
+:func:`poolbench.settings.run_protocol`).
 
 >>> from poolbench import catalog
 >>> setting = catalog.get_setting("resnet20@cifar10")
@@ -19,10 +20,7 @@ from pathlib import Path
 
 from . import data, models
 from .setting_spec import is_arch_file, is_custom_arch, normalise_arch, normalise_dataset, pair_label, split_setting
-from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting, scaled_padding
-
-# The protocol's crop padding is 4 px on 32 x 32 images (SPEC section 1).
-_PADDING_AT_32 = Protocol().crop_padding
+from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting
 
 
 def get_setting(spec: str) -> Setting:
@@ -46,10 +44,8 @@ def setting_for(arch: str, dataset: str) -> Setting:
         info = data.describe(dataset)
     except data.DataMissingError as error:
         raise ValueError(str(error)) from None
-    side = min(info.image_shape[1:])
-    protocol = Protocol(crop_padding=scaled_padding(_PADDING_AT_32, side, 32))
-    return Setting(pair_label(arch, dataset), arch, dataset, info.num_classes, None, protocol,
-                   description=f"{arch} on {dataset}", image_size=side)
+    return Setting(pair_label(arch, dataset), arch, dataset, info.num_classes, None, Protocol(),
+                   description=f"{arch} on {dataset}", image_size=min(info.image_shape[1:]))
 
 
 def check_arch(arch: str) -> None:

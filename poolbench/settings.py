@@ -55,20 +55,28 @@ class Protocol:
         """A copy with the given fields changed; ``None`` values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def with_overrides(self, overrides: dict, native_size: int = 32) -> Protocol:
-        """This protocol with ``overrides``; a new ``image_size`` scales the crop padding with it
-        (``round(crop_padding * image_size / native_size)``, 4 px at 32 becomes 8 at 64) unless the
-        overrides give ``crop_padding`` too. ``native_size`` is the side this protocol's padding is for."""
+    def with_overrides(self, overrides: dict) -> Protocol:
+        """This protocol with ``overrides``; a new ``image_size`` N scales the crop padding, stated for
+        32 x 32 images, with it (``round(crop_padding * N / 32)``: 4 px at 32 is 8 at 64) unless the
+        overrides give ``crop_padding`` too."""
         protocol = self.replace(**overrides)
         size = overrides.get("image_size")
         if size is not None and overrides.get("crop_padding") is None:
-            protocol = dataclasses.replace(protocol, crop_padding=scaled_padding(self.crop_padding, size, native_size))
+            protocol = dataclasses.replace(protocol, crop_padding=max(0, round(self.crop_padding * size / 32)))
         return protocol
 
 
-def scaled_padding(padding: int, size: int, native_size: int) -> int:
-    """The crop padding for ``size`` px images of a protocol padding ``padding`` px at ``native_size``."""
-    return max(0, round(padding * size / native_size))
+def run_protocol(setting: Setting, overrides: dict) -> Protocol:
+    """The protocol a run of ``setting`` trains with under ``overrides`` (None values ignored).
+
+    A data set whose images are not 32 x 32 is loaded at its own size, and the crop padding follows
+    the images' size: ``round(4 * N / 32)`` px at N x N (the published 4 px at 32), unless
+    ``crop_padding`` is given.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if setting.image_size != 32:
+        given.setdefault("image_size", setting.image_size)
+    return setting.protocol.with_overrides(given)
 
 
 @dataclass(frozen=True)

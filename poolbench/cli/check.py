@@ -10,6 +10,7 @@ from ..catalog import get_setting
 from ..contract import check_pool
 from ..execution.sweep import split_list
 from ..outcomes import ExitCode
+from ..settings import run_protocol
 from .common import say
 
 HELP = "run the pooling contract checks (seconds)"
@@ -38,7 +39,7 @@ def settings_pool_inputs(specs: list[str], image_size: int | None) -> list[tuple
     shapes = []
     for spec in specs:
         setting = get_setting(spec)
-        size = setting.protocol.with_overrides({"image_size": image_size}, setting.image_size).image_size
+        size = run_protocol(setting, {"image_size": image_size}).image_size
         _, height, width = data.describe(setting.dataset, size).image_shape
         shapes.append(models.pool_input_shape(setting.arch, (height, width)))
     return list(dict.fromkeys(shapes)) or None

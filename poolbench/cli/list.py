@@ -11,7 +11,7 @@ from .. import data, models, pools
 from ..catalog import get_setting
 from ..execution.sweep import split_list
 from ..outcomes import ExitCode
-from ..settings import SETTINGS, SUITES, Setting, is_1x1
+from ..settings import SETTINGS, SUITES, Setting, is_1x1, run_protocol
 from .common import say
 
 HELP = "settings, archs, data sets and poolings"
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def setting_record(setting: Setting, image_size: int | None = None) -> dict[str, Any]:
     """A setting as plain data, for ``list --json``; ``image_size`` as ``--image-size`` would resize."""
-    protocol = setting.protocol.with_overrides({"image_size": image_size}, setting.image_size)
+    protocol = run_protocol(setting, {"image_size": image_size})
     shape = setting.pool_input_shape if image_size is None else None
     if shape is None:
         image_shape = data.describe(setting.dataset, protocol.image_size).image_shape

@@ -12,7 +12,7 @@ from ..outcomes import ExitCode
 from ..pools import registry as pool_registry
 from ..rundir import RunConfig, file_sha256, run_path
 from ..setting_spec import is_arch_file, normalise_arch, normalise_dataset
-from ..settings import SETTINGS
+from ..settings import SETTINGS, run_protocol
 from .common import add_protocol_arguments, protocol_overrides, say
 
 HELP = "train one setting with one pooling and one seed"
@@ -63,14 +63,13 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ValueError("say what to train: --setting NAME (see `poolbench list`) or --arch A --dataset D")
     same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
     setting = base if base is not None and same_as_base else setting_for(arch, dataset)
-    protocol = (base or setting).protocol
-    native_size = (base or setting).image_size
+    protocol_of = base or setting
     pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
     pool = pool_registry.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
     pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pool_registry.is_file_spec(pool) else None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
-                     protocol=protocol.with_overrides(protocol_overrides(args), native_size),
+                     protocol=run_protocol(protocol_of, protocol_overrides(args)),
                      pool_sha256=pool_sha256, amp=args.amp, compile=args.compile,
                      arch_sha256=file_sha256(setting.arch.rpartition(":")[0]) if is_arch_file(setting.arch) else None)
 

@@ -24,7 +24,7 @@ from ..catalog import get_setting
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
 from ..poolspec import is_call_spec, is_file_spec, split_specs
-from ..settings import Protocol, normalise_setting, setting_label
+from ..settings import Protocol, normalise_setting, run_protocol, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep
 
 DEFAULT_SEEDS = (42, 123, 456)
@@ -184,12 +184,11 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
     """Refuse overrides that are invalid, or that change the protocol of an existing sweep."""
     for name in settings:
         setting = get_setting(name)
-        base = setting.protocol
         try:
-            protocol = base.with_overrides(new, setting.image_size)
+            protocol = run_protocol(setting, new)
         except (ValueError, TypeError) as error:
             raise SweepError(str(error)) from None
-        if existing and protocol != base.with_overrides(old, setting.image_size):
+        if existing and protocol != run_protocol(setting, old):
             before = ", ".join(f"{k}={v}" for k, v in old.items()) or "the settings' own protocols"
             after = ", ".join(f"{k}={v}" for k, v in new.items() if old.get(k) != v)
             raise SweepError(f"{root} was swept with {before}; {after} would mix incomparable runs "
