@@ -35,7 +35,10 @@ def test_the_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     setup = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)\n```", setup, flags=re.S)
     assert len(commands) == 2
-    assert all(command.startswith("pip install torch==2.14.1 torchvision==0.29.1 && ") for command in commands)
+    assert commands[0].startswith("pip install torch==2.14.1 torchvision==0.29.1 && ")
+    # The tests train on Debian's real FashionMNIST, so the test command installs it first.
+    assert commands[1].startswith("apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist && "
+                                  "pip install torch==2.14.1 torchvision==0.29.1 && ")
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
 
