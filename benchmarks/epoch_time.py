@@ -41,8 +41,7 @@ from torchvision import transforms
 
 from poolbench import models
 from poolbench.compile import CompiledForward
-from poolbench.data import DeviceLoader
-from poolbench.execution.gpu_memory import DATASET_IMAGES
+from poolbench.data import DeviceLoader, describe
 from poolbench.settings import BENCHMARK_SETTINGS, Protocol, get_setting
 from poolbench.train import evaluate, make_optimizer, train_one_epoch
 
@@ -263,7 +262,8 @@ def packed_rate(args: argparse.Namespace, setting: str) -> float:
 def sizes_for(args: argparse.Namespace, setting: str) -> Sizes:
     if args.smoke:
         return Sizes(train=64, test=32, batch_size=16, test_batch=32)
-    train, test = DATASET_IMAGES[get_setting(setting).dataset]
+    info = describe(get_setting(setting).dataset)
+    train, test = info.train_images, info.test_images
     return Sizes(train, test, get_setting(setting).protocol.batch_size, 1000)
 
 

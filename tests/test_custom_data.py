@@ -140,10 +140,11 @@ def test_default_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_moved_names_are_re_exported() -> None:
-    from poolbench.data import images
+    from poolbench.data import common, images
 
     assert datasets_module.ImageData is images.ImageData is data.ImageData
-    assert datasets_module.DataMissingError is images.DataMissingError is data.DataMissingError
+    assert datasets_module.DataMissingError is common.DataMissingError is custom.DataMissingError is \
+        data.DataMissingError
     assert datasets_module.channel_stats is images.channel_stats is data.channel_stats
 
 

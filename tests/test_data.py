@@ -45,7 +45,8 @@ def _assert_image_data(d: data.ImageData, n_train: int, n_test: int, num_classes
 
 
 def test_names_and_unknown_name() -> None:
-    assert data.names() == ["cifar10", "cifar100", "digits", "fmnist", "majority", "count", "brightest", "salient"]
+    assert data.names() == ["cifar10", "cifar100", "digits", "fmnist", "fmnist-5k", "majority", "count", "brightest",
+                            "salient"]
     with pytest.raises(ValueError) as err:
         data.load("imagenet")
     for name in data.names():

@@ -16,7 +16,7 @@ from torchvision.datasets.utils import check_integrity
 
 from . import fmnist
 from .common import DataMissingError, one_line
-from .datasets import default_root, load, names
+from .datasets import SUBSETS, default_root, describe, load, names
 from .diagnostics import DIAGNOSTICS
 
 
@@ -38,6 +38,12 @@ def available(root: Path | None = None) -> list[dict[str, Any]]:
             records.append(_fmnist(root))
         elif name == "digits":
             records.append(_digits())
+        elif name in SUBSETS:  # found and intact where its source is; its own counts
+            source, _ = SUBSETS[name]
+            record = dict(next(r for r in records if r["name"] == source), name=name)
+            if record["train_images"] is not None:
+                record["train_images"] = describe(name).train_images
+            records.append(record)
         else:
             task = DIAGNOSTICS[name]
             records.append(_record(name, found=True, where="generated", train_images=task.train_size,

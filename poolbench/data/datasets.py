@@ -117,7 +117,9 @@ def load(name: str, root: str | Path | None = None, download: bool = True,
         data = _load_diagnostic(name)
     else:
         root = Path(root).expanduser() if root is not None else default_root()
-        data = _load_fmnist(root, download) if name == "fmnist" else _load_cifar(name, root, download)
+        if name == "fmnist":  # resized once from its 28 x 28 originals, as the harness resizes to 32
+            return _load_fmnist(root, download, image_size or 32)
+        data = _load_cifar(name, root, download)
     return resized(data, image_size)
 
 
@@ -177,15 +179,15 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
 # FashionMNIST
 
 
-def _load_fmnist(root: Path, download: bool) -> ImageData:
+def _load_fmnist(root: Path, download: bool, size: int = 32) -> ImageData:
     (train_images, train_labels, test_images, test_labels), _ = load_fmnist_arrays(
         root, download, timeout_s=DOWNLOAD_TIMEOUT_S)
     mean, std = _FMNIST_STATS
     return _checked("fmnist", root, ImageData(
         name="fmnist",
-        train_images=_to_rgb32(train_images.unsqueeze(1)),
+        train_images=_to_rgb32(train_images.unsqueeze(1), size),
         train_labels=train_labels,
-        test_images=_to_rgb32(test_images.unsqueeze(1)),
+        test_images=_to_rgb32(test_images.unsqueeze(1), size),
         test_labels=test_labels,
         num_classes=10,
         mean=mean,
@@ -242,13 +244,14 @@ def _load_diagnostic(name: str) -> ImageData:
 # helpers
 
 
-def _to_rgb32(grey: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, 1, h, w]`` -> uint8 ``[N, 3, 32, 32]``: bilinear resize once, grey copied to 3 channels.
+def _to_rgb32(grey: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """uint8 ``[N, 1, h, w]`` -> uint8 ``[N, 3, size, size]`` (32 unless ``--image-size`` says otherwise):
+    bilinear resize once, grey copied to 3 channels.
 
     torchvision's uint8 bilinear resize with antialias matches PIL's ``Image.resize(BILINEAR)``, i.e.
     what ``transforms.Resize(32)`` does to each PIL image in the reference harness.
     """
-    resized = TF.resize(grey, [32, 32], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    resized = TF.resize(grey, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     return resized.expand(-1, 3, -1, -1).contiguous()
 
 
@@ -292,7 +295,7 @@ def _checked(name: str, root: Path, data: ImageData) -> ImageData:
     problems = []
     for split, images, labels in (("train", data.train_images, data.train_labels),
                                   ("test", data.test_images, data.test_labels)):
-        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, 32, 32):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             problems.append(f"{split} images are {images.dtype} {tuple(images.shape)}")
         if len(labels) != len(images):
             problems.append(f"{split} has {len(images)} images but {len(labels)} labels")
