@@ -29,9 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="sweep folder; its sweep.json remembers the grid for later runs")
     parser.add_argument("--pools", help="comma-separated registered names, name(key=value, ...) and "
                                         "path.py[:Class] files (e.g. 'gap,gem,topk(k=0.1),topk(k=0.5),mine.py')")
-    parser.add_argument("--settings", help="comma-separated settings (default quick)")
+    parser.add_argument("--settings", help="comma-separated settings (default quick): names, or MODEL@DATASET "
+                                           "(e.g. resnet20@cifar10, timm:resnet18@imagefolder:/data/pets)")
     parser.add_argument("--suite", help="comma-separated suites whose settings are added: diagnostics, "
-                                        "spatial, benchmark (see `poolbench list`)")
+                                        "real, spatial, benchmark (see `poolbench list`)")
     parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
     parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
