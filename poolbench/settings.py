@@ -113,7 +113,7 @@ MEAN_TASK_PROTOCOL = Protocol(epochs=6, batch_size=64, lr=0.05)
 MAX_TASK_PROTOCOL = Protocol(epochs=6, batch_size=64, lr=0.01)
 
 # The real-data suite's protocol: a few epochs at the mean-side diagnostic tasks' learning rate.
-REAL_PROTOCOL = Protocol(epochs=6, batch_size=64, lr=0.05)
+REAL_PROTOCOL = Protocol(epochs=5, batch_size=64, lr=0.05)
 
 SETTINGS: dict[str, Setting] = {
     s.name: s

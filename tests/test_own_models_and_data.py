@@ -205,21 +205,21 @@ def test_a_data_set_too_big_for_the_device_is_refused_with_its_size(png_folder, 
 @pytest.mark.slow
 def test_sweep_and_report_torchvision_timm_and_a_file_on_own_data(png_folder, grey_npz, model_file, tmp_path,
                                                                    capsys):
-    settings = [f"torchvision:resnet18@imagefolder:{png_folder}", f"timm:resnet18@npz:{grey_npz}",
+    settings = [f"torchvision:mobilenet_v3_small@imagefolder:{png_folder}", f"timm:resnet10t@npz:{grey_npz}",
                 f"{model_file}:build@npz:{grey_npz}"]
     out = tmp_path / "sweep"
     code = main(["sweep", "--out", str(out), "--pools", "gap,gmp", "--settings", ",".join(settings),
                  "--seeds", "1,2", "--epochs", "1", "--batch-size", "8", "--image-size", "16", "--jobs", "2"])
     assert code == 0, capsys.readouterr().err
-    labels = ["torchvision-resnet18-imagefolder-pets", "timm-resnet18-npz-grey", "mynet-build-npz-grey"]
+    labels = ["torchvision-mobilenet_v3_small-imagefolder-pets", "timm-resnet10t-npz-grey", "mynet-build-npz-grey"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(labels)
     assert json.loads((out / "sweep.json").read_text())["settings"] == [normalise_setting(s) for s in settings]
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     report = capsys.readouterr().out
     assert "12 runs: 12 completed" in report
-    assert f"## timm-resnet18-npz-grey: timm:resnet18 on npz:{grey_npz}" in report
-    assert "Pool input: 512x1x1" in report and "Pool input: 16x8x8" in report
+    assert f"## timm-resnet10t-npz-grey: timm:resnet10t on npz:{grey_npz}" in report
+    assert "Pool input: 576x1x1" in report and "Pool input: 512x1x1" in report and "Pool input: 16x8x8" in report
     assert "images resized to 16x16" in report
     assert main(["status", str(out)]) == 0 and "mynet-build-npz-grey" in capsys.readouterr().out
     # Run again: everything is done, nothing is trained.

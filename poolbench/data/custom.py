@@ -40,7 +40,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .common import DataMissingError
+from .common import DataMissingError, one_line
 from .images import DataInfo, ImageData, channel_stats
 
 # Part of every cache key: bump it when the decoded result for the same files changes (decoding,
@@ -206,7 +206,7 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
         _write_cache(cache_file, blob)
     except Exception as err:  # a cache is an optimisation: no failure to write it may fail the load
         say(f"warning: decoded {count:,} images of {spec} in {took:.1f} s but could not cache them in "
-            f"{cache_dir} ({_reason(err)}); they will be decoded again next time")
+            f"{cache_dir} ({one_line(err)}); they will be decoded again next time")
     else:
         say(f"decoded {count:,} images of {spec} in {took:.1f} s; cached as {cache_file}")
     return _image_data(spec, blob)
@@ -227,12 +227,6 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     ``resize(BILINEAR)``, which a downscale needs to not alias); made contiguous first so that every
     image goes through the same kernel whatever layout it arrived in."""
     return TF.resize(images.contiguous(), [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
-
-
-def _reason(err: BaseException) -> str:
-    """An exception as one short line (some messages span lines)."""
-    reason = " ".join(f"{type(err).__name__}: {err}".split())
-    return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
 def _image_data(spec: str, blob: dict[str, Any]) -> ImageData:
@@ -325,7 +319,7 @@ def _folder_key(folder: _Folder, image_size: int | None) -> str:
         try:
             content = Path(path).read_bytes()
         except OSError as err:
-            raise DataMissingError(f"imagefolder: cannot read {path} ({_reason(err)}): make it readable "
+            raise DataMissingError(f"imagefolder: cannot read {path} ({one_line(err)}): make it readable "
                                    f"or remove it") from err
         _field(digest, relative.encode())
         _field(digest, content)
@@ -342,7 +336,7 @@ def _image_size_of(path: str) -> tuple[int, int]:
 
 
 def _decode_error(path: str, err: BaseException) -> DataMissingError:
-    return DataMissingError(f"imagefolder: cannot decode the image {path} ({_reason(err)}): replace or "
+    return DataMissingError(f"imagefolder: cannot decode the image {path} ({one_line(err)}): replace or "
                             f"remove the file")
 
 
@@ -436,7 +430,7 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         raise DataMissingError(f"npz: {path} is not an .npz file (a zip of .npy arrays): write it with "
                                f"{_NPZ_HOW}") from err
     except (ValueError, OSError) as err:
-        raise DataMissingError(f"npz: cannot read {path} ({_reason(err)}): write it again with {_NPZ_HOW}") from err
+        raise DataMissingError(f"npz: cannot read {path} ({one_line(err)}): write it again with {_NPZ_HOW}") from err
     missing = [key for key in _NPZ_KEYS if key not in headers]
     if missing:
         raise DataMissingError(f"npz: {path} lacks the array(s) {', '.join(missing)}: write it with {_NPZ_HOW}")
@@ -505,7 +499,7 @@ def _check_npz(path: Path, image_size: int | None) -> _Npz:
         with np.load(path, allow_pickle=False) as arrays:
             y_train, y_test = arrays["y_train"], arrays["y_test"]
     except Exception as err:  # a damaged member: the headers parsed but the data does not
-        raise DataMissingError(f"npz: cannot read the labels of {path} ({_reason(err)}): write it again with "
+        raise DataMissingError(f"npz: cannot read the labels of {path} ({one_line(err)}): write it again with "
                                f"{_NPZ_HOW}") from err
     for key, labels in (("y_train", y_train), ("y_test", y_test)):
         if labels.min() < 0 or labels.max() > np.iinfo(np.int64).max:
@@ -526,7 +520,7 @@ def _npz_key(npz: _Npz, image_size: int | None) -> str:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as err:
-        raise DataMissingError(f"npz: cannot read {npz.path} ({_reason(err)}): make it readable") from err
+        raise DataMissingError(f"npz: cannot read {npz.path} ({one_line(err)}): make it readable") from err
     return digest.hexdigest()
 
 
@@ -552,7 +546,7 @@ def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
         with np.load(npz.path, allow_pickle=False) as arrays:
             x_train, x_test = arrays["x_train"], arrays["x_test"]
     except Exception as err:
-        raise DataMissingError(f"npz: cannot read the images of {npz.path} ({_reason(err)}): write it again "
+        raise DataMissingError(f"npz: cannot read the images of {npz.path} ({one_line(err)}): write it again "
                                f"with {_NPZ_HOW}") from err
     train = _npz_images(x_train, npz.layouts["x_train"], image_size)
     del x_train  # the array is no longer needed once converted: free it before the test split
@@ -585,14 +579,14 @@ def _read_cache(path: Path, key: str, log: Log) -> dict[str, Any] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None  # not cached yet (or the cache folder cannot exist: the write will say so)
     except OSError as err:
-        log(f"warning: cannot read the cache file {path} ({_reason(err)}); decoding again")
+        log(f"warning: cannot read the cache file {path} ({one_line(err)}); decoding again")
         return None
     try:
         with stream:
             blob = torch.load(stream, map_location="cpu", weights_only=True)
         _check_blob(blob, key)
     except Exception as err:  # truncated, overwritten, another format: rebuild it
-        log(f"warning: the cache file {path} is damaged ({_reason(err)}): deleted, decoding again")
+        log(f"warning: the cache file {path} is damaged ({one_line(err)}): deleted, decoding again")
         try:
             path.unlink(missing_ok=True)
         except OSError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def describe(name: str, image_size: int | None = None) -> DataInfo:
 
 
 def load(name: str, root: str | Path | None = None, download: bool = True,
-         image_size: int | None = None) -> ImageData:
+         image_size: int | None = None, log: Callable[[str], None] | None = None) -> ImageData:
     """Load data set ``name`` from ``root`` (default :func:`default_root`), downloading it if allowed.
 
     ``digits`` is scikit-learn's bundled 8x8 digits and the diagnostic tasks (``majority``,
@@ -100,16 +101,17 @@ def load(name: str, root: str | Path | None = None, download: bool = True,
     is FashionMNIST's class-balanced training subset (see :data:`SUBSETS`). ``imagefolder:PATH``
     and ``npz:FILE`` are the user's own (see :mod:`.custom`). ``image_size`` resizes every image
     once to N x N (antialiased bilinear); None keeps 32 x 32 (a custom data set's own size).
+    ``log`` gets one line on how a custom data set was read (decoded, or from the cache).
     Raises :class:`DataMissingError` when the files are absent or corrupt and cannot be downloaded.
     """
     if is_custom(name):
-        return custom.load_custom(name, image_size)
+        return custom.load_custom(name, image_size, log=log)
     if name not in _NAMES:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}, "
                          "imagefolder:PATH or npz:FILE")
     if name in SUBSETS:
         source, per_class = SUBSETS[name]
-        data = _balanced_subset(load(source, root, download, image_size), per_class)
+        data = _balanced_subset(load(source, root, download, image_size, log), per_class)
         return dataclasses.replace(data, name=name)
     if name == "digits":
         data = _load_digits()

@@ -104,7 +104,7 @@ def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, log: Lo
     if options.check:
         check_contract(config, device, log)
     resumed = resumed_epochs(config, output_dir, log)
-    data = load_data(config, options)
+    data = load_data(config, options, log)
     # Written only once nothing refused the run: a refused command must not block its own fix.
     write_json(output_dir / CONFIG_FILE, {"config": config.to_dict(), "command": list(options.command),
                                           "versions": versions(), "device": str(device),
@@ -329,11 +329,11 @@ def _keep_old_metrics(output_dir: Path, log: Log) -> None:
         log(f"{path} holds epochs of an earlier start without a checkpoint: kept as {METRICS_FILE}.old")
 
 
-def load_data(config: RunConfig, options: RunOptions) -> datasets.ImageData:
+def load_data(config: RunConfig, options: RunOptions, log: Log | None = None) -> datasets.ImageData:
     """The run's data set as uint8 tensors; RunRefused when it is missing or has other classes."""
     try:
         data = datasets.load(config.dataset, options.data_root, download=options.download,
-                             image_size=config.protocol.image_size)
+                             image_size=config.protocol.image_size, log=log)
     except datasets.DataMissingError as error:
         raise RunRefused(str(error)) from None
     if data.num_classes != config.num_classes:
