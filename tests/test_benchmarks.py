@@ -71,3 +71,32 @@ def test_the_gpu_session_script_runs_every_step_on_the_cpu(tmp_path):
         names = archive.getnames()
     assert sum(name.endswith("result.json") for name in names) == 10
     assert not any(name.endswith("checkpoint.pt") for name in names)
+
+
+def _write_runs(root: Path, scores: dict[str, dict[str, list[float]]]) -> None:
+    """Completed run folders (result.json only) with the given best test accuracies per seed."""
+    for setting, by_pool in scores.items():
+        for pool, values in by_pool.items():
+            for seed, value in enumerate(values, start=1):
+                folder = root / setting / pool / f"seed{seed}"
+                folder.mkdir(parents=True)
+                (folder / "result.json").write_text(json.dumps(
+                    {"status": "completed", "best_test_acc": value, "epochs": 5, "epochs_completed": 5}))
+
+
+def test_real_vs_fingerprint_ranks_the_real_order_against_the_fingerprint(tmp_path):
+    # Mean side: gap 90, gmp 40, gem 91, avgmax 80; max side: gap 40, gmp 94, gem 79, avgmax 95.
+    diagnostics = {"diag-majority": {"gap": [99, 99], "gmp": [44, 44], "gem": [99, 100], "avgmax": [90, 90]},
+                   "diag-count": {"gap": [81, 81], "gmp": [36, 36], "gem": [82, 83], "avgmax": [70, 70]},
+                   "diag-brightest": {"gap": [40, 40], "gmp": [94, 94], "gem": [79, 79], "avgmax": [95, 95]}}
+    real = {"resnet8-fmnist-5k": {"gap": [79, 79.5], "gmp": [74, 75], "gem": [81, 81.5], "avgmax": [81.5, 82]}}
+    _write_runs(tmp_path / "diag", diagnostics)
+    _write_runs(tmp_path / "real", real)
+    out = run_benchmark("real_vs_fingerprint.py", "--diagnostics", str(tmp_path / "diag"),
+                        "--real", str(tmp_path / "real"))
+    assert "resnet8-fmnist-5k (4 poolings in both sweeps)" in out
+    # Real order avgmax > gem > gap > gmp; weaker side avgmax 80, gem 79, gap 40, gmp 40 (a tie).
+    assert re.search(r"avgmax\s+81\.75\s+\S+\s+80\.00\s+95\.00\s+80\.00", out)
+    # Of the 24 orderings of 4 values, 4 reach |rho| >= 0.95 (the gap-gmp tie doubles each): p = 4/24.
+    assert "Spearman rho(real, weaker side) = +0.95 (p = 0.167, n = 4)" in out
+    assert "Spearman rho(real, lean)" in out
