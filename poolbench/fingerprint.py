@@ -13,7 +13,8 @@ off like their average would, and one that is good on both sides shows it in its
 scores (high mean side *and* high max side), not in its lean. The lean needs gap and gmp in
 the sweep; without them it is left out.
 
-A fingerprint describes a pooling; it does not predict its accuracy on natural images.
+A fingerprint describes a pooling. Its lean does not predict the order of poolings on real images;
+on the real suite the weaker of the two side scores did (README, "Real images: the real suite").
 """
 
 from __future__ import annotations
