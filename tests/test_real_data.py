@@ -35,16 +35,16 @@ def test_the_balanced_subset_is_the_first_500_of_each_class_in_file_order(real_f
 @pytest.mark.slow
 def test_resnet8_learns_real_fashion_mnist_in_a_few_hundred_steps(real_fmnist: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    # 5,000 images at batch 16: 313 steps an epoch, 2 epochs at a gentle lr; chance is 10 %.
+    # 5,000 images at batch 16: 313 steps in the one epoch, at a gentle lr; chance is 10 %.
     code = main(["run", "--setting", "resnet8-fmnist-5k", "--data-root", str(real_fmnist), "--no-download",
-                 "--epochs", "2", "--batch-size", "16", "--lr", "0.02", "--pool", "gem", "--seed", "1",
+                 "--epochs", "1", "--batch-size", "16", "--lr", "0.02", "--pool", "gem", "--seed", "1",
                  "--output-dir", str(out)])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "result.json").read_text())
     assert result["pool_input_shape"] == [64, 8, 8]
-    assert result["best_test_acc"] > 70, result
+    assert result["best_test_acc"] > 65, result
     losses = [float(m) for m in re.findall(r"train_loss=([0-9.]+)", capsys.readouterr().out)]
-    assert len(losses) == 2 and losses[1] < losses[0]
+    assert len(losses) == 1 and losses[0] < 1.6  # the epoch's mean loss; ln 10 = 2.30 at chance
 
 
 def test_the_real_suite_is_five_poolings_by_five_seeds_of_an_8x8_map(tmp_path: Path, capsys) -> None:

@@ -11,16 +11,13 @@ can take (for example one of torchvision's or timm's, or a model with ``.pool`` 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from .. import pools
 from ..pools.attach import AttachedPool
+from ..pools.registry import import_user_file
 from ..setting_spec import arch_prefix, is_arch_file
 
 
@@ -91,22 +88,8 @@ def _timm(name: str, num_classes: int) -> nn.Module:
 
 def _from_file(arch: str, num_classes: int) -> Any:
     path_text, _, function_name = arch.rpartition(":")
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise ModelSpecError(f"model file {path_text!r} not found: give an existing FILE.py:FUNCTION")
-    # Named by the file's path, the same in every process, so that pickles of its classes load elsewhere.
-    module_name = "poolbench_user_model_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except (Exception, SystemExit) as error:  # sys.exit() in a model file must not end poolbench
-        del sys.modules[module_name]
-        what = (f"it calls sys.exit({error.code!r}) while being imported" if isinstance(error, SystemExit)
-                else f"{type(error).__name__}: {' '.join(str(error).split())}")
-        raise ModelSpecError(f"model file {path_text!r} failed to import: {what}; fix the file") from None
+    module = import_user_file(path_text, "model", ModelSpecError)
+    module_name = module.__name__
     factory = getattr(module, function_name, None)
     if not callable(factory):
         found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")

@@ -19,6 +19,7 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from torch import nn
@@ -117,27 +118,39 @@ def instantiate(factory: PoolFactory, channels: int | None = None, **kwargs) -> 
     return factory(**kwargs)
 
 
+def import_user_file(path_text: str, kind: str, error: type[ValueError]) -> ModuleType:
+    """The Python file ``path_text`` imported as a module (``kind``: "pooling" or "model"); ``error``
+    with a one-line fix when it is missing or fails to import (``sys.exit()`` in it included).
+
+    The module is named by the file's resolved path, the same in every process, so that pickles of
+    its classes load elsewhere, and is registered in ``sys.modules`` so that dataclasses, pickling
+    and torch.compile find it.
+    """
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise error(f"{kind} file {path_text!r} not found: give an existing "
+                    f"{'path.py[:Class]' if kind == 'pooling' else 'FILE.py:FUNCTION'}")
+    prefix = "poolbench_user_pool_" if kind == "pooling" else f"poolbench_user_{kind}_"  # as named before
+    module_name = prefix + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as failure:  # sys.exit() in a user's file must not end poolbench
+        del sys.modules[module_name]
+        what = (f"it calls sys.exit({failure.code!r}) while being imported" if isinstance(failure, SystemExit)
+                else f"{type(failure).__name__}: {' '.join(str(failure).split())}")
+        raise error(f"{kind} file {path_text!r} failed to import: {what}; fix the file") from None
+    return module
+
+
 def load_file(spec: str) -> PoolFactory:
     """Load the pooling class from ``path.py[:ClassName]`` (class ``CustomPool`` by default)."""
     path_text, _, class_name = spec.partition(":")
     class_name = class_name or "CustomPool"
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise PoolSpecError(f"pooling file {path_text!r} not found: give an existing path.py[:Class]")
-    # Named by the file's path, the same in every process, so that pickles of it load elsewhere.
-    module_name = "poolbench_user_pool_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    # Registered in sys.modules so that dataclasses, pickling and torch.compile can find it.
-    sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except (Exception, SystemExit) as error:  # sys.exit() in a pooling file must not end poolbench
-        del sys.modules[module_name]
-        what = (f"it calls sys.exit({error.code!r}) while being imported" if isinstance(error, SystemExit)
-                else f"{type(error).__name__}: {' '.join(str(error).split())}")
-        raise PoolSpecError(f"pooling file {path_text!r} failed to import: {what}; fix the file") from None
+    module = import_user_file(path_text, "pooling", PoolSpecError)
     factory = getattr(module, class_name, None)
     if factory is None:
         found = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)]
