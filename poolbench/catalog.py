@@ -48,6 +48,13 @@ def setting_for(arch: str, dataset: str) -> Setting:
                    description=f"{arch} on {dataset}", image_size=min(info.image_shape[1:]))
 
 
+def pool_input(arch: str, dataset: str, image_size: int | None = None) -> tuple[int, int, int]:
+    """(C, H, W) that ``arch``'s pooling sees on ``dataset``'s images at ``image_size`` (None: their
+    own size); measured on the model (see :func:`poolbench.models.pool_input_shape`)."""
+    _, height, width = data.describe(dataset, image_size).image_shape
+    return models.pool_input_shape(arch, (height, width))
+
+
 def check_arch(arch: str) -> None:
     """ValueError with the fix for a model name that cannot be built (checked without building it)."""
     if is_arch_file(arch):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import data, models
-from ..catalog import get_setting
+from ..catalog import get_setting, pool_input
 from ..contract import check_pool
 from ..execution.sweep import split_list
 from ..outcomes import ExitCode
@@ -40,8 +39,7 @@ def settings_pool_inputs(specs: list[str], image_size: int | None) -> list[tuple
     for spec in specs:
         setting = get_setting(spec)
         size = run_protocol(setting, {"image_size": image_size}).image_size
-        _, height, width = data.describe(setting.dataset, size).image_shape
-        shapes.append(models.pool_input_shape(setting.arch, (height, width)))
+        shapes.append(pool_input(setting.arch, setting.dataset, size))
     return list(dict.fromkeys(shapes)) or None
 
 

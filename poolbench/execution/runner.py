@@ -24,6 +24,7 @@ import torch
 
 from .. import data as datasets
 from .. import models, pools
+from ..catalog import pool_input
 from ..compile import CompiledForward
 from ..contract import check_pool
 from ..outcomes import ExitCode, RunStatus
@@ -155,21 +156,10 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
     if problem is not None:
         return problem
     try:
-        shape = pool_input_shape(config)
+        shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]))
     except (ValueError, TypeError) as error:  # an unknown model, a factory file that fails, a size it cannot take
         return " ".join(str(error).split())
     return unbuildable_pool(config, shape[0])
-
-
-def image_shape(config: RunConfig) -> tuple[int, int]:
-    """(H, W) of the run's images: ``--image-size`` squared, else the data set's own size."""
-    _, height, width = datasets.describe(config.dataset, config.protocol.image_size).image_shape
-    return height, width
-
-
-def pool_input_shape(config: RunConfig) -> tuple[int, int, int]:
-    """(C, H, W) the run's pooling sees on its images."""
-    return models.pool_input_shape(config.arch, image_shape(config))
 
 
 def too_big(info: datasets.DataInfo, crop_padding: int, device: torch.device) -> str | None:
@@ -288,7 +278,8 @@ HARMLESS_ON_CPU = frozenset({"to_dtype_device"})
 def check_contract(config: RunConfig, device: torch.device, log: Log) -> None:
     """The pooling contract at the setting's pool input (seconds): a pooling that would waste this
     run ends it before any data is loaded; what only wastes it elsewhere is a WARN line."""
-    report = check_pool(config.pool, pool_inputs=[pool_input_shape(config)], include_cost=False)
+    report = check_pool(config.pool, pool_inputs=[pool_input(config.arch, config.dataset, config.protocol.image_size)],
+                        include_cost=False)
     for warning in report.warnings():
         log(f"WARN {warning.name}: {warning.message}")
     fatal = [f for f in report.failures() if not (device.type == "cpu" and f.name in HARMLESS_ON_CPU)]
@@ -382,23 +373,24 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     as a recorded divergence; an interrupt keeps the checkpoint and writes no result.
     """
     start = time.perf_counter()
-    pool_input = pool_input_shape(config)
+    image_size = (data.train_images.shape[2], data.train_images.shape[3])  # as loaded: no second look at the files
+    pool_input_shape = models.pool_input_shape(config.arch, image_size)
     history: list[EpochRecord] = list(resumed)
     result: dict[str, Any] = {
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
-        "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input),
+        "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input_shape),
         "image_shape": list(data.train_images.shape[1:]), "num_classes": config.num_classes,
         "device": str(device), "versions": versions(), "error": None, "diverged_at": None}
     forward = None
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
         configure_determinism(options.deterministic, device)
-        model = build_model(config, device, channels_last, image_shape(config))
+        model = build_model(config, device, channels_last, image_size)
         forward = CompiledForward(model, device, warn=log) if config.compile else None
         result["num_params"] = sum(p.numel() for p in model.parameters())
         train_loader, test_loader = build_loaders(config, data, device, channels_last)
         log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
-            f"{result['num_params']:,} parameters, pool input {tuple(pool_input)}, {device}")
+            f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
         # stdout holds the whole run for the original tooling: the epochs before an interruption too.
         for record in resumed:
             print(record.metrics_line(), flush=True)
