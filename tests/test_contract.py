@@ -99,7 +99,7 @@ def test_builtin_pooling_passes(name: str, record_property):
     seconds = time.perf_counter() - start
     record_property("check_seconds", round(seconds, 2))
     assert report.ok, report.format()
-    assert [r.name for r in report.results] == ["construct"] + [n for n, _ in CHECKS if n != "cost"]
+    assert [r.name for r in report.results] == ["construct"] + [n for n, _ in CHECKS if n != "cost"] + ["global_state"]
 
 
 GOOD_ZERO_ARG = '''
@@ -161,7 +161,7 @@ def test_a_forward_that_raises_fails_checks_without_crashing_the_checker():
     report = check_pool(_RaisingPool, include_cost=True)
     assert not report.ok
     assert "boom" in report.result("shape").message
-    assert len(report.results) == 1 + len(CHECKS)
+    assert len(report.results) == 2 + len(CHECKS)  # construct, the checks, global_state
 
 
 class _LazyScorePool(nn.Module):
@@ -269,7 +269,7 @@ def test_main_check_prints_reports_and_returns_exit_code(capsys):
     assert run_checks(["gap", str(BROKEN / "wrong_shape.py")], as_json=False) == 1
     lines = capsys.readouterr().out.splitlines()
     check_lines = [line for line in lines if line.split(" ", 1)[0] in ("PASS", "WARN", "FAIL")]
-    assert len(check_lines) == 3 * (1 + len(CHECKS))
+    assert len(check_lines) == 3 * (2 + len(CHECKS))
     assert any(line.startswith("FAIL shape") for line in lines)
 
 

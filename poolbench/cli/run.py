@@ -64,7 +64,10 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     same_as_base = base is not None and (arch, dataset) == (base.arch, base.dataset)
     setting = base if base is not None and same_as_base else setting_for(arch, dataset)
     protocol_of = base or setting
-    pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value), a missing file or class: ValueError
+    if pool_registry.is_file_spec(args.pool):  # imported first in a child process, by the run (see isolation)
+        pool_registry.existing_file(args.pool.split(":", 1)[0], "pooling", pool_registry.PoolSpecError)
+    else:
+        pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value): ValueError
     pool = pool_registry.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
     pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pool_registry.is_file_spec(pool) else None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,

@@ -31,7 +31,8 @@ from typing import cast
 
 import torch
 
-from ..pools.registry import PoolSpecError, accepts_channels, resolve
+from .. import global_state
+from ..pools.registry import PoolSpecError, accepts_channels, is_file_spec, resolve
 from ..settings import BENCHMARK_SETTINGS, get_setting
 from . import numeric, structure
 from .report import CheckResult, ContractReport, Status
@@ -86,27 +87,60 @@ def _construct(subject: Subject) -> CheckResult:
                        f"(original task style): the same instance must serve any C")
 
 
-def _run_check(name: str, check: Check, subject: Subject) -> CheckResult:
-    """One check, its exceptions turned into a FAIL that carries the exception text."""
+def _run_check(name: str, check: Check, subject: Subject, changed: list[str]) -> CheckResult:
+    """One check, its exceptions turned into a FAIL that carries the exception text.
+
+    Global settings the pooling changes while the check runs it are put back (the next check
+    starts clean) and added to ``changed``; its constructor's changes are recorded apart, by
+    :func:`poolbench.pools.registry.instantiate`.
+    """
     torch.manual_seed(subject.seed)  # each check sees the same randomness, whatever ran before
-    try:
-        status, message = check(subject)
-    except ContractViolation as violation:
-        status, message = "FAIL", str(violation)
-    except (Exception, SystemExit) as error:
-        status, message = "FAIL", f"{name} check raised {one_line(error)}"
+    with global_state.restoring("forward() or backward()", random_generators=False) as changes:
+        try:
+            status, message = check(subject)
+        except ContractViolation as violation:
+            status, message = "FAIL", str(violation)
+        except (Exception, SystemExit) as error:
+            status, message = "FAIL", f"{name} check raised {one_line(error)}"
+    changed.extend(changes)
     return CheckResult(name, status, message)
+
+
+def _global_state_result(at_import_or_construction: list[str], in_forward: list[str]) -> CheckResult:
+    """FAIL for a pooling that changes global settings when it runs (that cannot be put back
+    between training steps); WARN for one whose import or constructor does (put back: runs are
+    unaffected, but the file does something it should not)."""
+    if in_forward:
+        also = f" (and, put back: {'; '.join(at_import_or_construction)})" if at_import_or_construction else ""
+        return CheckResult("global_state", "FAIL", f"{'; '.join(dict.fromkeys(in_forward))}{also}: a pooling must "
+                           f"not change global settings while it trains (that changes the whole run); remove the call")
+    if at_import_or_construction:
+        return CheckResult("global_state", "WARN", f"{'; '.join(at_import_or_construction)}: poolbench puts it "
+                           f"back, so runs are unaffected (the run's --seed and settings hold); remove the call")
+    return CheckResult("global_state", "PASS", "its import, constructor and forward() leave the random generators, "
+                       "threads, default dtype, grad mode and other global settings as they were")
+
+
+Stage = Callable[[str], None]  # told what is about to run: "importing x.py", "the shape check"
+Done = Callable[[CheckResult], None]  # told each result as it is known
+
+
+def _ignore(_: object) -> None:
+    pass
 
 
 def check_pool(spec: str | Callable, *,
                pool_inputs: Sequence[tuple[int, int, int]] = BENCHMARK_POOL_INPUTS, include_cost: bool = True,
-               device: str | torch.device = "cpu", seed: int = 0) -> ContractReport:
+               device: str | torch.device = "cpu", seed: int = 0,
+               on_stage: Stage = _ignore, on_result: Done = _ignore) -> ContractReport:
     """Run the contract checks on a pooling and return the report; never raises for a bad pooling.
 
     ``spec`` is a registered name, ``path.py[:Class]`` (class ``CustomPool`` by default) or a
     factory. ``pool_inputs`` are the ``(C, H, W)`` the pooling will see; the checks add odd sizes.
     The global RNG state and torch's thread count are restored afterwards, so checking does not
-    change a run.
+    change a run. The pooling runs in this process: ``poolbench check`` and ``poolbench run`` run
+    a pooling file's check in a child process with a time limit instead
+    (:mod:`poolbench.execution.isolation`), told where it is by ``on_stage`` and ``on_result``.
     """
     start = time.perf_counter()
     pool_inputs = cast(list[tuple[int, int, int]], [tuple(shape) for shape in pool_inputs])  # checked below
@@ -123,7 +157,8 @@ def check_pool(spec: str | Callable, *,
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
                 torch.enable_grad():
             torch.manual_seed(seed)
-            report.results.extend(_check_all(spec, label, pool_inputs, include_cost, device, seed))
+            report.results.extend(_check_all(spec, label, pool_inputs, include_cost, device, seed,
+                                             on_stage, on_result))
     finally:
         torch.set_num_threads(threads)
     report.seconds = time.perf_counter() - start
@@ -131,17 +166,32 @@ def check_pool(spec: str | Callable, *,
 
 
 def _check_all(spec: str | Callable, label: str, pool_inputs: Sequence[tuple[int, int, int]],
-               include_cost: bool, device: torch.device, seed: int) -> list[CheckResult]:
+               include_cost: bool, device: torch.device, seed: int,
+               on_stage: Stage, on_result: Done) -> list[CheckResult]:
     """Resolve and construct the pooling, then run every check (none if construction fails)."""
+    recorded_before = global_state.recorded_count()
+    results: list[CheckResult] = []
+
+    def add(result: CheckResult) -> list[CheckResult]:
+        results.append(result)
+        on_result(result)
+        return results
+
+    on_stage(f"importing {label}" if isinstance(spec, str) and is_file_spec(spec) else f"resolving {label}")
     try:
         factory = resolve(spec) if isinstance(spec, str) else spec
     except PoolSpecError as error:
-        return [CheckResult("construct", "FAIL", str(error))]
+        return add(CheckResult("construct", "FAIL", str(error)))
     except (Exception, SystemExit) as error:
-        return [CheckResult("construct", "FAIL", f"cannot load {label!r}: {one_line(error)}")]
+        return add(CheckResult("construct", "FAIL", f"cannot load {label!r}: {one_line(error)}"))
     subject = Subject(label, factory, accepts_channels(factory), tuple(pool_inputs), device, seed)
-    construct = _construct(subject)
-    if construct.status == "FAIL":
-        return [construct]
-    return [construct] + [_run_check(name, check, subject) for name, check in CHECKS
-                          if name != "cost" or include_cost]
+    on_stage("construct")
+    if add(_construct(subject))[-1].status == "FAIL":
+        return results
+    in_forward: list[str] = []
+    for name, check in CHECKS:
+        if name != "cost" or include_cost:
+            on_stage(name)
+            add(_run_check(name, check, subject, in_forward))
+    outside_forward = [change for change in global_state.recorded(since=recorded_before) if change not in in_forward]
+    return add(_global_state_result(outside_forward, in_forward))

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from .. import data as datasets
-from .. import models, pools
+from .. import global_state, models
+from ..atomic import disk_message, is_disk_full_or_read_only
 from ..catalog import pool_input
 from ..compile import CompiledForward
 from ..contract import check_pool
@@ -32,6 +33,7 @@ from ..pools import registry as pool_registry
 from ..rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    LOCK_FILE,
     METRICS_FILE,
     RESULT_FILE,
     DamagedFileError,
@@ -42,7 +44,9 @@ from ..rundir import (
     write_json,
     write_jsonl,
 )
+from ..sweepdir import SWEEP_FILE
 from ..train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit, load_checkpoint
+from . import isolation
 from .device import AMP_DTYPES, configure_determinism, free_memory_bytes, resolve_device, versions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
@@ -51,6 +55,7 @@ TEST_BATCH_SIZE = 1000
 CONFIG_FIX = "delete it (the same command writes it again; the checkpoint still guards the configuration)"
 
 Log = Callable[[str], None]
+Emit = Callable[[str], None]  # writes one machine-readable line (TRAIN_METRICS, TEST_METRICS) to stdout
 
 
 @dataclass(frozen=True)
@@ -79,28 +84,43 @@ def run(config: RunConfig, output_dir: str | Path, options: RunOptions, log: Log
     """Run ``config`` into ``output_dir`` (resuming it if it was interrupted); an exit code.
 
     SIGTERM is handled like Ctrl-C: the checkpoint of the last finished epoch is kept and the
-    run exits 143 (130 for Ctrl-C); the same command resumes it.
+    run exits 143 (130 for Ctrl-C); the same command resumes it. A full or read-only disk ends it
+    as one line and exit 74, its checkpoint kept. Stdout holds only the metric lines: what the
+    pooling or model prints goes to stderr, so a print cannot forge a result.
     """
     output_dir = Path(output_dir)
+    stdout = sys.stdout
+
+    def emit(line: str) -> None:
+        print(line, file=stdout, flush=True)
+
     try:
-        refuse_bad_arguments(config, output_dir, options)
-        if options.threads is not None:
-            torch.set_num_threads(options.threads)
-        with sigterm_as_interrupt(), holding_lock(output_dir):
-            return run_locked(config, output_dir, options, log)
+        with redirect_stdout(sys.stderr):
+            refuse_bad_arguments(config, output_dir, options)
+            if options.threads is not None:
+                torch.set_num_threads(options.threads)
+            with sigterm_as_interrupt(), holding_lock(output_dir):
+                return run_locked(config, output_dir, options, log, emit)
     except RunRefused as refusal:
         log(f"error: {refusal}")
         return refusal.code
     except KeyboardInterrupt as error:  # before the run started, or after it ended
-        log(f"interrupted: run the same command again to {'resume' if output_dir.exists() else 'start'} it")
+        started = (output_dir / CHECKPOINT_FILE).exists()
+        log("interrupted: " + ("run the same command again to resume it" if started
+                               else "nothing had started; the same command starts the run"))
         return interrupted_code(error)
+    except OSError as error:
+        if not is_disk_full_or_read_only(error):
+            raise
+        log(f"error: {disk_message(error, output_dir)}")
+        return ExitCode.DISK
 
 
-def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, log: Log) -> ExitCode:
+def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, log: Log, emit: Emit) -> ExitCode:
     """The steps of a run whose folder this process holds."""
     finished = finished_result(config, output_dir, log)
     if finished is not None:
-        return report_finished(output_dir, finished, log)
+        return report_finished(output_dir, finished, log, emit)
     device = resolve_device(options.device)
     if options.check:
         check_contract(config, device, log)
@@ -110,7 +130,7 @@ def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, log: Lo
     write_json(output_dir / CONFIG_FILE, {"config": config.to_dict(), "command": list(options.command),
                                           "versions": versions(), "device": str(device),
                                           "deterministic": options.deterministic})
-    return train_and_record(config, output_dir, data, device, resumed, options, log)
+    return train_and_record(config, output_dir, data, device, resumed, options, log, emit)
 
 
 # --- Before the lock: arguments that cannot work ---------------------------------------------------
@@ -121,6 +141,9 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
     problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
     if problem is None and output_dir.exists() and not output_dir.is_dir():
         problem = f"--output-dir {output_dir} is a file: give a folder"
+    if problem is None and (output_dir / SWEEP_FILE).exists():
+        problem = (f"--output-dir {output_dir} is a sweep's folder (it holds {SWEEP_FILE}): give a folder of its "
+                   f"own, or run the sweep (`poolbench sweep --out {output_dir}`)")
     if problem is not None:
         raise RunRefused(problem)
 
@@ -155,11 +178,14 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
     problem = too_big(info, config.protocol.crop_padding, resolved)
     if problem is not None:
         return problem
+    if isolation.runs_user_code(config.pool, config.arch):
+        return isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
+                               config.pool_sha256, config.arch_sha256).problem
     try:
         shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]))
-    except (ValueError, TypeError) as error:  # an unknown model, a factory file that fails, a size it cannot take
+    except (ValueError, TypeError) as error:  # an unknown model, a size it cannot take
         return " ".join(str(error).split())
-    return unbuildable_pool(config, shape[0])
+    return isolation.unbuildable_pool(config.pool, shape[0])
 
 
 def too_big(info: datasets.DataInfo, crop_padding: int, device: torch.device) -> str | None:
@@ -175,40 +201,42 @@ def too_big(info: datasets.DataInfo, crop_padding: int, device: torch.device) ->
             f"give a smaller --image-size or use a smaller data set")
 
 
-def unbuildable_pool(config: RunConfig, channels: int) -> str | None:
-    """Why the run's pooling cannot be built for the ``channels`` of its pool input, or None.
-
-    Built once here: a constructor that raises, calls sys.exit() or refuses its hyper-parameters
-    (gem(p=-1)) is a bad pooling, also with --no-check.
-    """
-    try:
-        pool_registry.instantiate(pool_registry.resolve(config.pool), channels)
-    except (Exception, SystemExit) as error:
-        if isinstance(error, pools.PoolSpecError):
-            return str(error)
-        what = f"SystemExit({error.code!r}), the pooling ended the interpreter" if isinstance(error, SystemExit) \
-            else f"{type(error).__name__}: {error}"
-        return (f"pooling {config.pool!r} cannot be built: {' '.join(what.split())}; "
-                f"fix it (see `poolbench check {shlex.quote(config.pool)}`)")
-    return None
-
-
 @contextmanager
 def holding_lock(output_dir: Path) -> Iterator[None]:
-    """The run folder, created and locked for this process (exit 75 when another one holds it)."""
+    """The run folder, created and locked for this process (exit 75 when another one holds it).
+
+    A run that ends before it writes its configuration (refused, interrupted) leaves the folder
+    as it found it: the lock file and the folders this created are removed again.
+    """
+    created = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]
+    lock_was_there = (output_dir / LOCK_FILE).exists()
+    lock = RunLock(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(output_dir)
         lock.acquire()
     except RunLockedError as error:
         raise RunRefused(str(error), ExitCode.LOCKED) from None
     except OSError as error:
+        _remove_created(output_dir, created, remove_lock=not lock_was_there)
         raise RunRefused(f"cannot use output dir {output_dir}: {error.strerror}; "
                          f"choose a writable --output-dir") from None
     try:
         yield
     finally:
+        if not (output_dir / CONFIG_FILE).exists():
+            _remove_created(output_dir, created, remove_lock=not lock_was_there)  # while still holding the lock
         lock.release()
+
+
+def _remove_created(output_dir: Path, created: list[Path], remove_lock: bool) -> None:
+    """Undo what holding_lock made: its lock file, then each folder it created that is empty."""
+    if remove_lock:
+        (output_dir / LOCK_FILE).unlink(missing_ok=True)
+    for folder in created:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else is in it) or gone: leave it
+            return
 
 
 # --- The run folder: the same run, and whether it is already over ----------------------------------
@@ -233,11 +261,11 @@ def finished_result(config: RunConfig, output_dir: Path, log: Log) -> dict[str, 
         raise RunRefused(str(error)) from None
 
 
-def report_finished(output_dir: Path, finished: dict[str, Any], log: Log) -> ExitCode:
+def report_finished(output_dir: Path, finished: dict[str, Any], log: Log, emit: Emit) -> ExitCode:
     """A run that is over is not run again: its outcome, as if it had just ended."""
     log(f"{output_dir}: already {finished['status']}, not run again")
     if finished["status"] == RunStatus.COMPLETED:
-        print(test_metrics_line(finished["best_test_acc"]), flush=True)
+        emit(test_metrics_line(finished["best_test_acc"]))
         return ExitCode.COMPLETED
     return ExitCode.DIVERGED
 
@@ -277,11 +305,18 @@ HARMLESS_ON_CPU = frozenset({"to_dtype_device"})
 
 def check_contract(config: RunConfig, device: torch.device, log: Log) -> None:
     """The pooling contract at the setting's pool input (seconds): a pooling that would waste this
-    run ends it before any data is loaded; what only wastes it elsewhere is a WARN line."""
-    report = check_pool(config.pool, pool_inputs=[pool_input(config.arch, config.dataset, config.protocol.image_size)],
-                        include_cost=False)
+    run ends it before any data is loaded; what only wastes it elsewhere is a WARN line. A pooling
+    or model file was checked in a child process by :func:`validate` (isolation.probe)."""
+    if isolation.runs_user_code(config.pool, config.arch):
+        report = isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
+                                 config.pool_sha256, config.arch_sha256).report
+        assert report is not None  # validate refused the run otherwise
+    else:
+        report = check_pool(config.pool, include_cost=False,
+                            pool_inputs=[pool_input(config.arch, config.dataset, config.protocol.image_size)])
     for warning in report.warnings():
-        log(f"WARN {warning.name}: {warning.message}")
+        if warning.name != "global_state":  # the run says what it put back itself (train_and_record)
+            log(f"WARN {warning.name}: {warning.message}")
     fatal = [f for f in report.failures() if not (device.type == "cpu" and f.name in HARMLESS_ON_CPU)]
     for failure in report.failures():
         if failure not in fatal:
@@ -342,8 +377,9 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool,
     The dry-run forward runs before the optimizer is built, so that parameters a pooling
     creates on its first call are seen by the optimizer and live on the right device.
     """
+    pool = pool_registry.resolve(config.pool)  # importing a pooling file restores the generators it touches
     torch.manual_seed(config.seed)
-    model = models.create(config.arch, config.num_classes, pool=pool_registry.resolve(config.pool))
+    model = models.create(config.arch, config.num_classes, pool=pool)
     model.to(device)
     model.to(memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model.eval()
@@ -366,7 +402,7 @@ def build_loaders(config: RunConfig, data: datasets.ImageData, device: torch.dev
 
 
 def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageData, device: torch.device,
-                     resumed: list[EpochRecord], options: RunOptions, log: Log) -> ExitCode:
+                     resumed: list[EpochRecord], options: RunOptions, log: Log, emit: Emit) -> ExitCode:
     """Build the model and loaders, fit the protocol, write result.json; the run's exit code.
 
     Any error of the pooling or the model ends the run as a recorded failure, a non-finite loss
@@ -388,17 +424,21 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         model = build_model(config, device, channels_last, image_size)
         forward = CompiledForward(model, device, warn=log) if config.compile else None
         result["num_params"] = sum(p.numel() for p in model.parameters())
+        # What the pooling's or model's code changed in torch's global state, put back (global_state).
+        result["global_state_restored"] = global_state.recorded()
+        for change in result["global_state_restored"]:
+            log(f"WARN global_state: {change}; put back: the run uses its own seed and settings")
         train_loader, test_loader = build_loaders(config, data, device, channels_last)
         log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
             f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
         # stdout holds the whole run for the original tooling: the epochs before an interruption too.
         for record in resumed:
-            print(record.metrics_line(), flush=True)
+            emit(record.metrics_line())
 
         def on_epoch(record: EpochRecord, so_far: list[EpochRecord]) -> None:
             history[:] = so_far
             write_jsonl(output_dir / METRICS_FILE, [asdict(r) for r in so_far])
-            print(record.metrics_line(), flush=True)
+            emit(record.metrics_line())
 
         history = fit(model, train_loader, test_loader, config.protocol,
                       checkpoint_path=output_dir / CHECKPOINT_FILE, config=config.to_dict(),
@@ -413,9 +453,14 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         raise RunRefused(str(error)) from None
     except KeyboardInterrupt as error:
         how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
-        log(f"{how} after epoch {len(history)}; the checkpoint is kept: run the same command again to resume")
+        if history:
+            log(f"{how} after epoch {len(history)}; the checkpoint is kept: run the same command again to resume")
+        else:
+            log(f"{how} before the first epoch ended: nothing to resume; the same command starts the run again")
         return interrupted_code(error)
     except (Exception, SystemExit) as error:  # a broken pooling or model must end as a recorded failure
+        if is_disk_full_or_read_only(error):
+            raise  # the disk's problem, not the run's: run() says so in one line, the checkpoint is kept
         if not isinstance(error, SystemExit):
             traceback.print_exc(file=sys.stderr)
         what = f"{type(error).__name__}({error.code!r})" if isinstance(error, SystemExit) \
@@ -430,7 +475,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     result.update(status=status, epochs_completed=len(history), wall_time_s=round(time.perf_counter() - start, 3))
     write_json(output_dir / RESULT_FILE, result)
     if status == RunStatus.COMPLETED:
-        print(test_metrics_line(result["best_test_acc"]), flush=True)
+        emit(test_metrics_line(result["best_test_acc"]))
     return code
 
 

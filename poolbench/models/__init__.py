@@ -117,7 +117,10 @@ def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Mo
     arguments then); their pooling is put in by :func:`poolbench.pools.attach`.
 
     The backbone is built and initialised first and a pooling named by a string or a factory
-    is built after it, so with the same seed every pooling gets the same backbone weights.
+    is built after it, so with the same seed every pooling gets the same backbone weights. The
+    pooling draws its own initial values from the generator and leaves it as the backbone left
+    it: the randomness after ``create`` (dropout) is the same with every pooling, even one that
+    reseeds the generator in its constructor.
     """
     if is_custom_arch(arch):
         if kwargs:
@@ -129,7 +132,8 @@ def create(arch: str, num_classes: int, pool: PoolArg = None, **kwargs) -> nn.Mo
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     model = spec.build(num_classes=num_classes, **kwargs)
-    model.pool = make_pool(pool, cast(int, model.pool_channels))
+    with torch.random.fork_rng(devices=[]):
+        model.pool = make_pool(pool, cast(int, model.pool_channels))
     return model
 
 

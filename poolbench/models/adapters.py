@@ -13,9 +13,10 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import torch
 from torch import nn
 
-from .. import pools
+from .. import global_state, pools
 from ..pools.attach import AttachedPool
 from ..pools.registry import import_user_file
 from ..setting_spec import arch_prefix, is_arch_file
@@ -31,7 +32,10 @@ def build(arch: str, num_classes: int, pool: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"model {arch!r} gave {type(model).__name__}, not an nn.Module: return the model")
     try:
-        return pools.attach(model, "gap" if pool is None else pool)
+        # The pooling draws its initial values, then the generators go back to the backbone's end:
+        # the rest of the run's randomness is the same with every pooling (see models.create).
+        with torch.random.fork_rng(devices=[]):
+            return pools.attach(model, "gap" if pool is None else pool)
     except ValueError as error:
         if isinstance(error, pools.PoolSpecError):
             raise
@@ -97,7 +101,8 @@ def _from_file(arch: str, num_classes: int) -> Any:
         raise ModelSpecError(f"model file {path_text!r} has no function {function_name!r}; "
                              f"found: {', '.join(found) or 'none'} (use {path_text}:FUNCTION)")
     try:
-        return factory(num_classes=num_classes)
+        with global_state.restoring(f"building {function_name} from {path_text}", random_generators=False):
+            return factory(num_classes=num_classes)
     except (Exception, SystemExit) as error:
         what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
         raise ModelSpecError(f"{function_name}(num_classes={num_classes}) in {path_text!r} failed: "

@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import global_state
 from ..poolspec import (
     USAGE,
     PoolSpecError,
@@ -38,7 +39,7 @@ PoolFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, PoolFactory] = {}
 
-__all__ = ["PoolFactory", "PoolSpecError", "accepts_channels", "create", "get", "hyper_parameters",
+__all__ = ["PoolFactory", "PoolSpecError", "accepts_channels", "create", "existing_file", "get", "hyper_parameters",
            "instantiate", "is_file_spec", "load_file", "names", "normalise_spec", "register", "resolve"]
 
 
@@ -112,10 +113,26 @@ def hyper_parameters(factory: PoolFactory) -> list[str] | None:
 
 
 def instantiate(factory: PoolFactory, channels: int | None = None, **kwargs) -> nn.Module:
-    """Call ``factory`` with ``channels`` when it takes it, with no channel argument otherwise."""
+    """Call ``factory`` with ``channels`` when it takes it, with no channel argument otherwise.
+
+    Global settings the constructor changes (threads, default dtype, grad mode ...: see
+    :mod:`poolbench.global_state`) are put back and recorded; the random generators are left
+    as it leaves them, since drawing initial values is a constructor's job.
+    """
     if channels is not None and accepts_channels(factory):
         kwargs["channels"] = channels
-    return factory(**kwargs)
+    name = getattr(factory.func if isinstance(factory, functools.partial) else factory, "__name__", "the pooling")
+    with global_state.restoring(f"constructing {name}", random_generators=False):
+        return factory(**kwargs)
+
+
+def existing_file(path_text: str, kind: str, error: type[ValueError]) -> Path:
+    """The path of a pooling or model file (``kind``), ``error`` with the fix when there is none."""
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise error(f"{kind} file {path_text!r} not found: give an existing "
+                    f"{'path.py[:Class]' if kind == 'pooling' else 'FILE.py:FUNCTION'}")
+    return path
 
 
 def import_user_file(path_text: str, kind: str, error: type[ValueError]) -> ModuleType:
@@ -124,12 +141,11 @@ def import_user_file(path_text: str, kind: str, error: type[ValueError]) -> Modu
 
     The module is named by the file's resolved path, the same in every process, so that pickles of
     its classes load elsewhere, and is registered in ``sys.modules`` so that dataclasses, pickling
-    and torch.compile find it.
+    and torch.compile find it. Whatever global state the import changes (a ``torch.manual_seed``,
+    ``torch.set_num_threads`` ...) is put back and recorded (see :mod:`poolbench.global_state`):
+    importing a file cannot change the experiment around it.
     """
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise error(f"{kind} file {path_text!r} not found: give an existing "
-                    f"{'path.py[:Class]' if kind == 'pooling' else 'FILE.py:FUNCTION'}")
+    path = existing_file(path_text, kind, error)
     prefix = "poolbench_user_pool_" if kind == "pooling" else f"poolbench_user_{kind}_"  # as named before
     module_name = prefix + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     module_spec = importlib.util.spec_from_file_location(module_name, path)
@@ -137,7 +153,8 @@ def import_user_file(path_text: str, kind: str, error: type[ValueError]) -> Modu
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
     try:
-        module_spec.loader.exec_module(module)
+        with global_state.restoring(f"importing {path.name}"):
+            module_spec.loader.exec_module(module)
     except (Exception, SystemExit) as failure:  # sys.exit() in a user's file must not end poolbench
         del sys.modules[module_name]
         what = (f"it calls sys.exit({failure.code!r}) while being imported" if isinstance(failure, SystemExit)

@@ -1,0 +1,175 @@
+"""The process-wide state a run depends on, and a guard that keeps user code from changing it.
+
+A pooling or model file is ordinary Python: at import or in its constructor it can reseed the
+random generators, change torch's thread count or default dtype, turn off gradients, switch on
+deterministic algorithms, change the working directory or replace a signal handler. Any of these
+silently changes the experiment around it (a ``torch.manual_seed(0)`` at import gives every
+``--seed`` the same initial weights). :func:`restoring` runs such code and puts every entry of
+:data:`ENTRIES` back as it was, returning what the code changed so that it can be reported.
+
+>>> import torch
+>>> with restoring("importing example.py") as changes:
+...     torch.set_num_threads(torch.get_num_threads() + 1)
+>>> changes  # doctest: +ELLIPSIS
+["importing example.py changed torch's CPU thread count (... -> ...)"]
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One piece of global state: how to read it, how to put it back (None: it cannot be)."""
+
+    label: str
+    get: Callable[[], Any]
+    set: Callable[[Any], None] | None
+    random: bool = False  # a random generator: drawing from it is a change, but no setting is shown
+
+    def show(self, value: Any) -> str:
+        return "" if self.random else str(value)
+
+
+def _cuda_rng_states() -> Any:
+    # Only once CUDA is initialised: reading it earlier would initialise it (and fail without a GPU).
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+
+def _set_cuda_rng_states(states: Any) -> None:
+    if states is not None and torch.cuda.is_initialized():
+        torch.cuda.set_rng_state_all(states)
+
+
+def _set_deterministic(value: tuple[bool, bool]) -> None:
+    torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+
+
+def _signal_handlers() -> tuple[Any, ...]:
+    return tuple(signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM))
+
+
+def _set_signal_handlers(handlers: tuple[Any, ...]) -> None:
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        for number, handler in zip((signal.SIGINT, signal.SIGTERM), handlers, strict=True):
+            if handler is not None:
+                signal.signal(number, handler)
+
+
+def _set_grad_mode(mode: bool) -> None:
+    torch.set_grad_enabled(mode)
+
+
+def _set_anomaly(mode: bool) -> None:
+    torch.autograd.set_detect_anomaly(mode)
+
+
+def _set_cudnn(value: tuple[bool, bool, bool, bool]) -> None:
+    cudnn = torch.backends.cudnn
+    cudnn.enabled, cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = value
+
+
+def _set_streams(streams: tuple[Any, Any]) -> None:
+    sys.stdout, sys.stderr = streams
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("torch's random generator", torch.random.get_rng_state, torch.random.set_rng_state, random=True),
+    Entry("CUDA's random generators", _cuda_rng_states, _set_cuda_rng_states, random=True),
+    Entry("numpy's global random generator", np.random.get_state, np.random.set_state, random=True),
+    Entry("Python's random module", random.getstate, random.setstate, random=True),
+    Entry("torch's CPU thread count", torch.get_num_threads, torch.set_num_threads),
+    # torch refuses a second set_num_interop_threads: a change is reported, it cannot be undone.
+    Entry("torch's inter-op thread count", torch.get_num_interop_threads, None),
+    Entry("torch's default dtype", torch.get_default_dtype, torch.set_default_dtype),
+    Entry("torch's default device", torch.get_default_device, torch.set_default_device),
+    Entry("gradient mode (torch.is_grad_enabled)", torch.is_grad_enabled, _set_grad_mode),
+    Entry("autograd anomaly detection", torch.is_anomaly_enabled, _set_anomaly),
+    Entry("deterministic algorithms (enabled, warn only)",
+          lambda: (torch.are_deterministic_algorithms_enabled(),
+                   torch.is_deterministic_algorithms_warn_only_enabled()), _set_deterministic),
+    Entry("cuDNN flags (enabled, benchmark, deterministic, allow_tf32)",
+          lambda: (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark,
+                   torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32), _set_cudnn),
+    Entry("float32 matmul precision", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+    Entry("the working directory", os.getcwd, os.chdir),
+    Entry("the SIGINT and SIGTERM handlers", _signal_handlers, _set_signal_handlers),
+    Entry("sys.stdout and sys.stderr", lambda: (sys.stdout, sys.stderr), _set_streams),
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that also compares tensors and arrays (inside tuples and lists) by value."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool(torch.equal(a, b))
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+def capture(entries: tuple[Entry, ...] = ENTRIES) -> list[Any]:
+    """The current value of each entry."""
+    return [entry.get() for entry in entries]
+
+
+def changes_since(before: list[Any], entries: tuple[Entry, ...] = ENTRIES) -> list[tuple[Entry, Any, Any]]:
+    """The entries whose value is no longer the captured one: (entry, before, now)."""
+    now = capture(entries)
+    return [(entry, old, new) for entry, old, new in zip(entries, before, now, strict=True) if not _same(old, new)]
+
+
+def describe(what: str, entry: Entry, before: Any, now: Any) -> str:
+    """One phrase: ``importing x.py changed torch's CPU thread count (2 -> 8)``."""
+    if entry.random:
+        return f"{what} drew from or reseeded {entry.label}"
+    return f"{what} changed {entry.label} ({entry.show(before)} -> {entry.show(now)})"
+
+
+@contextmanager
+def restoring(what: str, *, random_generators: bool = True) -> Iterator[list[str]]:
+    """Run the body, then put back every entry it changed; yields the list of changes (filled on exit).
+
+    ``what`` names the code for the messages ("importing mine.py"). ``random_generators=False``
+    leaves the random generators as the body left them: a constructor draws its parameters'
+    initial values from them, which is its job, not a change to undo.
+    """
+    entries = ENTRIES if random_generators else tuple(e for e in ENTRIES if not e.random)
+    before = capture(entries)
+    changes: list[str] = []
+    try:
+        yield changes
+    finally:
+        for entry, old, new in changes_since(before, entries):
+            changes.append(describe(what, entry, old, new) + ("" if entry.set else " (this cannot be undone)"))
+            if entry.set is not None:
+                entry.set(old)
+        _RECORDED.extend(changes)
+
+
+# Every change restoring() undid in this process, in order: the run and the contract check report
+# them (a run records them in result.json), whichever step imported or built the user's code.
+_RECORDED: list[str] = []
+
+
+def recorded(since: int = 0) -> list[str]:
+    """The changes user code made in this process (from the ``since``-th on), each once."""
+    return list(dict.fromkeys(_RECORDED[since:]))
+
+
+def recorded_count() -> int:
+    """How many changes have been recorded so far: a mark for :func:`recorded`."""
+    return len(_RECORDED)
