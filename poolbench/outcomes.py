@@ -29,7 +29,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # a run failed (a broken pooling, a crash), a pooling failed its check, a write failed
     BAD_INPUT = 2  # a user error, refused in one line before anything is run
     DIVERGED = 3  # the run's loss became non-finite: recorded, scored as diverged
-    DISK = 74  # EX_IOERR: a full or read-only file system; nothing is lost (the checkpoint is kept), the same command resumes
+    DISK = 74  # EX_IOERR: a full or read-only file system; the checkpoint is kept, the same command resumes
     LOCKED = 75  # EX_TEMPFAIL: another process holds the run folder's lock
     INTERRUPTED = 130  # Ctrl-C, 128 + SIGINT: the checkpoint is kept, the same command resumes
     TERMINATED = 143  # SIGTERM (Slurm, Kubernetes, `timeout`), 128 + 15: handled like Ctrl-C
@@ -44,6 +44,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"  # a live process holds its lock
     INTERRUPTED = "interrupted"  # a checkpoint or metrics, no result: the same command resumes it
     PENDING = "pending"  # nothing written yet
+    REFUSED = "refused"  # not started: its pooling failed the sweep's contract check (the sweep folder's refused.json)
     UNREADABLE = "unreadable"  # a damaged result.json hides what the run did: never counted as failed
 
 
