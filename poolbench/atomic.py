@@ -5,6 +5,7 @@ Used by the training loop for its checkpoints and by the run and sweep folders f
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -41,3 +42,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+# A full disk, a full quota, a read-only file system: the machine's problem, not the run's. Runs
+# end on them with ExitCode.DISK and keep their checkpoint; they are never recorded as failed.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def is_disk_full_or_read_only(error: BaseException) -> bool:
+    """Whether ``error`` is a write refused by the file system (full, over quota, read-only)."""
+    return isinstance(error, OSError) and error.errno in DISK_ERRNOS
+
+
+def disk_message(error: OSError, where: str | Path) -> str:
+    """One line for a refused write: the path, the reason and the fix (the same command resumes)."""
+    path = error.filename or where
+    reason = error.strerror or str(error)
+    fix = "make it writable" if error.errno == errno.EROFS else "free space"
+    return f"cannot write {path}: {reason}; {fix} and run the same command again (nothing written is lost)"
