@@ -187,8 +187,12 @@ class RunLock:
             raise RunLockedError(
                 f"run {self.path.parent} is already running ({holder}); wait for it or stop it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except BaseException:  # a full disk: the lock must not stay held by a process that gives up
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:
