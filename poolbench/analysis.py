@@ -25,7 +25,7 @@ from .fingerprint import Fingerprint, fingerprint
 from .outcomes import RunStatus
 from .power import SeedPlan, plan_seeds
 from .settings import SETTINGS, Protocol, is_1x1
-from .sweepdir import load_sweep
+from .sweepdir import load_refusals, load_sweep
 from .tradeoff import TaskCheck, TradeOffCheck, Versus
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
@@ -39,6 +39,8 @@ PROPOSAL_POOLS = {"avg + gated std + (max - avg) residual": "std_residual",  # p
                   "per-channel avg/max gate (LCGP)": "channel_gate", "global max": "gmp",
                   "variance-calibrated softmax pooling": "var_softmax", "signed GeM + spatial-std mix": "signed_gem"}
 UNFINISHED = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.PENDING)
+#: The states of a run that a sweep refusing its pooling does not start (it would start the others).
+NOT_STARTED_WHEN_REFUSED = (RunStatus.PENDING, RunStatus.INTERRUPTED, RunStatus.FAILED)
 
 
 class ReportError(ValueError):
@@ -108,6 +110,7 @@ class Row:
     values: dict[int, float] = field(default_factory=dict)
     diverged: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)  # not started: the pooling failed the sweep's contract check
     unfinished: list[int] = field(default_factory=list)
     unreadable: list[int] = field(default_factory=list)  # a damaged result.json: outcome unknown
     published: bool = False
@@ -128,11 +131,12 @@ class Row:
 
     @property
     def runs(self) -> int:
-        return len(self.values) + len(self.diverged) + len(self.failed) + len(self.unfinished) + len(self.unreadable)
+        return (len(self.values) + len(self.diverged) + len(self.failed) + len(self.refused) + len(self.unfinished)
+                + len(self.unreadable))
 
     def not_in_mean(self) -> str:
-        kinds = {"diverged": self.diverged, "failed": self.failed, "unfinished": self.unfinished,
-                 "unreadable": self.unreadable}
+        kinds = {"diverged": self.diverged, "failed": self.failed, "refused": self.refused,
+                 "unfinished": self.unfinished, "unreadable": self.unreadable}
         return "; ".join(f"{len(seeds)} {kind} (seed {', '.join(map(str, sorted(seeds)))})"
                          for kind, seeds in kinds.items() if seeds)
 
@@ -244,18 +248,35 @@ def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
     found = {(s.setting, s.pool, s.seed): s for s in map(rundir.summarize, rundir.find_run_dirs(root))}
     try:
         sweep = load_sweep(root)
+        refusals = load_refusals(root)
     except rundir.DamagedFileError as error:
         raise ReportError(str(error)) from None
     for run in sweep.runs() if sweep else []:
         key = (run.setting, run.pool, run.seed)
         if sweep is not None and key not in found:
             found[key] = rundir.RunSummary(sweep.path(run), *key, RunStatus.PENDING, None, 0, None, [], None, None)
+    for summary in found.values():
+        if summary.pool in refusals and summary.status in NOT_STARTED_WHEN_REFUSED:
+            summary.status, summary.problem = RunStatus.REFUSED, refusals[summary.pool]
     if not found:
         raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
                           f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
     settings = ordered((sweep.settings if sweep else []) + sorted(k[0] for k in found))
     pools = ordered((list(sweep.pools) if sweep else []) + sorted(k[1] for k in found))
     return sorted(found.values(), key=lambda s: (settings.index(s.setting), pools.index(s.pool), s.seed))
+
+
+def problems_by_pool(summaries: list[rundir.RunSummary]) -> dict[str, str]:
+    """Per pooling, why its runs were refused or failed without a result (each reason once): the
+    notes of a report, the lines under a status table."""
+    runs: dict[str, dict[tuple[str, str], int]] = {}
+    for s in summaries:
+        if s.problem and (s.status == RunStatus.REFUSED or (s.status == RunStatus.FAILED and s.result is None)):
+            by_reason = runs.setdefault(s.pool, {})
+            by_reason[s.status, s.problem] = by_reason.get((s.status, s.problem), 0) + 1
+    return {pool: "; ".join(f"{n} run{'s' if n > 1 else ''} {status}: {problem}"
+                            for (status, problem), n in by_reason.items())
+            for pool, by_reason in runs.items()}
 
 
 def build_report(root: str | Path, baseline: str | None = None, detect: float | None = None) -> Report:
@@ -281,6 +302,8 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
             row.diverged.append(summary.seed)
         elif summary.status == RunStatus.FAILED:
             row.failed.append(summary.seed)
+        elif summary.status == RunStatus.REFUSED:
+            row.refused.append(summary.seed)
         elif summary.status == RunStatus.UNREADABLE:  # never counted as failed, never silently dropped
             row.unreadable.append(summary.seed)
             unreadable.append(summary.problem or str(summary.path))
@@ -310,6 +333,7 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     unfinished = sum(s.status in UNFINISHED for s in summaries)
     if unfinished:
         notes.append(f"{unfinished} runs are not finished: these numbers and the verdict are provisional")
+    notes += [f"{pool}: {problem}" for pool, problem in problems_by_pool(summaries).items()]
     for setting in settings:
         used = {Protocol(**s.config["protocol"]) for s in summaries if s.setting == setting and s.config}
         protocols[setting] = "; ".join(sorted(map(_describe_protocol, used))) or "no run started"
@@ -401,7 +425,7 @@ def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]],
     best = max(candidates, key=lambda r: r.stats.mean)
     if not own.values:
         return Comparison(setting, best, problem="no completed run")
-    if own.diverged or own.failed or own.unreadable:  # the original harness scores such runs at chance: no win
+    if own.diverged or own.failed or own.refused or own.unreadable:  # scored at chance by the original harness: no win
         return Comparison(setting, best, problem=f"{own.not_in_mean()}: cannot count as a win")
     diff = own.stats.mean - best.stats.mean
     if best.published:

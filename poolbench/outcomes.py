@@ -44,6 +44,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"  # a live process holds its lock
     INTERRUPTED = "interrupted"  # a checkpoint or metrics, no result: the same command resumes it
     PENDING = "pending"  # nothing written yet
+    REFUSED = "refused"  # not started: its pooling failed the sweep's contract check (the sweep folder's refused.json)
     UNREADABLE = "unreadable"  # a damaged result.json hides what the run did: never counted as failed
 
 

@@ -82,7 +82,7 @@ def _counts(report: Report) -> str:
     total = sum(row.runs for row in measured)
     parts = [f"{sum(len(row.values) for row in measured)} completed"] + [
         f"{sum(len(getattr(row, kind)) for row in measured)} {kind}"
-        for kind in ("diverged", "failed", "unfinished", "unreadable")]
+        for kind in ("diverged", "failed", "refused", "unfinished", "unreadable")]
     return f"{total} runs: " + ", ".join(parts)
 
 
@@ -152,7 +152,7 @@ SEED_PLAN_INTRO = ("Seed planning: the smallest difference each setting's seeds 
 
 INTRO = ("Score: best test accuracy over all epochs (%); mean ± sample std over the completed seeds "
          "(n = completed/runs), 95% CI from Student's t. Δ and p: paired by seed against the baseline. "
-         "Diverged, failed and unfinished runs are never in the mean: they are listed in the last column.")
+         "Diverged, failed, refused and unfinished runs are never in the mean: they are listed in the last column.")
 
 
 # --- Formats ----------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     return "\n".join(out + ["```", ""])
 
 
-CSV_COLUMNS = ["setting", "pool", "source", "rank", "n", "runs", "diverged", "failed", "unfinished", "mean",
+CSV_COLUMNS = ["setting", "pool", "source", "rank", "n", "runs", "diverged", "failed", "refused", "unfinished", "mean",
                "std", "ci95_low", "ci95_high", "min", "max", "best_test_acc_by_seed", "baseline",
                "diff_vs_baseline", "p_vs_baseline", "n_paired", "best_baseline", "best_baseline_mean",
                "diff_vs_best_baseline", "p_vs_best_baseline", "test_vs_best_baseline", "beats_best_baseline",
@@ -206,7 +206,8 @@ def to_csv(report: Report) -> str:
                 "setting": setting, "pool": row.pool,
                 "source": ("published proposal" if row.proposal else "published") if row.published else "measured",
                 "rank": "" if row.published else rank, "n": st.n, "runs": row.runs,
-                "diverged": len(row.diverged), "failed": len(row.failed), "unfinished": len(row.unfinished),
+                "diverged": len(row.diverged), "failed": len(row.failed), "refused": len(row.refused),
+                "unfinished": len(row.unfinished),
                 "mean": format_number(st.mean, 4), "std": format_number(st.std, 4),
                 "ci95_low": format_number(st.ci_low, 4), "ci95_high": format_number(st.ci_high, 4),
                 "min": format_number(min(values, default=math.nan), 4),

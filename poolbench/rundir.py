@@ -6,6 +6,8 @@ A run folder holds::
     metrics.jsonl   one JSON record per finished epoch
     checkpoint.pt   model/optimizer/scheduler/RNG state after the last finished epoch
     result.json     written once at the end: status completed | diverged | failed
+    no_result.json  written by a sweep when the run's process ended without a result.json (os._exit,
+                    a signal): the run is failed until its next attempt, which removes it
     .lock           held (flock) by the process running it; released by the OS when it dies
 """
 
@@ -30,6 +32,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+NO_RESULT_FILE = "no_result.json"
 LOCK_FILE = ".lock"
 
 
@@ -184,8 +187,12 @@ class RunLock:
             raise RunLockedError(
                 f"run {self.path.parent} is already running ({holder}); wait for it or stop it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except BaseException:  # a full disk: the lock must not stay held by a process that gives up
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:
@@ -218,8 +225,8 @@ def is_locked(run_dir: str | Path) -> bool:
 
 
 def status(run_dir: str | Path) -> RunStatus:
-    """One of completed, diverged, failed (from result.json), running, interrupted, pending, or
-    unreadable (result.json is damaged: what the run did is unknown, so it is never "failed")."""
+    """One of completed, diverged, failed (from result.json, or no_result.json), running, interrupted,
+    pending, or unreadable (result.json is damaged: what the run did is unknown, so it is never "failed")."""
     run_dir = Path(run_dir)
     result_path = run_dir / RESULT_FILE
     if result_path.exists():
@@ -230,9 +237,36 @@ def status(run_dir: str | Path) -> RunStatus:
         return RunStatus(recorded) if recorded in FINISHED_STATUSES else RunStatus.UNREADABLE
     if is_locked(run_dir):
         return RunStatus.RUNNING
+    if (run_dir / NO_RESULT_FILE).exists():
+        return RunStatus.FAILED
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / METRICS_FILE).exists():
         return RunStatus.INTERRUPTED
     return RunStatus.PENDING
+
+
+def record_no_result(run_dir: str | Path, exit_code: int | None, message: str) -> None:
+    """Record that the run's last attempt ended without a result.json (see NO_RESULT_FILE).
+
+    Its checkpoint is left alone: the next attempt resumes from it and removes this record first.
+    """
+    write_json(Path(run_dir) / NO_RESULT_FILE, {"exit_code": exit_code, "message": message})
+
+
+def clear_no_result(run_dir: str | Path) -> None:
+    """A new attempt starts: the previous one's ``no_result.json`` no longer describes the run."""
+    (Path(run_dir) / NO_RESULT_FILE).unlink(missing_ok=True)
+
+
+def no_result_message(run_dir: str | Path) -> str | None:
+    """Why the run's last attempt ended without a result, if it did (see record_no_result)."""
+    path = Path(run_dir) / NO_RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        message = read_json_object(path, "").get("message")
+    except (DamagedFileError, OSError):
+        message = None
+    return message if isinstance(message, str) else f"the run's process ended without a result (see {path})"
 
 
 # --- Sweep layout: <root>/<setting>/<pool label>/seed<k>/ -------------------------------------
@@ -272,7 +306,8 @@ class RunSummary:
     metrics: list[dict[str, Any]]
     result: dict[str, Any] | None
     config: dict[str, Any] | None
-    problem: str | None = None  # why the run is unreadable: the damaged file and what to do
+    problem: str | None = None  # why the run is unreadable (the damaged file and what to do), refused or
+    #                              failed without a result
 
 
 def summarize(run_dir: str | Path) -> RunSummary:
@@ -299,9 +334,12 @@ def summarize(run_dir: str | Path) -> RunSummary:
         score = result.get("best_test_acc", best)
         best = score if isinstance(score, (int, float)) or score is None else best
         epochs = result.get("epochs", epochs) if isinstance(result.get("epochs", epochs), int) else epochs
+    state = status(run_dir)
+    ended = no_result_message(run_dir) if state == RunStatus.FAILED and result is None else None
+    problems += [ended] if ended else []
     return RunSummary(
         path=run_dir, setting=run_dir.parent.parent.name, pool=run_dir.parent.name,
-        seed=int(run_dir.name[4:]), status=status(run_dir), best_test_acc=best,
+        seed=int(run_dir.name[4:]), status=state, best_test_acc=best,
         epochs_completed=(result or {}).get("epochs_completed", len(metrics)), epochs=epochs,
         metrics=metrics, result=result, config=config, problem="; ".join(problems) or None)
 

@@ -1,5 +1,5 @@
 """A sweep's status rendered: its grid, each run's state (completed, running, diverged, failed,
-interrupted, pending) and best accuracy so far, as text tables or one JSON document
+refused, interrupted, pending) and best accuracy so far, as text tables or one JSON document
 (``poolbench status``, see poolbench.cli.status).
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .analysis import ordered
+from .analysis import ordered, problems_by_pool
 from .outcomes import RunStatus
 from .report import md_table, setting_title
 from .rundir import RESULT_FILE, RunSummary
 
-STATUS_ORDER = (RunStatus.COMPLETED, RunStatus.RUNNING, RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.INTERRUPTED,
-                RunStatus.PENDING, RunStatus.UNREADABLE)
+STATUS_ORDER = (RunStatus.COMPLETED, RunStatus.RUNNING, RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.REFUSED,
+                RunStatus.INTERRUPTED, RunStatus.PENDING, RunStatus.UNREADABLE)
 
 
 def status_cell(summary: RunSummary) -> str:
@@ -33,7 +33,8 @@ def status_cell(summary: RunSummary) -> str:
 
 
 def status_text(root: Path, summaries: list[RunSummary]) -> str:
-    """Per setting a grid: poolings down, seeds across; counts on top."""
+    """Per setting a grid: poolings down, seeds across; counts on top; why runs were refused or
+    failed without a result at the bottom."""
     counts = status_counts(summaries)
     out = [f"{root}: {len(summaries)} runs: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())]
     for setting in ordered([s.setting for s in summaries]):
@@ -43,6 +44,9 @@ def status_text(root: Path, summaries: list[RunSummary]) -> str:
         body = [[pool, *(cells.get((pool, seed), "") for seed in seeds)]
                 for pool in ordered([s.pool for s in in_setting])]
         out += ["", setting_title(setting), md_table(["pooling", *(f"seed {k}" for k in seeds)], body)]
+    problems = problems_by_pool(summaries)
+    if problems:
+        out += ["", *(f"{pool}: {problem}" for pool, problem in problems.items())]
     return "\n".join(out) + "\n"
 
 

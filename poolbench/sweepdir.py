@@ -3,6 +3,8 @@
 A sweep folder::
 
     sweep.json                  the grid, the protocol overrides and the run options
+    refused.json                the poolings the last sweep command refused (failed contract check):
+                                label -> {"spec", "message", "failures"}; their runs are not started
     pools/<stem>.py             copies of pooling files, so the sweep can be repeated later
     <setting>/<pool>/seed<k>/   one run folder per grid cell (see poolbench.rundir); <pool> is the
                                 spec's label: gem, topk-k0.5 for topk(k=0.5), a file's stem
@@ -16,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .rundir import DamagedFileError, read_json_object, run_path
+from .rundir import DamagedFileError, read_json_object, run_path, write_json
 from .settings import setting_label
 
 SWEEP_FILE = "sweep.json"
+REFUSED_FILE = "refused.json"
 POOLS_DIR = "pools"
 
 
@@ -80,3 +83,26 @@ def load_sweep(root: str | Path) -> Sweep | None:
     except (TypeError, ValueError) as error:
         raise DamagedFileError(f"{path} is damaged (not a sweep's grid: {' '.join(str(error).split())}): "
                                f"{fix}") from None
+
+
+def load_refusals(root: str | Path) -> dict[str, str]:
+    """Pooling label -> why the last sweep command refused it (one line), from ``refused.json``."""
+    path = Path(root) / REFUSED_FILE
+    if not path.exists():
+        return {}
+    data = read_json_object(path, "delete it: the next `poolbench sweep` of this folder checks its poolings again")
+    return {label: str(entry.get("message")) if isinstance(entry, dict) else str(entry)
+            for label, entry in data.items()}
+
+
+def write_refusals(root: str | Path, refusals: dict[str, dict[str, Any]]) -> None:
+    """Replace ``refused.json`` by ``refusals`` (label -> {"spec", "message", "failures"}); none: no file.
+
+    Each sweep command checks again the poolings it would run, so the file always holds what the
+    latest check found: a pooling fixed since is no longer in it.
+    """
+    path = Path(root) / REFUSED_FILE
+    if refusals:
+        write_json(path, refusals)
+    else:
+        path.unlink(missing_ok=True)

@@ -272,3 +272,14 @@ def test_a_sweep_refuses_a_pooling_that_cannot_be_built_before_writing(tmp_path,
     code, _, err = call(capsys, "sweep", "--pools", f"gap,{spec}", "--out", str(tmp_path / "sweep"), "--dry-run")
     assert code == 2 and "cannot be built" in one_error(err)
     assert not (tmp_path / "sweep" / "sweep.json").exists() and not (tmp_path / "sweep" / "pools").exists()
+
+
+def test_a_run_lock_that_cannot_record_its_holder_on_a_full_disk_is_not_left_held(tmp_path, monkeypatch):
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "write", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        rundir.RunLock(tmp_path).acquire()
+    monkeypatch.undo()
+    assert not rundir.is_locked(tmp_path)  # the next attempt is not "running elsewhere"

@@ -315,14 +315,14 @@ def test_status_shows_the_grid_and_counts(tmp_path, capsys):
         text = capsys.readouterr().out
         assert status(tmp_path, "--json") == 0
         data = json.loads(capsys.readouterr().out)
-    counts = "4 runs: 1 completed, 1 running, 1 diverged, 0 failed, 1 interrupted, 0 pending"
+    counts = "4 runs: 1 completed, 1 running, 1 diverged, 0 failed, 0 refused, 1 interrupted, 0 pending"
     assert f"{tmp_path}: {counts}" in text
     gap_line = next(line for line in text.splitlines() if line.startswith("| gap"))
     assert "completed 90.00" in gap_line and "diverged (epoch 3)" in gap_line
     gem_line = next(line for line in text.splitlines() if line.startswith("| gem"))
     assert "interrupted 88.00 (3/3)" in gem_line and "running 85.00 (3/3)" in gem_line
-    assert data["counts"] == {"completed": 1, "running": 1, "diverged": 1, "failed": 0, "interrupted": 1,
-                              "pending": 0, "unreadable": 0}
+    assert data["counts"] == {"completed": 1, "running": 1, "diverged": 1, "failed": 0, "refused": 0,
+                              "interrupted": 1, "pending": 0, "unreadable": 0}
     assert {(r["pool"], r["seed"]): r["status"] for r in data["runs"]}[("gem", 42)] == "interrupted"
     assert interrupted.exists()
 
@@ -337,6 +337,38 @@ def test_status_lists_grid_cells_not_started_as_pending(tmp_path, capsys):
     assert data["counts"]["pending"] == 3 and data["counts"]["completed"] == 1
     report = analysis.build_report(tmp_path)
     assert row(report, "quick", "mine").unfinished == [42, 123]
+
+
+def test_refused_poolings_and_runs_ended_without_a_result_are_listed_with_their_reason(tmp_path, capsys):
+    write_json(tmp_path / "sweep.json", {"pools": {"gap": "gap", "bad": "pools/bad.py", "quits": "pools/quits.py"},
+                                         "settings": ["quick"], "seeds": [42, 123], "overrides": {},
+                                         "options": {}})
+    write_json(tmp_path / "refused.json", {"bad": {"spec": "pools/bad.py", "message": "pooling 'pools/bad.py' "
+                                                   "fails the contract check (FAIL shape: 2C)", "failures": []}})
+    write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
+    write_run(tmp_path, "quick", "gap", 123, 91.0, epochs=3)
+    write_run(tmp_path, "quick", "bad", 42, 50.0, epochs=3, finished=False)  # interrupted before it was refused
+    ended = write_run(tmp_path, "quick", "quits", 42, 70.0, epochs=3, finished=False)
+    write_json(ended / "no_result.json", {"exit_code": 0, "message": "the run's process ended without a "
+                                                                     "result (exit code 0): os._exit"})
+    assert status(tmp_path, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    states = {(r["pool"], r["seed"]): r["status"] for r in data["runs"]}
+    assert states == {("gap", 42): "completed", ("gap", 123): "completed", ("bad", 42): "refused",
+                      ("bad", 123): "refused", ("quits", 42): "failed", ("quits", 123): "pending"}
+    assert status(tmp_path) == 0
+    text = capsys.readouterr().out
+    assert "bad: 2 runs refused: pooling 'pools/bad.py' fails the contract check (FAIL shape: 2C)" in text
+    assert "quits: 1 run failed: the run's process ended without a result (exit code 0): os._exit" in text
+    report = analysis.build_report(tmp_path)
+    bad, quits = row(report, "quick", "bad"), row(report, "quick", "quits")
+    assert (bad.refused, bad.failed, bad.unfinished, bad.runs) == ([42, 123], [], [], 2)
+    assert (quits.failed, quits.unfinished) == ([42], [123])
+    assert any("fails the contract check" in note for note in report.notes)
+    markdown = rep.to_markdown(report)
+    assert "2 refused (seed 42, 123)" in markdown and "1 failed (seed 42)" in markdown
+    records = list(csv.DictReader(io.StringIO(rep.to_csv(report))))
+    assert next(r for r in records if r["pool"] == "bad")["refused"] == "2"
 
 
 def test_status_of_a_missing_folder_is_a_user_error(tmp_path, capsys):

@@ -6,6 +6,7 @@ end-to-end tests (marked slow) train for real on the embedded quick setting.
 """
 
 import argparse
+import errno
 import json
 import os
 import subprocess
@@ -59,6 +60,11 @@ for epoch in range(len(records) + 1, args.epochs + 1):
     if pool == "crashy" and epoch == 2 and not (out / "crashed").exists():  # killed once, mid-run
         (out / "crashed").touch()
         os.kill(os.getpid(), 9)
+    if pool == "full" and epoch == 2:  # the disk fills up: `poolbench run` exits 74, its checkpoint kept
+        print(f"error: cannot write {out}/checkpoint.pt: No space left on device", file=sys.stderr)
+        sys.exit(74)
+    if pool == "quits" and epoch == 2:  # a pooling calling os._exit(0): no result, exit 0
+        os._exit(0)
     if pool == "boom":
         status, code, error = "failed", 1, "RuntimeError: boom"
         print("error: run failed: RuntimeError: boom", file=sys.stderr)
@@ -120,7 +126,7 @@ def sweep(*argv: str) -> int:
 
 @pytest.fixture
 def pool_files(tmp_path):
-    for name in ("mine", "boom", "nan", "crashy"):
+    for name in ("mine", "boom", "nan", "crashy", "full", "quits"):
         (tmp_path / f"{name}.py").write_text(POOL_FILE)
     return tmp_path
 
@@ -228,11 +234,15 @@ def test_a_run_whose_lock_is_taken_after_the_check_exits_75_and_is_skipped(fake_
 
 def test_a_killed_run_is_failed_and_resumes_on_the_next_sweep(fake_run, pool_files, tmp_path, capsys):
     out = tmp_path / "runs"
+    run_dir = out / "quick" / "crashy" / "seed1"
     assert sweep("--pools", pool_files / "crashy.py", "--seeds", "1", "--out", out, "--epochs", "3") == 1
-    assert "killed by signal 9" in capsys.readouterr().err
+    assert "the run's process ended without a result (killed by SIGKILL)" in capsys.readouterr().err
+    assert rundir.status(run_dir) == "failed"  # recorded, not "interrupted": the sweep said failed
+    assert "killed by SIGKILL" in rundir.summarize(run_dir).problem
     assert sweep(out) == 0
-    assert [t["resumed_at"] for t in trainings(fake_run)] == [0, 1]
-    assert [r["epoch"] for r in read_jsonl(out / "quick" / "crashy" / "seed1" / "metrics.jsonl")] == [1, 2, 3]
+    assert [t["resumed_at"] for t in trainings(fake_run)] == [0, 1]  # the killed attempt's epoch is kept
+    assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2, 3]
+    assert rundir.status(run_dir) == "completed" and not (run_dir / rundir.NO_RESULT_FILE).exists()
 
 
 DRIVER = """
@@ -308,6 +318,10 @@ def test_extending_a_sweep_keeps_its_grid(fake_run, tmp_path):
     (["--pools", "gap", "--epochs", "0"], "epochs must be >= 1"),
     (["--pools", "gap", "--jobs", "0"], "--jobs must be >= 1"),
     ([], "holds no sweep.json"),
+    (["--pools", "gap", "--settings", ""], "--settings '' names nothing: give comma-separated settings"),
+    (["--pools", "gap", "--seeds", ""], "--seeds '' names nothing"),
+    (["--pools", ""], "--pools '' names nothing"),
+    (["--pools", "gap", "--suite", " , "], "--suite ' , ' names nothing"),
 ])
 def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "runs"
@@ -336,6 +350,142 @@ def test_an_edited_pool_file_is_refused_against_its_copy(fake_run, pool_files, t
     assert sweep("--pools", pool_files / "mine.py", "--out", out) == 2
     assert "differs from" in capsys.readouterr().err
     assert (out / "pools" / "mine.py").read_text() == POOL_FILE
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda grid: grid["pools"].update(typo="gapp"), "pooling 'typo': unknown pooling 'gapp'"),
+    (lambda grid: grid["pools"].update(topk="topk(q=1)"), "pooling 'topk': bad pooling spec 'topk(q=1)'"),
+    (lambda grid: grid["pools"].update(gone="pools/gone.py"), "its copy"),
+    (lambda grid: grid["settings"].append("nope"), "setting 'nope': unknown setting 'nope'"),
+    (lambda grid: grid["seeds"].append(-1), "seed -1 is out of range"),
+    (lambda grid: grid["overrides"].update(epochz=3), "overrides 'epochz' is not a protocol field"),
+    (lambda grid: grid["overrides"].update(epochs=0), "epochs must be >= 1"),
+], ids=["unknown-pooling", "bad-keyword", "missing-file", "setting", "seed", "override-name", "override-value"])
+def test_a_hand_edited_sweep_file_is_checked_when_read(fake_run, tmp_path, capsys, edit, words):
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--dry-run") == 0
+    grid = json.loads((out / "sweep.json").read_text())
+    edit(grid)
+    (out / "sweep.json").write_text(json.dumps(grid))
+    capsys.readouterr()
+    assert sweep(out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:") and words in err, err
+    assert "sweep.json" in err or "gone.py" in err  # the file and entry to correct
+    assert not trainings(fake_run) and json.loads((out / "sweep.json").read_text()) == grid
+
+
+def test_a_pooling_failing_the_contract_is_checked_once_refused_and_listed_then_rechecked(
+        fake_run, pool_files, tmp_path, capsys, monkeypatch):
+    broken = (Path(__file__).parent / "broken_pools" / "wrong_shape.py").read_text()
+    (pool_files / "wrong.py").write_text(broken)
+    checked: list[str] = []
+    real = sw.check_poolings
+    monkeypatch.setattr(sw, "check_poolings", lambda specs, inputs: checked.extend(specs) or real(specs, inputs))
+    out = tmp_path / "runs"
+    assert sweep("--pools", f"gap,{pool_files / 'wrong.py'}", "--seeds", "1,2", "--out", out) == 1
+    err = capsys.readouterr().err
+    assert sorted(checked) == sorted(["gap", str(out.resolve() / "pools" / "wrong.py")])  # once each
+    assert [Path(t["run"]).parent.name for t in trainings(fake_run)] == ["gap", "gap"]  # wrong: never started
+    assert "refused wrong (2 runs not started): pooling 'pools/wrong.py' fails the contract check (FAIL shape" in err
+    assert "`poolbench check " in err and "2 refused; see" in err
+    assert not (out / "quick" / "wrong").exists()
+    refused = json.loads((out / "refused.json").read_text())
+    assert list(refused) == ["wrong"] and refused["wrong"]["failures"][0].startswith("FAIL shape")
+    assert [rundir.summarize(out / "quick" / "gap" / f"seed{k}").status for k in (1, 2)] == ["completed"] * 2
+    from poolbench.analysis import build_report, collect_runs
+
+    assert {s.seed: s.status for s in collect_runs(out) if s.pool == "wrong"} == {1: "refused", 2: "refused"}
+    wrong = next(r for r in build_report(out).rows["quick"] if r.pool == "wrong")
+    assert (wrong.refused, wrong.failed, wrong.unfinished) == ([1, 2], [], [])
+
+    (out / "pools" / "wrong.py").write_text(POOL_FILE)  # fixed: checked again by the next command, and run
+    assert sweep(out) == 0
+    assert [Path(t["run"]).parent.name for t in trainings(fake_run)][2:] == ["wrong", "wrong"]
+    assert not (out / "refused.json").exists() and not (out / ".sweep.lock").exists()
+
+
+def test_stdout_log_holds_the_latest_attempt_and_stderr_log_every_attempt(tmp_path):
+    child = ["-c", "import sys; print('TRAIN_METRICS: epoch=1'); print(sys.argv[1], file=sys.stderr)"]
+    assert ex.run_process([*child, "first"], str(tmp_path), "run", {}) == 0
+    assert ex.run_process([*child, "second"], str(tmp_path), "run", {}) == 0
+    folder = tmp_path / "run"
+    assert (folder / "stdout.log").read_text() == "TRAIN_METRICS: epoch=1\n"  # once, not once per attempt
+    assert (folder / "stdout.log.1").read_text() == "TRAIN_METRICS: epoch=1\n"  # the previous attempt's
+    stderr = (folder / "stderr.log").read_text()
+    assert stderr.count("poolbench sweep starts this run") == 2 and stderr.index("first") < stderr.index("second")
+    with rundir.RunLock(folder):  # running elsewhere: its stdout.log is left as it is
+        (folder / "stdout.log").write_text("live\n")
+        ex.run_process(["-c", "pass"], str(tmp_path), "run", {})
+    assert (folder / "stdout.log").read_text() == "live\n"
+
+
+def test_a_run_ending_without_a_result_is_failed_with_the_reason(fake_run, pool_files, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert sweep("--pools", f"gap,{pool_files / 'quits.py'}", "--seeds", "1", "--out", out) == 1
+    err = capsys.readouterr().err
+    reason = ("the run's process ended without a result (exit code 0): the pooling or model may end the process "
+              "(os._exit, signals)")
+    assert reason in err and "1 completed, 0 diverged, 1 failed" in err
+    run_dir = out / "quick" / "quits" / "seed1"
+    summary = rundir.summarize(run_dir)
+    assert summary.status == "failed" and summary.problem.startswith(reason)
+    assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1]  # kept: the next attempt resumes
+
+
+def test_a_full_disk_in_a_run_stops_the_sweep_and_is_not_a_failure(fake_run, pool_files, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert sweep("--pools", f"{pool_files / 'full.py'},gap", "--seeds", "1", "--out", out) == 74
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == (f"error: the disk is full (or read-only) writing under {out}: free space and run the "
+                         f"same sweep command again to resume")
+    assert [Path(t["run"]).parent.name for t in trainings(fake_run)] == ["full"]  # gap was not started
+    assert rundir.status(out / "quick" / "full" / "seed1") == "interrupted"  # its epoch kept, not failed
+    assert not (out / ".sweep.lock").exists()
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["sweep.json", "run logs", "refused.json"])
+def test_a_full_disk_in_the_sweep_process_is_one_line_and_exit_74(fake_run, tmp_path, capsys, monkeypatch, where):
+    out = tmp_path / "runs"
+    if where != "sweep.json":
+        assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--dry-run") == 0
+        capsys.readouterr()
+    target = {"sweep.json": (sw.rundir, "write_json"), "run logs": (ex, "start_attempt"),
+              "refused.json": (sw, "write_refusals")}[where]
+    monkeypatch.setattr(*target, _no_space)
+    assert sweep("--pools", "gap", "--seeds", "1", "--out", out) == 74
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (f"error: the disk is full (or read-only) writing under {out}: free space and "
+                                    f"run the same sweep command again to resume")
+    assert "Traceback" not in err and not trainings(fake_run)
+    assert not (out / ".sweep.lock").exists() and not list(out.glob(".*.tmp"))
+
+
+def test_an_unwritable_sweep_folder_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    assert sweep("--pools", "gap", "--out", tmp_path / "file" / "runs") == 2  # a path under a file
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write the sweep folder {tmp_path / 'file' / 'runs'}: Not a directory; give --out "
+                   f"a folder you can write\n")
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # chmod does not stop root: the file system refuses instead
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    monkeypatch.setattr(sw.os, "open", read_only)
+    assert sweep("--pools", "gap", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write the sweep folder {out}: Read-only file system ({out / '.sweep.lock'}); "
+                   f"give --out a folder you can write\n")
+    assert list(out.iterdir()) == []
 
 
 def test_ray_executor_without_ray_is_a_user_error(tmp_path, monkeypatch, capsys):

@@ -9,19 +9,38 @@ import time
 from pathlib import Path
 
 from .. import rundir
+from ..analysis import NOT_STARTED_WHEN_REFUSED
+from ..atomic import is_disk_full_or_read_only
 from ..execution import gpu_memory
 from ..execution.device import AMP_DTYPES, resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
 from ..execution.runner import SEED_MAX
 from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
-from ..execution.sweep import Outcome, Skipped, SweepError, prepare, split_list, split_pools
+from ..execution.sweep import (
+    Outcome,
+    Skipped,
+    SweepError,
+    disk_full_message,
+    prepare,
+    refuse_failing_poolings,
+    split_list,
+    split_pools,
+)
 from ..outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..settings import suite_settings
-from ..sweepdir import Sweep, SweepRun
+from ..sweepdir import Sweep, SweepRun, load_refusals
 from .common import add_protocol_arguments, protocol_overrides, say
 
 HELP = "run a grid of poolings x settings x seeds"
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
+#: flag -> (what it takes, what leaving it out gives): a flag given but naming nothing is refused, since
+#: falling back to the default would sweep what was not asked for.
+LIST_FLAGS = {
+    "pools": ("comma-separated poolings (e.g. gap,gem)", "the sweep folder's poolings"),
+    "settings": ("comma-separated settings (e.g. quick,resnet20@cifar10)", "quick, or the sweep folder's settings"),
+    "suite": ("comma-separated suites (e.g. diagnostics)", "no suite"),
+    "seeds": ("comma-separated integers (e.g. 1,2,3)", "42,123,456, or the sweep folder's seeds"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,32 +77,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """0 when every run completed or diverged, 1 if any failed, 2 on bad input."""
+    """0 when every run completed or diverged, 1 if any failed or its pooling was refused, 2 on bad
+    input, 74 when the disk is full (or read-only): nothing is lost, the same command resumes."""
     try:
         sweep = sweep_from_args(args)
     except SweepError as error:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
+    except OSError as error:  # prepare refuses an unwritable folder; a full disk comes here
+        if is_disk_full_or_read_only(error):
+            say(f"error: {disk_full_message(_sweep_folder(args))}")
+            return ExitCode.DISK
+        say(f"error: cannot use {error.filename or _sweep_folder(args)}: {error.strerror or error}")
+        return ExitCode.BAD_INPUT
+    try:
+        return run_sweep(args, sweep)
+    except SweepError as error:
+        say(f"error: {error}")
+        return ExitCode.BAD_INPUT
+    except OSError as error:  # the sweep's own files (refused.json, the runs' logs and records)
+        if is_disk_full_or_read_only(error):
+            say(f"error: {disk_full_message(_sweep_folder(args))}")
+            return ExitCode.DISK
+        say(f"error: cannot write {error.filename or sweep.root}: {error.strerror or error}; make the sweep "
+            f"folder writable and run the same command again to resume")
+        return ExitCode.FAILED
 
+
+def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
+    """Run the prepared sweep's runs that are not done; its exit code (see main)."""
     grid = sweep.runs()
     before = {run: rundir.status(sweep.path(run)) for run in grid}
     todo = [run for run in grid if before[run] not in (*DONE, RunStatus.RUNNING)]
     done = sum(before[run] in DONE for run in grid)
     elsewhere = sum(before[run] == RunStatus.RUNNING for run in grid)
     jobs = args.jobs or (1 if args.executor == "local" else None)
-    if args.executor == "local" and not args.dry_run:
+    root = _sweep_folder(args)  # as the user wrote it (sweep.root is resolved)
+    if args.dry_run:
+        refusals = load_refusals(sweep.root)  # what the last sweep command found; none is checked now
+        say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
+            f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
+            f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)")
+        for run in grid:
+            shown = RunStatus.REFUSED if run.pool in refusals and before[run] in NOT_STARTED_WHEN_REFUSED \
+                else before[run]
+            print(f"{run.name:40s} {shown}")
+        return ExitCode.COMPLETED
+
+    refused = refuse_failing_poolings(sweep, todo)  # each pooling once, before any of its runs
+    not_started = [run for run in todo if run.pool in refused]
+    todo = [run for run in todo if run.pool not in refused]
+    if args.executor == "local":
         problem = _gpu_memory_problem(sweep, todo, jobs or 1)
         if problem:
             say(f"error: {problem}")
             return ExitCode.BAD_INPUT
-    root = _sweep_folder(args)  # as the user wrote it (sweep.root is resolved)
     say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
          f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
-         f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)")
-    if args.dry_run:
-        for run in grid:
-            print(f"{run.name:40s} {before[run]}")
-        return ExitCode.COMPLETED
+         f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)"
+         + (f", {len(not_started)} refused" if not_started else ""))
+    for label, refusal in refused.items():
+        count = sum(run.pool == label for run in not_started)
+        say(f"refused {label} ({count} runs not started): {refusal['message']}")
 
     outcomes: list[Outcome] = []
 
@@ -104,6 +159,9 @@ def main(args: argparse.Namespace) -> int:
         say(f"{how} after {len(outcomes)} of {len(todo)} runs, their checkpoints kept; "
              f"`poolbench sweep {root}` resumes it")
         return interrupted_code(error)  # 130 for Ctrl-C, 143 for SIGTERM
+    if any(o.kind == Skipped.DISK_FULL for o in outcomes):
+        say(f"error: {disk_full_message(root)}")
+        return ExitCode.DISK
     counts = {kind: sum(o.kind == kind for o in outcomes) for kind in FINISHED_STATUSES}
     elsewhere += sum(o.kind == Skipped.RUNNING_ELSEWHERE for o in outcomes)
     done += sum(o.kind == Skipped.ALREADY_DONE for o in outcomes)
@@ -112,13 +170,17 @@ def main(args: argparse.Namespace) -> int:
     say(f"sweep {root} done in {seconds:.0f} s ({3600 * finished / max(seconds, 1e-9):.1f} runs/hour): "
          f"{counts[RunStatus.COMPLETED]} completed, "
          f"{counts[RunStatus.DIVERGED]} diverged, {counts[RunStatus.FAILED]} failed, {done} skipped (already done), "
-         f"{elsewhere} skipped (running elsewhere); see `poolbench report {root}`")
-    return ExitCode.FAILED if counts[RunStatus.FAILED] else ExitCode.COMPLETED
+         f"{elsewhere} skipped (running elsewhere), {len(not_started)} refused; see `poolbench report {root}`")
+    return ExitCode.FAILED if counts[RunStatus.FAILED] or not_started else ExitCode.COMPLETED
 
 
 def sweep_from_args(args: argparse.Namespace) -> Sweep:
     """The sweep the arguments describe, prepared in its folder; SweepError before anything is
     written when an argument cannot work."""
+    for flag, (takes, default) in LIST_FLAGS.items():
+        text = getattr(args, flag)
+        if text is not None and not (split_pools if flag == "pools" else split_list)(text):
+            raise SweepError(f"--{flag} {text!r} names nothing: give {takes}, or leave --{flag} out for {default}")
     root = _sweep_folder(args)
     if root.exists() and not root.is_dir():
         raise SweepError(f"{root} is a file: give a folder for the sweep (--out DIR)")

@@ -5,7 +5,8 @@ The local executor runs N processes at a time on this machine (a GPU or a share 
 each); the Ray executor runs each one in a Ray task, retried when its worker or process dies.
 Every run's stdout/stderr go to its folder's stdout.log / stderr.log, and its exit code and
 result.json are turned into an ``Outcome``; a run locked by another sweep exits 75 and is
-reported as "running elsewhere".
+reported as "running elsewhere"; a run that hits a full or read-only disk exits 74, keeps its
+checkpoint, and stops the sweep from starting more.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from .. import rundir
+from ..atomic import is_disk_full_or_read_only
 from ..outcomes import ExitCode, RunStatus
 from ..sweepdir import Sweep, SweepRun
 from .signals import Terminated
@@ -33,19 +35,25 @@ from .sweep import Outcome, Skipped, SweepError, run_arguments, split_list
 
 #: The outcome of a run process that exits with these codes, when its result.json agrees.
 EXPECTED_STATUS: dict[int, RunStatus] = {ExitCode.COMPLETED: RunStatus.COMPLETED, ExitCode.DIVERGED: RunStatus.DIVERGED}
+#: A run that ends so was asked to stop (Ctrl-C, SIGTERM: by the sweep, Slurm, the user): interrupted, not
+#: failed, even with no result.json; exit codes of a run that handled it, and of one killed by it.
+STOPPED_ON_REQUEST = frozenset({ExitCode.INTERRUPTED, ExitCode.TERMINATED, -signal.SIGINT, -signal.SIGTERM})
+STDOUT_LOG = "stdout.log"
 
 
 # --- Running one run --------------------------------------------------------------------------
 
 def run_process(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str],
             live: set[subprocess.Popen] | None = None) -> int:
-    """Run ``python <arguments>`` in ``cwd``; its stdout/stderr are appended to the run folder's
-    stdout.log / stderr.log. Returns the exit code. Called in a Ray task too: the interpreter is
-    the one running this function, on whichever machine that is.
+    """Run ``python <arguments>`` in ``cwd``; its stdout goes to the run folder's stdout.log (one per
+    attempt, see start_attempt), its stderr is appended to stderr.log. Returns the exit code.
+    Called in a Ray task too: the interpreter is the one running this function, on whichever
+    machine that is.
     """
     folder = Path(cwd) / run_dir
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
+    start_attempt(folder)
+    with open(folder / STDOUT_LOG, "ab") as out, open(folder / "stderr.log", "ab") as err:
         err.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} poolbench sweep starts this run\n".encode())
         err.flush()
         process = subprocess.Popen([sys.executable, *arguments], cwd=cwd, stdout=out, stderr=err,
@@ -65,6 +73,25 @@ def run_process(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str
         finally:
             if live is not None:
                 live.discard(process)
+
+
+def start_attempt(folder: Path) -> None:
+    """Before a run's process starts: stdout.log starts afresh, the previous attempt's kept as
+    stdout.log.1, and the previous attempt's no_result.json is removed.
+
+    A resumed run prints the TRAIN_METRICS lines of the epochs it resumes after again, so that one
+    attempt's stdout holds the whole run: appending would give those epochs twice. Done under the
+    run's lock: a run running elsewhere keeps its stdout.log (this attempt then exits 75 and writes
+    nothing to it). The lock is released before the run's process takes it.
+    """
+    try:
+        with rundir.RunLock(folder):
+            stdout = folder / STDOUT_LOG
+            if stdout.exists():
+                os.replace(stdout, stdout.with_name(STDOUT_LOG + ".1"))
+            rundir.clear_no_result(folder)
+    except rundir.RunLockedError:
+        pass
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -94,16 +121,48 @@ def run_process_or_raise(arguments: list[str], cwd: str, run_dir: str, env: dict
 
 
 def classify(run: SweepRun, run_dir: Path, exit_code: int, seconds: float) -> Outcome:
-    """The outcome of a finished run process, from its exit code and its result.json."""
+    """The outcome of a finished run process, from its exit code and its result.json.
+
+    A process that ended without a result.json on its own (exit 0 after os._exit, a crash, a
+    refusal) or by a signal other than a request to stop (SIGKILL: the pooling killing itself, or
+    the out-of-memory killer) is failed, and recorded as such in the run folder's no_result.json,
+    since the folder alone would say "pending" or "interrupted". Its checkpoint is kept either way:
+    the next sweep tries failed runs again, resuming from it, and that attempt removes the record.
+    """
     if exit_code == ExitCode.LOCKED:
         return Outcome(run, Skipped.RUNNING_ELSEWHERE, seconds=seconds)
+    if exit_code == ExitCode.DISK:
+        return Outcome(run, Skipped.DISK_FULL, seconds=seconds)
     summary = rundir.summarize(run_dir)
     expected = EXPECTED_STATUS.get(exit_code)
     if expected is not None and summary.status == expected:
         return Outcome(run, expected, summary.best_test_acc, seconds)
+    if not (run_dir / rundir.RESULT_FILE).exists() and exit_code not in STOPPED_ON_REQUEST:
+        message = no_result_message(run_dir, exit_code)
+        rundir.record_no_result(run_dir, exit_code, message)
+        return Outcome(run, RunStatus.FAILED, summary.best_test_acc, seconds,
+                       f"{message} (see {run_dir / 'stderr.log'})")
     why = f"killed by signal {-exit_code}" if exit_code < 0 else f"exit {exit_code}"
     return Outcome(run, RunStatus.FAILED, summary.best_test_acc, seconds,
                    f"{why}: {_last_error_line(run_dir)} (see {run_dir / 'stderr.log'})")
+
+
+def no_result_message(run_dir: Path, exit_code: int) -> str:
+    """Why a run's process gave no result: what ended it, and what may have."""
+    if exit_code < 0:
+        try:
+            how = f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            how = f"killed by signal {-exit_code}"
+        cause = "the pooling or model may end the process (os._exit, signals), or the system killed it (out of memory?)"
+    else:
+        how = f"exit code {exit_code}"
+        cause = ("the pooling or model may end the process (os._exit, signals)" if exit_code == 0
+                 else _last_error_line(run_dir))
+    text = f"the run's process ended without a result ({how}): {cause}"
+    if (run_dir / rundir.CHECKPOINT_FILE).exists():
+        text += "; its checkpoint is kept: the same sweep command resumes it"
+    return text
 
 
 def settled_elsewhere(sweep: Sweep, run: SweepRun) -> Outcome | None:
@@ -170,10 +229,17 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
         start = time.perf_counter()
         try:
             code = run_process(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env, live)
+            outcome = classify(run, sweep.path(run), code, time.perf_counter() - start)
+        except OSError as error:  # writing the run's logs or records
+            if not is_disk_full_or_read_only(error):
+                raise
+            outcome = Outcome(run, Skipped.DISK_FULL, seconds=time.perf_counter() - start)
         finally:
             with slot_lock:
                 slots.append(slot)
-        return classify(run, sweep.path(run), code, time.perf_counter() - start)
+        if outcome.kind == Skipped.DISK_FULL:
+            stop.set()  # every run would hit the same disk: the ones running finish or stop the same way
+        return outcome
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(work, run) for run in todo]
@@ -182,14 +248,15 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
                 outcome = future.result()
                 if outcome is not None:
                     report(outcome)
-        except KeyboardInterrupt as error:
-            stop.set()
+        except BaseException as error:
+            stop.set()  # start no more runs; leaving the with-block waits for the ones running
             for future in futures:
                 future.cancel()
-            # They may not have seen the terminal's Ctrl-C, and never see a SIGTERM sent to the sweep.
-            passed_on = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
-            for process in list(live):
-                process.send_signal(passed_on)
+            if isinstance(error, KeyboardInterrupt):
+                # They may not have seen the terminal's Ctrl-C, and never see a SIGTERM sent to the sweep.
+                passed_on = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+                for process in list(live):
+                    process.send_signal(passed_on)
             raise
 
 
@@ -243,6 +310,10 @@ def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None
                         last = (str(error).strip() or type(error).__name__).splitlines()[-1]
                         outcome = Outcome(run, RunStatus.FAILED, None, seconds,
                                           f"Ray gave up after {max_retries} retries: {last}")
+                        if not (sweep.path(run) / rundir.RESULT_FILE).exists():
+                            rundir.record_no_result(sweep.path(run), None, outcome.message)
+                    if outcome.kind == Skipped.DISK_FULL:
+                        waiting.clear()  # every run would hit the same disk: start no more
                     report(outcome)
         except KeyboardInterrupt:
             for ref in pending:

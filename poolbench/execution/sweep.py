@@ -7,12 +7,19 @@ from a pooling that crashes, leaks memory or hangs a device. A run holds its fol
 while it lives, so two sweeps on one folder never train the same run twice: the second one's
 attempt exits 75 and is reported as "running elsewhere". Completed and diverged runs are
 skipped; an interrupted run resumes from its checkpoint; a failed run is tried again.
+
+Before its first run a sweep command checks each pooling it would run once (the run's own contract
+check, at every setting's pool input): a pooling that fails is not started and is recorded in the
+folder's refused.json, which ``status`` and ``report`` read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
+import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,15 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir
-from ..catalog import get_setting
+from ..atomic import is_disk_full_or_read_only
+from ..catalog import get_setting, pool_input
+from ..contract import ContractReport, check_pool
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
 from ..poolspec import is_call_spec, is_file_spec, split_specs
 from ..settings import Protocol, normalise_setting, run_protocol, setting_label
-from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep
+from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, write_refusals
+from .device import resolve_device
+from .runner import HARMLESS_ON_CPU, SEED_MAX
 
 DEFAULT_SEEDS = (42, 123, 456)
-
+SWEEP_LOCK_FILE = ".sweep.lock"
 
 
 def protocol_flags(protocol: type = Protocol) -> dict[str, str]:
@@ -41,14 +52,28 @@ PROTOCOL_FLAGS = protocol_flags()
 
 
 class Skipped(StrEnum):
-    """A run of the sweep that was not started here."""
+    """A run of the sweep that has no outcome here: not started, or stopped by the machine."""
 
     ALREADY_DONE = "already done"  # another sweep finished it since this one started
     RUNNING_ELSEWHERE = "running elsewhere"  # another process holds its lock (its attempt exited 75)
+    DISK_FULL = "stopped: the disk is full or read-only"  # exit 74 (ExitCode.DISK): checkpoint kept, resumable
 
 
 class SweepError(ValueError):
     """A user error: the message names the problem and the fix."""
+
+
+def disk_full_message(root: str | Path) -> str:
+    """The one line of a sweep stopped by a full (or read-only) file system: nothing is lost."""
+    return (f"the disk is full (or read-only) writing under {root}: free space and run the same sweep "
+            f"command again to resume")
+
+
+def folder_error(root: Path, error: OSError) -> SweepError:
+    """The user error of a sweep folder that cannot be written (read-only, not ours, under a file)."""
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(root) else ""
+    return SweepError(f"cannot write the sweep folder {root}: {error.strerror or error}{where}; give --out a "
+                      f"folder you can write")
 
 
 @dataclass
@@ -97,38 +122,90 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
         raise SweepError(f"{root} holds no sweep.json: start a sweep with --pools gap,gem,... --out {root}")
     entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
     _refuse_clashing_files(entries)
-    new_pools = {label: spec for _, label, spec in entries}
     _check_protocols(settings or ["quick"], {}, overrides, root, existing=False)  # bad values: before writing
-    root.mkdir(parents=True, exist_ok=True)
-    with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
-        try:
-            old = load_sweep(root)
-        except rundir.DamagedFileError as error:
-            raise SweepError(str(error)) from None
-        existing = old is not None
-        old = old or Sweep(root, {}, [], [])
-        for _, label, spec in entries:
-            for other in (new_pools[label], old.pools.get(label, spec)):
-                if other != spec:
-                    raise SweepError(f"pooling name {label!r} would name two poolings in {root} ({other} and "
-                                     f"{spec}): rename a file or use another --out folder")
-        sweep = Sweep(root, {**old.pools, **new_pools},
-                      _union(old.settings, settings or ([] if existing else ["quick"])),
-                      _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
-                      {**old.overrides, **overrides}, {**old.options, **options})
-        _refuse_clashing_settings(sweep.settings)
-        _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
-        for given, _, _ in entries:
-            _refuse_unbuildable(given)
-        given_now = {label for given, label, _ in entries if is_file_spec(given)}
-        for label, spec in sweep.pools.items():
-            if label not in given_now:
-                check_pool_copy(sweep, label, spec)
-        for given, _, spec in entries:
-            if is_file_spec(given):  # copied now that nothing was refused
-                _copy_pool_file(root, given, spec)
-        rundir.write_json(root / SWEEP_FILE, sweep.to_dict())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
+            return _extend(root, entries, settings, seeds, overrides, options)
+    except OSError as error:
+        if is_disk_full_or_read_only(error) and error.errno != errno.EROFS:
+            raise  # full, not unwritable: the caller's "free space and run the same command again"
+        raise folder_error(root, error) from None
+
+
+def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str], seeds: list[int],
+            overrides: dict[str, Any], options: dict[str, Any]) -> Sweep:
+    """prepare's work under the sweep file's lock: the union of the stored grid and the new one."""
+    new_pools = {label: spec for _, label, spec in entries}
+    try:
+        old = load_sweep(root)
+    except rundir.DamagedFileError as error:
+        raise SweepError(str(error)) from None
+    if old is not None:
+        check_stored_grid(old)
+    existing = old is not None
+    old = old or Sweep(root, {}, [], [])
+    for _, label, spec in entries:
+        for other in (new_pools[label], old.pools.get(label, spec)):
+            if other != spec:
+                raise SweepError(f"pooling name {label!r} would name two poolings in {root} ({other} and "
+                                 f"{spec}): rename a file or use another --out folder")
+    sweep = Sweep(root, {**old.pools, **new_pools},
+                  _union(old.settings, settings or ([] if existing else ["quick"])),
+                  _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
+                  {**old.overrides, **overrides}, {**old.options, **options})
+    _refuse_clashing_settings(sweep.settings)
+    _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+    for given, _, _ in entries:
+        _refuse_unbuildable(given)
+    given_now = {label for given, label, _ in entries if is_file_spec(given)}
+    for label, spec in sweep.pools.items():
+        if label not in given_now:
+            check_pool_copy(sweep, label, spec)
+    for given, _, spec in entries:
+        if is_file_spec(given):  # copied now that nothing was refused
+            _copy_pool_file(root, given, spec)
+    rundir.write_json(root / SWEEP_FILE, sweep.to_dict())
     return sweep
+
+
+def check_stored_grid(sweep: Sweep) -> None:
+    """SweepError naming sweep.json and the entry when its grid (edited by hand, or by an older
+    version) names a pooling, setting, seed or protocol field that cannot work: now, not as every
+    run failing later. Pooling files are only looked for: their code runs in the contract check."""
+    where = sweep.root / SWEEP_FILE
+    fix = f"correct or remove that entry in {where}"
+    for label, spec in sweep.pools.items():
+        if not isinstance(spec, str):
+            raise SweepError(f"{where}: pooling {label!r} is {spec!r}, not a pool spec: {fix}")
+        if is_file_spec(spec):
+            continue  # prepare checks that its copy exists, unless --pools gives the file again now
+        try:
+            pool_registry.resolve(spec)  # an unknown name, a malformed name(key=value), an unknown keyword
+        except pool_registry.PoolSpecError as error:
+            raise SweepError(f"{where}: pooling {label!r}: {error}; {fix}") from None
+    for setting in sweep.settings:
+        try:
+            if not isinstance(setting, str):
+                raise ValueError(f"{setting!r} is not a setting")
+            get_setting(setting)
+        except ValueError as error:
+            raise SweepError(f"{where}: setting {setting!r}: {error}; {fix}") from None
+    for seed in sweep.seeds:
+        if not 0 <= seed <= SEED_MAX:
+            raise SweepError(f"{where}: seed {seed} is out of range (0 to {SEED_MAX}): {fix}")
+    unknown = [key for key in sweep.overrides if key not in PROTOCOL_FLAGS]
+    if unknown:
+        raise SweepError(f"{where}: overrides {unknown[0]!r} is not a protocol field (one of "
+                         f"{', '.join(PROTOCOL_FLAGS)}): {fix}")
+    try:
+        _check_protocols(sweep.settings, {}, sweep.overrides, sweep.root, existing=False)
+    except SweepError as error:
+        raise SweepError(f"{where}: overrides: {error}; {fix}") from None
+    try:
+        resolve_device(str(sweep.options.get("device") or "auto"))
+    except ValueError as error:
+        raise SweepError(f"{where}: options: {error}; {fix}") from None
 
 
 def check_pool_copy(sweep: Sweep, label: str, spec: str) -> None:
@@ -239,9 +316,90 @@ def _copy_pool_file(root: Path, spec: str, relative: str) -> None:
 
 @contextmanager
 def _sweep_file_lock(root: Path) -> Iterator[None]:
-    with open(root / ".sweep.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # held for milliseconds: blocking is fine
+    """An exclusive flock on ``root/.sweep.lock``, held for milliseconds (blocking is fine); the file
+    is removed when released, so none is left behind, even when a write under it fails.
+
+    Removing a lock file races with a process that opened it and waits: once it gets the lock, the
+    file may be gone or replaced, so it locks again until what it holds is the file at the path.
+    """
+    path = root / SWEEP_LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(path, fd):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
         yield
+    finally:
+        path.unlink(missing_ok=True)  # before the unlock: a waiter then sees that its file was removed
+        os.close(fd)
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+# --- The contract check, once per pooling ------------------------------------------------------
+
+PoolInput = tuple[int, int, int]
+
+
+def check_poolings(specs: list[str], pool_inputs: list[PoolInput]) -> dict[str, ContractReport]:
+    """Spec -> the contract check a run makes before training (poolbench.execution.runner
+    check_contract), made once here for all of a sweep's runs of that pooling, at every pool input.
+
+    ``specs`` are registered names, name(key=value) specs or absolute path.py[:Class] files. The one
+    place a sweep runs the poolings' code; pooling files are checked in this process for now.
+    """
+    return {spec: check_pool(spec, pool_inputs=pool_inputs, include_cost=False) for spec in specs}
+
+
+def refuse_failing_poolings(sweep: Sweep, todo: list[SweepRun]) -> dict[str, dict[str, Any]]:
+    """Check each pooling of ``todo`` once (check_poolings) and record those that fail in the sweep
+    folder's refused.json, replacing what an earlier command found (a pooling fixed since is checked
+    again and runs). Returns label -> {"spec", "message", "failures"} of the refused ones.
+
+    A failure the run itself would only warn about (to_dtype_device in a CPU run) refuses nothing.
+    """
+    labels = list(dict.fromkeys(run.pool for run in todo))
+    specs = {label: _checkable_spec(sweep, sweep.pools[label]) for label in labels}
+    settings = dict.fromkeys(run.setting_spec or run.setting for run in todo)
+    inputs = list(dict.fromkeys(_pool_input(sweep, setting) for setting in settings))
+    reports = check_poolings(list(specs.values()), inputs) if labels else {}
+    on_cpu = resolve_device(sweep.options.get("device") or "auto").type == "cpu"
+    refusals = {}
+    for label, spec in specs.items():
+        fatal = [f for f in reports[spec].failures() if not (on_cpu and f.name in HARMLESS_ON_CPU)]
+        if fatal:
+            lines = [f"FAIL {f.name}: {' '.join(f.message.split())[:200]}" for f in fatal]
+            more = f" and {len(fatal) - 1} more" if len(fatal) > 1 else ""
+            message = (f"pooling {sweep.pools[label]!r} fails the contract check ({lines[0]}{more}): fix it, see "
+                       f"`poolbench check {shlex.quote(spec)}`; the next sweep command checks it again")
+            refusals[label] = {"spec": sweep.pools[label], "message": message, "failures": lines}
+    write_refusals(sweep.root, refusals)
+    return refusals
+
+
+def _checkable_spec(sweep: Sweep, spec: str) -> str:
+    """The spec with a pooling file's copy as an absolute path: the runs' copy, from any folder."""
+    return str(sweep.root / spec) if is_file_spec(spec) else spec
+
+
+def _pool_input(sweep: Sweep, setting_spec: str) -> PoolInput:
+    """The (C, H, W) a run of the setting gives its pooling, as its own contract check computes it."""
+    setting = get_setting(setting_spec)
+    try:
+        return pool_input(setting.arch, setting.dataset, run_protocol(setting, sweep.overrides).image_size)
+    except ValueError as error:
+        raise SweepError(f"setting {setting_spec!r}: {error}") from None
 
 
 # --- The command of one run -------------------------------------------------------------------
