@@ -385,7 +385,9 @@ def test_a_pooling_failing_the_contract_is_checked_once_refused_and_listed_then_
     out = tmp_path / "runs"
     assert sweep("--pools", f"gap,{pool_files / 'wrong.py'}", "--seeds", "1,2", "--out", out) == 1
     err = capsys.readouterr().err
-    assert sorted(checked) == sorted(["gap", str(out.resolve() / "pools" / "wrong.py")])  # once each
+    # Once each; the file where it was named (can it be built?) and its copy (the runs'): one child process
+    # checks both, by content.
+    assert sorted(checked) == sorted(["gap", str(pool_files / "wrong.py"), str(out.resolve() / "pools" / "wrong.py")])
     assert [Path(t["run"]).parent.name for t in trainings(fake_run)] == ["gap", "gap"]  # wrong: never started
     assert "refused wrong (2 runs not started): pooling 'pools/wrong.py' fails the contract check (FAIL shape" in err
     assert "`poolbench check " in err and "2 refused; see" in err

@@ -35,6 +35,7 @@ from ..pools import registry as pool_registry
 from ..poolspec import is_call_spec, is_file_spec, split_specs
 from ..settings import Protocol, normalise_setting, run_protocol, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, write_refusals
+from . import isolation
 from .device import resolve_device
 from .runner import HARMLESS_ON_CPU, SEED_MAX
 
@@ -156,8 +157,12 @@ def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str]
                   {**old.overrides, **overrides}, {**old.options, **options})
     _refuse_clashing_settings(sweep.settings)
     _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+    file_inputs = [_pool_input(sweep, setting) for setting in sweep.settings] if given_files(entries) else []
     for given, _, _ in entries:
-        _refuse_unbuildable(given)
+        if is_file_spec(given):  # imported and built only in a child process (check_poolings)
+            _refuse_unbuildable_file(given, file_inputs)
+        else:
+            _refuse_unbuildable(given)
     given_now = {label for given, label, _ in entries if is_file_spec(given)}
     for label, spec in sweep.pools.items():
         if label not in given_now:
@@ -283,6 +288,20 @@ def _refuse_unbuildable(spec: str) -> None:
                          f"fix it (see `poolbench check {spec}`)") from None
 
 
+def given_files(entries: list[tuple[str, str, str]]) -> bool:
+    return any(is_file_spec(given) for given, _, _ in entries)
+
+
+def _refuse_unbuildable_file(spec: str, pool_inputs: list[PoolInput]) -> None:
+    """SweepError when a pooling file cannot be imported or built (a missing class, a constructor that
+    raises, hangs or ends its process), found by its contract check in a child process; the check's
+    other failures refuse the pooling later (refuse_failing_poolings), without stopping the sweep."""
+    failure = check_poolings([spec], pool_inputs)[spec].result("construct")
+    if failure is not None and failure.status == "FAIL":
+        raise SweepError(f"pooling {spec!r} cannot be built: {failure.message}; fix it "
+                         f"(see `poolbench check {shlex.quote(spec)}`)")
+
+
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
     """(label, spec the runs get) for a pooling named on the command line; validates it."""
     if not pool_registry.is_file_spec(spec):
@@ -294,8 +313,8 @@ def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
         return rundir.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
-    try:
-        pool_registry.load_file(spec)  # a missing file or class now, not as N failed runs later
+    try:  # a missing file now; its import and class are checked in a child process (check_poolings)
+        pool_registry.existing_file(path_text, "pooling", pool_registry.PoolSpecError)
     except pool_registry.PoolSpecError as error:
         raise SweepError(str(error)) from None
     copy = root / POOLS_DIR / f"{source.stem}.py"
@@ -357,9 +376,12 @@ def check_poolings(specs: list[str], pool_inputs: list[PoolInput]) -> dict[str, 
     check_contract), made once here for all of a sweep's runs of that pooling, at every pool input.
 
     ``specs`` are registered names, name(key=value) specs or absolute path.py[:Class] files. The one
-    place a sweep runs the poolings' code; pooling files are checked in this process for now.
+    place a sweep runs the poolings' code: a pooling file is imported, built and checked in a child
+    process with a time limit (isolation), so a file that hangs or ends its process is refused,
+    not the end of the sweep.
     """
-    return {spec: check_pool(spec, pool_inputs=pool_inputs, include_cost=False) for spec in specs}
+    return {spec: isolation.check_in_child(spec, pool_inputs=pool_inputs, include_cost=False) if is_file_spec(spec)
+            else check_pool(spec, pool_inputs=pool_inputs, include_cost=False) for spec in specs}
 
 
 def refuse_failing_poolings(sweep: Sweep, todo: list[SweepRun]) -> dict[str, dict[str, Any]]:
