@@ -298,8 +298,8 @@ def _refuse_unbuildable_file(spec: str, pool_inputs: list[PoolInput]) -> None:
     other failures refuse the pooling later (refuse_failing_poolings), without stopping the sweep."""
     failure = check_poolings([spec], pool_inputs)[spec].result("construct")
     if failure is not None and failure.status == "FAIL":
-        raise SweepError(f"pooling {spec!r} cannot be built: {failure.message}; fix it "
-                         f"(see `poolbench check {shlex.quote(spec)}`)")
+        raise SweepError(f"pooling {spec!r} cannot be built: {failure.message} "
+                         f"(`poolbench check {shlex.quote(spec)}` shows it)")
 
 
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
