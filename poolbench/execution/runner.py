@@ -29,6 +29,7 @@ from ..compile import CompiledForward
 from ..contract import check_pool
 from ..outcomes import ExitCode, RunStatus
 from ..pools import registry as pool_registry
+from ..quoting import quote, shorten
 from ..rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -120,7 +121,7 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
     refused command leaves nothing behind."""
     problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
     if problem is None and output_dir.exists() and not output_dir.is_dir():
-        problem = f"--output-dir {output_dir} is a file: give a folder"
+        problem = f"--output-dir {shorten(str(output_dir))} is a file: give a folder"
     if problem is not None:
         raise RunRefused(problem)
 
@@ -138,11 +139,11 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
         return ("--amp fp16 needs a CUDA device: float16 training on the CPU is emulated, about 80x "
                 "slower than float32; use --amp bf16 or --amp none there")
     if not 0 <= config.seed <= SEED_MAX:
-        return f"--seed {config.seed} is out of range: use an integer from 0 to {SEED_MAX}"
+        return f"--seed {quote(config.seed)} is out of range: use an integer from 0 to {SEED_MAX}"
     if threads is not None and threads < 1:
-        return f"--threads {threads}: give a number of CPU threads >= 1"
+        return f"--threads {quote(threads)}: give a number of CPU threads >= 1"
     if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
-        return f"--data-root {data_root} is a file: give a folder (it is created if missing)"
+        return f"--data-root {shorten(data_root)} is a file: give a folder (it is created if missing)"
     if config.amp not in AMP_DTYPES:
         return f"--amp {config.amp!r}: use one of {', '.join(AMP_DTYPES)}"
     try:
@@ -150,7 +151,7 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
     except (ValueError, datasets.DataMissingError) as error:
         return str(error)
     if config.num_classes != info.num_classes:
-        return (f"{config.dataset} has {info.num_classes} classes, the run asks for {config.num_classes}; "
+        return (f"{config.dataset} has {info.num_classes} classes, the run asks for {quote(config.num_classes)}; "
                 f"drop --num-classes or set it to {info.num_classes}")
     problem = too_big(info, config.protocol.crop_padding, resolved)
     if problem is not None:
@@ -188,8 +189,8 @@ def unbuildable_pool(config: RunConfig, channels: int) -> str | None:
             return str(error)
         what = f"SystemExit({error.code!r}), the pooling ended the interpreter" if isinstance(error, SystemExit) \
             else f"{type(error).__name__}: {error}"
-        return (f"pooling {config.pool!r} cannot be built: {' '.join(what.split())}; "
-                f"fix it (see `poolbench check {shlex.quote(config.pool)}`)")
+        return (f"pooling {quote(config.pool)} cannot be built: {shorten(' '.join(what.split()), 300)}; "
+                f"fix it (see `poolbench check {shorten(shlex.quote(config.pool))}`)")
     return None
 
 
@@ -203,7 +204,7 @@ def holding_lock(output_dir: Path) -> Iterator[None]:
     except RunLockedError as error:
         raise RunRefused(str(error), ExitCode.LOCKED) from None
     except OSError as error:
-        raise RunRefused(f"cannot use output dir {output_dir}: {error.strerror}; "
+        raise RunRefused(f"cannot use output dir {shorten(str(output_dir))}: {error.strerror}; "
                          f"choose a writable --output-dir") from None
     try:
         yield
