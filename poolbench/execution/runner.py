@@ -8,7 +8,6 @@ run raises :class:`RunRefused`, which ends it as one ``error:`` line on the log.
 
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import sys
@@ -40,6 +39,7 @@ from ..rundir import (
     RunLock,
     RunLockedError,
     read_json_object,
+    read_result,
     write_json,
     write_jsonl,
 )
@@ -254,10 +254,7 @@ def _finished_result(output_dir: Path, log: Log) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        result = read_json_object(path, "", keys=("status",))
-        score = result.get("best_test_acc")
-        if result["status"] == RunStatus.COMPLETED and not (isinstance(score, (int, float)) and math.isfinite(score)):
-            raise DamagedFileError(f"{path} is damaged (no best_test_acc): ")
+        result = read_result(path, fix="")
     except DamagedFileError as error:
         os.replace(path, path.with_name(RESULT_FILE + ".damaged"))
         log(f"{str(error).rstrip(': ')}; moved to {RESULT_FILE}.damaged, rewriting it from the run's checkpoint")
