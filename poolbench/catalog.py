@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import data, models
+from .quoting import quote
 from .setting_spec import is_arch_file, is_custom_arch, normalise_arch, normalise_dataset, pair_label, split_setting
 from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting
 
@@ -60,6 +61,6 @@ def check_arch(arch: str) -> None:
     if is_arch_file(arch):
         path = Path(arch.rpartition(":")[0])
         if not path.is_file():
-            raise ValueError(f"model file {str(path)!r} not found: give an existing FILE.py:FUNCTION")
+            raise ValueError(f"model file {quote(str(path))} not found: give an existing FILE.py:FUNCTION")
     elif not is_custom_arch(arch) and arch not in models.names():
         models.pool_channels(arch)  # raises the zoo's "unknown architecture ..., did you mean ...?"

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .quoting import quote, shorten
+
 USAGE = "use name(key=value, ...)"
 _VALUE_TYPES = "finite numbers, True/False, None, quoted strings or tuples of them"
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -31,6 +33,11 @@ _CALL_START = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\(")
 
 class PoolSpecError(ValueError):
     """A pooling spec that names nothing usable: unknown name, missing file or class, bad syntax."""
+
+
+class HyperParameterError(PoolSpecError):
+    """A hyper-parameter value a pooling cannot use: not a number where one is expected, or outside
+    the range where the pooling is what its name says (``topk(k=2.5)``, ``lse(r=0)``)."""
 
 
 class PositionalValueError(PoolSpecError):
@@ -71,31 +78,33 @@ def parse_call(spec: str) -> tuple[str, dict[str, Any]]:
         tree = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError) as error:
         message = error.msg if isinstance(error, SyntaxError) else ""
+        if "integer string conversion" in message:  # Python's limit on the digits of an int literal
+            message = "a number has more digits than Python reads (4300)"
         problem = "unbalanced parentheses" if _unbalanced(text) else (message or "invalid syntax")
-        raise PoolSpecError(f"bad pooling spec {spec!r}: {problem}; {USAGE}, e.g. topk(k=0.5)") from None
+        raise PoolSpecError(f"bad pooling spec {quote(spec)}: {problem}; {USAGE}, e.g. topk(k=0.5)") from None
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
-        raise PoolSpecError(f"bad pooling spec {spec!r}: not a registered name with (key=value, ...) "
+        raise PoolSpecError(f"bad pooling spec {quote(spec)}: not a registered name with (key=value, ...) "
                             f"(files take no values: set them in the class); {USAGE}, e.g. topk(k=0.5)")
     name = tree.func.id
     if tree.args:
         values = [ast.get_source_segment(text, arg) or ast.unparse(arg) for arg in tree.args]
         raise PositionalValueError(
-            f"bad pooling spec {spec!r}: {', '.join(values)} {'have' if len(values) > 1 else 'has'} no keyword; "
-            f"{USAGE}, e.g. {name}(key={values[0]})", name, values)
+            f"bad pooling spec {quote(spec)}: {shorten(', '.join(values))} {'have' if len(values) > 1 else 'has'} "
+            f"no keyword; {USAGE}, e.g. {shorten(name)}(key={shorten(values[0])})", name, values)
     kwargs: dict[str, Any] = {}
     for keyword in tree.keywords:
         if keyword.arg is None:
-            raise PoolSpecError(f"bad pooling spec {spec!r}: ** is not allowed; {USAGE}")
+            raise PoolSpecError(f"bad pooling spec {quote(spec)}: ** is not allowed; {USAGE}")
         source = ast.get_source_segment(text, keyword.value) or ast.unparse(keyword.value)
         try:
             value = ast.literal_eval(keyword.value)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             value = _NOT_A_LITERAL
         if not _allowed_value(value):
-            raise PoolSpecError(f"bad pooling spec {spec!r}: the value of {keyword.arg}, {source}, is not a "
-                                f"literal ({_VALUE_TYPES}); {USAGE}")
+            raise PoolSpecError(f"bad pooling spec {quote(spec)}: the value of {shorten(keyword.arg)}, "
+                                f"{shorten(source)}, is not a literal ({_VALUE_TYPES}); {USAGE}")
         if keyword.arg in kwargs:
-            raise PoolSpecError(f"bad pooling spec {spec!r}: {keyword.arg} is given twice; {USAGE}, "
+            raise PoolSpecError(f"bad pooling spec {quote(spec)}: {shorten(keyword.arg)} is given twice; {USAGE}, "
                                 f"each key once")
         kwargs[keyword.arg] = value
     return name, kwargs

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
+import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 from .atomic import atomic_write_bytes
 from .outcomes import FINISHED_STATUSES, RunStatus
 from .poolspec import spec_label
+from .quoting import quote
 from .settings import Protocol
 
 CONFIG_FILE = "config.json"
@@ -108,6 +112,8 @@ def read_json_object(path: str | Path, fix: str, keys: tuple[str, ...] = ()) -> 
     except json.JSONDecodeError as error:
         raise DamagedFileError(f"{path} is damaged (truncated or not JSON: {error.msg}, line {error.lineno}): "
                                f"{fix}") from None
+    except (ValueError, RecursionError):  # a number of over 4300 digits; nesting deeper than Python recurses
+        raise DamagedFileError(f"{path} is damaged (not JSON that can be read): {fix}") from None
     except IsADirectoryError:
         raise DamagedFileError(f"{path} is a directory, not a file: {fix}") from None
     if not isinstance(data, dict):
@@ -116,6 +122,49 @@ def read_json_object(path: str | Path, fix: str, keys: tuple[str, ...] = ()) -> 
     if missing:
         raise DamagedFileError(f"{path} is damaged (no {', '.join(missing)}): {fix}")
     return data
+
+
+RESULT_FIX = "run the same command again to rewrite it from the run's checkpoint, or delete the run folder"
+
+
+def read_result(path: str | Path, fix: str = RESULT_FIX) -> dict[str, Any]:
+    """A run's result.json, if what it records can be a run's result: the one place that decides it.
+
+    DamagedFileError (with ``fix``) when the file is no JSON object or records the impossible: a
+    status that is not completed, diverged or failed; a completed run without a score; an accuracy
+    (``best_test_acc``, ``final_test_acc``) that is no number from 0 to 100 (NaN, infinite, text, 250);
+    an epoch count that is no whole number (negative, 2.5). Such a run is *unreadable* in ``status``,
+    reports and sweeps, never a result. FileNotFoundError passes through.
+    """
+    result = read_json_object(path, fix, keys=("status",))
+    problem = _impossible(result)
+    if problem is not None:
+        raise DamagedFileError(f"{path} is damaged ({problem}): {fix}")
+    return result
+
+
+def _impossible(result: dict[str, Any]) -> str | None:
+    """What a result.json records that no run can have produced, or None."""
+    status = result["status"]
+    if status not in FINISHED_STATUSES:
+        return f"status {quote(status)} is none of {', '.join(FINISHED_STATUSES)}"
+    if status == RunStatus.COMPLETED and result.get("best_test_acc") is None:
+        return "a completed run without best_test_acc"
+    for key in ("best_test_acc", "final_test_acc"):
+        value = result.get(key)
+        if value is not None and not _is_accuracy(value):
+            return f"{key} {quote(value)} is no accuracy from 0 to 100"
+    for key, least in (("epochs_completed", 0), ("best_epoch", 1), ("epochs", 1)):
+        value = result.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            return f"{key} {quote(value)} is not a whole number >= {least}"
+    return None
+
+
+def _is_accuracy(value: Any) -> bool:
+    """A percentage a test set can give: a finite number from 0 to 100 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0 <= value <= 100
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -231,10 +280,9 @@ def status(run_dir: str | Path) -> RunStatus:
     result_path = run_dir / RESULT_FILE
     if result_path.exists():
         try:
-            recorded = read_json_object(result_path, "", keys=("status",))["status"]
+            return RunStatus(read_result(result_path)["status"])
         except (DamagedFileError, OSError):
             return RunStatus.UNREADABLE
-        return RunStatus(recorded) if recorded in FINISHED_STATUSES else RunStatus.UNREADABLE
     if is_locked(run_dir):
         return RunStatus.RUNNING
     if (run_dir / NO_RESULT_FILE).exists():
@@ -323,17 +371,17 @@ def summarize(run_dir: str | Path) -> RunSummary:
     except (DamagedFileError, OSError) as error:
         metrics = []
         problems.append(str(error))
-    result = _read_json_or_none(run_dir / RESULT_FILE, problems, ("status",))
-    config = (_read_json_or_none(run_dir / CONFIG_FILE, problems, ("config",)) or {}).get("config")
+    result = _read_or_none(read_result, run_dir / RESULT_FILE, problems)
+    config = (_read_or_none(functools.partial(read_json_object, fix=RESULT_FIX, keys=("config",)),
+                            run_dir / CONFIG_FILE, problems) or {}).get("config")
     if not isinstance(config, dict):
         config = None
     accs = [r["test_acc"] for r in metrics if isinstance(r.get("test_acc"), (int, float))]
     best = max(accs, default=None)
     epochs = (config or {}).get("protocol", {}).get("epochs")
-    if result is not None:
-        score = result.get("best_test_acc", best)
-        best = score if isinstance(score, (int, float)) or score is None else best
-        epochs = result.get("epochs", epochs) if isinstance(result.get("epochs", epochs), int) else epochs
+    if result is not None:  # read_result checked its values
+        best = result.get("best_test_acc", best)
+        epochs = result.get("epochs") or epochs
     state = status(run_dir)
     ended = no_result_message(run_dir) if state == RunStatus.FAILED and result is None else None
     problems += [ended] if ended else []
@@ -344,10 +392,10 @@ def summarize(run_dir: str | Path) -> RunSummary:
         metrics=metrics, result=result, config=config, problem="; ".join(problems) or None)
 
 
-def _read_json_or_none(path: Path, problems: list[str], keys: tuple[str, ...]) -> Any:
-    fix = "run the same command again to rewrite it from the run's checkpoint, or delete the run folder"
+def _read_or_none(read: Callable[[Path], dict[str, Any]], path: Path, problems: list[str]) -> Any:
+    """``read(path)``; None when the file is missing, or damaged (its problem added to ``problems``)."""
     try:
-        return read_json_object(path, fix, keys)
+        return read(path)
     except FileNotFoundError:
         return None
     except (DamagedFileError, OSError) as error:

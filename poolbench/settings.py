@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .quoting import quote
 from .setting_spec import normalise_arch, normalise_dataset, pair_label, split_setting
 
 
@@ -35,19 +36,19 @@ class Protocol:
     def __post_init__(self) -> None:
         problems = []
         if self.epochs < 1:
-            problems.append(f"epochs must be >= 1, got {self.epochs}")
+            problems.append(f"epochs must be >= 1, got {quote(self.epochs)}")
         if self.batch_size < 1:
-            problems.append(f"batch size must be >= 1, got {self.batch_size}")
+            problems.append(f"batch size must be >= 1, got {quote(self.batch_size)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):  # nan and inf: every step would diverge
-            problems.append(f"lr must be a finite number > 0, got {self.lr}")
+            problems.append(f"lr must be a finite number > 0, got {quote(self.lr)}")
         if not 0 <= self.momentum < 1:
-            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+            problems.append(f"momentum must be in [0, 1), got {quote(self.momentum)}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            problems.append(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+            problems.append(f"weight decay must be a finite number >= 0, got {quote(self.weight_decay)}")
         if self.crop_padding < 0:
-            problems.append(f"crop padding must be >= 0, got {self.crop_padding}")
+            problems.append(f"crop padding must be >= 0, got {quote(self.crop_padding)}")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
-            problems.append(f"image size must be from 8 to 1024 pixels, got {self.image_size}")
+            problems.append(f"image size must be from 8 to 1024 pixels, got {quote(self.image_size)}")
         if problems:
             raise ValueError("invalid protocol: " + "; ".join(problems))
 
@@ -165,7 +166,7 @@ SUITES: dict[str, tuple[str, ...]] = {
 def suite_settings(name: str) -> tuple[str, ...]:
     """The settings of suite ``name``; an unknown name lists the suites."""
     if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}: choose one of {', '.join(SUITES)}")
+        raise ValueError(f"unknown suite {quote(name)}: choose one of {', '.join(SUITES)}")
     return SUITES[name]
 
 
@@ -183,7 +184,7 @@ def normalise_setting(spec: str) -> str:
     if spec in SETTINGS:
         return spec
     if "@" not in spec:
-        raise ValueError(f"unknown setting {spec!r}: choose one of {', '.join(SETTINGS)}, or write MODEL@DATASET "
+        raise ValueError(f"unknown setting {quote(spec)}: choose one of {', '.join(SETTINGS)}, or write MODEL@DATASET "
                          "(e.g. resnet20@cifar10, timm:resnet18@imagefolder:/data/pets)")
     arch, dataset = split_setting(spec)
     return f"{normalise_arch(arch)}@{normalise_dataset(dataset)}"
@@ -203,5 +204,5 @@ def setting_label(spec: str) -> str:
 def get_setting(name: str) -> Setting:
     """The setting called ``name``; an unknown name lists the known ones."""
     if name not in SETTINGS:
-        raise ValueError(f"unknown setting {name!r}: choose one of {', '.join(SETTINGS)}")
+        raise ValueError(f"unknown setting {quote(name)}: choose one of {', '.join(SETTINGS)}")
     return SETTINGS[name]

@@ -206,3 +206,50 @@ def test_a_tensor_that_does_not_follow_to_is_a_warning_in_a_cpu_run_and_a_fail_i
     assert code == 0, err  # a CPU run computes correctly with it: refuse what wastes the run, warn the rest
     assert "WARN to_dtype_device:" in err and "harmless in this CPU run; it fails on a GPU" in err
     assert "TEST_METRICS" in out
+
+
+# --- A huge number anywhere: refused in one short line ---------------------------------------------
+
+HUGE = "1" + "0" * 10_000  # more digits than Python's int() reads (4300)
+LONG = "1" + "0" * 4_000  # an int Python reads, far too long to echo
+
+
+@pytest.mark.parametrize("args", [
+    ["--seed", HUGE], ["--epochs", HUGE], ["--image-size", HUGE], ["--threads", HUGE],
+], ids=["seed", "epochs", "image-size", "threads"])
+def test_a_number_argparse_cannot_read_is_one_short_line(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--setting", "quick", *args, "--output-dir", str(tmp_path / "r")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exited.value.code == 2 and f"argument {args[0]}: invalid int value" in error, error
+    assert "(10,001 characters)" in error and len(error) < 200, error
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", LONG], "--seed 1000"),
+    (["--seed", "-" + LONG], "--seed -1000"),
+    (["--image-size", LONG], "image size must be from 8 to 1024 pixels"),
+    (["--epochs", "-" + LONG], "epochs must be >= 1"),
+    (["--batch-size", "-" + LONG], "batch size must be >= 1"),
+    (["--threads", "-" + LONG], "--threads -1000"),
+    (["--num-classes", LONG], "the run asks for 1000"),
+    (["--pool", f"gem(p={HUGE})"], "a number has more digits than Python reads"),
+    (["--pool", f"gem(p={LONG})"], "gem: p must be a finite number"),
+    (["--pool", f"gem(p=1e{HUGE})"], "is not a literal"),
+    (["--pool", f"topk(k={HUGE})"], "a number has more digits than Python reads"),
+    (["--pool", f"topk(k={HUGE}.5)"], "is not a literal"),
+    (["--pool", f"simpool(num_heads={LONG})"], "num_heads must be a divisor"),
+    (["--pool", f"gem({LONG})"], "has no keyword"),
+    (["--pool", HUGE], "unknown pooling"),
+    (["--setting", HUGE], "unknown setting"),
+    (["--dataset", HUGE], "unknown data set"),
+    (["--device", HUGE], "is not a device"),
+], ids=lambda value: value[:40] if isinstance(value, str) else None)
+def test_a_huge_value_is_refused_in_one_line_that_quotes_at_most_60_characters_of_it(tmp_path, capsys, args, words):
+    out_dir = tmp_path / "r"
+    assert main(["run", "--setting", "quick", *args, "--output-dir", str(out_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err[:500]
+    assert re.search(r"\.\.\. \(\d[\d,]* (characters|digits)\)", err) and len(err) < 400, err[:500]
+    assert not out_dir.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ BROKEN_CASES: dict[str, tuple[str, list[str]]] = {
     "plain_tensor_attr.py": ("to_dtype_device", ["'mix'", "did not move", "register_buffer"]),
     "log_of_zero.py": ("finite_relu", ["gradient is NaN", "log"]),
     "cpu_tensor_in_forward.py": ("to_dtype_device", ["not on the expected device", "device=x.device"]),
+    "inplace_input.py": ("forward_params", ["forward() changes its input in place", "ResNet",
+                                            "x = x.relu()"]),
 }
 
 
@@ -126,6 +129,68 @@ def test_correct_zero_argument_custom_pool_passes(tmp_path: Path):
     report = check_pool(str(path), include_cost=False)
     assert report.ok, report.format()
     assert "no arguments" in report.result("construct").message
+
+
+IN_PLACE_ON_INPUT = """
+import torch
+from torch import nn
+
+class CustomPool(nn.Module):
+    def forward(self, x):
+        x.clamp_(min=0)
+        return x.mean(dim=(2, 3))
+"""
+
+IN_PLACE_ON_ITS_OWN_TENSOR = """
+import torch
+from torch import nn
+
+class CustomPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        y = x * self.p  # a tensor of its own: changing it in place is fine in training
+        y.clamp_(min=0)
+        return y.mean(dim=(2, 3))
+"""
+
+
+def test_in_place_ops_on_the_input_fail_as_in_resnet_training_and_on_its_own_tensors_pass(tmp_path: Path):
+    on_input, on_own = tmp_path / "on_input.py", tmp_path / "on_own.py"
+    on_input.write_text(IN_PLACE_ON_INPUT)
+    on_own.write_text(IN_PLACE_ON_ITS_OWN_TENSOR)
+    report = check_pool(str(on_input), include_cost=False)
+    failure = report.result("gradients")
+    assert failure is not None and failure.status == "FAIL", report.format()
+    assert failure.message.startswith("forward() changes its input in place") and "leaf" not in report.format()
+    assert check_pool(str(on_own)).ok, check_pool(str(on_own)).format()
+    # The check's premise: in a CIFAR ResNet (an in-place ReLU before the pool) training fails at
+    # the first backward, and with the pooling's own tensor it trains.
+    from poolbench import models
+    from poolbench.pools.registry import load_file
+
+    for path, trains in ((on_input, False), (on_own, True)):
+        model = models.create("resnet8", num_classes=4, pool=load_file(str(path))())
+        loss = model(torch.rand(2, 3, 16, 16)).sum()
+        if trains:
+            loss.backward()
+        else:
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                loss.backward()
+
+
+def test_the_input_gradient_is_still_checked_through_the_non_leaf_input():
+    from poolbench.contract.subject import step
+
+    x = torch.rand(2, 3, 4, 4)
+    result = step(pools.create("gap"), x, train=True)
+    assert result.input_grad is not None and result.input_grad.shape == x.shape
+    seed = zlib.crc32(str(tuple(result.output.shape)).encode())  # step()'s random projection of the output
+    weight = torch.randn(result.output.shape, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(result.input_grad, (weight / 16)[:, :, None, None].expand_as(x))
+    assert "gradient is NaN" in broken_report("log_of_zero.py").result("finite_relu").message
 
 
 def test_unknown_name_fails_construct_with_close_matches():

@@ -73,7 +73,7 @@ def test_a_pool_file_calling_sys_exit_is_a_bad_pooling(tmp_path, capsys, source)
     (["--seed", "-1"], ["--seed -1", "0 to 4294967295"]),
     (["--seed", str(2**64)], ["out of range"]),
     (["--num-classes", "7"], ["10 classes", "--num-classes"]),
-    (["--pool", "gem(p=-1)"], ["p must be >= p_min", "GAP"]),
+    (["--pool", "gem(p=-1)"], ["p must be > p_min", "GAP"]),
     (["--epochs", "0"], ["epochs must be >= 1"]),
     (["--batch-size", "-1"], ["batch size must be >= 1"]),
     (["--pool", ""], ["unknown pooling"]),

@@ -166,7 +166,9 @@ def test_missing_file_is_named(tmp_path: Path, debian_fmnist: Path) -> None:
     root = _flat_gz_copy(debian_fmnist, tmp_path / "root")
     (root / "t10k-images-idx3-ubyte.gz").unlink()
     message = _one_line_error(root, "t10k-images-idx3-ubyte", str(root), "incomplete")
-    assert "train-images" not in message and "delete the other files to download again" in message
+    assert "train-images" not in message  # download=False: the fix does not promise a download
+    assert "delete the other files, then `apt-get install dataset-fashion-mnist` or run without --no-download" \
+        in message
 
 
 def test_truncated_gz_is_named(tmp_path: Path, debian_fmnist: Path) -> None:
@@ -278,3 +280,87 @@ def test_available_and_text_output_on_fake_files(cifar10_root: Path, fmnist_root
     assert "NOT INTACT" in lines["fmnist"] and str(bad_fmnist) in lines["fmnist"]
     assert "missing" in lines["cifar100"] and "verified" not in lines["cifar100"]
     assert "1437 train / 360 test" in lines["digits"] and "generated" in lines["salient"]
+
+
+# --- Damaged tiny copies: one line naming the file and the remedy that works where the copy is ----
+
+def _damage(path: Path, fault: str) -> None:
+    """``path`` (a plain IDX file of the tiny copy) damaged as ``fault``; ``*-gz`` faults leave a .gz."""
+    content = path.read_bytes()
+    damaged = {"truncated": content[: len(content) // 2], "padded": content + b"\0" * 7,
+               "garbage": bytes(range(97)), "empty": b"", "header-cut": content[:6],
+               "count-wrong": content[:4] + (3).to_bytes(4, "big") + content[8:]}
+    if fault.endswith("-gz"):
+        path.unlink()
+        gz = path.with_name(path.name + ".gz")
+        whole = gzip.compress(content)
+        gz.write_bytes({"truncated-gz": whole[:-20], "garbage-gz": b"\x1f\x8b" + bytes(range(60)),
+                        "cut-content-gz": gzip.compress(content[:-100])}[fault])
+    else:
+        path.write_bytes(damaged[fault])
+
+
+FAULTS = {"truncated": "truncated or padded", "padded": "truncated or padded", "garbage": "magic number",
+          "empty": "ends inside the IDX header, after 0 bytes", "header-cut": "ends inside the IDX header",
+          "count-wrong": "its header, 3 images", "truncated-gz": "not an intact gzip file",
+          "garbage-gz": "not an intact gzip file", "cut-content-gz": "truncated or padded"}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("layout", ["torchvision", "flat", "system"])
+def test_a_damaged_file_is_one_line_naming_it_and_the_remedy_for_its_place(
+        fault: str, layout: str, fmnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = fmnist_root / "FashionMNIST" / "raw"
+    folder = {"torchvision": raw, "flat": tmp_path / "flat", "system": tmp_path / "system"}[layout]
+    if folder != raw:
+        shutil.move(raw, folder)
+    if layout == "system":
+        monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", folder)
+    _damage(folder / "train-images-idx3-ubyte", fault)
+    root = tmp_path / "flat" if layout == "flat" else fmnist_root
+    for download in (False, True):
+        monkeypatch.setattr(tvd.FashionMNIST, "download", lambda self: pytest.fail("a download was started"))
+        with pytest.raises(data.DataMissingError) as err:
+            fmnist.load_fmnist_arrays(root, download=download)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"fmnist file {folder / 'train-images-idx3-ubyte'}")
+        assert FAULTS[fault] in message, message
+        remedy = {"system": "delete it and reinstall with `apt-get install --reinstall dataset-fashion-mnist`",
+                  "torchvision": "or delete it and " + ("allow the download" if download else
+                                                        "run without --no-download") + " to download it again",
+                  "flat": (f"delete the four files in {folder} " + "to download again") if download else
+                          f"delete the four files in {folder}, then `apt-get install dataset-fashion-mnist` or "
+                          f"run without --no-download"}[layout]
+        assert message.endswith(remedy), message
+
+
+def test_a_damaged_flat_copy_points_to_debians_copy_when_it_is_there(fmnist_root: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "system"
+    shutil.copytree(fmnist_root / "FashionMNIST" / "raw", system)
+    monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", system)
+    flat = tmp_path / "flat"
+    shutil.move(fmnist_root / "FashionMNIST" / "raw", flat)
+    _damage(flat / "t10k-labels-idx1-ubyte", "truncated")
+    with pytest.raises(data.DataMissingError, match=f"delete the four files in {flat} to use Debian's copy in "
+                                                    f"{system}$"):
+        fmnist.load_fmnist_arrays(flat, download=False)
+    for name in fmnist.FMNIST_SHA256:  # the remedy works: Debian's copy is read
+        (flat / name).unlink()
+    test_labels = fmnist.load_fmnist_arrays(flat, download=False)[0][3]
+    assert len(test_labels) == int.from_bytes((system / "t10k-labels-idx1-ubyte").read_bytes()[4:8], "big")
+
+
+def test_run_on_a_damaged_copy_exits_2_with_that_line_and_writes_nothing(fmnist_root: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    path = fmnist_root / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
+    _damage(path, "truncated")
+    out_dir = tmp_path / "run"
+    code = main(["run", "--arch", "resnet8", "--dataset", "fmnist", "--data-root", str(fmnist_root), "--no-download",
+                 "--epochs", "1", "--output-dir", str(out_dir)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    error = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and f"fmnist file {path} is not the original FashionMNIST file" in error[0], err
+    assert "Traceback" not in err and "reshape" not in err
+    assert not (out_dir / "config.json").exists()

@@ -68,6 +68,26 @@ def test_malformed_specs_are_one_line_pool_spec_errors_with_the_fix(spec, proble
     assert isinstance(caught.value, ValueError)
 
 
+@pytest.mark.parametrize("spec, message", [
+    ("gem(p='3')", "gem: p must be a number, got '3'; write it unquoted: gem(p=3)"),
+    ("gem(p='x')", "gem: p must be a number, got 'x'; e.g. gem(p=3.0)"),
+    ("gem(p=None)", "gem: p must be a number, got None; e.g. gem(p=3.0)"),
+    ("gem(p=True)", "gem: p must be a number, got True; e.g. gem(p=3.0)"),
+    ("gem(p=(1, 2))", "gem: p must be a number, got (1, 2); e.g. gem(p=3.0)"),
+    ("gem(learnable='no')", "gem: learnable must be True or False, got 'no'; e.g. gem(learnable=True)"),
+    ("gem(learnable=0)", "gem: learnable must be True or False, got 0"),
+    ("simpool(num_heads=2.0)", "simpool: num_heads must be a whole number, got 2.0; e.g. simpool(num_heads=1)"),
+    ("topk(k='0.5')", "topk: k must be a number, got '0.5'; write it unquoted: topk(k=0.5)"),
+    ("gem(p=" + "9" * 400 + ")", "gem: p must be a finite number, got 999999999999"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_naming_the_type(spec, message):
+    with pytest.raises(pools.HyperParameterError) as caught:
+        registry.resolve(spec)
+    assert str(caught.value).startswith(message) and len(str(caught.value)) < 200, str(caught.value)
+    with pytest.raises(pools.HyperParameterError):  # the same through create()'s keywords
+        pools.create(parse_call(spec)[0], 64, **parse_call(spec)[1])
+
+
 def test_values_are_never_evaluated(tmp_path):
     target = tmp_path / "touched"
     with pytest.raises(pools.PoolSpecError, match="not a literal"):
@@ -98,7 +118,7 @@ def test_a_spec_builds_what_the_keywords_build():
     assert pools.create("topk(k=0.5)", 8).k == pools.create("topk", 8, k=0.5).k == 0.5
     torch.testing.assert_close(pools.create("topk(k=1)", 8)(x), x.amax(dim=(2, 3)))  # k=1: max
     positive = x.abs() + 0.1
-    torch.testing.assert_close(pools.create("gem(p=1)", 8)(positive), pools.create("gap", 8)(positive))
+    torch.testing.assert_close(pools.create("gem(p=1, learnable=False)", 8)(positive), pools.create("gap", 8)(positive))
     fixed = pools.create("gem(p=4, learnable=False)", 8)
     assert list(fixed.parameters()) == [] and fixed.p.item() == 4.0
     torch.testing.assert_close(fixed(positive), pools.create("gem", 8, p=4, learnable=False)(positive))
@@ -133,7 +153,8 @@ def test_the_contract_check_builds_a_spec_and_names_its_values():
     assert report.ok, report.format()
     assert "TopKPool(channels=C, k=0.5)" in report.results[0].message
     bad = check_pool("topk(k=-1)", pool_inputs=[(64, 8, 8)], include_cost=False)
-    assert not bad.ok and "TopKPool(channels=64, k=-1) raised ValueError" in bad.results[0].message
+    assert not bad.ok and "TopKPool(channels=64, k=-1) raised HyperParameterError: topk: k must be a count >= 1" \
+        in bad.results[0].message
     assert not check_pool("topk(0.5)").ok
 
 
@@ -222,9 +243,19 @@ def test_a_dry_run_sweep_plans_one_folder_per_spec_and_passes_the_spec_to_run(tm
 @pytest.mark.parametrize("pools_arg, message", [
     ("gap,topk(k=0.1", "unbalanced parentheses"),
     ("topk(kk=1)", "topk has no keyword kk"),
-    ("topk(k='a b'),topk(k='a_b')", "pooling name 'topk-ka_b' would name two poolings"),
+    ("topk(k='a')", "topk: k must be a number, got 'a'"),
+    ("worded(mode='a b'),worded(mode='a_b')", "pooling name 'worded-modea_b' would name two poolings"),
 ])
-def test_bad_specs_in_a_sweep_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, pools_arg, message):
+def test_bad_specs_in_a_sweep_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, monkeypatch, pools_arg,
+                                                                    message):
+    class Worded(torch.nn.Module):  # a pooling with a text hyper-parameter, whose labels can collide
+        def __init__(self, channels=None, mode="x"):
+            super().__init__()
+
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    monkeypatch.setitem(registry._REGISTRY, "worded", Worded)
     out = tmp_path / "sweep"
     assert main(["sweep", "--pools", pools_arg, "--out", str(out), "--dry-run"]) == 2
     err = capsys.readouterr().err
@@ -247,6 +278,21 @@ def test_a_bad_spec_makes_run_exit_2_with_one_line(tmp_path, capsys):
     assert err.strip() == ("error: bad pooling spec 'topk(0.5)': 0.5 has no keyword; "
                            "use name(key=value, ...), e.g. topk(k=0.5)")
     assert not (tmp_path / "r" / "config.json").exists()
+
+
+@pytest.mark.parametrize("spec, line", [
+    ("topk(k=2.5)", "error: topk: k must be a fraction in (0, 1] when written with a decimal point, got 2.5; use "
+                    "a fraction of the positions in (0, 1] such as topk(k=0.25), or a whole count such as topk(k=2)"),
+    ("lse(r=0)", "error: lse: r must be > r_min = 0.1 (r is clamped to >= r_min and gets no gradient there: it "
+                 "trains as lse(r=0.1) for good), got 0; use e.g. lse(r=5)"),
+    ("gem(p='3')", "error: gem: p must be a number, got '3'; write it unquoted: gem(p=3)"),
+])
+def test_a_refused_value_makes_run_exit_2_with_one_line_and_no_folder(tmp_path, capsys, spec, line):
+    assert main(["run", "--setting", "quick", "--pool", spec, "--output-dir", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == line
+    assert not (tmp_path / "r").exists()
+    report = check_pool(spec, pool_inputs=[(64, 8, 8)], include_cost=False)
+    assert not report.ok and line.removeprefix("error: ") in report.results[0].message
 
 
 def test_run_with_a_spec_trains_and_records_it(tmp_path, capsys):

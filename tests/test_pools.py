@@ -451,3 +451,80 @@ def test_invalid_hyper_parameters_are_rejected():
         pools.create("simpool", channels=6, num_heads=4)
     with pytest.raises(TypeError, match="channels"):
         pools.create("mixed", per_channel=True)
+
+
+# Values outside the range where a pooling is what its name says: each was clamped or degenerate
+# in silence (topk(k=2.5) was the mean, lse(r=0) trained with r stuck at its floor).
+@pytest.mark.parametrize("spec, words", [
+    ("topk(k=2.5)", "topk: k must be a fraction in (0, 1]"),
+    ("topk(k=2.0)", "write topk(k=2) for a count of 2 positions"),
+    ("topk(k=0)", "k must be a count >= 1"),
+    ("topk(k=-3)", "k must be a count >= 1"),
+    ("lse(r=0)", "lse: r must be > r_min = 0.1"),
+    ("lse(r=0.1)", "gets no gradient there"),
+    ("lse(r=0.05, learnable=False)", "r must be >= r_min = 0.1"),
+    ("lse(r_min=0)", "r_min must be a finite number > 0"),
+    ("gem(p=1)", "gem(p=1, learnable=False) for GAP"),
+    ("gem(p=0.5, learnable=False)", "p must be >= p_min = 1.0"),
+    ("gem(eps=0)", "gem: eps must be a finite number > 0"),
+    ("gem(p_min=0, p=2)", "p_min must be a finite number > 0"),
+    ("rms(p=0.5)", "rms: p must be >= 1"),
+    ("powernorm(a=0)", "powernorm: a must be in (0, 1]"),
+    ("powernorm(eps=0)", "powernorm: eps must be"),
+    ("mixed(a=1.0)", "mixed: a must be strictly between 0 and 1"),
+    ("channel_gate(tau=0)", "at tau = 0 neither tau nor w gets a gradient"),
+    ("simpool(num_heads=0)", "simpool: num_heads must be >= 1"),
+    ("simpool(num_heads=3)", "num_heads must be a divisor of the 64 channels"),
+    ("simpool(eps=0)", "simpool: eps must be"),
+    ("spatial_attention(reduction=0)", "reduction must be >= 1"),
+    ("spatial_attention(min_hidden=0)", "min_hidden must be >= 1"),
+    ("channel_adaptive(reduction=0)", "reduction must be >= 1"),
+    ("channel_adaptive(eps=0)", "channel_adaptive: eps must be"),
+    ("cov(dim=0)", "cov: dim must be >= 1"),
+    ("cov(iterations=-1)", "iterations must be >= 0"),
+    ("cov(eps=0)", "cov: eps must be"),
+    ("meanstd(eps=0)", "meanstd: eps must be"),
+    ("std_residual(eps=0)", "std_residual: eps must be"),
+    ("var_softmax(eps=0)", "var_softmax: eps must be"),
+    ("signed_gem(p=1)", "signed_gem: p must be strictly between p_min = 1.0 and p_max = 20.0"),
+    ("signed_gem(p=20)", "strictly between"),
+    ("signed_gem(p_min=0)", "0 < p_min < p_max"),
+    ("cap(hidden=0)", "cap: hidden must be >= 1"),
+    ("spectrum(p_max=0.5)", "spectrum: p_max must be >= 1"),
+    ("spectrum(eps=0)", "spectrum: eps must be"),
+    ("split(max_fraction=2)", "split: max_fraction must be in [0, 1]"),
+])
+def test_a_value_outside_a_poolings_range_is_refused_in_one_line_with_the_fix(spec, words):
+    with pytest.raises(pools.HyperParameterError) as caught:
+        pools.create(spec, channels=64)
+    message = str(caught.value)
+    assert words in message and re.search(r", got .+; (use|write) ", message), message
+    assert "\n" not in message and len(message) < 400, message
+
+
+@pytest.mark.parametrize("spec", ["topk(k=1)", "topk(k=1.0)", "topk(k=0.001)", "topk(k=1000)", "lse(r=0.11)",
+                                  "lse(r=0.1, learnable=False)", "gem(p=1, learnable=False)", "gem(p=1.01)",
+                                  "signed_gem(p=19.9)", "channel_gate(tau=-1)", "simpool(num_heads=64)",
+                                  "cov(iterations=0)", "split(max_fraction=0)"])
+def test_values_at_the_edges_of_a_range_are_still_accepted(spec):
+    pools.create(spec, channels=64)
+
+
+def test_a_learnable_scalar_at_its_clamp_floor_gets_no_gradient():
+    """Why a learnable r (p) must start above r_min (p_min), not at it: clamp passes no gradient
+    at the boundary, so only weight decay moves it, further down."""
+    r = torch.tensor(0.1, requires_grad=True)
+    lse(torch.rand(2, 3, 4, 4), r.clamp(min=0.1)).sum().backward()
+    assert r.grad is not None and r.grad.item() == 0.0
+    r = torch.tensor(0.11, requires_grad=True)
+    lse(torch.rand(2, 3, 4, 4), r.clamp(min=0.1)).sum().backward()
+    assert r.grad is not None and r.grad.item() != 0.0
+
+
+def test_topk_counts_and_fractions_keep_their_meaning():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert pools.create("topk(k=1)")(x).item() == 15.0  # the max
+    assert pools.create("topk(k=1.0)")(x).item() == 7.5  # the mean
+    assert pools.create("topk(k=2)")(x).item() == 14.5
+    assert pools.create("topk(k=0.125)")(x).item() == 14.5  # 2 of 16 positions
+    assert pools.create("topk(k=100)")(x).item() == 7.5  # a count above H*W: all positions

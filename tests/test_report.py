@@ -374,3 +374,21 @@ def test_refused_poolings_and_runs_ended_without_a_result_are_listed_with_their_
 def test_status_of_a_missing_folder_is_a_user_error(tmp_path, capsys):
     assert status(tmp_path / "nope") == 2
     assert capsys.readouterr().err.startswith("error: folder")
+
+
+@pytest.mark.parametrize("impossible", [float("nan"), float("inf"), "91.5", -3.0, 250.0])
+def test_a_result_json_with_an_impossible_score_is_unreadable_in_status_and_report(tmp_path, capsys, impossible):
+    write_json(tmp_path / "sweep.json", {"pools": {"gap": "gap"}, "settings": ["quick"], "seeds": list(SEEDS),
+                                         "overrides": {"epochs": 3}, "options": {}})
+    for seed, best in zip(SEEDS, (90.0, 88.0, 86.0), strict=True):
+        write_run(tmp_path, "quick", "gap", seed, best, epochs=3)
+    damaged = tmp_path / "quick" / "gap" / "seed123" / "result.json"
+    write_json(damaged, {**json.loads(damaged.read_text()), "best_test_acc": impossible})
+    assert status(tmp_path, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["completed"] == 2 and data["counts"]["unreadable"] == 1
+    assert {r["seed"]: r["status"] for r in data["runs"]}[123] == "unreadable"
+    report = analysis.build_report(tmp_path)
+    row = next(row for row in report.rows["quick"] if row.pool == "gap")
+    assert row.values == {42: 90.0, 456: 86.0} and row.unreadable == [123]  # never a result, never dropped
+    assert any(str(damaged) in note for note in report.notes), report.notes

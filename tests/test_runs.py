@@ -9,13 +9,17 @@ import time
 
 import pytest
 
+from poolbench.cli import main
 from poolbench.rundir import (
+    DamagedFileError,
     RunConfig,
     RunLock,
     RunLockedError,
     is_locked,
     read_jsonl,
+    read_result,
     status,
+    summarize,
     write_json,
     write_jsonl,
 )
@@ -80,3 +84,72 @@ def test_status_follows_the_files(tmp_path):
     assert status(tmp_path) == "interrupted"
     write_json(tmp_path / "result.json", {"status": "diverged"})
     assert status(tmp_path) == "diverged"
+
+
+# --- result.json: what no run can produce is unreadable, never a result ----------------------------
+
+GOOD_RESULT = {"status": "completed", "best_test_acc": 72.5, "best_epoch": 3, "final_test_acc": 71.0,
+               "epochs_completed": 3, "epochs": 3}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"best_test_acc": float("nan")}, "best_test_acc nan is no accuracy from 0 to 100"),
+    ({"best_test_acc": float("inf")}, "best_test_acc inf"),
+    ({"best_test_acc": "72.5"}, "best_test_acc '72.5'"),
+    ({"best_test_acc": -1.0}, "best_test_acc -1.0"),
+    ({"best_test_acc": 250}, "best_test_acc 250"),
+    ({"best_test_acc": True}, "best_test_acc True"),
+    ({"best_test_acc": None}, "a completed run without best_test_acc"),
+    ({"final_test_acc": 100.5}, "final_test_acc 100.5"),
+    ({"epochs_completed": -1}, "epochs_completed -1 is not a whole number >= 0"),
+    ({"epochs_completed": 2.5}, "epochs_completed 2.5"),
+    ({"best_epoch": 0}, "best_epoch 0 is not a whole number >= 1"),
+    ({"status": "finished"}, "status 'finished' is none of completed, diverged, failed"),
+    ({"status": "running"}, "status 'running'"),
+    ({"status": ["completed"]}, "status ['completed']"),
+    ({"status": "x" * 10_000}, "(10,002 characters)"),
+])
+def test_an_impossible_result_makes_the_run_unreadable_not_a_result(tmp_path, change, words):
+    run_dir = tmp_path / "quick" / "gap" / "seed1"
+    run_dir.mkdir(parents=True)
+    write_json(run_dir / "result.json", {**GOOD_RESULT, **change})
+    with pytest.raises(DamagedFileError) as caught:
+        read_result(run_dir / "result.json")
+    assert words in str(caught.value) and str(run_dir / "result.json") in str(caught.value), str(caught.value)
+    assert len(str(caught.value)) < 400 and "\n" not in str(caught.value)
+    assert status(run_dir) == "unreadable"
+    summary = summarize(run_dir)
+    assert summary.status == "unreadable" and summary.result is None and words in (summary.problem or "")
+
+
+def test_json_python_cannot_read_is_unreadable_too(tmp_path):
+    (tmp_path / "result.json").write_text('{"status": "completed", "best_test_acc": 1' + "0" * 5000 + "}")
+    assert status(tmp_path) == "unreadable"
+    (tmp_path / "result.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert status(tmp_path) == "unreadable"
+
+
+@pytest.mark.parametrize("result", [
+    GOOD_RESULT, {**GOOD_RESULT, "best_test_acc": 0, "final_test_acc": 100},
+    {"status": "diverged", "best_test_acc": None, "epochs_completed": 0},
+    {"status": "diverged"}, {"status": "failed", "error": "RuntimeError: boom", "best_test_acc": 12.5},
+])
+def test_a_possible_result_reads_back_as_written(tmp_path, result):
+    write_json(tmp_path / "result.json", result)
+    assert read_result(tmp_path / "result.json") == result
+    assert status(tmp_path) == result["status"]
+
+
+def test_run_on_a_folder_whose_result_is_impossible_trains_again_instead_of_reporting_it(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    args = ["run", "--setting", "quick", "--epochs", "1", "--output-dir", str(out_dir)]
+    assert main(args) == 0
+    written = json.loads((out_dir / "result.json").read_text())
+    write_json(out_dir / "result.json", {**written, "best_test_acc": 250.0})
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "best_test_acc 250.0 is no accuracy from 0 to 100" in captured.err
+    assert "result.json.damaged" in captured.err
+    assert captured.out.strip().splitlines()[-1] == f"TEST_METRICS: test_acc={written['best_test_acc']:.2f}"
+    assert json.loads((out_dir / "result.json").read_text())["best_test_acc"] == written["best_test_acc"]

@@ -9,10 +9,13 @@ place that parses command lines (see the import-linter contracts in pyproject.to
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
+from ..quoting import LIMIT, shorten
 from . import check, data, report, run, status, sweep
 from . import list as list_verb
 
@@ -20,8 +23,16 @@ VERBS = {"run": run, "check": check, "list": list_verb, "sweep": sweep, "status"
          "data": data}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error line quotes at most LIMIT characters of a value: its
+    ``invalid int value: '...'`` echoes the whole argument (10,000 digits of a --seed)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(re.sub(rf"'([^']{{{LIMIT + 1},}})'", lambda match: f"'{shorten(match[1])}'", message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poolbench", description=(__doc__ or "").splitlines()[0])
+    parser = Parser(prog="poolbench", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--version", action="version", version=f"poolbench {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, verb in VERBS.items():

@@ -19,8 +19,10 @@ from .report import Status
 from .subject import (
     BATCH,
     BATCHNORM_ONE_VALUE,
+    INPLACE_INPUT,
     ContractViolation,
     Subject,
+    feature_map,
     hidden_state,
     is_lazy,
     nonfinite_part,
@@ -296,9 +298,16 @@ def check_cost(subject: Subject) -> tuple[Status, str]:
 
     def timed(module: nn.Module) -> float:
         start = time.perf_counter()
-        output = module(x)
+        pool_input = feature_map(x)
+        version = pool_input._version
+        output = module(pool_input)
         if output.requires_grad:
-            output.sum().backward()
+            try:
+                output.sum().backward()
+            except RuntimeError as error:
+                if pool_input._version != version:
+                    raise ContractViolation(INPLACE_INPUT) from error
+                raise
         if subject.device.type == "cuda":
             torch.cuda.synchronize(subject.device)
         return time.perf_counter() - start

@@ -6,6 +6,7 @@ import functools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -115,6 +116,42 @@ class Subject:
         return x.to(device=self.device, dtype=dtype)
 
 
+class _FeatureMap(torch.autograd.Function):
+    """The identity, standing in for the layer that made the feature map a pooling receives.
+
+    A real pool input is no leaf tensor but the output of a layer, and in the CIFAR ResNets that
+    layer is an in-place ReLU, which keeps its output for its backward pass: a pooling that changes
+    its input in place (``x.relu_()``) makes that backward fail. This op keeps its output the same
+    way, so such a pooling fails here as in training, while the gradient passes through unchanged
+    and the input gradient is still checked. (A leaf input would refuse every in-place op in the
+    forward pass, an artefact; VGG's max-pool and MobileNetV2's ReLU6 keep no output, but the check
+    must hold for every model.)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        output = x.clone()
+        ctx.save_for_backward(output)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        ctx.saved_tensors  # noqa: B018  (reading them is autograd's check that nothing changed them)
+        return grad
+
+
+def feature_map(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a pooling receives it in training: the output of a layer (see :class:`_FeatureMap`)
+    when it requires grad, else ``x`` itself (evaluation runs without a graph)."""
+    return _FeatureMap.apply(x) if x.requires_grad else x
+
+
+# What step() reports for a pooling that changes its input in place, instead of autograd's message.
+INPLACE_INPUT = ("forward() changes its input in place (x.relu_(), x.clamp_(...), x += ...): the layer "
+                 "before the pooling (the ReLU ending a ResNet block) needs that map for its backward pass, "
+                 "so training fails; compute out of place, e.g. x = x.relu() or x = x.clamp(min=0)")
+
+
 # A check returns (status, message) or raises ContractViolation with the message of a FAIL.
 Check = Callable[[Subject], tuple[Status, str]]
 
@@ -137,13 +174,15 @@ def step(module: nn.Module, x: torch.Tensor, *, train: bool, backward: bool | No
     """
     backward = train if backward is None else backward
     module.train(train)
-    x = x.detach().clone().requires_grad_(backward)
+    x = x.detach().clone().requires_grad_(backward)  # the leaf whose gradient is checked
     for p in module.parameters():
         p.grad = None
     mode = "train" if train else "eval"
     try:
         with torch.set_grad_enabled(backward):
-            output = module(x)
+            pool_input = feature_map(x)
+            version = pool_input._version  # bumped by every in-place op on it
+            output = module(pool_input)
     except (Exception, SystemExit) as error:
         raise ContractViolation(
             f"forward() raised {one_line(error)} on input {shape_text(x.shape)} ({mode} mode)"
@@ -156,6 +195,8 @@ def step(module: nn.Module, x: torch.Tensor, *, train: bool, backward: bool | No
         try:
             (output.float() * weight).sum().backward()
         except Exception as error:
+            if pool_input._version != version:
+                raise ContractViolation(INPLACE_INPUT) from error
             raise ContractViolation(
                 f"backward raised {one_line(error)} on input {shape_text(x.shape)} ({mode} mode)"
             ) from error

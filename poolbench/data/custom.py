@@ -40,6 +40,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..quoting import quote
 from .common import DataMissingError, one_line
 from .images import DataInfo, ImageData, channel_stats
 
@@ -68,7 +69,7 @@ def is_custom(spec: str) -> bool:
 def _split_spec(spec: str) -> tuple[str, str]:
     kind, colon, path = spec.partition(":")
     if not colon or kind not in _KINDS:
-        raise ValueError(f"unknown data spec {spec!r}: a custom data set is imagefolder:PATH or npz:FILE")
+        raise ValueError(f"unknown data spec {quote(spec)}: a custom data set is imagefolder:PATH or npz:FILE")
     if not path.strip():
         raise ValueError(f"{kind}: needs a path after the colon, e.g. {kind}:~/data/pets"
                          + (".npz" if kind == "npz" else ""))
@@ -219,7 +220,7 @@ def _silent(line: str) -> None:
 def _check_image_size(image_size: int | None) -> None:
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or image_size < 1):
-        raise ValueError(f"image size must be a positive integer, got {image_size!r}")
+        raise ValueError(f"image size must be a positive integer, got {quote(image_size)}")
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

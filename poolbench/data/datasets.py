@@ -21,6 +21,7 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..quoting import quote
 from ..setting_spec import dataset_prefix
 from . import custom
 from .common import DOWNLOAD_TIMEOUT_S, DataMissingError, one_line, socket_timeout
@@ -80,7 +81,7 @@ def describe(name: str, image_size: int | None = None) -> DataInfo:
     if is_custom(name):
         return custom.describe(name, image_size)
     if name not in _NAMES:
-        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}, "
+        raise ValueError(f"unknown data set {quote(name)}: choose one of {', '.join(_NAMES)}, "
                          "imagefolder:PATH or npz:FILE")
     if name in SUBSETS:
         source, per_class = SUBSETS[name]
@@ -107,7 +108,7 @@ def load(name: str, root: str | Path | None = None, download: bool = True,
     if is_custom(name):
         return custom.load_custom(name, image_size, log=log)
     if name not in _NAMES:
-        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(_NAMES)}, "
+        raise ValueError(f"unknown data set {quote(name)}: choose one of {', '.join(_NAMES)}, "
                          "imagefolder:PATH or npz:FILE")
     if name in SUBSETS:
         source, per_class = SUBSETS[name]

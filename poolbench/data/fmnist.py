@@ -76,21 +76,23 @@ def find_copy(root: Path) -> FashionMNISTCopy | None:
     return None
 
 
-def verify(copy: FashionMNISTCopy) -> None:
+def verify(copy: FashionMNISTCopy, download: bool | None = None) -> None:
     """Raise :class:`DataMissingError` (one line naming the file and the fix) unless the copy is intact.
 
     Intact: all four files present, each ``.gz`` a complete gzip stream, each content an IDX file
-    of the size its header states, with the SHA-256 of :data:`FMNIST_SHA256`.
+    of the size its header states, with the SHA-256 of :data:`FMNIST_SHA256`. ``download``: whether
+    the command may download (the fix offers it only then; None: not known, as for `poolbench data`).
     """
-    _contents(copy)
+    _contents(copy, download)
 
 
-def read_copy(copy: FashionMNISTCopy) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def read_copy(copy: FashionMNISTCopy, download: bool | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Verify the copy, then parse it: train images uint8 ``[N, 28, 28]``, train labels int64, test images, labels.
 
-    Each file is decompressed once; its verified bytes are the ones parsed.
+    Each file is decompressed once; its verified bytes are the ones parsed. ``download`` as for :func:`verify`.
     """
-    contents = _contents(copy)
+    contents = _contents(copy, download)
     arrays = []
     for name in _FILES:
         dims, offset = _header(contents[name])
@@ -100,7 +102,7 @@ def read_copy(copy: FashionMNISTCopy) -> tuple[torch.Tensor, torch.Tensor, torch
     for split, images, labels in (("train", arrays[0], arrays[1]), ("t10k", arrays[2], arrays[3])):
         if len(images) != len(labels):
             raise DataMissingError(f"fmnist copy in {copy.folder} is not the original FashionMNIST: {split} has "
-                                   f"{len(images)} images but {len(labels)} labels; {_fix(copy)}")
+                                   f"{len(images)} images but {len(labels)} labels; {_fix(copy, download)}")
     return arrays[0], arrays[1], arrays[2], arrays[3]
 
 
@@ -152,7 +154,7 @@ def load_fmnist_arrays(root: Path, download: bool, *, timeout_s: float | None = 
             f"{allow}, or pass --data-root DIR"
         )
     try:
-        return read_copy(copy), copy
+        return read_copy(copy, download), copy
     except DataMissingError as err:
         if failure is None:
             raise
@@ -163,13 +165,13 @@ def load_fmnist_arrays(root: Path, download: bool, *, timeout_s: float | None = 
 # helpers
 
 
-def _contents(copy: FashionMNISTCopy) -> dict[str, bytes]:
+def _contents(copy: FashionMNISTCopy, download: bool | None) -> dict[str, bytes]:
     """Name -> decompressed, verified content of each of the four files; DataMissingError on the first fault."""
     missing = [name for name in _FILES if name not in copy.files]
     if missing:
         raise DataMissingError(
             f"fmnist copy in {copy.folder} is incomplete: it holds no {' and no '.join(missing)} (plain or .gz); "
-            f"{_fix(copy, missing=True)}"
+            f"{_fix(copy, download, missing=True)}"
         )
     contents = {}
     for name in _FILES:
@@ -177,20 +179,23 @@ def _contents(copy: FashionMNISTCopy) -> dict[str, bytes]:
         try:
             raw = path.read_bytes()
         except OSError as err:
-            raise DataMissingError(f"fmnist file {path} cannot be read ({one_line(err)}); {_fix(copy)}") from err
+            raise DataMissingError(f"fmnist file {path} cannot be read ({one_line(err)}); {_fix(copy, download)}"
+                                   ) from err
         if path.suffix == ".gz":
             try:
                 raw = gzip.decompress(raw)
             except (EOFError, OSError, zlib.error) as err:  # truncated stream / not gzip / corrupt data
                 raise DataMissingError(
-                    f"fmnist file {path} is not an intact gzip file ({one_line(err)}); {_fix(copy)}") from err
-        _check_content(copy, name, path, raw)
+                    f"fmnist file {path} is not an intact gzip file ({one_line(err)}); {_fix(copy, download)}"
+                ) from err
+        _check_content(name, path, raw, _fix(copy, download))
         contents[name] = raw
     return contents
 
 
-def _check_content(copy: FashionMNISTCopy, name: str, path: Path, content: bytes) -> None:
-    """The content's IDX header fits the file's role and its size, and its SHA-256 is the original's."""
+def _check_content(name: str, path: Path, content: bytes, fix: str) -> None:
+    """The content's IDX header fits the file's role and its size, and its SHA-256 is the original's;
+    else DataMissingError naming the fault, then ``fix``."""
     images = "images" in name
     what = "images" if images else "labels"
     not_original = f"fmnist file {path} is not the original FashionMNIST file"
@@ -198,24 +203,24 @@ def _check_content(copy: FashionMNISTCopy, name: str, path: Path, content: bytes
     magic = struct.unpack_from(">I", content)[0] if len(content) >= 4 else None
     if magic is not None and magic != expected_magic:
         raise DataMissingError(f"{not_original} (its content starts with magic number {magic}; an IDX {what} file "
-                               f"starts with {expected_magic}); {_fix(copy)}")
+                               f"starts with {expected_magic}); {fix}")
     try:
         dims, offset = _header(content)
     except struct.error:
         raise DataMissingError(f"{not_original} (its content ends inside the IDX header, after {len(content)} "
-                               f"bytes); {_fix(copy)}") from None
+                               f"bytes); {fix}") from None
     if images and dims[1:] != (_SIDE, _SIDE):
         raise DataMissingError(f"{not_original} (its images are {dims[1]}x{dims[2]}, FashionMNIST's "
-                               f"{_SIDE}x{_SIDE}); {_fix(copy)}")
+                               f"{_SIDE}x{_SIDE}); {fix}")
     size = offset + int(np.prod(dims))
     if len(content) != size:
         raise DataMissingError(f"{not_original} (its content has {len(content)} bytes where its header, {dims[0]} "
-                               f"{what}, needs {size}: truncated or padded); {_fix(copy)}")
+                               f"{what}, needs {size}: truncated or padded); {fix}")
     digest = hashlib.sha256(content).hexdigest()
     expected = FMNIST_SHA256[name]
     if digest != expected:
         raise DataMissingError(f"{not_original} (SHA-256 of its content {digest[:8]}... != expected "
-                               f"{expected[:8]}...); {_fix(copy)}")
+                               f"{expected[:8]}...); {fix}")
 
 
 def _header(content: bytes) -> tuple[tuple[int, ...], int]:
@@ -226,20 +231,31 @@ def _header(content: bytes) -> tuple[tuple[int, ...], int]:
     return tuple(dims), 4 + 4 * len(dims)
 
 
-def _fix(copy: FashionMNISTCopy, missing: bool = False) -> str:
-    """What to do about a bad or missing file of ``copy``, which depends on where the copy is."""
+def _fix(copy: FashionMNISTCopy, download: bool | None, missing: bool = False) -> str:
+    """What to do about a bad or missing file of ``copy``, which depends on where the copy is, on whether
+    Debian's copy is there to fall back on, and on whether the command may download (None: not known)."""
     if copy.layout == "system":
         reinstall = f"reinstall with `apt-get install --reinstall {DEBIAN_PACKAGE}`"
         return reinstall if missing else f"delete it and {reinstall}"
     source = f"the .gz from torchvision's mirror {tvd.FashionMNIST.mirrors[0]} or Debian's package {DEBIAN_PACKAGE}"
-    if missing:
-        # The download completes torchvision's folder; a flat copy, while any of it is there, is used instead.
-        again = "allow the download" if copy.layout == "torchvision" else "delete the other files to download again"
-        return f"copy it in (gzipped or not; {source}), or {again}"
-    # The download goes to torchvision's folder, and only when no copy is found: in a flat copy the
-    # other files would still be found, so all four must go.
-    again = "delete it" if copy.layout == "torchvision" else f"delete the four files in {copy.folder}"
-    return f"replace it with an intact copy ({source}), or {again} to download again"
+    replace = f"copy it in (gzipped or not; {source})" if missing else f"replace it with an intact copy ({source})"
+    allow = "run without --no-download" if download is False else "allow the download"
+    if copy.layout == "torchvision":  # the download completes an incomplete copy there (an interrupted one's)
+        return f"{replace}, or {allow}" if missing else f"{replace}, or delete it and {allow} to download it again"
+    # A flat copy hides the others: poolbench reads Debian's folder, or downloads, only once no file is left.
+    files = "the other files" if missing else f"the four files in {copy.folder}"
+    if _has_system_copy(copy.folder):
+        return f"{replace}, or delete {files} to use Debian's copy in {SYSTEM_FOLDER}"
+    if download is False:
+        return f"{replace}, or delete {files}, then `apt-get install {DEBIAN_PACKAGE}` or {allow}"
+    return f"{replace}, or delete {files} to download again"
+
+
+def _has_system_copy(besides: Path) -> bool:
+    """Whether Debian's folder holds all four files and is not ``besides`` itself."""
+    system = SYSTEM_FOLDER
+    return not _same_folder(besides, system) and all(
+        (system / name).is_file() or (system / f"{name}.gz").is_file() for name in _FILES)
 
 
 def _same_folder(a: Path, b: Path) -> bool:

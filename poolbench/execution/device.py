@@ -12,6 +12,7 @@ import torch
 import torchvision
 
 from .. import __version__
+from ..quoting import quote
 
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -24,11 +25,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device {name!r} is not a device: use one of {DEVICE_FORMS}") from None
+        raise ValueError(f"--device {quote(name)} is not a device: use one of {DEVICE_FORMS}") from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name!r}: poolbench trains on {DEVICE_FORMS}")
+        raise ValueError(f"--device {quote(name)}: poolbench trains on {DEVICE_FORMS}")
     if device.type == "cuda" and device.index is not None and device.index >= max(torch.cuda.device_count(), 1):
-        raise ValueError(f"--device {name!r}: there are {torch.cuda.device_count()} CUDA devices; "
+        raise ValueError(f"--device {quote(name)}: there are {torch.cuda.device_count()} CUDA devices; "
                          f"use cuda:0 .. cuda:{max(torch.cuda.device_count() - 1, 0)} or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps asked for, but MPS is not available: use --device cpu")

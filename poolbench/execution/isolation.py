@@ -34,6 +34,7 @@ import torch
 from ..catalog import pool_input
 from ..contract import BENCHMARK_POOL_INPUTS, CheckResult, ContractReport, check_pool
 from ..pools import registry as pool_registry
+from ..quoting import quote, shorten
 from ..setting_spec import is_arch_file
 
 #: The longest a single call into user code may take (an import, a constructor, one check's
@@ -219,8 +220,8 @@ def unbuildable_pool(pool: str, channels: int) -> str | None:
             return str(error)
         what = f"SystemExit({error.code!r}), the pooling ended the interpreter" if isinstance(error, SystemExit) \
             else f"{type(error).__name__}: {error}"
-        return (f"pooling {pool!r} cannot be built: {' '.join(what.split())}; "
-                f"fix it (see `poolbench check {shlex.quote(pool)}`)")
+        return (f"pooling {quote(pool)} cannot be built: {shorten(' '.join(what.split()), 300)}; "
+                f"fix it (see `poolbench check {shorten(shlex.quote(pool))}`)")
     return None
 
 

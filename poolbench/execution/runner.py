@@ -8,7 +8,6 @@ run raises :class:`RunRefused`, which ends it as one ``error:`` line on the log.
 
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import sys
@@ -30,6 +29,7 @@ from ..compile import CompiledForward
 from ..contract import check_pool
 from ..outcomes import ExitCode, RunStatus
 from ..pools import registry as pool_registry
+from ..quoting import quote, shorten
 from ..rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -41,6 +41,7 @@ from ..rundir import (
     RunLock,
     RunLockedError,
     read_json_object,
+    read_result,
     write_json,
     write_jsonl,
 )
@@ -140,10 +141,11 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
     refused command leaves nothing behind."""
     problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
     if problem is None and output_dir.exists() and not output_dir.is_dir():
-        problem = f"--output-dir {output_dir} is a file: give a folder"
+        problem = f"--output-dir {shorten(str(output_dir))} is a file: give a folder"
     if problem is None and (output_dir / SWEEP_FILE).exists():
-        problem = (f"--output-dir {output_dir} is a sweep's folder (it holds {SWEEP_FILE}): give a folder of its "
-                   f"own, or run the sweep (`poolbench sweep --out {output_dir}`)")
+        folder = shorten(str(output_dir))
+        problem = (f"--output-dir {folder} is a sweep's folder (it holds {SWEEP_FILE}): give a folder of its "
+                   f"own, or run the sweep (`poolbench sweep --out {folder}`)")
     if problem is not None:
         raise RunRefused(problem)
 
@@ -161,11 +163,11 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
         return ("--amp fp16 needs a CUDA device: float16 training on the CPU is emulated, about 80x "
                 "slower than float32; use --amp bf16 or --amp none there")
     if not 0 <= config.seed <= SEED_MAX:
-        return f"--seed {config.seed} is out of range: use an integer from 0 to {SEED_MAX}"
+        return f"--seed {quote(config.seed)} is out of range: use an integer from 0 to {SEED_MAX}"
     if threads is not None and threads < 1:
-        return f"--threads {threads}: give a number of CPU threads >= 1"
+        return f"--threads {quote(threads)}: give a number of CPU threads >= 1"
     if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
-        return f"--data-root {data_root} is a file: give a folder (it is created if missing)"
+        return f"--data-root {shorten(data_root)} is a file: give a folder (it is created if missing)"
     if config.amp not in AMP_DTYPES:
         return f"--amp {config.amp!r}: use one of {', '.join(AMP_DTYPES)}"
     try:
@@ -173,7 +175,7 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
     except (ValueError, datasets.DataMissingError) as error:
         return str(error)
     if config.num_classes != info.num_classes:
-        return (f"{config.dataset} has {info.num_classes} classes, the run asks for {config.num_classes}; "
+        return (f"{config.dataset} has {info.num_classes} classes, the run asks for {quote(config.num_classes)}; "
                 f"drop --num-classes or set it to {info.num_classes}")
     problem = too_big(info, config.protocol.crop_padding, resolved)
     if problem is not None:
@@ -218,7 +220,7 @@ def holding_lock(output_dir: Path) -> Iterator[None]:
         raise RunRefused(str(error), ExitCode.LOCKED) from None
     except OSError as error:
         _remove_created(output_dir, created, remove_lock=not lock_was_there)
-        raise RunRefused(f"cannot use output dir {output_dir}: {error.strerror}; "
+        raise RunRefused(f"cannot use output dir {shorten(str(output_dir))}: {error.strerror}; "
                          f"choose a writable --output-dir") from None
     try:
         yield
@@ -281,10 +283,7 @@ def _finished_result(output_dir: Path, log: Log) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        result = read_json_object(path, "", keys=("status",))
-        score = result.get("best_test_acc")
-        if result["status"] == RunStatus.COMPLETED and not (isinstance(score, (int, float)) and math.isfinite(score)):
-            raise DamagedFileError(f"{path} is damaged (no best_test_acc): ")
+        result = read_result(path, fix="")
     except DamagedFileError as error:
         os.replace(path, path.with_name(RESULT_FILE + ".damaged"))
         log(f"{str(error).rstrip(': ')}; moved to {RESULT_FILE}.damaged, rewriting it from the run's checkpoint")

@@ -2,7 +2,8 @@
 
 The public API is :func:`create` (a pooling from any spec), :func:`names`, :func:`register`,
 :func:`attach` (put a pooling into a torchvision or timm classifier), :mod:`.functional` (the
-poolings as functions) and :class:`PoolSpecError`.
+poolings as functions), :class:`PoolSpecError` and its :class:`HyperParameterError` (a value a
+pooling refuses).
 
 >>> import poolbench.pools as pools
 >>> pools.create("gem", channels=64)
@@ -20,9 +21,9 @@ from typing import Any
 
 from . import attention, classic, functional, mixed, registry, smooth, spectrum, split, statistics  # noqa: F401  (register)
 from .attach import attach
-from .registry import PoolSpecError, create, names, register
+from .registry import HyperParameterError, PoolSpecError, create, names, register
 
-__all__ = ["OWN_POOLING", "PoolSpecError", "attach", "create", "functional", "names", "register"]
+__all__ = ["OWN_POOLING", "HyperParameterError", "PoolSpecError", "attach", "create", "functional", "names", "register"]
 
 #: poolbench's own pooling, designed from the diagnostic suite (see poolbench.pools.split).
 OWN_POOLING = "spectrum"

@@ -8,10 +8,14 @@ its result back to the input dtype: ``exp``, ``pow``, variances and softmaxes le
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import overload
 
 import torch
 from torch import nn
+
+from ..poolspec import HyperParameterError
+from ..quoting import quote
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -93,3 +97,38 @@ def add_scalar(module: nn.Module, name: str, value: float, learnable: bool) -> N
         module.register_parameter(name, nn.Parameter(tensor))
     else:
         module.register_buffer(name, tensor)
+
+
+def check_value(valid: bool, pool: str, name: str, value: object, rule: str, fix: str) -> None:
+    """How a pooling refuses a hyper-parameter value: HyperParameterError ``"{pool}: {name} must be
+    {rule}, got {value}; {fix}"`` unless ``valid``, raised by the constructor, so that a run refuses
+    the spec in one line before it starts. Write ``valid`` so that NaN makes it False (``a > 0``,
+    not ``not a <= 0``)."""
+    if not valid:
+        raise HyperParameterError(f"{pool}: {name} must be {rule}, got {quote(value)}; {fix}")
+
+
+def check_eps(pool: str, eps: float, why: str, default: float) -> None:
+    """An ``eps`` (``why``: what it keeps finite) must be a finite number > 0."""
+    check_value(is_positive(eps), pool, "eps", eps, f"a finite number > 0 ({why})", f"use e.g. {pool}(eps={default})")
+
+
+def is_positive(value: float) -> bool:
+    """``0 < value < inf`` (False for NaN): an ``eps``, a floor, a scale."""
+    return 0 < value < math.inf
+
+
+def check_floor(pool: str, name: str, value: float, floor_name: str, floor: float, learnable: bool,
+                example: str, consequence: str, alternative: str = "") -> None:
+    """A scalar hyper-parameter clamped to ``>= floor`` in the forward pass.
+
+    Learnable, it must start above the floor: at the floor or below, the clamp passes it no gradient
+    (``clamp``'s gradient is 0 at the boundary too), weight decay only pulls it further down, and it
+    stays clamped for good. Fixed, the floor itself is the exact value the pooling uses.
+    """
+    inside = value > floor if learnable else value >= floor
+    why = (f"{name} is clamped to >= {floor_name} and gets no gradient there: {consequence}" if learnable
+           else f"{name} is clamped to >= {floor_name}")
+    check_value(inside and value < math.inf, pool, name, value,
+                f"{'>' if learnable else '>='} {floor_name} = {floor} ({why})",
+                f"use e.g. {example}" + (f", or {alternative}" if alternative else ""))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._numerics import autocast_off, like, positions, require_channels, upcast
+from ._numerics import autocast_off, check_eps, check_value, like, positions, require_channels, upcast
 from .registry import register
 
 
@@ -69,9 +69,11 @@ class SimPool(nn.Module):
 
     def __init__(self, channels: int | None = None, num_heads: int = 1, eps: float = 1e-6):
         super().__init__()
+        check_value(num_heads >= 1, "simpool", "num_heads", num_heads, ">= 1", "use e.g. simpool(num_heads=1)")
+        check_eps("simpool", eps, "LayerNorm divides by sqrt(var + eps), and var = 0 where all channels are 0", 1e-6)
         channels = require_channels(channels, "simpool")
-        if channels % num_heads:
-            raise ValueError(f"simpool: channels ({channels}) must be divisible by num_heads ({num_heads})")
+        check_value(channels % num_heads == 0, "simpool", "num_heads", num_heads,
+                    f"a divisor of the {channels} channels", "use e.g. simpool(num_heads=1)")
         self.num_heads = num_heads
         self.norm = nn.LayerNorm(channels, eps=eps)
         self.wq = nn.Linear(channels, channels, bias=False)
@@ -112,6 +114,10 @@ class SpatialAttentionPool(nn.Module):
 
     def __init__(self, channels: int | None = None, reduction: int = 16, min_hidden: int = 8):
         super().__init__()
+        check_value(reduction >= 1, "spatial_attention", "reduction", reduction, ">= 1",
+                    "use e.g. spatial_attention(reduction=16)")
+        check_value(min_hidden >= 1, "spatial_attention", "min_hidden", min_hidden, ">= 1",
+                    "use e.g. spatial_attention(min_hidden=8)")
         channels = require_channels(channels, "spatial_attention")
         hidden = max(channels // reduction, min_hidden)
         self.conv1 = nn.Conv2d(channels, hidden, kernel_size=1, bias=False)

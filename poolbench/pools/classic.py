@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._numerics import add_scalar, upcast
+from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, upcast
 from .registry import register
 
 
@@ -81,9 +81,11 @@ class GeM(nn.Module):
                  p_min: float = 1.0, learnable: bool = True):
         super().__init__()
         self.p: torch.Tensor  # a parameter when learnable, else a buffer
-        if not p >= p_min:  # below p_min the clamp makes it GAP, and p never gets a gradient to leave
-            raise ValueError(f"gem: p must be >= p_min = {p_min} (p is clamped there: below it the pooling is "
-                             f"GAP and p gets no gradient), got p={p}; use e.g. gem(p=3)")
+        check_eps("gem", eps, "the clamp at eps keeps powers of zero finite", 1e-6)
+        check_value(is_positive(p_min), "gem", "p_min", p_min, "a finite number > 0 (the root 1/p)",
+                    "use e.g. gem(p_min=1)")
+        check_floor("gem", "p", p, "p_min", p_min, learnable, "gem(p=3)",
+                    "the pooling is GAP for good", "gem(p=1, learnable=False) for GAP")
         add_scalar(self, "p", p, learnable)
         self.eps = eps
         self.p_min = p_min

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ._numerics import autocast_off, like, positions, require_channels, upcast
+from ._numerics import autocast_off, check_value, like, positions, require_channels, upcast
 from .registry import register
 
 
@@ -24,9 +24,9 @@ def mix_max_avg(x: torch.Tensor, a: torch.Tensor | float) -> torch.Tensor:
 
 
 def _logit(a: float, name: str) -> float:
-    if not 0 < a < 1:
-        # a = 0 or 1 would need an infinite logit, which weight decay turns into NaN.
-        raise ValueError(f"{name}: a must be strictly between 0 and 1, got {a}")
+    # a = 0 or 1 would need an infinite logit, which weight decay turns into NaN.
+    check_value(0 < a < 1, name, "a", a, "strictly between 0 and 1 (a = sigmoid of a finite logit)",
+                f"use e.g. {name}(a=0.5)")
     return math.log(a / (1 - a))
 
 
@@ -89,6 +89,11 @@ class ChannelGatePool(nn.Module):
 
     def __init__(self, channels: int | None = None, tau: float = 1.0):
         super().__init__()
+        # tau = 0 with w = 0: both gradients are 0 (each is the other times the gate's slope), so
+        # neither ever moves and the pooling stays avg+max.
+        check_value(tau != 0 and math.isfinite(tau), "channel_gate", "tau", tau,
+                    "a finite number other than 0 (at tau = 0 neither tau nor w gets a gradient)",
+                    "use e.g. channel_gate(tau=1)")
         self.w = nn.Parameter(torch.zeros(require_channels(channels, "channel_gate")))
         self.tau = nn.Parameter(torch.tensor(float(tau)))
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch import nn
 from .. import global_state
 from ..poolspec import (
     USAGE,
+    HyperParameterError,
     PoolSpecError,
     PositionalValueError,
     is_call_spec,
@@ -34,13 +36,15 @@ from ..poolspec import (
     normalise_spec,
     parse_call,
 )
+from ..quoting import quote, shorten
 
 PoolFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, PoolFactory] = {}
 
-__all__ = ["PoolFactory", "PoolSpecError", "accepts_channels", "create", "existing_file", "get", "hyper_parameters",
-           "instantiate", "is_file_spec", "load_file", "names", "normalise_spec", "register", "resolve"]
+__all__ = ["HyperParameterError", "PoolFactory", "PoolSpecError", "accepts_channels", "create", "existing_file",
+           "get", "hyper_parameters", "instantiate", "is_file_spec", "load_file", "names", "normalise_spec",
+           "register", "resolve"]
 
 
 def register(name: str) -> Callable[[PoolFactory], PoolFactory]:
@@ -71,7 +75,7 @@ def get(name: str) -> PoolFactory:
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see `poolbench list`"
-        raise PoolSpecError(f"unknown pooling {name!r}: {hint}")
+        raise PoolSpecError(f"unknown pooling {quote(name)}: {hint}")
     return _REGISTRY[key]
 
 
@@ -172,8 +176,8 @@ def load_file(spec: str) -> PoolFactory:
     if factory is None:
         found = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)]
         raise PoolSpecError(
-            f"pooling file {path_text!r} has no class {class_name!r}; "
-            f"nn.Module classes found: {', '.join(found) or 'none'} (use {path_text}:ClassName)"
+            f"pooling file {quote(path_text)} has no class {quote(class_name)}; "
+            f"nn.Module classes found: {', '.join(found) or 'none'} (use {shorten(path_text)}:ClassName)"
         )
     return factory
 
@@ -202,7 +206,7 @@ def resolve(spec: str) -> PoolFactory:
 def _check_keywords(spec: str, name: str, factory: PoolFactory, kwargs: dict[str, Any]) -> None:
     """PoolSpecError naming the pooling's keywords when it does not take all of ``kwargs``."""
     if "channels" in kwargs:
-        raise PoolSpecError(f"bad pooling spec {spec!r}: channels is set by the model (the C the pooling "
+        raise PoolSpecError(f"bad pooling spec {quote(spec)}: channels is set by the model (the C the pooling "
                             f"sees), not by the spec; {USAGE} without it")
     accepted = hyper_parameters(factory)
     try:
@@ -214,8 +218,55 @@ def _check_keywords(spec: str, name: str, factory: PoolFactory, kwargs: dict[str
         close = [m for key in unknown for m in difflib.get_close_matches(key, accepted or [], n=1, cutoff=0.5)]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         takes = f"its keywords are {', '.join(accepted)}" if accepted else "it takes no keywords"
-        raise PoolSpecError(f"bad pooling spec {spec!r}: {name} has no keyword {', '.join(unknown) or '?'}"
-                            f"{hint}; {takes}: {USAGE}") from None
+        raise PoolSpecError(f"bad pooling spec {quote(spec)}: {name} has no keyword "
+                            f"{shorten(', '.join(unknown)) or '?'}{hint}; {takes}: {USAGE}") from None
+    _check_value_types(name, factory, kwargs)
+
+
+def _check_value_types(name: str, factory: PoolFactory, kwargs: dict[str, Any]) -> None:
+    """HyperParameterError for a value whose type is not that of the keyword's default: a number
+    where the default is a number (``gem(p='3')``), an int where it is an int, True/False where it
+    is a bool. A string would otherwise reach the constructor's arithmetic (a TypeError there) or,
+    as a bool, be silently true. Keywords without a number or bool default are the pooling's own."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in kwargs.items():
+        default = params[key].default if key in params else inspect.Parameter.empty
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "True or False"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif isinstance(default, float):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok, kind = _is_finite_number(value), "a finite number" if number else "a number"
+        else:
+            continue
+        if not ok:
+            written = value.strip() if isinstance(value, str) else ""
+            if _is_finite_number(_number_or_none(written)):  # gem(p='3'): the number, quoted
+                fix = f"write it unquoted: {name}({key}={shorten(written)})"
+            else:
+                fix = f"e.g. {name}({key}={default!r})"
+            raise HyperParameterError(f"{name}: {key} must be {kind}, got {quote(value)}; {fix}")
+
+
+def _is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that a float holds finitely: a 400-digit int does not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _number_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _positional_message(spec: str, error: PositionalValueError) -> str:
@@ -225,7 +276,8 @@ def _positional_message(spec: str, error: PositionalValueError) -> str:
     more = ", ..." if len(error.values) > 1 else ""
     example = f"{error.name}({keys[0] if keys else 'key'}={error.values[0]}{more})"
     verb = "have" if len(error.values) > 1 else "has"
-    return f"bad pooling spec {spec!r}: {', '.join(error.values)} {verb} no keyword; {USAGE}, e.g. {example}"
+    return (f"bad pooling spec {quote(spec)}: {shorten(', '.join(error.values))} {verb} no keyword; {USAGE}, "
+            f"e.g. {shorten(example)}")
 
 
 def create(spec: str | PoolFactory, channels: int | None = None, **kwargs: Any) -> nn.Module:
@@ -267,8 +319,8 @@ def create(spec: str | PoolFactory, channels: int | None = None, **kwargs: Any) 
         twice = [key for key in kwargs if key in in_spec]
         if twice:
             verb = "is" if len(twice) == 1 else "are"
-            raise PoolSpecError(f"bad pooling spec {label!r}: {', '.join(twice)} {verb} given both in the spec and "
-                                f"as a keyword argument; give {'it' if len(twice) == 1 else 'them'} once")
+            raise PoolSpecError(f"bad pooling spec {quote(label)}: {', '.join(twice)} {verb} given both in the spec "
+                                f"and as a keyword argument; give {'it' if len(twice) == 1 else 'them'} once")
         _check_keywords(label, name, factory, kwargs)
         factory = functools.partial(factory, **kwargs)
     return instantiate(factory, channels)

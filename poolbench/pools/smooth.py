@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ._numerics import add_scalar, positions, upcast
+from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, positions, upcast
 from .registry import register
 
 
@@ -42,6 +42,9 @@ class LogSumExpPool(nn.Module):
                  learnable: bool = True):
         super().__init__()
         self.r: torch.Tensor  # a parameter when learnable, else a buffer
+        check_value(is_positive(r_min), "lse", "r_min", r_min, "a finite number > 0 (the formula divides by r)",
+                    "use e.g. lse(r_min=0.1)")
+        check_floor("lse", "r", r, "r_min", r_min, learnable, "lse(r=5)", f"it trains as lse(r={r_min}) for good")
         add_scalar(self, "r", r, learnable)
         self.r_min = r_min
 
@@ -78,7 +81,8 @@ class SoftPool(nn.Module):
 
 def topk_count(k: int | float, num_positions: int) -> int:
     """The number of positions ``k`` means: an ``int`` is a count, a ``float`` a fraction of
-    ``num_positions`` (rounded up); clamped to ``[1, num_positions]``."""
+    ``num_positions`` (rounded up); clamped to ``[1, num_positions]``. :class:`TopKPool` refuses
+    any other ``k`` (a float above 1 would be clamped to the mean here)."""
     count = k if isinstance(k, int) else math.ceil(k * num_positions)
     return max(1, min(int(count), num_positions))
 
@@ -97,15 +101,23 @@ class TopKPool(nn.Module):
     Kalchbrenner, Grefenstette & Blunsom, ACL 2014; top-k region scoring: Durand et al.,
     "WELDON", CVPR 2016).
 
-    ``y_c = 1/k sum_{i in topk(x_c)} x_{c,i}``. ``k`` is a count when an ``int`` and a fraction
-    of H*W when a ``float`` (``k=1`` is max, ``k=1.0`` is mean), always clamped to
-    ``[1, H*W]`` so every map size works. Default ``k=0.25`` (a quarter of the positions).
+    ``y_c = 1/k sum_{i in topk(x_c)} x_{c,i}``. ``k`` is a count when an ``int`` (``>= 1``) and a
+    fraction of H*W when a ``float`` (in ``(0, 1]``): ``k=1`` is max, ``k=1.0`` is mean. A count is
+    clamped to H*W so every map size works. Default ``k=0.25`` (a quarter of the positions).
+    A float above 1 is refused, integral or not: ``k=2.5`` is no fraction, and ``k=2.0`` would
+    read as a count here but as a fraction beside ``k=1.0``; the count is written ``k=2``.
     """
 
     def __init__(self, channels: int | None = None, k: int | float = 0.25):
         super().__init__()
-        if isinstance(k, bool) or k <= 0:
-            raise ValueError(f"topk: k must be a positive int (count) or float (fraction), got {k!r}")
+        fix = "use a fraction of the positions in (0, 1] such as topk(k=0.25), or a whole count such as topk(k=2)"
+        if isinstance(k, float):
+            if 1 < k < math.inf and k.is_integer():
+                fix = f"write topk(k={int(k)}) for a count of {int(k)} positions, or a fraction such as topk(k=0.25)"
+            check_value(0 < k <= 1, "topk", "k", k, "a fraction in (0, 1] when written with a decimal point", fix)
+        else:
+            check_value(isinstance(k, int) and not isinstance(k, bool) and k >= 1, "topk", "k", k,
+                        "a count >= 1 or a fraction in (0, 1]", fix)
         self.k = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,8 +147,7 @@ class LpPool(nn.Module):
 
     def __init__(self, channels: int | None = None, p: float = 2.0):
         super().__init__()
-        if p < 1:
-            raise ValueError(f"rms: p must be >= 1, got {p}")
+        check_value(p >= 1, "rms", "p", p, ">= 1 (below 1 it is no norm)", "use e.g. rms(p=2)")
         self.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,8 +188,8 @@ class PowerNormAvgPool(nn.Module):
 
     def __init__(self, channels: int | None = None, a: float = 0.5, eps: float = 1e-3):
         super().__init__()
-        if not 0 < a <= 1:
-            raise ValueError(f"powernorm: a must be in (0, 1], got {a}")
+        check_value(0 < a <= 1, "powernorm", "a", a, "in (0, 1] (a = 1 is GAP)", "use e.g. powernorm(a=0.5)")
+        check_eps("powernorm", eps, "it smooths the power at 0", 1e-3)
         self.a = float(a)
         self.eps = float(eps)
 

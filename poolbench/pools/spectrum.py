@@ -107,10 +107,12 @@ GeM of :func:`poolbench.pools.classic.gem` keeps large exponents finite on dead 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from ._numerics import require_channels
+from ._numerics import check_eps, check_value, require_channels
 from .classic import gem
 from .registry import register
 
@@ -164,12 +166,13 @@ class GeMSpectrum(nn.Module):
                  readout: float = 0.25, width_rate: float = 2.0):
         super().__init__()
         channels = require_channels(channels, "spectrum")
-        if not p_max >= 1.0:
-            raise ValueError(f"p_max must be >= 1, got {p_max}")
-        if not 0.0 <= readout <= 1.0:
-            raise ValueError(f"readout must be between 0 and 1, got {readout}")
-        if not width_rate >= 0.0:
-            raise ValueError(f"width_rate must be >= 0 (0 fixes the width), got {width_rate}")
+        check_value(1.0 <= p_max < math.inf, "spectrum", "p_max", p_max, ">= 1 and finite",
+                    "use e.g. spectrum(p_max=32)")
+        check_value(0.0 <= readout <= 1.0, "spectrum", "readout", readout, "between 0 and 1",
+                    "use e.g. spectrum(readout=0.25)")
+        check_value(0.0 <= width_rate < math.inf, "spectrum", "width_rate", width_rate,
+                    ">= 0 (0 fixes the width) and finite", "use e.g. spectrum(width_rate=2)")
+        check_eps("spectrum", eps, "the clamp keeps powers of zero finite", 1e-6)
         self.q: torch.Tensor  # a buffer: moves with .to() and is saved, never trained
         self.register_buffer("q", exponent_spectrum(channels, p_max))
         self.theta = nn.Parameter(torch.zeros(channels))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._numerics import check_value
 from .registry import register
 
 
@@ -63,8 +64,8 @@ class SplitPool(nn.Module):
 
     def __init__(self, channels: int | None = None, max_fraction: float = 0.5):
         super().__init__()
-        if not 0.0 <= max_fraction <= 1.0:
-            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+        check_value(0.0 <= max_fraction <= 1.0, "split", "max_fraction", max_fraction, "in [0, 1] (0 is GAP, 1 is GMP)",
+                    "use e.g. split(max_fraction=0.5)")
         self.max_fraction = max_fraction
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ Bessel correction, exactly 0 on a 1x1 map, finite gradient there.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,9 @@ from torch import nn
 from ._numerics import (
     add_scalar,
     autocast_off,
+    check_eps,
+    check_value,
+    is_positive,
     like,
     positions,
     require_channels,
@@ -41,6 +46,7 @@ class MeanStdPool(nn.Module):
     def __init__(self, channels: int | None = None, lam: float = 1.0, learnable: bool = True,
                  eps: float = 1e-6):
         super().__init__()
+        check_eps("meanstd", eps, "the std of a constant map divides 0 by sqrt(eps)", 1e-6)
         self.lam: torch.Tensor  # a parameter when learnable, else a buffer
         add_scalar(self, "lam", lam, learnable)
         self.eps = eps
@@ -89,6 +95,10 @@ class SecondOrderPool(nn.Module):
     def __init__(self, channels: int | None = None, dim: int = 64, iterations: int = 5,
                  eps: float = 1e-5):
         super().__init__()
+        check_value(dim >= 1, "cov", "dim", dim, ">= 1", "use e.g. cov(dim=64)")
+        check_value(iterations >= 0, "cov", "iterations", iterations, ">= 0 (0: the plain covariance)",
+                    "use e.g. cov(iterations=5)")
+        check_eps("cov", eps, "a 1x1 map's covariance is 0 and is divided by its trace + eps", 1e-5)
         channels = require_channels(channels, "cov")
         dim = min(dim, channels)
         self.reduce = nn.Conv2d(channels, dim, kernel_size=1, bias=False)
@@ -122,6 +132,11 @@ class ChannelAdaptivePool(nn.Module):
     def __init__(self, channels: int | None = None, reduction: int = 16, min_hidden: int = 8,
                  eps: float = 1e-6):
         super().__init__()
+        check_value(reduction >= 1, "channel_adaptive", "reduction", reduction, ">= 1",
+                    "use e.g. channel_adaptive(reduction=16)")
+        check_value(min_hidden >= 1, "channel_adaptive", "min_hidden", min_hidden, ">= 1",
+                    "use e.g. channel_adaptive(min_hidden=8)")
+        check_eps("channel_adaptive", eps, "the std of a constant map divides 0 by sqrt(eps)", 1e-6)
         channels = require_channels(channels, "channel_adaptive")
         hidden = max(channels // reduction, min_hidden)
         self.fc1 = nn.Linear(3 * channels, hidden)
@@ -152,6 +167,7 @@ class StdResidualPool(nn.Module):
 
     def __init__(self, channels: int | None = None, alpha: float = 0.5, eps: float = 1e-6):
         super().__init__()
+        check_eps("std_residual", eps, "the std of a constant map divides 0 by sqrt(eps)", 1e-6)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.eps = eps
 
@@ -195,6 +211,7 @@ class VarianceSoftmaxPool(nn.Module):
 
     def __init__(self, channels: int | None = None, alpha: float = 1.0, b: float = -0.5, eps: float = 1e-6):
         super().__init__()
+        check_eps("var_softmax", eps, "an all-zero channel divides 0 by eps", 1e-6)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.b = nn.Parameter(torch.tensor(float(b)))
         self.eps = eps
@@ -227,9 +244,13 @@ class SignedGeMStdPool(nn.Module):
     def __init__(self, channels: int | None = None, p: float = 3.0, w: float = 0.0, eps: float = 1e-6,
                  p_min: float = 1.0, p_max: float = 20.0):
         super().__init__()
-        if not p_min <= p <= p_max:  # outside the clamp p gets no gradient and never comes back
-            raise ValueError(f"signed_gem: p must be in [{p_min}, {p_max}] (p is clamped there and gets no "
-                             f"gradient outside), got p={p}; use e.g. signed_gem(p=3)")
+        check_value(is_positive(p_min) and p_min < p_max < math.inf, "signed_gem", "p_min, p_max", (p_min, p_max),
+                    "finite with 0 < p_min < p_max (the root 1/p)", "use e.g. signed_gem(p_min=1, p_max=20)")
+        # At a bound of the clamp (or outside) p gets no gradient: it would stay there for good.
+        check_value(p_min < p < p_max, "signed_gem", "p", p, f"strictly between p_min = {p_min} and p_max = {p_max} "
+                    f"(p is clamped to [p_min, p_max] and gets no gradient at or outside them)",
+                    "use e.g. signed_gem(p=3)")
+        check_eps("signed_gem", eps, "the GeM of an all-zero channel is 0/0 at eps = 0", 1e-6)
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.w = nn.Parameter(torch.tensor(float(w)))
         self.eps = eps
@@ -266,6 +287,7 @@ class ChannelWiseAdaptivePool(nn.Module):
 
     def __init__(self, channels: int | None = None, hidden: int = 16, scale: float = 1.0, bias: float = 0.0):
         super().__init__()
+        check_value(hidden >= 1, "cap", "hidden", hidden, ">= 1", "use e.g. cap(hidden=16)")
         self.fc1 = nn.Linear(3, hidden)
         self.fc2 = nn.Linear(hidden, 1, bias=False)
         self.scale = nn.Parameter(torch.tensor(float(scale)))
