@@ -78,6 +78,8 @@ def _construct(subject: Subject) -> CheckResult:
             if not subject.takes_channels:
                 break  # one CustomPool() instance is all the original harness builds
     except ContractViolation as violation:
+        if isinstance(violation.__cause__, PoolSpecError):  # a hyper-parameter out of range: its own line
+            return CheckResult("construct", "FAIL", str(violation.__cause__))
         need = "channels=C" if subject.takes_channels else "no arguments (or take a `channels` argument)"
         return CheckResult("construct", "FAIL", f"{violation}: the constructor must run with {need}")
     if subject.takes_channels:

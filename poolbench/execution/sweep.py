@@ -278,14 +278,11 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
 
 
 def _refuse_unbuildable(spec: str) -> None:
-    """SweepError when the pooling cannot even be built (bad hyper-parameters such as gem(p=-1), a
-    constructor that raises or calls sys.exit()): now, not as N failed runs later."""
-    try:
-        pool_registry.instantiate(pool_registry.resolve(spec), 64)
-    except (Exception, SystemExit) as error:
-        what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
-        raise SweepError(f"pooling {spec!r} cannot be built: {' '.join(what.split())}; "
-                         f"fix it (see `poolbench check {spec}`)") from None
+    """SweepError when a registered pooling cannot even be built (bad hyper-parameters such as
+    gem(p=-1)): now, not as N failed runs later."""
+    problem = isolation.unbuildable_pool(spec, 64)
+    if problem is not None:
+        raise SweepError(problem)
 
 
 def given_files(entries: list[tuple[str, str, str]]) -> bool:
