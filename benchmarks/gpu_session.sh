@@ -40,13 +40,13 @@ step() { echo "== $(date +%T) $*" | tee -a "$OUT/session.log"; }
 
 if [ "$SMOKE" = 1 ]; then
   TRAIN=256; TEST=100; BENCH=(--smoke); RUN=(--epochs 1 --batch-size 32); MEMORY=("resnet56 --dataset cifar100")
-  DIAG=(--settings diag-count --seeds 42,123 --epochs 1); DIAG_JOBS=2
+  DIAG=(--settings diag-count --seeds 42,123 --epochs 1); DIAG_JOBS=2; BASELINES=gap,avgmax  # 6 runs: seconds
   export POOLBENCH_COMPILE_BACKEND=eager  # CPU inductor compiles for minutes; eager still traces
   T_RUN=120; T_BENCH=120
 else
   TRAIN=50000; TEST=10000; BENCH=(--max-steps 40 --pack-seconds 12 --pack-settings resnet56-cifar100)
   RUN=(--epochs 2); T_RUN=100; T_BENCH=170
-  DIAG=(--suite diagnostics --seeds 42,123,456,7,2024,1,2,3,4,5); DIAG_JOBS=16
+  DIAG=(--suite diagnostics --seeds 42,123,456,7,2024,1,2,3,4,5); DIAG_JOBS=16; BASELINES=gap,gmp,gem,avgmax
   MEMORY=("resnet56 --dataset cifar100" "vgg16bn --dataset cifar100" "mobilenetv2 --dataset fmnist --num-classes 10")
 fi
 
@@ -81,8 +81,8 @@ timeout "$T_BENCH" "$PY" benchmarks/epoch_time.py --device "$DEVICE" "${BENCH[@]
 echo "exit $?" >> "$OUT/epoch_time.txt"
 
 T_DIAG=$((DEADLINE - SECONDS - 30)); [ "$T_DIAG" -lt 60 ] && T_DIAG=60
-step "6. the diagnostic suite: gap,gmp,gem,avgmax,$POOLS_DIAG (${T_DIAG} s)"
-timeout "$T_DIAG" "$PY" -m poolbench sweep --pools "gap,gmp,gem,avgmax,$POOLS_DIAG" "${DIAG[@]}" --device "$DEVICE" \
+step "6. the diagnostic suite: $BASELINES,$POOLS_DIAG (${T_DIAG} s)"
+timeout "$T_DIAG" "$PY" -m poolbench sweep --pools "$BASELINES,$POOLS_DIAG" "${DIAG[@]}" --device "$DEVICE" \
   --threads 1 --jobs "$DIAG_JOBS" --out "$WORK/diag" > "$OUT/diag_sweep.txt" 2>&1
 echo "exit $?" >> "$OUT/diag_sweep.txt"
 "$PY" -m poolbench report "$WORK/diag" --baseline "$OWN" --output "$OUT/diag_report.md" >> "$OUT/diag_sweep.txt" 2>&1

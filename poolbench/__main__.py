@@ -1,7 +1,5 @@
-import sys
-
-from .cli import main
+from .cli import console
 
 # Guarded: a child process started with "spawn" imports this module again (as __mp_main__).
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

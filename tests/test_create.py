@@ -80,8 +80,8 @@ def test_a_spec_that_is_not_a_string_or_class_is_a_type_error():
 
 
 def test_the_old_public_names_still_work_but_warn_and_are_not_exported():
-    assert sorted(pools.__all__) == ["OWN_POOLING", "PoolSpecError", "attach", "create", "functional", "names",
-                                     "register"]
+    assert sorted(pools.__all__) == ["HyperParameterError", "OWN_POOLING", "PoolSpecError", "attach", "create",
+                                     "functional", "names", "register"]
     for old in ("build", "get", "resolve", "instantiate", "load_file", "accepts_channels", "hyper_parameters",
                 "is_file_spec", "normalise_spec"):
         assert old not in pools.__all__

@@ -153,8 +153,7 @@ def test_the_contract_check_builds_a_spec_and_names_its_values():
     assert report.ok, report.format()
     assert "TopKPool(channels=C, k=0.5)" in report.results[0].message
     bad = check_pool("topk(k=-1)", pool_inputs=[(64, 8, 8)], include_cost=False)
-    assert not bad.ok and "TopKPool(channels=64, k=-1) raised HyperParameterError: topk: k must be a count >= 1" \
-        in bad.results[0].message
+    assert not bad.ok and bad.results[0].message.startswith("topk: k must be a count >= 1")  # its own line
     assert not check_pool("topk(0.5)").ok
 
 

@@ -1,26 +1,37 @@
 """The ``poolbench`` command: run, check, list (and sweep, status, report, data).
 
 Human messages go to stderr; machine-readable lines (TRAIN_METRICS, TEST_METRICS, --json)
-to stdout. One module per verb, each with ``HELP``, ``add_arguments(parser)`` and
-``main(args) -> exit code``; :mod:`.common` holds what they share. This package is the only
-place that parses command lines (see the import-linter contracts in pyproject.toml).
+to stdout. One module per verb, each with ``add_arguments(parser)`` and ``main(args) -> exit
+code`` (its help line is in :data:`VERBS`); :mod:`.common` holds what they share. This package
+is the only place that parses command lines (see the import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
+import os
 import re
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import NoReturn
 
 from .. import __version__
 from ..quoting import LIMIT, shorten
-from . import check, data, report, run, status, sweep
-from . import list as list_verb
 
-VERBS = {"run": run, "check": check, "list": list_verb, "sweep": sweep, "status": status, "report": report,
-         "data": data}
+#: verb -> its one-line help. A verb's module is imported only when the command is that verb:
+#: ``report``'s statistics and plots cost a second at every ``run`` start otherwise.
+VERBS = {
+    "run": "train one setting with one pooling and one seed",
+    "check": "run the pooling contract checks (seconds)",
+    "list": "settings, archs, data sets and poolings",
+    "sweep": "run a grid of poolings x settings x seeds",
+    "status": "show a sweep's grid and progress",
+    "report": "statistics, verdict and plots of a sweep",
+    "data": "the data sets found under a data root, verified (nothing is downloaded)",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,21 +42,44 @@ class Parser(argparse.ArgumentParser):
         super().error(re.sub(rf"'([^']{{{LIMIT + 1},}})'", lambda match: f"'{shorten(match[1])}'", message))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def verb_module(name: str) -> ModuleType:
+    """The module of a verb (``list`` lives in ``list.py``)."""
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser; with ``only``, the other verbs' arguments are left out (not imported)."""
     parser = Parser(prog="poolbench", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--version", action="version", version=f"poolbench {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for name, verb in VERBS.items():
-        verb_parser = verbs.add_parser(name, help=verb.HELP)
-        verb.add_arguments(verb_parser)
-        verb_parser.set_defaults(main=verb.main)
+    for name, help_text in VERBS.items():
+        verb_parser = verbs.add_parser(name, help=help_text)
+        if only is None or name == only:
+            verb = verb_module(name)
+            verb.add_arguments(verb_parser)
+            verb_parser.set_defaults(main=verb.main)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(chosen if chosen in VERBS else None).parse_args(argv)
     return args.main(args)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def console() -> NoReturn:
+    """The ``poolbench`` command (and ``python -m poolbench``): :func:`main`, then exit at once."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit with ``code`` after the exit handlers, without the interpreter's teardown: unloading
+    torch and torchvision takes 1.3 s on a 2-core machine, paid by every run of a sweep."""
+    atexit._run_exitfuncs()  # Ray's shutdown, logging's flush, temporary folders: they still run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): nothing more can be said there
+            pass
+    os._exit(code)

@@ -16,8 +16,6 @@ from ..pools.registry import is_file_spec
 from ..settings import run_protocol
 from .common import say
 
-HELP = "run the pooling contract checks (seconds)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC",

@@ -9,8 +9,6 @@ from pathlib import Path
 from .. import data
 from ..outcomes import ExitCode
 
-HELP = "the data sets found under a data root, verified (nothing is downloaded)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None,

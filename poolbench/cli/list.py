@@ -14,8 +14,6 @@ from ..outcomes import ExitCode
 from ..settings import SETTINGS, SUITES, Setting, is_1x1, run_protocol
 from .common import say
 
-HELP = "settings, archs, data sets and poolings"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")

@@ -12,7 +12,6 @@ from ..outcomes import ExitCode
 from ..report import plots, to_csv, to_html, to_markdown
 from .common import say
 
-HELP = "statistics, verdict and plots of a sweep"
 FORMATS = ("md", "html", "csv")
 
 

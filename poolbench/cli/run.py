@@ -15,8 +15,6 @@ from ..setting_spec import is_arch_file, normalise_arch, normalise_dataset
 from ..settings import SETTINGS, run_protocol
 from .common import add_protocol_arguments, protocol_overrides, say
 
-HELP = "train one setting with one pooling and one seed"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", help=f"one of {', '.join(SETTINGS)}, or MODEL@DATASET "

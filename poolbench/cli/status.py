@@ -12,8 +12,6 @@ from ..outcomes import ExitCode
 from ..status import status_document, status_text
 from .common import say
 
-HELP = "show a sweep's grid and progress"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", metavar="DIR", help="sweep folder")

@@ -31,7 +31,6 @@ from ..settings import suite_settings
 from ..sweepdir import Sweep, SweepRun, load_refusals
 from .common import add_protocol_arguments, protocol_overrides, say
 
-HELP = "run a grid of poolings x settings x seeds"
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
 #: flag -> (what it takes, what leaving it out gives): a flag given but naming nothing is refused, since
 #: falling back to the default would sweep what was not asked for.

@@ -141,6 +141,8 @@ def _child_main(write_fd: int) -> None:
     else:
         sender.send(("done", value))
     sender.close()
+    sys.stderr.flush()
+    os._exit(0)  # the parent has its answer: no 1 s of unloading torch while it waits
 
 
 # --- The contract check of a pooling file --------------------------------------------------------
