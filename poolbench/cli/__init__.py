@@ -62,7 +62,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    # Not list(): importing the verb module poolbench.cli.list binds `list` in this namespace.
+    argv = [*(sys.argv[1:] if argv is None else argv)]
     chosen = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(chosen if chosen in VERBS else None).parse_args(argv)
     return args.main(args)
