@@ -251,6 +251,15 @@ def test_run_output_dir_onto_a_sweep_folder_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.json"]
 
 
+@pytest.mark.parametrize("flag", ["--output-dir", "--data-root", "--pool"])
+def test_a_path_too_long_for_the_file_system_is_one_short_line(tmp_path, capsys, flag):
+    long_path = str(tmp_path / ("a" * 10_000)) + (".py" if flag == "--pool" else "")
+    code, _, err = call(capsys, "run", *FAST, flag, long_path, "--output-dir" if flag != "--output-dir" else "--seed",
+                        str(tmp_path / "run") if flag != "--output-dir" else "1")
+    assert code == 2 and len(error_line(err)) < 300
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_a_full_disk_ends_the_run_with_74_and_the_same_command_resumes(tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "run"

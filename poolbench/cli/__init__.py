@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import importlib
 import os
 import re
@@ -19,6 +20,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from .. import __version__
+from ..outcomes import ExitCode
 from ..quoting import LIMIT, shorten
 
 #: verb -> its one-line help. A verb's module is imported only when the command is that verb:
@@ -66,7 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [*(sys.argv[1:] if argv is None else argv)]
     chosen = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(chosen if chosen in VERBS else None).parse_args(argv)
-    return args.main(args)
+    try:
+        return args.main(args)
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        # Any path a user gives (--output-dir, --data-root, imagefolder:, FILE.py) can be too long.
+        print(f"error: a path is too long for the file system: {shorten(str(error.filename))}; "
+              f"give a shorter one", file=sys.stderr)
+        return ExitCode.BAD_INPUT
 
 
 def console() -> NoReturn:
