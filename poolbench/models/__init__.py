@@ -30,6 +30,7 @@ from torch import nn
 
 from .. import pools
 from ..pools import registry as pool_registry
+from ..quoting import quote
 from ..setting_spec import is_custom_arch
 from . import adapters, mobilenetv2, resnet, vgg
 from .adapters import ModelSpecError, pooling_of
@@ -80,7 +81,7 @@ def _get(arch: str, kwargs: dict) -> _Arch:
     if key not in _ARCHS:
         close = difflib.get_close_matches(key, _ARCHS, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(_ARCHS)}"
-        raise ValueError(f"unknown architecture {arch!r}: {hint}")
+        raise ValueError(f"unknown architecture {quote(arch)}: {hint}")
     spec = _ARCHS[key]
     unexpected = sorted(set(kwargs) - set(spec.options))
     if unexpected:
