@@ -191,9 +191,15 @@ def _check_all(spec: str | Callable, label: str, pool_inputs: Sequence[tuple[int
     if add(_construct(subject))[-1].status == "FAIL":
         return results
     in_forward: list[str] = []
+    first_failed: dict[str, str] = {}  # FAIL message -> the check that reported it first
     for name, check in CHECKS:
         if name != "cost" or include_cost:
             on_stage(name)
-            add(_run_check(name, check, subject, in_forward))
+            result = _run_check(name, check, subject, in_forward)
+            if result.status == "FAIL" and result.message in first_failed:  # one root cause, one FAIL
+                result = CheckResult(name, "WARN", f"not tested: it fails as {first_failed[result.message]} does")
+            elif result.status == "FAIL":
+                first_failed[result.message] = name
+            add(result)
     outside_forward = [change for change in global_state.recorded(since=recorded_before) if change not in in_forward]
     return add(_global_state_result(outside_forward, in_forward))
