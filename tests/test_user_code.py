@@ -283,3 +283,16 @@ def test_a_full_disk_ends_the_run_with_74_and_the_same_command_resumes(tmp_path,
     code, out, err = call(capsys, *command)
     assert code == 0 and "TEST_METRICS" in out
     assert json.loads((out_dir / "result.json").read_text())["epochs_completed"] == 2
+
+
+def test_a_model_file_that_ends_the_process_is_one_line_in_run_check_and_list(tmp_path, capsys):
+    model = tmp_path / "quits.py"
+    model.write_text("import os\nos._exit(3)\n\ndef net(num_classes):\n    pass\n")
+    for argv in (["run", "--arch", f"{model}:net", "--dataset", "digits", "--epochs", "1",
+                  "--output-dir", str(tmp_path / "run")],
+                 ["check", "--settings", f"{model}:net@digits", "gap"],
+                 ["list", "--settings", f"{model}:net@digits"]):
+        code, _, err = call(capsys, *argv)
+        assert code == 2, argv
+        assert "ended the process (exit code 3, as os._exit(3) does)" in error_line(err) and f"fix {model}" in err
+    assert not (tmp_path / "run").exists()

@@ -7,7 +7,7 @@ import json
 import sys
 from contextlib import redirect_stdout
 
-from ..catalog import get_setting, pool_input
+from ..catalog import get_setting
 from ..contract import BENCHMARK_POOL_INPUTS, ContractReport, check_pool
 from ..execution import isolation
 from ..execution.sweep import split_list
@@ -47,7 +47,7 @@ def settings_pool_inputs(specs: list[str], image_size: int | None) -> list[tuple
     for spec in specs:
         setting = get_setting(spec)
         size = run_protocol(setting, {"image_size": image_size}).image_size
-        shapes.append(pool_input(setting.arch, setting.dataset, size))
+        shapes.append(isolation.model_pool_input(setting.arch, setting.dataset, size))
     return list(dict.fromkeys(shapes)) or None
 
 

@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 from .. import data, models, pools
-from ..catalog import get_setting, pool_input
+from ..catalog import get_setting
+from ..execution import isolation
 from ..execution.sweep import split_list
 from ..outcomes import ExitCode
 from ..settings import SETTINGS, SUITES, Setting, is_1x1, run_protocol
@@ -28,7 +29,7 @@ def setting_record(setting: Setting, image_size: int | None = None) -> dict[str,
     protocol = run_protocol(setting, {"image_size": image_size})
     shape = setting.pool_input_shape if image_size is None else None
     if shape is None:
-        shape = pool_input(setting.arch, setting.dataset, protocol.image_size)
+        shape = isolation.model_pool_input(setting.arch, setting.dataset, protocol.image_size)
     return {"name": setting.name, "arch": setting.arch, "dataset": setting.dataset,
             "num_classes": setting.num_classes, "pool_input_shape": list(shape), "suites": list(setting.suites),
             "favours": setting.favours, "pool_is_1x1": is_1x1(shape),

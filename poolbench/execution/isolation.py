@@ -227,6 +227,25 @@ def unbuildable_pool(pool: str, channels: int) -> str | None:
     return None
 
 
+def _pool_input_target(arch: str, dataset: str, image_size: int | None, *,
+                       stage: Callable[[str], None], report: Callable[[Any], None]) -> tuple[int, int, int]:
+    stage(f"building {arch}")
+    return pool_input(arch, dataset, image_size)
+
+
+def model_pool_input(arch: str, dataset: str, image_size: int | None) -> tuple[int, int, int]:
+    """The (C, H, W) ``arch`` gives its pooling on ``dataset`` (catalog.pool_input), a model file
+    built in a child process; ValueError with the one-line problem (a hang, an ended process)."""
+    if not is_arch_file(arch):
+        return pool_input(arch, dataset, image_size)
+    outcome = run_in_child(_pool_input_target, (arch, dataset, image_size), CALL_TIME_LIMIT_S)
+    if outcome.error is not None:
+        raise ValueError(outcome.error)
+    if outcome.problem is not None:
+        raise ValueError(stage_failure(outcome.stage or "starting", outcome.problem, arch.rpartition(":")[0]).message)
+    return tuple(outcome.value)
+
+
 @dataclass(frozen=True)
 class Probe:
     """What the child found: a one-line refusal, or the pool input and the contract report."""
@@ -266,8 +285,10 @@ def probe(arch: str, dataset: str, image_size: int | None, pool: str,
     if outcome.error is not None:
         return Probe(f"checking {pool!r} with {arch} failed: {outcome.error}")
     if outcome.problem is not None:
-        failure = stage_failure(outcome.stage or "starting", outcome.problem, pool)
-        return Probe(f"{failure.message} (poolbench check {shlex.quote(pool)} shows it)")
+        culprit = arch.rpartition(":")[0] if (outcome.stage or "").startswith("building") else pool
+        failure = stage_failure(outcome.stage or "starting", outcome.problem, culprit)
+        shows = "" if culprit != pool else f" (poolbench check {shlex.quote(pool)} shows it)"
+        return Probe(failure.message + shows)
     if outcome.value["problem"] is not None:
         return Probe(outcome.value["problem"])
     report = ContractReport(pool, [CheckResult(*event) for event in outcome.events], seconds=outcome.value["seconds"])

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import rundir
 from ..atomic import is_disk_full_or_read_only
-from ..catalog import get_setting, pool_input
+from ..catalog import get_setting
 from ..contract import ContractReport, check_pool
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
@@ -416,7 +416,8 @@ def _pool_input(sweep: Sweep, setting_spec: str) -> PoolInput:
     """The (C, H, W) a run of the setting gives its pooling, as its own contract check computes it."""
     setting = get_setting(setting_spec)
     try:
-        return pool_input(setting.arch, setting.dataset, run_protocol(setting, sweep.overrides).image_size)
+        size = run_protocol(setting, sweep.overrides).image_size
+        return isolation.model_pool_input(setting.arch, setting.dataset, size)  # a model file: in a child
     except ValueError as error:
         raise SweepError(f"setting {setting_spec!r}: {error}") from None
 
