@@ -273,3 +273,23 @@ def test_report_refuses_a_detect_that_is_not_a_positive_difference(diagnostic_sw
 def test_report_pool_inputs_come_from_the_settings(diagnostic_sweep):
     report = analysis.build_report(diagnostic_sweep)
     assert report.pool_is_1x1("vgg16bn-cifar100") and not report.pool_is_1x1("diag-majority")
+
+
+def test_the_seed_plan_agrees_with_statsmodels_power_solver():
+    """Power, the detectable difference and the seeds needed are statsmodels' paired t-test power
+    (TTestPower, two-sided), to 1e-6, over a grid of effect sizes and seed counts (issue 19)."""
+    from statsmodels.stats.power import TTestPower
+
+    solver, sd = TTestPower(), 2.0
+    for effect in (0.05, 0.1, 0.2, 0.35, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0):
+        for seeds in (2, 3, 4, 5, 8, 10, 20, 30, 50, 100):
+            theirs = solver.power(effect_size=effect, nobs=seeds, alpha=0.05, alternative="two-sided")
+            if math.isnan(theirs):  # statsmodels' noncentral t gives NaN far past the critical value
+                theirs = 1.0
+            assert paired_power(effect * sd, sd, seeds) == pytest.approx(theirs, abs=1e-6), (effect, seeds)
+        needed = solver.solve_power(effect_size=effect, alpha=0.05, power=0.8, alternative="two-sided")
+        if needed < 5000:
+            assert seeds_needed(effect * sd, sd) == max(2, math.ceil(needed)), effect
+    for seeds in (3, 5, 10, 20, 50):
+        theirs = solver.solve_power(nobs=seeds, alpha=0.05, power=0.8, alternative="two-sided")
+        assert detectable_difference(sd, seeds) == pytest.approx(theirs * sd, abs=1e-6 * sd), seeds
