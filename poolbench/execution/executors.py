@@ -30,7 +30,7 @@ from .. import rundir
 from ..atomic import is_disk_full_or_read_only
 from ..outcomes import ExitCode, RunStatus
 from ..sweepdir import Sweep, SweepRun
-from .signals import Terminated
+from .signals import Terminated, how_it_ended
 from .sweep import Outcome, Skipped, SweepError, run_arguments, split_list
 
 #: The outcome of a run process that exits with these codes, when its result.json agrees.
@@ -150,16 +150,11 @@ def classify(run: SweepRun, run_dir: Path, exit_code: int, seconds: float) -> Ou
 def no_result_message(run_dir: Path, exit_code: int) -> str:
     """Why a run's process gave no result: what ended it, and what may have."""
     if exit_code < 0:
-        try:
-            how = f"killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            how = f"killed by signal {-exit_code}"
         cause = "the pooling or model may end the process (os._exit, signals), or the system killed it (out of memory?)"
     else:
-        how = f"exit code {exit_code}"
         cause = ("the pooling or model may end the process (os._exit, signals)" if exit_code == 0
                  else _last_error_line(run_dir))
-    text = f"the run's process ended without a result ({how}): {cause}"
+    text = f"the run's process ended without a result ({how_it_ended(exit_code)}): {cause}"
     if (run_dir / rundir.CHECKPOINT_FILE).exists():
         text += "; its checkpoint is kept: the same sweep command resumes it"
     return text

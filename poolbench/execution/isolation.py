@@ -36,6 +36,7 @@ from ..contract import BENCHMARK_POOL_INPUTS, CheckResult, ContractReport, check
 from ..pools import registry as pool_registry
 from ..quoting import quote, shorten
 from ..setting_spec import is_arch_file
+from .signals import how_it_ended
 
 #: The longest a single call into user code may take (an import, a constructor, one check's
 #: forward and backward calls on small inputs): each takes well under a second for a working
@@ -113,12 +114,7 @@ def _stderr_fd() -> int:
 def _how_it_ended(exit_code: int | None) -> str:
     if exit_code is None:
         return "it did not exit"
-    if exit_code < 0:
-        try:
-            return f"killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            return f"killed by signal {-exit_code}"
-    return f"exit code {exit_code}, as os._exit({exit_code}) does"
+    return how_it_ended(exit_code) + (f", as os._exit({exit_code}) does" if exit_code >= 0 else "")
 
 
 def _child_main(write_fd: int) -> None:

@@ -38,3 +38,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def interrupted_code(error: KeyboardInterrupt) -> ExitCode:
     """130 for Ctrl-C, 143 for SIGTERM."""
     return ExitCode.TERMINATED if isinstance(error, Terminated) else ExitCode.INTERRUPTED
+
+
+def how_it_ended(exit_code: int) -> str:
+    """A finished process's exit code as a reader says it: ``killed by SIGKILL``, ``exit code 3``."""
+    if exit_code >= 0:
+        return f"exit code {exit_code}"
+    try:
+        return f"killed by {signal.Signals(-exit_code).name}"
+    except ValueError:
+        return f"killed by signal {-exit_code}"
