@@ -1,11 +1,15 @@
 """Analysis of a sweep folder: its runs, the statistics over seeds, the verdict and the published rows.
 
-The score of a run is its best test accuracy. Per setting and pooling ``build_report`` gives
-the completed seeds' mean, sample std and 95% CI (Student's t), and the difference to a
-baseline paired by seed with a paired t-test; the verdict compares each pooling with the best
-baseline on every setting (the benchmark's rule), published leaderboard runs included when
-the protocol matches theirs. Diverged, failed and unfinished runs are never averaged in: they
-are counted next to the mean. Rendering the result is poolbench.report's job.
+The score of a run is one of SCORES: its best test accuracy over the epochs (the protocol's,
+the default), its last epoch's, or its test accuracy at the epoch best on held-out training
+images (``--val-split``). Per setting and pooling ``build_report`` gives the completed seeds'
+mean, sample std and 95% CI (Student's t), and the difference to a baseline paired by seed
+(poolbench.paired: interval, d_z, paired t-test); the verdict compares each pooling with the
+best baseline on every setting (the benchmark's rule), published leaderboard runs included when
+the protocol matches theirs. Every comparison the report makes is one member of a ``Family``,
+Holm-adjusted over all of them, and the verdicts read the adjusted p-values. Diverged, failed
+and unfinished runs are never averaged in: they are counted next to the mean. Rendering the
+result is poolbench.report's job.
 """
 
 from __future__ import annotations
@@ -23,13 +27,18 @@ from scipy import stats
 from . import rundir
 from .fingerprint import Fingerprint, fingerprint
 from .outcomes import RunStatus
+from .paired import Difference, holm_adjust, non_inferiority, nothing, paired, welch
 from .power import SeedPlan, plan_seeds
 from .settings import SETTINGS, Protocol, is_1x1
 from .sweepdir import load_refusals, load_sweep
-from .tradeoff import TaskCheck, TradeOffCheck, Versus
+from .tradeoff import TaskCheck, TradeOffCheck
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
-ALPHA = 0.05
+MARGIN = 1.0  # accuracy points: the default non-inferiority margin of the no-trade-off check
+#: score name -> what it is, as the report's tables name it
+SCORES = {"best": "best test accuracy over all epochs",
+          "final": "test accuracy of the last epoch",
+          "val": "test accuracy at the epoch best on the held-out validation images"}
 REFERENCE_FILE = "mls_bench_pooling_baselines.json"
 REFERENCE_LABEL = "published (MLS-Bench leaderboard)"
 REFERENCE_POOLS = {"avg_max": "avgmax", "gem": "gem", "global_max": "gmp"}  # leaderboard -> ours
@@ -53,12 +62,21 @@ class Stats(NamedTuple):
     n: int
     mean: float
     std: float  # sample std (ddof=1); nan for n < 2
-    ci_low: float  # 95% CI of the mean from Student's t; nan for n < 2
+    ci_low: float  # 95% CI of the mean: Student's t, truncated to [0, 100]; nan for n < 2
     ci_high: float
 
 
+ACCURACY_RANGE = (0.0, 100.0)
+CI_METHOD = "Student's t interval truncated to the range of an accuracy, [0, 100]"
+
+
 def describe(values: list[float]) -> Stats:
-    """Mean, sample std and 95% t confidence interval of ``values``."""
+    """Mean, sample std and 95% confidence interval of the mean of accuracies ``values``.
+
+    The interval is Student's t, ``mean ± t_{0.975, n-1} s / sqrt(n)``, intersected with [0, 100]:
+    a mean accuracy cannot lie outside, so the intersection keeps the interval's 95% coverage, and
+    a 3-seed interval near the ceiling no longer reads [80.09, 107.91] but [80.09, 100.00].
+    """
     n = len(values)
     if n == 0:
         return Stats(0, math.nan, math.nan, math.nan, math.nan)
@@ -67,43 +85,70 @@ def describe(values: list[float]) -> Stats:
         return Stats(1, mean, math.nan, math.nan, math.nan)
     std = float(np.std(values, ddof=1))
     half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return Stats(n, mean, std, mean - half, mean + half)
-
-
-def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
-    """(mean of a - b, two-sided paired t-test p, n) over the seeds both have; nan when undefined."""
-    seeds = sorted(set(a) & set(b))
-    diffs = np.array([a[s] - b[s] for s in seeds])
-    if len(seeds) == 0:
-        return math.nan, math.nan, 0
-    if len(seeds) < 2 or np.ptp(diffs) == 0:  # no spread: the t statistic is undefined
-        return float(diffs.mean()), math.nan, len(seeds)
-    p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
-    return float(diffs.mean()), float(p), len(seeds)
-
-
-def welch_p(a: list[float], b: list[float]) -> float:
-    """Two-sided Welch t-test p (unpaired: published runs share seeds, not hardware or code)."""
-    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return math.nan
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    low, high = ACCURACY_RANGE
+    return Stats(n, mean, std, max(low, mean - half), min(high, mean + half))
 
 
 def format_p(p: float) -> str:
     return "n/a" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def versus_text(diff: float, versus: str, p: float) -> str:
-    """``+1.23 vs gem (p=0.045)``: a difference to another pooling and its p-value."""
+def p_text(p: float, name: str = "p") -> str:
+    """``p=0.045`` or ``p<0.001``."""
     shown = format_p(p)
-    return f"{diff:+.2f} vs {versus} (p{shown if shown.startswith('<') else '=' + shown})"
+    return f"{name}{shown if shown.startswith('<') else '=' + shown}"
+
+
+def difference_text(d: Difference, versus: str) -> str:
+    """``+1.23 [+0.20, +2.26] vs gem, p Holm=0.045 *``: a difference, its 95% CI and adjusted p."""
+    if math.isnan(d.diff):
+        return f"no shared seed with {versus}"
+    ci = f" [{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if math.isfinite(d.ci_low) else ""
+    p = p_text(d.p_holm, "p Holm") if not math.isnan(d.p_holm) else p_text(d.p_value)
+    return f"{d.diff:+.2f}{ci} vs {versus}, {p}" + (" *" if d.significant() else "")
+
+
+class Family:
+    """Every comparison a report makes, each once: keyed by setting and the unordered pair of row
+    labels, so the same two poolings compared for the table, the verdict and the no-trade-off
+    check are one test, adjusted once."""
+
+    def __init__(self) -> None:
+        self._members: dict[tuple[str, frozenset[str]], tuple[str, str, Difference, Difference]] = {}
+
+    def compare(self, setting: str, a: Row, b: Row) -> Difference:
+        """``a - b`` on ``setting``: paired by seed, or Welch's when either is a published row."""
+        key = (setting, frozenset((a.label, b.label)))
+        if key not in self._members:
+            if a.published or b.published:
+                forward = welch(list(a.values.values()), list(b.values.values()))
+            else:
+                forward = paired(a.values, b.values)
+            self._members[key] = (a.label, b.label, forward, forward.mirrored())
+        first, _, forward, backward = self._members[key]
+        return forward if a.label == first else backward
+
+    def adjust(self) -> None:
+        """Holm over every member with a p-value; both sides of each pair get the adjusted p."""
+        holm_adjust([forward for _, _, forward, _ in self._members.values()])
+        for _, _, forward, backward in self._members.values():
+            backward.p_holm, backward.family = forward.p_holm, forward.family
+
+    def members(self) -> list[tuple[str, str, str, Difference]]:
+        """(setting, pooling, versus, difference) in the order the report made them."""
+        return [(setting, first, second, forward)
+                for (setting, _), (first, second, forward, _) in self._members.items()]
+
+    @property
+    def size(self) -> int:
+        return sum(not math.isnan(forward.p_value) for _, _, forward, _ in self._members.values())
 
 
 # --- The report's data ------------------------------------------------------------------------
 
 @dataclass
 class Row:
-    """One pooling on one setting: the best test accuracy of each completed seed, and the rest."""
+    """One pooling on one setting: the score of each completed seed, and the rest."""
 
     setting: str
     pool: str
@@ -115,9 +160,7 @@ class Row:
     unreadable: list[int] = field(default_factory=list)  # a damaged result.json: outcome unknown
     published: bool = False
     proposal: bool = False  # a published proposal's run: shown for reference, never a baseline
-    diff: float = math.nan  # vs the report's baseline, paired by seed
-    p_value: float = math.nan
-    n_paired: int = 0
+    versus: Difference = field(default_factory=nothing)  # vs the report's baseline, paired by seed
 
     @property
     def stats(self) -> Stats:
@@ -147,24 +190,23 @@ class Comparison:
 
     setting: str
     best: Row | None = None  # the baseline with the highest mean; None: nothing to compare with
-    diff: float = math.nan
-    p_value: float = math.nan
-    test: str = ""
+    versus: Difference = field(default_factory=nothing)  # the pooling - best (paired, or Welch's)
+    lead: float = math.nan  # the pooling's mean - best's mean: the benchmark's rule reads the means
     problem: str = ""  # why the pooling cannot beat the baseline here
 
     @property
     def beats(self) -> bool:
-        return not self.problem and self.diff > 0
+        return not self.problem and self.lead > 0
 
     @property
     def significant(self) -> bool:
-        return self.beats and self.p_value < ALPHA
+        """Ahead, with a Holm-adjusted p below alpha."""
+        return self.beats and self.versus.diff > 0 and self.versus.significant()
 
     def text(self) -> str:
         if self.problem or self.best is None:
             return self.problem
-        versus = f"published {self.best.pool}" if self.best.published else self.best.pool
-        return versus_text(self.diff, versus, self.p_value) + (" *" if self.significant else "")
+        return difference_text(self.versus, f"published {self.best.pool}" if self.best.published else self.best.pool)
 
 
 @dataclass
@@ -179,7 +221,7 @@ class Verdict:
     def text(self) -> str:
         if self.wins:
             significant = sum(c.significant for c in self.comparisons)
-            return f"WINS, significant on {significant}/{len(self.comparisons)}"
+            return f"WINS, significant (Holm) on {significant}/{len(self.comparisons)}"
         return f"no: not ahead on {sum(not c.beats for c in self.comparisons)}/{len(self.comparisons)}"
 
 
@@ -193,13 +235,17 @@ class Report:
     verdicts: list[Verdict]
     protocols: dict[str, str]  # per setting, the protocol its runs used
     reference_in_verdict: dict[str, bool]
-    curves: dict[str, dict[str, list[list[float]]]]  # setting -> pool -> test acc per epoch, per seed
+    curves: dict[str, dict[str, dict[str, list[list[float]]]]]  # metric -> setting -> pool -> per seed, per epoch
     notes: list[str] = field(default_factory=list)
     pool_inputs: dict[str, tuple[int, ...] | None] = field(default_factory=dict)  # setting -> (C, H, W)
     seed_plans: list[SeedPlan] = field(default_factory=list)
     fingerprint: Fingerprint | None = None
     tradeoffs: list[TradeOffCheck] = field(default_factory=list)  # the no-trade-off check, per new pooling
     sources: dict[str, str] = field(default_factory=dict)  # ad-hoc setting -> "MODEL on DATASET" of its runs
+    score: str = "best"  # a SCORES key: which score of each run the tables hold
+    margin: float = MARGIN  # the no-trade-off check's non-inferiority margin (points)
+    family: Family = field(default_factory=Family)  # every comparison made, Holm-adjusted
+    seeds: list[int] | None = None  # the seeds the report was restricted to (--seeds); None: all
 
     def pool_is_1x1(self, setting: str) -> bool:
         """Whether ``setting``'s pooling sees a 1x1 map, where parameter-free poolings are all the identity."""
@@ -279,25 +325,58 @@ def problems_by_pool(summaries: list[rundir.RunSummary]) -> dict[str, str]:
             for pool, by_reason in runs.items()}
 
 
-def build_report(root: str | Path, baseline: str | None = None, detect: float | None = None) -> Report:
+CURVE_METRICS = ("test_acc", "val_acc", "train_loss", "lr")  # per-epoch metrics the report plots
+
+
+def run_score(summary: rundir.RunSummary, score: str) -> float | None:
+    """A completed run's ``score`` (a SCORES key); None when the run does not have it."""
+    if score == "best":
+        return summary.best_test_acc
+    value = (summary.result or {}).get("final_test_acc" if score == "final" else "val_test_acc")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def build_report(root: str | Path, baseline: str | None = None, detect: float | None = None, *,
+                 margin: float = MARGIN, score: str = "best", seeds: list[int] | None = None) -> Report:
     """Read every run under ``root`` and compute the report; ReportError on a user error.
 
     ``detect``: a difference (accuracy points) whose seeds-needed the seed plans also give.
+    ``margin``: the no-trade-off check's non-inferiority margin in accuracy points.
+    ``score``: which score of each run (a SCORES key). ``seeds``: only these seeds' runs.
     """
     if detect is not None and not (math.isfinite(detect) and detect > 0):
         raise ReportError(f"--detect takes a difference in accuracy points > 0, got {detect}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ReportError(f"--margin takes a margin in accuracy points >= 0, got {margin}")
+    if score not in SCORES:
+        raise ReportError(f"--score {score!r} is not a score: choose one of {', '.join(SCORES)}")
     summaries = collect_runs(root)
+    if seeds is not None:
+        summaries = [s for s in summaries if s.seed in seeds]
+        if not summaries:
+            raise ReportError(f"no run in {root} has one of the seeds {', '.join(map(str, seeds))}: "
+                              "leave out --seeds or give seeds the sweep ran")
+    completed = [s for s in summaries if s.status == RunStatus.COMPLETED]
+    unscored = [s for s in completed if run_score(s, score) is None]
+    if score == "val" and unscored:
+        raise ReportError(f"--score val needs runs trained with --val-split N: {len(unscored)} of the "
+                          f"{len(completed)} completed runs in {root} held no images out (e.g. {unscored[0].path}); "
+                          "run the sweep with --val-split N into a new --out, or use --score best|final")
     settings = ordered([s.setting for s in summaries])
     pools = ordered([s.pool for s in summaries])
     rows = {(s, p): Row(s, p) for s in settings for p in pools}
-    curves: dict[str, dict[str, list[list[float]]]] = {}
+    curves: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
     unreadable: list[str] = []
     for summary in summaries:
         row = rows[summary.setting, summary.pool]
-        if summary.status == RunStatus.COMPLETED and summary.best_test_acc is not None:
-            row.values[summary.seed] = float(summary.best_test_acc)
-            accs = [float(m["test_acc"]) for m in summary.metrics if isinstance(m.get("test_acc"), (int, float))]
-            curves.setdefault(summary.setting, {}).setdefault(summary.pool, []).append(accs)
+        value = run_score(summary, score) if summary.status == RunStatus.COMPLETED else None
+        if value is not None:
+            row.values[summary.seed] = float(value)
+            for metric in CURVE_METRICS:
+                per_epoch = [float(m[metric]) for m in summary.metrics if isinstance(m.get(metric), (int, float))]
+                if per_epoch:
+                    curves.setdefault(metric, {}).setdefault(summary.setting, {}).setdefault(
+                        summary.pool, []).append(per_epoch)
         elif summary.status == RunStatus.DIVERGED:
             row.diverged.append(summary.seed)
         elif summary.status == RunStatus.FAILED:
@@ -310,14 +389,15 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
         else:
             row.unfinished.append(summary.seed)
 
+    family = Family()
     if baseline is None:
         baseline = "gap" if "gap" in pools else None
     elif baseline not in pools:
         raise ReportError(f"baseline {baseline!r} has no runs in {root}: choose one of {', '.join(pools)}")
     if baseline is not None:
-        for (setting, _), row in rows.items():
-            versus = rows[setting, baseline].values
-            row.diff, row.p_value, row.n_paired = paired_difference(row.values, versus)
+        for (setting, pool), row in rows.items():
+            if pool != baseline and row.values:
+                row.versus = family.compare(setting, row, rows[setting, baseline])
     by_setting = {s: sorted((rows[s, p] for p in pools if rows[s, p].runs),
                             key=lambda r: -r.stats.mean if r.values else math.inf) for s in settings}
 
@@ -333,22 +413,27 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     unfinished = sum(s.status in UNFINISHED for s in summaries)
     if unfinished:
         notes.append(f"{unfinished} runs are not finished: these numbers and the verdict are provisional")
+    if seeds is not None:
+        notes.append(f"only the runs of seeds {', '.join(map(str, seeds))} are in this report (--seeds)")
     notes += [f"{pool}: {problem}" for pool, problem in problems_by_pool(summaries).items()]
     for setting in settings:
         used = {Protocol(**s.config["protocol"]) for s in summaries if s.setting == setting and s.config}
         protocols[setting] = "; ".join(sorted(map(_describe_protocol, used))) or "no run started"
         if len(used) > 1:
             notes.append(f"{setting}: runs with different protocols are in one table ({protocols[setting]})")
-        # Published numbers are comparable only with runs of the full published protocol.
-        reference_in_verdict[setting] = setting in references and used == {SETTINGS[setting].protocol}
+        # Published numbers are comparable only with runs of the full published protocol, scored as published.
+        reference_in_verdict[setting] = (setting in references and used == {SETTINGS[setting].protocol}
+                                         and score == "best")
         if setting in references and not reference_in_verdict[setting]:
-            notes.append(f"{setting}: the published rows come from the full protocol "
-                         f"({_describe_protocol(SETTINGS[setting].protocol)}); this sweep's runs differ, so "
-                         f"they are shown for reference only and left out of the verdict")
+            full = _describe_protocol(SETTINGS[setting].protocol)
+            why = ("the published rows are best test accuracies, not this report's score"
+                   if used == {SETTINGS[setting].protocol} else
+                   f"the published rows come from the full protocol ({full}); this sweep's runs differ")
+            notes.append(f"{setting}: {why}, so they are shown for reference only and left out of the verdict")
     sources = {setting: "; ".join(sorted({f"{s.config['arch']} on {s.config['dataset']}" for s in summaries
                                           if s.setting == setting and s.config and "arch" in s.config}))
                for setting in settings if setting not in SETTINGS}
-    verdicts = [Verdict(p, [_compare(rows, references, s, p, reference_in_verdict[s]) for s in settings])
+    verdicts = [Verdict(p, [_compare(family, rows, references, s, p, reference_in_verdict[s]) for s in settings])
                 for p in pools]
     pool_inputs = {setting: _pool_input(setting, summaries) for setting in settings}
     for setting in settings:
@@ -361,15 +446,19 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     plans = [plan_seeds(s, {row.pool: row.values for row in by_setting[s]}, detect) for s in settings]
     favours = {s: str(SETTINGS[s].favours) for s in settings if s in SETTINGS and SETTINGS[s].favours}
     means = {s: {row.pool: row.stats.mean for row in by_setting[s] if row.values} for s in settings}
+    tradeoffs = tradeoff_checks(family, rows, [s for s in settings if s in favours], pools, margin)
+    family.adjust()  # every comparison is made: now Holm over all of them
     return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
                   reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours),
-                  tradeoff_checks(rows, [s for s in settings if s in favours], pools),
-                  {setting: text for setting, text in sources.items() if text})
+                  tradeoffs, {setting: text for setting, text in sources.items() if text}, score, margin, family,
+                  seeds)
 
 
-def tradeoff_checks(rows: dict[tuple[str, str], Row], tasks: list[str], pools: list[str]) -> list[TradeOffCheck]:
+def tradeoff_checks(family: Family, rows: dict[tuple[str, str], Row], tasks: list[str], pools: list[str],
+                    margin: float = MARGIN) -> list[TradeOffCheck]:
     """The no-trade-off check (poolbench.tradeoff) of every pooling other than the four baselines that
-    completed runs on every diagnostic task in ``tasks``; none unless all four baselines did too."""
+    completed runs on every diagnostic task in ``tasks``; none unless all four baselines did too. Its
+    comparisons with the worst baseline join ``family``."""
     def ran(task: str, pool: str) -> bool:
         return (task, pool) in rows and bool(rows[task, pool].values)
 
@@ -383,9 +472,9 @@ def tradeoff_checks(rows: dict[tuple[str, str], Row], tasks: list[str], pools: l
         for task in tasks:
             means = {b: rows[task, b].stats.mean for b in BASELINES}
             best, worst = max(means, key=means.__getitem__), min(means, key=means.__getitem__)
-            own = rows[task, pool].values
-            versus = [Versus(b, *paired_difference(own, rows[task, b].values)) for b in (best, worst)]
-            per_task.append(TaskCheck(task, versus[0], versus[1], alpha=ALPHA))
+            own = rows[task, pool]
+            per_task.append(TaskCheck(task, best, worst, non_inferiority(own.values, rows[task, best].values, margin),
+                                      family.compare(task, own, rows[task, worst])))
         checks.append(TradeOffCheck(pool, tuple(per_task)))
     return checks
 
@@ -412,8 +501,8 @@ def _describe_protocol(p: Protocol) -> str:
             + (f", crop padding {p.crop_padding}" if p.crop_padding != Protocol().crop_padding else ""))
 
 
-def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]], setting: str, pool: str,
-             use_references: bool) -> Comparison:
+def _compare(family: Family, rows: dict[tuple[str, str], Row], references: dict[str, list[Row]], setting: str,
+             pool: str, use_references: bool) -> Comparison:
     """The benchmark's rule on one setting: does ``pool``'s mean strictly beat every baseline's?"""
     own = rows[setting, pool]
     candidates = [rows[setting, b] for b in BASELINES
@@ -427,8 +516,4 @@ def _compare(rows: dict[tuple[str, str], Row], references: dict[str, list[Row]],
         return Comparison(setting, best, problem="no completed run")
     if own.diverged or own.failed or own.refused or own.unreadable:  # scored at chance by the original harness: no win
         return Comparison(setting, best, problem=f"{own.not_in_mean()}: cannot count as a win")
-    diff = own.stats.mean - best.stats.mean
-    if best.published:
-        return Comparison(setting, best, diff, welch_p(list(own.values.values()), list(best.values.values())),
-                          "Welch t")
-    return Comparison(setting, best, diff, paired_difference(own.values, best.values)[1], "paired t")
+    return Comparison(setting, best, family.compare(setting, own, best), own.stats.mean - best.stats.mean)

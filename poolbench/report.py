@@ -11,8 +11,9 @@ import html
 import io
 import math
 
-from .analysis import ALPHA, BASELINES, Report, format_p, versus_text
-from .plots import accuracy_bars_png, accuracy_curves_png, fingerprint_png
+from .analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p
+from .paired import ALPHA, Decision, Difference
+from .plots import Bar, DifferenceBar, accuracy_bars_png, differences_png, epoch_curves_png, fingerprint_png
 from .settings import BENCHMARK_SETTINGS, SETTINGS
 from .tradeoff import RULE as TRADEOFF_RULE
 from .tradeoff import TaskCheck
@@ -27,19 +28,35 @@ def format_p_exact(p: float) -> str:
     return "" if math.isnan(p) else f"{p:.6g}"
 
 
+def interval(d: Difference) -> str:
+    """``+1.23 [+0.20, +2.26]``: a difference with its 95% CI (the point alone without a CI)."""
+    if math.isnan(d.diff):
+        return ""
+    return f"{d.diff:+.2f}" + (f" [{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if math.isfinite(d.ci_low) else "")
+
+
+def holm_cell(d: Difference) -> str:
+    """The Holm-adjusted p, starred when significant."""
+    return "" if math.isnan(d.p_holm) else format_p(d.p_holm) + (" *" if d.significant() else "")
+
+
 def setting_table(report: Report, setting: str) -> tuple[list[str], list[list[str]]]:
-    """The leaderboard of one setting: measured rows by mean, then the published ones."""
+    """The leaderboard of one setting: measured rows by mean, then the published ones; each measured
+    pooling's paired difference to the baseline with its CI, effect size, raw and Holm-adjusted p."""
     versus = report.baseline or "baseline"
-    header = ["#", "pooling", "n", "mean ± std", "95% CI", f"Δ vs {versus}", "p (paired t)", "not in mean"]
+    header = ["#", "pooling", "n", "mean ± std", "95% CI", f"Δ vs {versus} [95% CI]", "d_z", "p (paired t)",
+              "p Holm", "not in mean"]
     body = []
     for rank, row in enumerate(report.rows[setting] + report.references.get(setting, []), start=1):
         st = row.stats
         mean = f"{st.mean:.2f} ± {format_number(st.std) or 'n/a'}" if st.n else "n/a"
         ci = f"[{st.ci_low:.2f}, {st.ci_high:.2f}]" if st.n > 1 else ""
-        compared = not row.published and report.baseline not in (None, row.pool) and row.n_paired
+        d = row.versus
+        compared = not row.published and report.baseline not in (None, row.pool) and d.n > 0
         body.append(["" if row.published else str(rank), row.label, f"{st.n}/{row.runs}", mean, ci,
-                     f"{row.diff:+.2f}" if compared else "", format_p(row.p_value) if compared else "",
-                     row.not_in_mean()])
+                     interval(d) if compared else "", format_number(d.effect) if compared else "",
+                     format_p(d.p_value) if compared and not math.isnan(d.p_value) else "",
+                     holm_cell(d) if compared else "", row.not_in_mean()])
     return header, body
 
 
@@ -56,8 +73,11 @@ def verdict_rule(report: Report) -> list[str]:
         + (f", and the published leaderboard runs on {', '.join(with_published)}" if with_published else "")
         + ". A diverged or failed run on a setting rules a win there out (the original harness scored such "
         "runs at chance).",
-        f"Each cell: the difference to the best baseline's mean there. Significant (*): p < {ALPHA}, "
-        "paired t-test by seed against a measured baseline, Welch's t-test against published runs.",
+        f"Each cell: the difference to the best baseline there with its 95% CI and its p-value Holm-adjusted "
+        f"over all {report.family.size} comparisons of this report (listed under Comparisons); * marks an adjusted "
+        f"p < {ALPHA}. Paired t-test by seed against a measured baseline, Welch's t-test against published runs. "
+        "A win reads the means, as the benchmark does; \"significant (Holm) on k/n\" says on how many settings "
+        "the lead also survives the correction.",
     ]
     if set(report.settings) != set(BENCHMARK_SETTINGS):
         lines.append(f"This verdict covers the settings of this sweep ({', '.join(report.settings)}); the "
@@ -121,11 +141,17 @@ def fingerprint_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+MARKS = {Decision.SHOWN: "", Decision.UNDECIDED: " ?"}
+
+
 def tradeoff_cell(check: TaskCheck) -> str:
-    """One task of the no-trade-off check: the difference to the best baseline, then to the worst, and
-    WORSE / NOT BETTER for a failed condition."""
-    marks = ("" if check.not_worse else " WORSE") + ("" if check.better else " NOT BETTER")
-    return "; ".join(versus_text(v.diff, v.pool, v.p_value) for v in (check.best, check.worst)) + marks
+    """One task of the no-trade-off check: the difference to the best baseline with its one-sided
+    lower bound against the margin, then to the worst with its Holm-adjusted p; WORSE / NOT AHEAD
+    mark a failed condition, ? an undecided one."""
+    nw, ahead = check.not_worse, check.ahead
+    first = f"{nw.text()} vs {check.best}" + MARKS.get(nw.decision, " WORSE")
+    second = difference_text(ahead, check.worst) + MARKS.get(check.ahead_decision, " NOT AHEAD")
+    return f"{first}; {second}"
 
 
 def tradeoff_table(report: Report) -> tuple[list[str], list[list[str]]]:
@@ -135,24 +161,45 @@ def tradeoff_table(report: Report) -> tuple[list[str], list[list[str]]]:
                                                  for c in report.tradeoffs]
 
 
-def tradeoff_rule() -> str:
-    return TRADEOFF_RULE.format(baselines=", ".join(BASELINES), alpha=ALPHA)
+def tradeoff_rule(report: Report) -> str:
+    return TRADEOFF_RULE.format(baselines=", ".join(BASELINES), alpha=ALPHA, margin=report.margin)
 
 
-FINGERPRINT_INTRO = ("Fingerprint: mean best test accuracy (%) on each diagnostic task; *mean side* and *max side* "
+def comparisons_table(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Every comparison the report makes, each once: the family its Holm adjustment is over."""
+    header = ["setting", "pooling", "versus", "n", "Δ [95% CI]", "effect", "test", "p", "p Holm"]
+    body = [[setting, first, second, str(d.n), interval(d),
+             f"{d.effect_name} {format_number(d.effect)}" if math.isfinite(d.effect) else "", d.test,
+             format_p(d.p_value) if not math.isnan(d.p_value) else "", holm_cell(d)]
+            for setting, first, second, d in report.family.members()]
+    return header, body
+
+
+def comparisons_intro(report: Report) -> str:
+    return (f"Every comparison this report makes, each once: {report.family.size} tests with a p-value, "
+            f"Holm-adjusted together so that the chance of any false * among them is at most {ALPHA}. Δ is the "
+            "mean difference (the first pooling minus the second) with its 95% CI; effect is Cohen's d_z (paired: "
+            "mean / sd of the paired differences) or d (Welch: difference / pooled sd).")
+
+
+FINGERPRINT_INTRO = ("Fingerprint: the mean score (%) on each diagnostic task; *mean side* and *max side* "
                      "average the tasks that favour mean-type and max-type pooling; *lean* places a pooling between "
                      "gap (0) and gmp (1). A pooling good on both sides has both side scores high. It describes "
                      "the pooling; it does not predict accuracy on natural images.")
 
-SEED_PLAN_INTRO = ("Seed planning: the smallest difference each setting's seeds detect with 80% power in a paired "
-                   "t-test at alpha 0.05, from the spread of paired differences measured here "
-                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs); the pooled "
-                   "spread mixes every pair of poolings, so each line also gives the two leading poolings' own.")
+SEED_PLAN_INTRO = ("Seed planning, per setting for its two leading poolings: the smallest difference their seeds "
+                   "detect with 80% power in a paired t-test at alpha 0.05 (statsmodels' power solver agrees), from "
+                   "the spread of their own paired differences, and the seeds the measured difference needs "
+                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs).")
 
 
-INTRO = ("Score: best test accuracy over all epochs (%); mean ± sample std over the completed seeds "
-         "(n = completed/runs), 95% CI from Student's t. Δ and p: paired by seed against the baseline. "
-         "Diverged, failed, refused and unfinished runs are never in the mean: they are listed in the last column.")
+def intro(report: Report) -> str:
+    """What the tables hold: the score, the statistics and what is left out of them."""
+    return (f"Score: {SCORES[report.score]} (%) (`--score {report.score}`); mean ± sample std over the completed "
+            f"seeds (n = completed/runs), 95% CI of the mean: {CI_METHOD}. Δ: the mean difference to the "
+            "baseline paired by seed, with its 95% CI, Cohen's d_z and the paired t-test's p, raw and Holm-adjusted "
+            "over every comparison of the report (* adjusted p < 0.05). Diverged, failed, refused and unfinished "
+            "runs are never in the mean: they are listed in the last column.")
 
 
 # --- Formats ----------------------------------------------------------------------------------
@@ -166,7 +213,7 @@ def md_table(header: list[str], body: list[list[str]]) -> str:
 
 def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     """The report as Markdown; ``images`` (plot name -> file) are linked after the tables."""
-    out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", INTRO, ""]
+    out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", intro(report), ""]
     out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
     for setting in report.settings:
         out += [f"## {setting_title(setting, report)}", "", setting_facts(report, setting), "",
@@ -174,11 +221,13 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     if report.fingerprint is not None:
         out += ["## Fingerprint", "", FINGERPRINT_INTRO, "", md_table(*fingerprint_table(report)), ""]
     if report.tradeoffs:
-        out += ["## No trade-off", "", tradeoff_rule(), "", md_table(*tradeoff_table(report)), ""]
+        out += ["## No trade-off", "", tradeoff_rule(report), "", md_table(*tradeoff_table(report)), ""]
     for name, path in (images or {}).items():
         out += [f"![{PLOT_TITLES[name]}]({path})", ""]
     out += ["## Seed planning", "", SEED_PLAN_INTRO, "", *(f"- {plan.text()}" for plan in report.seed_plans), ""]
     out += ["## Verdict", "", *verdict_rule(report), "", md_table(*verdict_table(report)), ""]
+    if report.family.members():
+        out += ["## Comparisons", "", comparisons_intro(report), "", md_table(*comparisons_table(report)), ""]
     out += ["## Final metrics", "", "The original tooling's summary lines (mean over completed seeds):", "",
             "```"]
     for pool, lines in final_metrics(report).items():
@@ -186,11 +235,19 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     return "\n".join(out + ["```", ""])
 
 
-CSV_COLUMNS = ["setting", "pool", "source", "rank", "n", "runs", "diverged", "failed", "refused", "unfinished", "mean",
-               "std", "ci95_low", "ci95_high", "min", "max", "best_test_acc_by_seed", "baseline",
-               "diff_vs_baseline", "p_vs_baseline", "n_paired", "best_baseline", "best_baseline_mean",
-               "diff_vs_best_baseline", "p_vs_best_baseline", "test_vs_best_baseline", "beats_best_baseline",
-               "significant", "wins"]
+CSV_COLUMNS = ["setting", "pool", "source", "score", "rank", "n", "runs", "diverged", "failed", "refused",
+               "unfinished", "mean", "std", "ci95_low", "ci95_high", "min", "max", "score_by_seed", "baseline",
+               "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "d_z_vs_baseline", "p_vs_baseline",
+               "p_holm_vs_baseline", "n_paired", "best_baseline", "best_baseline_mean", "diff_vs_best_baseline",
+               "diff_vs_best_ci95_low", "diff_vs_best_ci95_high", "effect_vs_best_baseline", "p_vs_best_baseline",
+               "p_holm_vs_best_baseline", "test_vs_best_baseline", "beats_best_baseline", "significant", "wins",
+               "holm_family_size"]
+
+
+def _difference_columns(d: Difference, prefix: str, ci: str, effect: str) -> dict[str, str]:
+    return {f"diff_vs_{prefix}": format_number(d.diff, 4), f"{ci}_low": format_number(d.ci_low, 4),
+            f"{ci}_high": format_number(d.ci_high, 4), effect: format_number(d.effect, 4),
+            f"p_vs_{prefix}": format_p_exact(d.p_value), f"p_holm_vs_{prefix}": format_p_exact(d.p_holm)}
 
 
 def to_csv(report: Report) -> str:
@@ -205,6 +262,7 @@ def to_csv(report: Report) -> str:
             record = {
                 "setting": setting, "pool": row.pool,
                 "source": ("published proposal" if row.proposal else "published") if row.published else "measured",
+                "score": "best" if row.published else report.score,
                 "rank": "" if row.published else rank, "n": st.n, "runs": row.runs,
                 "diverged": len(row.diverged), "failed": len(row.failed), "refused": len(row.refused),
                 "unfinished": len(row.unfinished),
@@ -212,45 +270,78 @@ def to_csv(report: Report) -> str:
                 "ci95_low": format_number(st.ci_low, 4), "ci95_high": format_number(st.ci_high, 4),
                 "min": format_number(min(values, default=math.nan), 4),
                 "max": format_number(max(values, default=math.nan), 4),
-                "best_test_acc_by_seed": ";".join(f"{k}:{acc}" for k, acc in sorted(row.values.items())),
+                "score_by_seed": ";".join(f"{k}:{acc}" for k, acc in sorted(row.values.items())),
+                "holm_family_size": report.family.size,
             }
             if not row.published and report.baseline not in (None, row.pool):
-                record.update(baseline=report.baseline, diff_vs_baseline=format_number(row.diff, 4),
-                              p_vs_baseline=format_p_exact(row.p_value), n_paired=row.n_paired)
+                record.update(baseline=report.baseline, n_paired=row.versus.n,
+                              **_difference_columns(row.versus, "baseline", "diff_ci95", "d_z_vs_baseline"))
             verdict = verdicts.get(row.pool) if not row.published else None
             if verdict is not None:
                 c = verdict.comparisons[report.settings.index(setting)]
                 record.update(best_baseline=c.best.label if c.best else "",
                               best_baseline_mean=format_number(c.best.stats.mean, 4) if c.best else "",
-                              diff_vs_best_baseline=format_number(c.diff, 4),
-                              p_vs_best_baseline=format_p_exact(c.p_value), test_vs_best_baseline=c.test,
-                              beats_best_baseline=c.beats, significant=c.significant, wins=verdict.wins)
+                              test_vs_best_baseline=c.versus.test if c.best and not c.problem else "",
+                              beats_best_baseline=c.beats, significant=c.significant, wins=verdict.wins,
+                              **_difference_columns(c.versus, "best_baseline", "diff_vs_best_ci95",
+                                                    "effect_vs_best_baseline"))
             writer.writerow(record)
     return buffer.getvalue()
 
 
-def plot_data(report: Report) -> dict:
-    """The bar chart's input: per setting, measured rows with a mean, then the published ones."""
+def bar_data(report: Report) -> dict[str, list[Bar]]:
+    """The bar chart's input: per setting, measured rows with a mean, then the published ones, each
+    with its seeds' scores."""
     bars = {}
     for setting in report.settings:
         rows = [r for r in report.rows[setting] + report.references.get(setting, []) if r.values]
         if rows:
-            bars[setting] = [(("published " if r.published else "") + r.pool, r.stats.mean,
-                              r.stats.ci_high - r.stats.mean, r.published) for r in rows]
+            bars[setting] = [Bar(("published " if r.published else "") + r.pool, r.stats.mean,
+                                 r.stats.ci_low, r.stats.ci_high, r.published, list(r.values.values())) for r in rows]
     return bars
 
 
-PLOT_TITLES = {"curves": "Test accuracy per epoch", "bars": "Best test accuracy with 95% CI",
+def difference_data(report: Report) -> dict[str, list[DifferenceBar]]:
+    """The forest plot's input: per setting, each measured pooling's paired difference to the baseline."""
+    data = {}
+    for setting in report.settings:
+        bars = [DifferenceBar(r.pool, r.versus.diff, r.versus.ci_low, r.versus.ci_high, r.versus.significant())
+                for r in report.rows[setting] if r.pool != report.baseline and r.versus.n > 0]
+        if bars:
+            data[setting] = bars
+    return data
+
+
+#: per-epoch metric -> (y label, title, log scale)
+CURVES = {"test_acc": ("test accuracy (%)", "Test accuracy per epoch", False),
+          "val_acc": ("validation accuracy (%)", "Accuracy on the held-out validation images per epoch", False),
+          "train_loss": ("train loss", "Train loss per epoch", True),
+          "lr": ("learning rate", "Learning rate per epoch", False)}
+BAND = ": mean over seeds, band ± 1 standard error"
+
+PLOT_TITLES = {"curves": CURVES["test_acc"][1], "val-curves": CURVES["val_acc"][1],
+               "loss-curves": CURVES["train_loss"][1], "lr-curves": CURVES["lr"][1],
+               "bars": "Score with 95% CI and every seed",
+               "differences": "Paired difference to the baseline with 95% CI",
                "fingerprint": "Fingerprint: mean side vs max side"}
+_CURVE_PLOTS = {"curves": "test_acc", "val-curves": "val_acc", "loss-curves": "train_loss", "lr-curves": "lr"}
 
 
 def plots(report: Report) -> dict[str, bytes]:
     """Name (a PLOT_TITLES key) -> PNG of the report's plots; none when no run completed."""
     images = {}
-    if report.curves:
-        images["curves"] = accuracy_curves_png(report.curves)
-    if plot_data(report):
-        images["bars"] = accuracy_bars_png(plot_data(report))
+    score = SCORES[report.score]
+    if report.curves.get("test_acc"):
+        images["curves"] = epoch_curves_png(report.curves["test_acc"], CURVES["test_acc"][0],
+                                            CURVES["test_acc"][1] + BAND)
+    if bar_data(report):
+        images["bars"] = accuracy_bars_png(bar_data(report), score)
+    if report.baseline is not None and difference_data(report):
+        images["differences"] = differences_png(difference_data(report), report.baseline, score)
+    for name, metric in _CURVE_PLOTS.items():
+        if name != "curves" and report.curves.get(metric):
+            label, title, log_y = CURVES[metric]
+            images[name] = epoch_curves_png(report.curves[metric], label, title + BAND, log_y)
     points = fingerprint_points(report)
     if points:
         images["fingerprint"] = fingerprint_png(points)
@@ -282,7 +373,7 @@ def to_html(report: Report) -> str:
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>poolbench report</title>"
            f"<style>{HTML_STYLE}</style></head><body>",
-           f"<h1>poolbench report: {e(str(report.root))}</h1><p>{e(_counts(report))}.</p><p>{e(INTRO)}</p>"]
+           f"<h1>poolbench report: {e(str(report.root))}</h1><p>{e(_counts(report))}.</p><p>{e(intro(report))}</p>"]
     out += [f"<p class=note>Note: {e(note)}</p>" for note in report.notes]
     for setting in report.settings:
         published = [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
@@ -291,14 +382,17 @@ def to_html(report: Report) -> str:
     if report.fingerprint is not None:
         out += [f"<h2>Fingerprint</h2><p>{e(FINGERPRINT_INTRO)}</p>", _html_table(*fingerprint_table(report))]
     if report.tradeoffs:
-        out += [f"<h2>No trade-off</h2><p>{e(tradeoff_rule())}</p>", _html_table(*tradeoff_table(report))]
+        out += [f"<h2>No trade-off</h2><p>{e(tradeoff_rule(report))}</p>", _html_table(*tradeoff_table(report))]
     for name, png in plots(report).items():
         out.append(f"<h2>{PLOT_TITLES[name]}</h2>"
                    f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
     out += [f"<h2>Seed planning</h2><p>{e(SEED_PLAN_INTRO)}</p><ul>",
             *(f"<li>{e(plan.text())}</li>" for plan in report.seed_plans), "</ul>"]
     out += ["<h2>Verdict</h2>", *(f"<p>{e(line)}</p>" for line in verdict_rule(report)),
-            _html_table(*verdict_table(report)), "<h2>Final metrics</h2><pre>"]
+            _html_table(*verdict_table(report))]
+    if report.family.members():
+        out += [f"<h2>Comparisons</h2><p>{e(comparisons_intro(report))}</p>", _html_table(*comparisons_table(report))]
+    out.append("<h2>Final metrics</h2><pre>")
     for pool, lines in final_metrics(report).items():
         out.append(e("\n".join([f"# {pool}", *lines])) + "\n")
     return "\n".join(out + ["</pre></body></html>", ""])

@@ -5,14 +5,18 @@ On the diagnostic suite the standard poolings trade off: each of gap, gmp, gem a
 best on some tasks and far behind on others. A pooling shows *no trade-off* when, on every
 diagnostic task of a sweep, it is
 
-- not significantly worse than the best of the four there: ahead of it, or behind it with a
-  paired p >= alpha; and
-- significantly better than the worst of the four there: ahead of it with a paired p < alpha.
+- **not worse than the best** of the four there by more than a declared margin M: the one-sided
+  95% lower bound of the paired difference lies above -M (non-inferiority, poolbench.paired);
+- **ahead of the worst** of the four there: a positive paired difference, significant after the
+  report's Holm correction.
 
-Both comparisons pair runs by seed (paired t-test). With fewer than 2 paired seeds nothing is
-significant: the first condition holds and the second fails. A constant difference over 2 or
-more seeds has no t statistic (zero spread), and counts as significant. The numbers come from
-poolbench.analysis, which builds these checks; poolbench.report renders them.
+Each condition is *shown*, *not* met (the measured numbers point the other way: the upper bound
+below -M, or not ahead of the worst at all), or *undecided* (the seeds cannot tell yet, with the
+seeds that would). The check is "yes" only when both are shown on every task, "no" when any is
+not met, and otherwise "undecided: about N seeds needed": absence of evidence is never read as
+equivalence. Requiring every task is an intersection-union test, which needs no correction of its
+own. The numbers come from poolbench.analysis, which builds these checks; poolbench.report
+renders them.
 """
 
 from __future__ import annotations
@@ -20,36 +24,47 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Versus:
-    """A pooling against one baseline on one task: mean paired difference, its p, the seeds paired."""
-
-    pool: str
-    diff: float
-    p_value: float
-    n: int
-
-    def significant(self, alpha: float) -> bool:
-        if self.n < 2 or self.diff == 0 or math.isnan(self.diff):
-            return False
-        return math.isnan(self.p_value) or self.p_value < alpha  # nan with n >= 2: every seed differs alike
+from .paired import ALPHA, Decision, Difference, NonInferiority
+from .power import MAX_SEEDS, seeds_needed
 
 
 @dataclass(frozen=True)
 class TaskCheck:
     task: str
-    best: Versus  # against the baseline with the highest mean on this task
-    worst: Versus  # against the baseline with the lowest mean
-    alpha: float = 0.05
+    best: str  # the baseline with the highest mean on this task
+    worst: str  # the baseline with the lowest mean
+    not_worse: NonInferiority  # against ``best``, with the report's margin
+    ahead: Difference  # against ``worst``, paired, Holm-adjusted over the report's comparisons
 
     @property
-    def not_worse(self) -> bool:
-        return self.best.diff >= 0 or not self.best.significant(self.alpha)
+    def ahead_decision(self) -> Decision:
+        if self.ahead.n < 2 or math.isnan(self.ahead.diff):
+            return Decision.UNDECIDED
+        if self.ahead.diff <= 0:
+            return Decision.NOT
+        return Decision.SHOWN if self.ahead.significant(ALPHA) else Decision.UNDECIDED
 
     @property
-    def better(self) -> bool:
-        return self.worst.diff > 0 and self.worst.significant(self.alpha)
+    def ahead_seeds_needed(self) -> int | None:
+        """Seeds at which the measured lead over the worst would be significant at Holm's strictest
+        level (alpha / family size) with 80% power; None when unknown or past MAX_SEEDS."""
+        d = self.ahead
+        if self.ahead_decision != Decision.UNDECIDED or not d.sd > 0:
+            return None
+        return seeds_needed(d.diff, d.sd, alpha=ALPHA / max(1, d.family))
+
+    @property
+    def decisions(self) -> tuple[Decision, Decision]:
+        return self.not_worse.decision, self.ahead_decision
+
+    def seeds_needed(self) -> list[int | None]:
+        """The seeds each undecided condition needs (None: unknown or more than MAX_SEEDS)."""
+        needs = []
+        if self.not_worse.decision == Decision.UNDECIDED:
+            needs.append(self.not_worse.seeds_needed)
+        if self.ahead_decision == Decision.UNDECIDED:
+            needs.append(self.ahead_seeds_needed)
+        return needs
 
 
 @dataclass(frozen=True)
@@ -58,18 +73,40 @@ class TradeOffCheck:
     tasks: tuple[TaskCheck, ...]
 
     @property
+    def decision(self) -> Decision:
+        decisions = [d for t in self.tasks for d in t.decisions]
+        if not decisions or Decision.NOT in decisions:
+            return Decision.NOT
+        return Decision.UNDECIDED if Decision.UNDECIDED in decisions else Decision.SHOWN
+
+    @property
     def holds(self) -> bool:
-        return bool(self.tasks) and all(t.not_worse and t.better for t in self.tasks)
+        return self.decision == Decision.SHOWN
 
     def text(self) -> str:
+        if not self.tasks:
+            return "no: no diagnostic task"
         if self.holds:
             return "yes"
-        reasons = [f"worse than the best on {t.task}" for t in self.tasks if not t.not_worse]
-        reasons += [f"not better than the worst on {t.task}" for t in self.tasks if not t.better]
-        return "no: " + "; ".join(reasons)
+        if self.decision == Decision.NOT:
+            reasons = [f"worse than the best on {t.task}" for t in self.tasks if t.not_worse.decision == Decision.NOT]
+            reasons += [f"not ahead of the worst on {t.task}" for t in self.tasks if t.ahead_decision == Decision.NOT]
+            return "no: " + "; ".join(reasons)
+        needs = [n for t in self.tasks for n in t.seeds_needed()]
+        if any(n is None for n in needs):
+            known = [t.not_worse.difference.n for t in self.tasks]
+            need = "too few seeds to estimate" if min(known) < 2 else f"more than {MAX_SEEDS} seeds needed"
+        else:
+            need = f"about {max(n for n in needs if n is not None)} seeds needed"
+        open_ = [f"{'not worse than the best' if kind == 0 else 'ahead of the worst'} on {t.task}"
+                 for t in self.tasks for kind, d in enumerate(t.decisions) if d == Decision.UNDECIDED]
+        return f"undecided: {need} ({'; '.join(open_)} not resolved)"
 
 
-RULE = ("No trade-off: on every diagnostic task a pooling is not significantly worse than the best of {baselines} "
-        "there (ahead, or paired p >= {alpha}) and significantly better than the worst of them (ahead with "
-        "paired p < {alpha}); pairs by seed, paired t-test. Each cell: the difference to the best baseline, then "
-        "to the worst; WORSE / NOT BETTER mark a failed condition.")
+RULE = ("No trade-off: on every diagnostic task a pooling is not worse than the best of {baselines} there by "
+        "more than the margin of {margin:g} points (the one-sided 95% lower bound of the paired difference lies "
+        "above -{margin:g}) and ahead of the worst of them (a positive paired difference, Holm-adjusted p < "
+        "{alpha}). \"undecided\" means the seeds cannot tell yet, with about how many seeds would; it is never "
+        "read as \"yes\". Each cell: the difference to the best baseline with its lower bound, then to the worst "
+        "with its Holm-adjusted p; WORSE / NOT AHEAD mark a failed condition, ? an undecided one. "
+        "`poolbench report --margin M` sets the margin.")

@@ -20,7 +20,7 @@ from poolbench.cli import main
 from poolbench.contract import check_pool
 from poolbench.data.diagnostics import CELL, COUNTS, DIAGNOSTICS, GRID, PALETTE
 from poolbench.fingerprint import fingerprint
-from poolbench.power import detectable_difference, leading_pair, paired_power, plan_seeds, seeds_needed
+from poolbench.power import detectable_difference, paired_power, plan_seeds, seeds_needed
 from poolbench.settings import SETTINGS, SUITES
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -182,38 +182,36 @@ def test_seeds_needed_is_the_smallest_count_with_enough_power():
     assert seeds_needed(5.0, 1.0) < n < seeds_needed(0.25, 1.0)
 
 
-def test_the_seed_plan_pools_the_spread_of_paired_differences():
-    scores = {"a": {1: 70.0, 2: 71.0, 3: 73.0}, "b": {1: 71.0, 2: 71.5, 3: 75.0}, "c": {1: 69.0, 2: 70.0}}
-    plan = plan_seeds("x", scores, detect=1.0)
-    diffs = [np.array([-1.0, -0.5, -2.0]), np.array([1.0, 1.0]), np.array([2.0, 1.5])]
-    pooled = sum(((d - d.mean()) ** 2).sum() for d in diffs) / sum(len(d) - 1 for d in diffs)
-    assert math.isclose(plan.sd, math.sqrt(pooled)) and plan.seeds == 3
-    assert math.isclose(plan.detectable, detectable_difference(math.sqrt(pooled), 3))
-    assert plan.needed == seeds_needed(1.0, math.sqrt(pooled)) and "detecting 1 points needs" in plan.text()
-
-
-def test_the_seed_plan_also_gives_the_two_leading_poolings_own_spread():
-    # c is erratic and widens the pooled spread; a and b, the two best, differ steadily
+def test_the_seed_plan_is_for_the_two_leading_poolings_from_their_own_paired_spread():
+    # c is erratic: a spread pooled over pairs would be wide; a and b, the two best, differ steadily
     scores = {"a": {1: 99.9, 2: 99.8, 3: 100.0, 4: 99.9}, "b": {1: 99.7, 2: 99.7, 3: 99.8, 4: 99.8},
               "c": {1: 60.0, 2: 90.0, 3: 40.0, 4: 80.0}}
-    plan = plan_seeds("x", scores)
-    lead = plan.leading
-    assert (lead.first, lead.second, lead.seeds) == ("a", "b", 4)
-    assert math.isclose(lead.sd, float(np.std([0.2, 0.1, 0.2, 0.1], ddof=1)))
-    assert math.isclose(lead.detectable, detectable_difference(lead.sd, 4))
-    assert lead.detectable < plan.detectable / 50
-    assert f"The two leading poolings, a and b, differ with sd {lead.sd:.2f} over 4 shared seeds" in plan.text()
-    assert leading_pair({"a": {1: 1.0}, "b": {1: 2.0}}) is None  # one shared seed: no spread
-    steady = leading_pair({"a": {1: 2.0, 2: 3.0}, "b": {1: 1.0, 2: 2.0}})
-    assert steady.sd == 0 and "differ by the same amount on all 2 shared seeds" in steady.text()
+    plan = plan_seeds("x", scores, detect=0.05)
+    diffs = [0.2, 0.1, 0.2, 0.1]
+    assert (plan.first, plan.second, plan.seeds) == ("a", "b", 4)
+    assert math.isclose(plan.sd, float(np.std(diffs, ddof=1))) and math.isclose(plan.diff, float(np.mean(diffs)))
+    assert math.isclose(plan.detectable, detectable_difference(plan.sd, 4))
+    assert plan.to_tell == seeds_needed(plan.diff, plan.sd) and plan.needed == seeds_needed(0.05, plan.sd)
+    text = plan.text()
+    assert f"the two leading poolings, a and b, differ by +{np.mean(diffs):.2f} points" in text
+    assert f"4 seeds detect {plan.detectable:.2f} points between them" in text
+    assert f"needs about {plan.to_tell} seeds" in text and f"detecting 0.05 points needs {plan.needed} seeds" in text
+
+
+def test_a_steady_difference_or_one_shared_seed_gives_no_spread():
+    steady = plan_seeds("x", {"a": {1: 2.0, 2: 3.0}, "b": {1: 1.0, 2: 2.0}})
+    assert steady.sd == 0 and "differ by the same +1.00 points on all 2 shared seeds" in steady.text()
+    single = plan_seeds("x", {"a": {1: 1.0}, "b": {1: 2.0}})
+    assert math.isnan(single.sd) and "not enough seeds" in single.text()
 
 
 def test_without_shared_seeds_the_seed_plan_falls_back_to_sqrt2_times_the_seed_spread():
-    scores = {"gap": {1: 70.0, 2: 75.0, 3: 72.0}, "gmp": {4: 60.0}}  # no pair shares 2 seeds
+    scores = {"gap": {1: 70.0, 2: 75.0, 3: 72.0}, "gmp": {4: 60.0, 5: 62.0}}  # no seed in common
     plan = plan_seeds("x", scores)
-    assert plan.source == "sqrt(2) x the seed spread of single poolings"
-    assert math.isclose(plan.sd, math.sqrt(2) * float(np.std([70.0, 75.0, 72.0], ddof=1)))
-    assert math.isclose(plan.detectable, detectable_difference(plan.sd, 3)) and not plan.identical
+    pooled = (2 * np.var([70.0, 75.0, 72.0], ddof=1) + 1 * np.var([60.0, 62.0], ddof=1)) / 3
+    assert plan.source.startswith("sqrt(2) x their seed spread")
+    assert math.isclose(plan.sd, math.sqrt(2 * pooled)) and plan.seeds == 2
+    assert math.isclose(plan.detectable, detectable_difference(plan.sd, 2)) and not plan.identical
 
 
 def test_identical_poolings_get_a_plan_that_says_no_seed_count_separates_them():
@@ -254,9 +252,10 @@ def test_the_report_shows_the_fingerprint_seed_plans_and_marks_1x1_settings(diag
     assert "1x1: every parameter-free pooling is the identity here" in text
     assert "the pool input is 512x1x1" in text
     plans = text.split("## Seed planning", 1)[1]
-    assert "vgg16bn-cifar100: every paired difference is exactly 0" in plans
-    assert "diag-majority: with 3 seeds a difference of" in plans and "detecting 0.5 points needs" in plans
-    assert "The two leading poolings, gap and gmp, differ with sd" in plans
+    assert "vgg16bn-cifar100: every paired difference between the two leading poolings" in plans
+    assert "no number of seeds separates them" in plans
+    assert "diag-majority: the two leading poolings, gap and gmp, differ by" in plans
+    assert "3 seeds detect" in plans and "detecting 0.5 points needs" in plans
 
 
 def test_the_html_report_has_the_fingerprint_plot(diagnostic_sweep, tmp_path):
@@ -293,3 +292,15 @@ def test_the_seed_plan_agrees_with_statsmodels_power_solver():
     for seeds in (3, 5, 10, 20, 50):
         theirs = solver.solve_power(nobs=seeds, alpha=0.05, power=0.8, alternative="two-sided")
         assert detectable_difference(sd, seeds) == pytest.approx(theirs * sd, abs=1e-6 * sd), seeds
+
+
+def test_the_one_sided_seeds_needed_agree_with_statsmodels():
+    """The non-inferiority check's seeds needed: statsmodels' one-sided paired t power (issue 19)."""
+    from statsmodels.stats.power import TTestPower
+
+    solver = TTestPower()
+    for effect in (0.1, 0.2, 0.35, 0.5, 0.8, 1.0, 2.0):
+        needed = solver.solve_power(effect_size=effect, alpha=0.05, power=0.8, alternative="larger")
+        assert seeds_needed(effect, 1.0, one_sided=True) == max(2, math.ceil(needed)), effect
+        assert seeds_needed(-effect, 1.0, one_sided=True) == max(2, math.ceil(needed)), effect
+        assert seeds_needed(effect, 1.0, one_sided=True) <= seeds_needed(effect, 1.0)

@@ -60,15 +60,18 @@ def write_jsonl(path: Path, records: list) -> None:
 
 
 def write_run(root: Path, setting: str, pool: str, seed: int, best: float | None, *,
-              epochs: int | None = None, status: str | None = None, finished: bool = True) -> Path:
-    """A run folder exactly as `poolbench run` leaves it (3 epochs recorded)."""
+              epochs: int | None = None, status: str | None = None, finished: bool = True,
+              accs: list[float] | None = None, val: float | None = None) -> Path:
+    """A run folder exactly as `poolbench run` leaves it (3 epochs recorded, or ``accs``);
+    ``val``: its val_test_acc, as if run with --val-split."""
     base = SETTINGS[setting]
     protocol = base.protocol.replace(epochs=epochs)
     folder = root / setting / pool / f"seed{seed}"
     folder.mkdir(parents=True)
     config = RunConfig(setting, base.arch, base.dataset, base.num_classes, pool, seed, protocol)
     write_json(folder / "config.json", {"config": config.to_dict(), "command": [], "versions": {}})
-    accs = [best - 4.0, best - 1.0, best] if best is not None else [30.0, 10.0]
+    if accs is None:
+        accs = [best - 4.0, best - 1.0, best] if best is not None else [30.0, 10.0]
     write_jsonl(folder / "metrics.jsonl", [
         {"epoch": i + 1, "train_loss": 1.0, "train_acc": 50.0, "test_loss": 1.0, "test_acc": acc,
          "lr": 0.01, "epoch_time_s": 1.0} for i, acc in enumerate(accs)])
@@ -80,7 +83,8 @@ def write_run(root: Path, setting: str, pool: str, seed: int, best: float | None
             "wall_time_s": 3.0, "num_params": 1000, "pool_input_shape": [64, 8, 8], "device": "cpu",
             "versions": {}, "setting": setting, "arch": base.arch, "dataset": base.dataset, "pool": pool,
             "seed": seed, "error": "RuntimeError: boom" if status == "failed" else None,
-            "diverged_at": {"epoch": 3, "step": 7} if status == "diverged" else None})
+            "diverged_at": {"epoch": 3, "step": 7} if status == "diverged" else None,
+            **({"val_test_acc": val, "val_epoch": 1} if val is not None else {})})
     return folder
 
 
@@ -123,10 +127,13 @@ def test_statistics_match_scipy(sweep_dir):
     assert st.std == pytest.approx(gem.std(ddof=1))
     low, high = stats.t.interval(0.95, 2, loc=gem.mean(), scale=stats.sem(gem))
     assert (st.ci_low, st.ci_high) == (pytest.approx(low), pytest.approx(high))
-    r = row(report, "quick", "gem")
-    assert r.diff == pytest.approx((gem - gap).mean())
-    assert r.p_value == pytest.approx(stats.ttest_rel(gem, gap).pvalue)
-    assert r.n_paired == 3
+    d = row(report, "quick", "gem").versus
+    assert d.diff == pytest.approx((gem - gap).mean())
+    test = stats.ttest_rel(gem, gap)
+    assert d.p_value == pytest.approx(test.pvalue)
+    assert (d.ci_low, d.ci_high) == tuple(pytest.approx(x) for x in test.confidence_interval(0.95))
+    assert d.effect == pytest.approx((gem - gap).mean() / (gem - gap).std(ddof=1))
+    assert d.n == 3
 
 
 def test_diverged_runs_are_counted_and_not_averaged(sweep_dir):
@@ -135,7 +142,7 @@ def test_diverged_runs_are_counted_and_not_averaged(sweep_dir):
     assert mine.stats.n == 2 and mine.stats.mean == pytest.approx(93.0)
     assert mine.diverged == [123]
     # paired with gap over the two seeds both completed only
-    assert mine.n_paired == 2 and mine.diff == pytest.approx(((92.0 - 90.0) + (94.0 - 92.5)) / 2)
+    assert mine.versus.n == 2 and mine.versus.diff == pytest.approx(((92.0 - 90.0) + (94.0 - 92.5)) / 2)
     line = next(line for line in rep.to_markdown(report).splitlines() if "| mine" in line and "2/3" in line)
     assert "1 diverged (seed 123)" in line
 
@@ -163,15 +170,17 @@ def test_verdict_compares_with_best_baseline_and_published_runs(sweep_dir):
     verdict = next(v for v in analysis.build_report(sweep_dir).verdicts if v.pool == "allbetter")
     quick, resnet, vgg = verdict.comparisons
     assert quick.best.pool == "gem" and not quick.best.published  # best measured mean on quick
-    assert quick.p_value == pytest.approx(stats.ttest_rel(QUICK["allbetter"], QUICK["gem"]).pvalue)
+    assert quick.versus.p_value == pytest.approx(stats.ttest_rel(QUICK["allbetter"], QUICK["gem"]).pvalue)
     # on resnet56-cifar100 the best baseline mean is the published GeM (72.29), above the measured ones
     reference = published("resnet56-cifar100")
     assert resnet.best.published and resnet.best.pool == "gem"
     assert resnet.best.stats.mean == pytest.approx(np.mean(reference["gem"]))
-    assert resnet.diff == pytest.approx(np.mean(RESNET["allbetter"]) - np.mean(reference["gem"]))
-    assert resnet.p_value == pytest.approx(
+    assert resnet.lead == pytest.approx(np.mean(RESNET["allbetter"]) - np.mean(reference["gem"]))
+    assert resnet.versus.diff == pytest.approx(resnet.lead) and resnet.versus.test == "Welch t"
+    assert resnet.versus.p_value == pytest.approx(
         stats.ttest_ind(RESNET["allbetter"], reference["gem"], equal_var=False).pvalue)
-    assert resnet.significant == (resnet.p_value < 0.05)
+    assert resnet.versus.p_holm >= resnet.versus.p_value
+    assert resnet.significant == (resnet.versus.p_holm < 0.05)
 
 
 def test_reference_rows_carry_the_published_means(sweep_dir):
@@ -261,7 +270,9 @@ def test_html_is_one_self_contained_file_with_plots(sweep_dir, tmp_path):
     assert run_report(sweep_dir, "--output", str(out)) == 0
     text = out.read_text()
     images = re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", text)
-    assert len(images) == 2
+    assert len(images) == 5  # test accuracy, bars, differences, train loss, lr
+    for title in ("Train loss per epoch", "Learning rate per epoch", "Paired difference to the baseline"):
+        assert f"<h2>{title}" in text
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     assert "src='http" not in text and "<link" not in text and "<script" not in text
     assert "Final metrics (quick): test_acc_quick=" in text
@@ -273,7 +284,8 @@ def test_markdown_file_gets_its_plots_beside_it(sweep_dir, tmp_path):
     out.parent.mkdir()
     assert run_report(sweep_dir, "--output", str(out)) == 0
     names = sorted(p.name for p in out.parent.iterdir())
-    assert names == ["report-bars.png", "report-curves.png", "report.md"]
+    assert names == ["report-bars.png", "report-curves.png", "report-differences.png", "report-loss-curves.png",
+                     "report-lr-curves.png", "report.md"]
     assert "](report-curves.png)" in out.read_text()
 
 

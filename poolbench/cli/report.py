@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from .. import rundir
-from ..analysis import Report, ReportError, build_report
+from ..analysis import MARGIN, SCORES, Report, ReportError, build_report
+from ..execution.sweep import split_list
 from ..outcomes import ExitCode
 from ..report import plots, to_csv, to_html, to_markdown
 from .common import say
@@ -24,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "(default gap)")
     parser.add_argument("--detect", type=float, metavar="D",
                         help="seed planning: also give the seeds a difference of D accuracy points needs")
+    parser.add_argument("--margin", type=float, default=MARGIN, metavar="M",
+                        help="the no-trade-off check's non-inferiority margin in accuracy points: not worse than "
+                             f"the best baseline means the one-sided 95%% lower bound is above -M (default {MARGIN:g})")
+    parser.add_argument("--score", default="best", metavar="|".join(SCORES),
+                        help="which score of each run the tables hold: best (the protocol's, default), final "
+                             "(last epoch) or val (test accuracy at the epoch best on held-out images; needs runs "
+                             "made with --val-split N)")
+    parser.add_argument("--seeds", metavar="LIST",
+                        help="only the runs of these comma-separated seeds, e.g. to check a claim on held-out seeds")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,7 +47,8 @@ def main(args: argparse.Namespace) -> int:
             raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
         if output is not None and not output.parent.is_dir():
             raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
-        report = build_report(args.folder, args.baseline, args.detect)
+        report = build_report(args.folder, args.baseline, args.detect, margin=args.margin, score=args.score,
+                              seeds=_seeds(args.seeds))
     except ReportError as error:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
@@ -49,6 +60,18 @@ def main(args: argparse.Namespace) -> int:
             f"choose another --output")
         return ExitCode.FAILED
     return ExitCode.COMPLETED
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(seed) for seed in split_list(text)]
+    except ValueError:
+        raise ReportError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ReportError("--seeds is empty: give comma-separated seeds, e.g. --seeds 42,123")
+    return seeds
 
 
 def write_report(report: Report, fmt: str, output: Path | None) -> None:
