@@ -344,10 +344,10 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     ``margin``: the no-trade-off check's non-inferiority margin in accuracy points.
     ``score``: which score of each run (a SCORES key). ``seeds``: only these seeds' runs.
     """
-    if detect is not None and not (math.isfinite(detect) and detect > 0):
-        raise ReportError(f"--detect takes a difference in accuracy points > 0, got {detect}")
-    if not (math.isfinite(margin) and margin >= 0):
-        raise ReportError(f"--margin takes a margin in accuracy points >= 0, got {margin}")
+    if detect is not None and not 0 < detect <= 100:  # nan fails too
+        raise ReportError(f"--detect takes a difference in accuracy points, above 0 and at most 100, got {detect:g}")
+    if not 0 <= margin <= 100:
+        raise ReportError(f"--margin takes a margin in accuracy points, from 0 to 100, got {margin:g}")
     if score not in SCORES:
         raise ReportError(f"--score {score!r} is not a score: choose one of {', '.join(SCORES)}")
     summaries = collect_runs(root)

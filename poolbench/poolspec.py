@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .labels import UNSAFE, safe_label
 from .quoting import quote, shorten
 
 USAGE = "use name(key=value, ...)"
 _VALUE_TYPES = "finite numbers, True/False, None, quoted strings or tuples of them"
-_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CALL_START = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\(")
 
 
@@ -161,20 +161,20 @@ def normalise_spec(spec: str) -> str:
 
 
 def spec_label(spec: str) -> str:
-    """A folder-friendly name of a spec, made of ``[A-Za-z0-9._-]`` for a call spec.
+    """A folder-friendly name of a spec (see ``is_safe_label``).
 
     ``topk(k=0.5)`` -> ``topk-k0.5``; ``gem(p=4, learnable=False)`` -> ``gem-p4-learnableFalse``;
-    a file's stem (and ``-Class``) for a file; a plain name as given.
+    a file's stem (and ``-Class``) for a file, unsafe characters replaced; a plain name as given.
     """
     if is_file_spec(spec):
         path_text, _, class_name = spec.partition(":")
-        return Path(path_text).stem + (f"-{class_name}" if class_name else "")
+        return safe_label(Path(path_text).stem + (f"-{class_name}" if class_name else ""), "pool")
     if not is_call_spec(spec):
         return spec
     try:
         name, kwargs = parse_call(spec)
     except PoolSpecError:  # not a usable spec, but still a deterministic folder name
-        return _LABEL_UNSAFE.sub("_", "".join(spec.split())).strip("_.") or "pool"
+        return safe_label("".join(spec.split()), "pool")
     return "-".join([name.lower(), *(f"{key}{_label_text(value)}" for key, value in kwargs.items())])
 
 
@@ -182,7 +182,7 @@ def _label_text(value: Any) -> str:
     if isinstance(value, tuple):
         return "_".join(_label_text(item) for item in value)
     text = value if isinstance(value, str) else repr(value)
-    return _LABEL_UNSAFE.sub("_", text)
+    return UNSAFE.sub("_", text)
 
 
 def split_specs(text: str | None) -> list[str]:

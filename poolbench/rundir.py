@@ -24,12 +24,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .atomic import atomic_write_bytes
+from .labels import RULE, is_safe_label
 from .outcomes import FINISHED_STATUSES, RunStatus
 from .poolspec import spec_label
-from .quoting import quote
+from .quoting import quote, shorten
 from .settings import Protocol
 
 CONFIG_FILE = "config.json"
@@ -38,6 +39,7 @@ RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 NO_RESULT_FILE = "no_result.json"
 LOCK_FILE = ".lock"
+T = TypeVar("T")
 
 
 
@@ -125,6 +127,25 @@ def read_json_object(path: str | Path, fix: str, keys: tuple[str, ...] = ()) -> 
 
 
 RESULT_FIX = "run the same command again to rewrite it from the run's checkpoint, or delete the run folder"
+CONFIG_FIX = "delete it (the same command writes it again; the checkpoint still guards the configuration)"
+
+
+def read_config(path: str | Path, fix: str = CONFIG_FIX) -> RunConfig:
+    """A run's config.json as the RunConfig it records: the one place that decides whether it can be.
+
+    DamagedFileError (with ``fix``) when the file is no JSON object, has no ``config``, or its
+    ``config`` is no run's configuration: a missing field or protocol, an unknown protocol field (as
+    another poolbench version may write), text where a number belongs, an impossible value. Such a
+    run is *unreadable* in ``status`` and reports. FileNotFoundError passes through.
+    """
+    stored = read_json_object(path, fix, keys=("config",))
+    try:
+        if not isinstance(stored["config"], dict) or not isinstance(stored["config"].get("protocol"), dict):
+            raise ValueError("no protocol")
+        return RunConfig.from_dict(stored["config"])
+    except (TypeError, ValueError, AttributeError) as error:
+        raise DamagedFileError(f"{path} is damaged (not a run configuration: {shorten(' '.join(str(error).split()))}"
+                               f"): {fix}") from None
 
 
 def read_result(path: str | Path, fix: str = RESULT_FIX) -> dict[str, Any]:
@@ -326,8 +347,24 @@ def pool_label(spec: str) -> str:
 
 
 def run_path(root: str | Path, setting: str, pool: str, seed: int) -> Path:
-    """The run folder of one grid cell: ``<root>/<setting>/<pool label>/seed<k>``."""
-    return Path(root) / setting / pool_label(pool) / f"seed{seed}"
+    """The run folder of one grid cell: ``<root>/<setting>/<pool label>/seed<k>``; ValueError when a
+    label is no single safe folder name (the last guard: readers of labels refuse them first)."""
+    label = pool_label(pool)
+    for part in (setting, label):
+        if not is_safe_label(part):
+            raise ValueError(f"{quote(part)} is not a folder name for a run ({RULE})")
+    return Path(root) / setting / label / f"seed{seed}"
+
+
+RUN_FILES = (CONFIG_FILE, RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE)
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run folder ``path`` is or lies in (the nearest folder holding a run's files), else None:
+    a sweep or a report written there would mix with that run's files."""
+    path = Path(path).resolve()
+    return next((folder for folder in (path, *path.parents) if any((folder / name).is_file() for name in RUN_FILES)),
+                None)
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
@@ -358,11 +395,15 @@ class RunSummary:
     #                              failed without a result
 
 
+CONFIG_DAMAGED_FIX = ("restore it, or delete the run folder and run it again (what the run was is unknown "
+                      "without it)")
+
+
 def summarize(run_dir: str | Path) -> RunSummary:
     """Read a ``<setting>/<pool>/seed<k>`` run folder; its identity comes from the path.
 
-    A damaged result.json makes the run ``unreadable`` (with ``problem`` saying which file and
-    why); a damaged metrics.jsonl or config.json only loses what they would add.
+    A damaged result.json or config.json makes the run ``unreadable`` (with ``problem`` saying which
+    file and why); a damaged metrics.jsonl only loses what it would add.
     """
     run_dir = Path(run_dir)
     problems = []
@@ -372,17 +413,18 @@ def summarize(run_dir: str | Path) -> RunSummary:
         metrics = []
         problems.append(str(error))
     result = _read_or_none(read_result, run_dir / RESULT_FILE, problems)
-    config = (_read_or_none(functools.partial(read_json_object, fix=RESULT_FIX, keys=("config",)),
-                            run_dir / CONFIG_FILE, problems) or {}).get("config")
-    if not isinstance(config, dict):
-        config = None
+    known = len(problems)
+    read = _read_or_none(functools.partial(read_config, fix=CONFIG_DAMAGED_FIX), run_dir / CONFIG_FILE, problems)
+    config_damaged = len(problems) > known
+    config = read.to_dict() if read is not None else None
     accs = [r["test_acc"] for r in metrics if isinstance(r.get("test_acc"), (int, float))]
     best = max(accs, default=None)
     epochs = (config or {}).get("protocol", {}).get("epochs")
     if result is not None:  # read_result checked its values
         best = result.get("best_test_acc", best)
         epochs = result.get("epochs") or epochs
-    state = status(run_dir)
+    # What a run was is its config: without it no result of the folder can be placed in a table.
+    state = RunStatus.UNREADABLE if config_damaged else status(run_dir)
     ended = no_result_message(run_dir) if state == RunStatus.FAILED and result is None else None
     problems += [ended] if ended else []
     return RunSummary(
@@ -392,7 +434,7 @@ def summarize(run_dir: str | Path) -> RunSummary:
         metrics=metrics, result=result, config=config, problem="; ".join(problems) or None)
 
 
-def _read_or_none(read: Callable[[Path], dict[str, Any]], path: Path, problems: list[str]) -> Any:
+def _read_or_none(read: Callable[[Path], T], path: Path, problems: list[str]) -> T | None:
     """``read(path)``; None when the file is missing, or damaged (its problem added to ``problems``)."""
     try:
         return read(path)

@@ -18,12 +18,12 @@ a sweep's runs (started in the sweep folder) and a resumed run find the same fil
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from .labels import safe_label
 
 ARCH_PREFIXES = ("torchvision", "timm")
 DATASET_PREFIXES = ("imagefolder", "npz")
-_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def is_arch_file(arch: str) -> bool:
@@ -89,7 +89,7 @@ def normalise_dataset(dataset: str) -> str:
 
 
 def _safe(text: str) -> str:
-    return _LABEL_UNSAFE.sub("_", text).strip("_") or "_"
+    return safe_label(text, "x")
 
 
 def arch_label(arch: str) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .labels import RULE, is_safe_label
+from .quoting import quote
 from .rundir import DamagedFileError, read_json_object, run_path, write_json
 from .settings import setting_label
 
@@ -78,11 +80,17 @@ def load_sweep(root: str | Path) -> Sweep | None:
            f"(the run folders in {Path(root)} are kept)")
     data = read_json_object(path, fix, keys=("pools", "settings", "seeds"))
     try:
-        return Sweep(Path(root), dict(data["pools"]), list(data["settings"]), [int(s) for s in data["seeds"]],
-                     dict(data.get("overrides") or {}), dict(data.get("options") or {}))
+        sweep = Sweep(Path(root), dict(data["pools"]), list(data["settings"]), [int(s) for s in data["seeds"]],
+                      dict(data.get("overrides") or {}), dict(data.get("options") or {}))
     except (TypeError, ValueError) as error:
         raise DamagedFileError(f"{path} is damaged (not a sweep's grid: {' '.join(str(error).split())}): "
                                f"{fix}") from None
+    for label in sweep.pools:  # each becomes a folder name: one such as ../../x would write outside root
+        if not is_safe_label(label):
+            raise DamagedFileError(f"{path}: pooling label {quote(label)} is not a folder name ({RULE}): "
+                                   "rename it there, or "
+                                   "start anew in a new --out folder")
+    return sweep
 
 
 def load_refusals(root: str | Path) -> dict[str, str]:

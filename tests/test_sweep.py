@@ -360,7 +360,11 @@ def test_an_edited_pool_file_is_refused_against_its_copy(fake_run, pool_files, t
     (lambda grid: grid["seeds"].append(-1), "seed -1 is out of range"),
     (lambda grid: grid["overrides"].update(epochz=3), "overrides 'epochz' is not a protocol field"),
     (lambda grid: grid["overrides"].update(epochs=0), "epochs must be >= 1"),
-], ids=["unknown-pooling", "bad-keyword", "missing-file", "setting", "seed", "override-name", "override-value"])
+    (lambda grid: grid["pools"].update({"../../../x": "gap"}), "pooling label '../../../x' is not a folder name"),
+    (lambda grid: grid["pools"].update({".": "gem"}), "pooling label '.' is not a folder name"),
+    (lambda grid: grid["pools"].update({"a/b": "gem"}), "pooling label 'a/b' is not a folder name"),
+], ids=["unknown-pooling", "bad-keyword", "missing-file", "setting", "seed", "override-name", "override-value",
+        "label-outside", "label-dot", "label-slash"])
 def test_a_hand_edited_sweep_file_is_checked_when_read(fake_run, tmp_path, capsys, edit, words):
     out = tmp_path / "runs"
     assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--dry-run") == 0
@@ -373,6 +377,18 @@ def test_a_hand_edited_sweep_file_is_checked_when_read(fake_run, tmp_path, capsy
     assert err.count("\n") == 1 and err.startswith("error:") and words in err, err
     assert "sweep.json" in err or "gone.py" in err  # the file and entry to correct
     assert not trainings(fake_run) and json.loads((out / "sweep.json").read_text()) == grid
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake_run.py", "runs"]  # nothing written outside
+
+
+def test_a_pooling_file_whose_name_is_no_folder_name_gets_a_safe_label(fake_run, tmp_path):
+    odd = tmp_path / "files" / "..my pool!.py"
+    odd.parent.mkdir()
+    odd.write_text(POOL_FILE)
+    out = tmp_path / "runs"
+    assert sweep("--pools", odd, "--seeds", "1", "--out", out) == 0
+    grid = json.loads((out / "sweep.json").read_text())
+    assert list(grid["pools"]) == ["my_pool"]
+    assert [t["run"] for t in trainings(fake_run)] == ["quick/my_pool/seed1"]
 
 
 def test_a_pooling_failing_the_contract_is_checked_once_refused_and_listed_then_rechecked(

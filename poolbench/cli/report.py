@@ -11,6 +11,7 @@ from ..analysis import MARGIN, SCORES, Report, ReportError, build_report
 from ..execution.sweep import split_list
 from ..outcomes import ExitCode
 from ..report import plots, to_csv, to_html, to_markdown
+from ..sweepdir import REFUSED_FILE, SWEEP_FILE
 from .common import say
 
 FORMATS = ("md", "html", "csv")
@@ -47,6 +48,8 @@ def main(args: argparse.Namespace) -> int:
             raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
         if output is not None and not output.parent.is_dir():
             raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
+        if output is not None:
+            output = _output_file(output, Path(args.folder))
         report = build_report(args.folder, args.baseline, args.detect, margin=args.margin, score=args.score,
                               seeds=_seeds(args.seeds))
     except ReportError as error:
@@ -60,6 +63,23 @@ def main(args: argparse.Namespace) -> int:
             f"choose another --output")
         return ExitCode.FAILED
     return ExitCode.COMPLETED
+
+
+def _output_file(output: Path, folder: Path) -> Path:
+    """The file the report replaces: ``output``, or the file a symlink there points to (the link is
+    kept). ReportError for what a report must not replace: a device, a pipe, a socket, the sweep's
+    own files, a run's folder."""
+    target = output.resolve() if output.is_symlink() else output
+    if target.exists() and not target.is_file():
+        raise ReportError(f"--output {output} is not a regular file (a device, pipe or socket): give a file name")
+    if target.resolve() in {(folder / name).resolve() for name in (SWEEP_FILE, REFUSED_FILE)}:
+        raise ReportError(f"--output {output} is the sweep's own {target.name}: give another file name, "
+                          f"e.g. {folder / 'report.md'}")
+    run_folder = rundir.enclosing_run(target.parent)
+    if run_folder is not None:
+        raise ReportError(f"--output {output} is in the run folder {run_folder}: write the report beside the "
+                          f"runs, e.g. {folder / 'report.md'}")
+    return target
 
 
 def _seeds(text: str | None) -> list[int] | None:

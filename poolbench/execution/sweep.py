@@ -113,6 +113,10 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
     Raises SweepError for every user error, before anything is written.
     """
     root = Path(root).resolve()
+    run_folder = rundir.enclosing_run(root)
+    if run_folder is not None:
+        raise SweepError(f"--out {root} is in the run folder {run_folder}: its runs would mix with that run's "
+                         "files; give a folder of its own, e.g. a new folder beside it")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     options = {k: v for k, v in options.items() if v is not None}
     if options.get("data_root"):
