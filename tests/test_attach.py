@@ -115,11 +115,138 @@ def test_poolbench_models_get_their_pool_replaced():
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_an_unknown_model_names_the_attributes_looked_for():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+# --- researchers' own models: the pooling found anywhere, in a module or in forward ----------------
+
+class SqueezeExcite(nn.Module):
+    """Pools to 1x1 inside a block: an adaptive pooling that is *not* the global one."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, channels)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(self.pool(x).flatten(1)))[:, :, None, None]
+
+
+class FunctionalPool(nn.Module):
+    """Pools in forward with a function, after a block that pools inside (SE)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 12, 3), nn.ReLU(), SqueezeExcite(12), nn.ReLU())
+        self.head = nn.Linear(12, 4)
+        self.how = how
+
+    def forward(self, x):
+        x = self.body(x)
+        if self.how == "mean":
+            x = x.mean((2, 3))
+        elif self.how == "mean-last":
+            x = x.mean([-2, -1])
+        elif self.how == "keepdim":
+            x = torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1)
+        elif self.how == "adaptive":
+            x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, (1, 1)), 1)
+        else:
+            x = torch.amax(x, dim=(2, 3))
+        return self.head(x)
+
+
+class Untraceable(FunctionalPool):
+    def forward(self, x):
+        x = self.body(x)
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            x = x * 1.0
+        return self.head(x.mean((2, 3)))
+
+
+def sequential_cnn(max_pool: bool = False, out: tuple | int = (1, 1)) -> nn.Module:
+    pool = nn.AdaptiveMaxPool2d(out) if max_pool else nn.AdaptiveAvgPool2d(out)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), SqueezeExcite(8),
+                         nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(), pool, nn.Flatten(), nn.Linear(16, 3))
+
+
+class NestedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU())  # grey images: the dry forward follows C_in
+        self.blocks = nn.ModuleList([nn.Sequential(SqueezeExcite(6), nn.Conv2d(6, 10, 3))])
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(10, 2))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+OWN = {"sequential": (sequential_cnn, 3, "5"), "sequential-int": (lambda: sequential_cnn(out=1), 3, "5"),
+       "nested-max": (NestedHead, 1, "head.0")}
+
+
+def _gems(model: nn.Module) -> list[GeM]:
+    return [m for m in model.modules() if isinstance(m, GeM)]
+
+
+def _trains(model: nn.Module, x: torch.Tensor) -> None:
+    """The new pooling is called in forward and its parameter gets a gradient."""
+    out = model.train()(x)
+    out.square().mean().backward()
+    (gem,) = _gems(model)
+    assert gem.p.grad is not None and gem.p.grad != 0
+
+
+@pytest.mark.parametrize("own", OWN)
+def test_a_module_pooling_is_found_at_any_depth_past_the_ones_inside_blocks(own):
+    make, channels_in, path = OWN[own]
+    x = torch.rand(2, channels_in, 20, 20, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = make().eval()
+    with torch.no_grad():
+        expected = model(x)
+    gap = pools.attach(copy.deepcopy(model), "gap")
+    assert gap is not model and gap.pool_path == path
+    assert isinstance(gap.get_submodule(path), AttachedPool)
+    assert sum(isinstance(m, nn.AdaptiveAvgPool2d) for m in gap.modules()) >= 1  # the SE pooling stays
+    if own != "nested-max":  # its max pooling became a mean: not the same logits
+        with torch.no_grad():
+            torch.testing.assert_close(gap(x), expected)
+    _trains(pools.attach(copy.deepcopy(model), "gem"), x)
+
+
+@pytest.mark.parametrize("how", ["mean", "mean-last", "keepdim", "adaptive", "amax"])
+def test_a_functional_pooling_in_forward_is_replaced_in_the_traced_graph(how):
+    x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = FunctionalPool(how).eval()
+    with torch.no_grad():
+        expected = model(x)
+    gap = pools.attach(copy.deepcopy(model), "gap")
+    assert isinstance(gap, torch.fx.GraphModule) and gap.pool_path.startswith("poolbench_pool (was ")
+    assert set(model.state_dict()) <= set(gap.state_dict())  # the same parameters under the same names
+    if how != "amax":
+        with torch.no_grad():
+            torch.testing.assert_close(gap(x), expected)
+    _trains(pools.attach(copy.deepcopy(model), "gem"), x)
+
+
+def test_at_names_the_module_to_replace():
+    model = sequential_cnn()
+    attached = pools.attach(model, "gem", at="2.pool")  # the SE block's pooling, on purpose
+    assert attached.pool_path == "2.pool" and isinstance(attached[2].pool, AttachedPool)
+    assert _gems(attached)[0].p.shape == () and attached(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"has no module '2.pol': did you mean 2.pool"):
+        pools.attach(sequential_cnn(), "gem", at="2.pol")
+
+
+def test_a_model_whose_pooling_cannot_be_found_says_how_to_make_it_a_module():
+    with pytest.raises(ValueError, match=r"torch.fx cannot trace.*nn.AdaptiveAvgPool2d\(1\).*at="):
+        pools.attach(Untraceable("mean"), "gem")
+    flat = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LazyLinear(2))
     with pytest.raises(ValueError, match=r"cannot find the global pooling of Sequential: looked for \.pool "
                                          r".*\.global_pool.*\.avgpool.*MobileNetV2 \(\.features\)"):
-        pools.attach(model, "gem")
+        pools.attach(flat, "gem")
 
 
 def test_timm_poolings_that_change_the_width_or_pool_tokens_are_refused():

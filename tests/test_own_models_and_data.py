@@ -249,3 +249,52 @@ def test_check_and_list_at_the_models_pool_input(png_folder, capsys):
     assert record["protocol"]["image_size"] == 64 and record["protocol"]["crop_padding"] == 8
     assert main(["list", "--settings", "resnet8@nothing"]) == 2
     assert "unknown data set 'nothing'" in capsys.readouterr().err
+
+
+OWN_MODELS = '''
+import torch
+from torch import nn
+
+
+def sequential(num_classes):
+    """A researcher's CNN: the global pooling is the 6th module of a Sequential, flattened after."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(16, num_classes))
+
+
+class Functional(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 12, 3), nn.ReLU())
+        self.head = nn.Linear(12, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean((2, 3)))  # pools with a function in forward
+
+
+def functional(num_classes):
+    return Functional(num_classes)
+'''
+
+
+@pytest.mark.slow
+def test_a_researchers_own_models_go_through_check_list_sweep_and_report(png_folder, tmp_path, capsys):
+    path = tmp_path / "own.py"
+    path.write_text(OWN_MODELS)
+    settings = [f"{path}:sequential@imagefolder:{png_folder}", f"{path}:functional@imagefolder:{png_folder}"]
+    assert main(["list", "--json", "--settings", ",".join(settings), "--image-size", "16"]) == 0
+    shapes = [record["pool_input_shape"] for record in json.loads(capsys.readouterr().out)["settings"]]
+    assert shapes == [[16, 8, 8], [12, 14, 14]]  # measured at the run's image size
+    assert main(["check", "gem", "--settings", settings[1], "--image-size", "16"]) == 0
+    assert "for C = 12" in capsys.readouterr().out
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--out", str(out), "--pools", "gap,gem", "--settings", ",".join(settings),
+                 "--seeds", "1", "--epochs", "1", "--batch-size", "4", "--image-size", "16", "--jobs", "2"])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "4 runs: 4 completed" in report
+    assert "Pool input: 16x8x8" in report and "Pool input: 12x14x14" in report
+    results = [json.loads(p.read_text()) for p in out.glob("*/gem/seed1/result.json")]
+    assert len(results) == 2 and all(r["status"] == "completed" for r in results)

@@ -76,11 +76,12 @@ def test_the_library_example_runs_and_registers_its_pooling(capsys):
 
 def test_the_attach_examples_run_and_print_what_they_say(capsys):
     examples = [block for block in PYTHON_BLOCKS if "pools.attach(" in block]
-    assert len(examples) == 2  # torchvision, timm
+    assert len(examples) == 3  # torchvision, timm, your own Sequential
     for example in examples:
         exec(compile(example, "README.md", "exec"), {})
-    out = capsys.readouterr().out
-    assert "GeM(p=3.000, eps=1e-06, p_min=1.0)" in out and "torch.Size([2, 10])" in out
+    out = capsys.readouterr().out.splitlines()
+    assert "GeM(p=3.000, eps=1e-06, p_min=1.0)" in out and out.count("torch.Size([2, 10])") == 2  # timm, yours
+    assert out[-2:] == ["2", "torch.Size([2, 10])"]  # pool_path of the Sequential's pooling
 
 
 def test_the_pooling_table_names_every_registered_pooling_with_its_class():

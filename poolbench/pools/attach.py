@@ -15,6 +15,21 @@ Where the pooling sits, and the C it sees (read from the head, so the head's inp
   ``.conv5``) as ``.pool``, giving ``[B, C, 1, 1]``, on which the model's own average over
   H, W is then exactly the identity.
 
+- any other model, e.g. a researcher's own ``nn.Sequential`` CNN: an ``nn.AdaptiveAvgPool2d`` or
+  ``nn.AdaptiveMaxPool2d`` with output size 1 at any depth and under any name. Of several (a
+  squeeze-and-excitation block pools too) it is the last one run by a dry forward after which no
+  module makes a spatial map, i.e. the one that feeds the head. C is measured by that forward;
+  what follows (``nn.Flatten``, ``torch.flatten``) gets the ``[B, C, 1, 1]`` it got;
+- a model that pools with a function in ``forward`` (``x.mean((2, 3))``, ``x.mean([-2, -1])``,
+  ``x.amax((2, 3))``, ``F.adaptive_avg_pool2d(x, 1)``, ...): where ``torch.fx`` can trace the model,
+  the last such call is replaced by the pooling as a module of the traced graph, and ``attach``
+  returns that ``torch.fx.GraphModule`` (the same parameters, under the same names). Where it
+  cannot, a ValueError says so and how to make the pooling a module.
+
+``at="path.to.module"`` names the module to replace where that is not the one wanted. ``attach``
+records which module it replaced in ``model.pool_path``; on the last two kinds a dry forward then
+proves the new pooling is called.
+
 VGG and AlexNet pool to a 7x7 (6x6) map, not to a vector, and their first ``Linear`` takes
 ``C*7*7`` inputs. A global pooling gives C values, so that ``Linear`` is replaced by one of
 ``C`` inputs whose weights are the old ones summed over the 49 positions: it computes what the
@@ -36,11 +51,16 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.fx
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.modules.utils import _pair
 
 from .registry import PoolFactory, create
@@ -54,7 +74,13 @@ LOOKED_FOR = (
     ".avgpool with a Linear in " + "/".join(f".{name}" for name in _TORCHVISION_HEADS) + " (torchvision), "
     "or the block before the functional pooling of torchvision's "
     + ", ".join(f"{cls} (.{block})" for cls, block in _FUNCTIONAL_POOL_BLOCKS.items())
+    + ", an nn.AdaptiveAvgPool2d/AdaptiveMaxPool2d(1) feeding the head, or x.mean((2, 3)), x.amax((2, 3)) or "
+    "F.adaptive_avg_pool2d(x, 1) in a forward torch.fx can trace"
 )
+MODULE_FIX = ("make the global pooling a module (self.pool = nn.AdaptiveAvgPool2d(1), then torch.flatten(x, 1)), "
+              "or name the module to replace with attach(model, spec, at='path.to.module')")
+_EXAMPLE_SIZES = (32, 64, 224)  # the image sizes a dry forward tries, smallest first
+_GRAPH_POOL = "poolbench_pool"  # the traced graph's module that is the new pooling
 
 
 class AttachedPool(nn.Module):
@@ -104,9 +130,13 @@ class _Site:
     flatten: bool = False
     channels_last: bool = False
     fold: tuple[nn.Module, str, int] | None = None  # (parent, name, positions) of a Linear to fold
+    path: str = ""  # the replaced module's path in the model (``model.pool_path``)
+    root: nn.Module | None = None  # what attach returns when not the model: a traced GraphModule
+    prove: bool = False  # a dry forward must show the new pooling is called (a site found by search)
 
 
-def attach(model: nn.Module, spec: str | PoolFactory | nn.Module = "gap", **kwargs: object) -> nn.Module:
+def attach(model: nn.Module, spec: str | PoolFactory | nn.Module = "gap", *, at: str | None = None,
+           **kwargs: object) -> nn.Module:
     """Replace the global pooling of ``model`` by the poolbench pooling ``spec``; returns ``model``.
 
     ``spec`` is anything :func:`poolbench.pools.create` takes (``"gem"``, ``"topk(k=0.5)"``,
@@ -114,12 +144,15 @@ def attach(model: nn.Module, spec: str | PoolFactory | nn.Module = "gap", **kwar
     hyper-parameters, or a pooling module used as it is. Works on torchvision classifiers, timm
     CNNs and poolbench's models (see the module's docstring for where each keeps its pooling);
     the pooling is moved to the device and dtype of the model and given its train/eval mode.
-    A model whose pooling cannot be found is a ValueError naming the attributes looked for.
+    A model whose pooling cannot be found is a ValueError naming what was looked for. ``at``
+    names the module to replace (``"features.pool"``). Returns ``model``, or the traced
+    ``torch.fx.GraphModule`` of a model that pools with a function in ``forward``; either has
+    ``pool_path``, the path of the module replaced.
 
     With timm, call ``model.reset_classifier(...)`` before ``attach``: it re-creates the pooling
     from a name and refuses the one attached here.
     """
-    site = _find_site(model)
+    site = _site_at(model, at) if at is not None else _find_site(model)
     if isinstance(spec, nn.Module):
         if kwargs:
             raise TypeError("attach: keyword arguments are hyper-parameters for a spec; a module is used as it is")
@@ -132,8 +165,19 @@ def attach(model: nn.Module, spec: str | PoolFactory | nn.Module = "gap", **kwar
     pool.train(model.training)
     if site.fold is not None:
         _fold_linear(*site.fold)
-    setattr(site.parent, site.name, AttachedPool(pool, site.flatten, site.channels_last) if site.wrap else pool)
-    return model
+    attached = AttachedPool(pool, site.flatten, site.channels_last) if site.wrap else pool
+    setattr(site.parent, site.name, attached)
+    result = site.root if site.root is not None else model
+    if site.prove:
+        _prove_called(result, attached, site.path)
+    # setattr: nn.Module's __setattr__ is typed for tensors and modules only
+    setattr(result, "pool_path", site.path or _path_of(model, site.parent, site.name))  # noqa: B010
+    return result
+
+
+def _path_of(model: nn.Module, parent: nn.Module, name: str) -> str:
+    parent_path = next((path for path, module in model.named_modules() if module is parent), "")
+    return f"{parent_path}.{name}" if parent_path else name
 
 
 def _find_site(model: nn.Module) -> _Site:
@@ -150,8 +194,212 @@ def _find_site(model: nn.Module) -> _Site:
                               for base in type(model).__mro__)), None)
     if block_name is not None and isinstance(getattr(model, block_name, None), nn.Sequential):
         return _Site(getattr(model, block_name), "pool", _head_linear(model, block_name)[2].in_features,
-                     wrap=True)
-    raise ValueError(f"attach: cannot find the global pooling of {type(model).__name__}: looked for {LOOKED_FOR}")
+                     wrap=True, path=f"{block_name}.pool")
+    site = _adaptive_pool_site(model)
+    if site is not None:
+        return site
+    return _functional_site(model)
+
+
+# --- any model: a dry forward finds the pooling that feeds the head --------------------------------
+
+def _is_global_adaptive(module: nn.Module) -> bool:
+    return (isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
+            and _pair(module.output_size) == (1, 1))
+
+
+def _example_input(model: nn.Module, size: int) -> torch.Tensor:
+    """Zeros of ``[1, C_in, size, size]``, C_in from the model's first convolution (3 without one)."""
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    reference = next(iter(model.parameters()), None)
+    return torch.zeros(1, first_conv.in_channels if first_conv is not None else 3, size, size,
+                       device=reference.device if reference is not None else None,
+                       dtype=reference.dtype if reference is not None and reference.is_floating_point() else None)
+
+
+@contextmanager
+def _dry(model: nn.Module) -> Iterator[None]:
+    """Eval mode, no gradients, the random generators and the train/eval flags put back after."""
+    modes = {module: module.training for module in model.modules()}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()
+            yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def _leaf_calls(model: nn.Module) -> list[tuple[nn.Module, tuple[int, ...], tuple[int, ...]]] | None:
+    """(module, input shape, output shape) of every leaf module a dry forward runs, in order; None
+    when the model takes none of the example sizes."""
+    calls: list[tuple[nn.Module, tuple[int, ...], tuple[int, ...]]] = []
+
+    def record(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            calls.append((module, tuple(args[0].shape), tuple(output.shape)))
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        return calls if _dry_forward(model, calls.clear) else None
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _dry_forward(model: nn.Module, failed: Callable[[], None]) -> bool:
+    """One forward on zeros of the first example size the model takes (``failed`` after each that
+    it does not); whether one went through."""
+    with _dry(model):
+        for size in _EXAMPLE_SIZES:
+            try:
+                model(_example_input(model, size))
+                return True
+            except Exception:  # noqa: BLE001 - any failure: try the next size, then give up
+                failed()
+    return False
+
+
+def _feeds_head(calls: list[tuple[nn.Module, tuple[int, ...], tuple[int, ...]]], index: int) -> bool:
+    """Whether no module run after call ``index`` makes a spatial map: the pooling's output is what
+    the head sees (a squeeze-and-excitation pooling is followed by more convolutions)."""
+    return not any(len(out) == 4 and out[2] * out[3] > 1 for _, _, out in calls[index + 1:])
+
+
+def _adaptive_pool_site(model: nn.Module) -> _Site | None:
+    """The site of the adaptive pooling to a 1x1 map that feeds the head, if the model has one."""
+    paths = {module: path for path, module in model.named_modules() if _is_global_adaptive(module)}
+    if not paths:
+        return None
+    calls = _leaf_calls(model)
+    if calls is None:
+        raise ValueError(f"attach: {type(model).__name__} has {len(paths)} global adaptive pooling(s) "
+                         f"({', '.join(paths.values())}) but a dry forward on {_EXAMPLE_SIZES} px images failed, "
+                         "so which one feeds the head and its channels are unknown: name it with at='path'")
+    for index in range(len(calls) - 1, -1, -1):
+        module, shape_in, _ = calls[index]
+        if module in paths and len(shape_in) == 4 and _feeds_head(calls, index):
+            return _module_site(model, paths[module], shape_in[1])
+    return None  # they pool inside blocks only: the global pooling is a function in forward
+
+
+def _module_site(model: nn.Module, path: str, channels: int) -> _Site:
+    parent_path, _, name = path.rpartition(".")
+    return _Site(model.get_submodule(parent_path), name, channels, wrap=True, path=path, prove=True)
+
+
+def _site_at(model: nn.Module, path: str) -> _Site:
+    """The site of the module at ``path``, its channels measured by a dry forward."""
+    try:
+        module = model.get_submodule(path)
+    except AttributeError:
+        modules = [p for p, _ in model.named_modules() if p]
+        close = difflib.get_close_matches(path, modules, n=3, cutoff=0.5)
+        raise ValueError(f"attach: {type(model).__name__} has no module {path!r}"
+                         + (f": did you mean {', '.join(close)}?" if close else "")) from None
+    if not path or module is model:
+        raise ValueError("attach: at= names the module to replace inside the model, not the model itself")
+    seen = _inputs_seen(model, module)
+    if not seen or len(seen[-1]) != 4:
+        raise ValueError(f"attach: {type(model).__name__}.{path} saw no [B, C, H, W] map in a dry forward on "
+                         f"{_EXAMPLE_SIZES} px images: name the global pooling of the model")
+    return _module_site(model, path, seen[-1][1])
+
+
+def _inputs_seen(model: nn.Module, module: nn.Module) -> list[tuple[int, ...]]:
+    """The shapes of what ``module`` gets in a dry forward of ``model``."""
+    seen: list[tuple[int, ...]] = []
+    handle = module.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape)))
+    try:
+        _dry_forward(model, seen.clear)
+    finally:
+        handle.remove()
+    return seen
+
+
+def _prove_called(model: nn.Module, attached: nn.Module, path: str) -> None:
+    """A dry forward must run the new pooling: never a silent run with the old one."""
+    calls: list[bool] = []
+    handle = attached.register_forward_hook(lambda *_: calls.append(True))
+    try:
+        _dry_forward(model, calls.clear)
+    finally:
+        handle.remove()
+    if not calls:
+        raise ValueError(f"attach: the pooling put at {path} of {type(model).__name__} is not called by a dry "
+                         f"forward, so the model would train with its old pooling: {MODULE_FIX}")
+
+
+# --- functional pooling in forward: torch.fx ---------------------------------------------------------
+
+def _spatial_dims(value: Any) -> bool:
+    dims = [value] if isinstance(value, int) else list(value) if isinstance(value, (tuple, list)) else []
+    return len(dims) == 2 and {d % 4 if isinstance(d, int) else d for d in dims} == {2, 3}
+
+
+def _functional_pool(node: torch.fx.Node) -> bool | None:
+    """For a node that pools over H, W to one value per channel: whether it keeps the dims
+    (``[B, C, 1, 1]``); None for any other node."""
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    args, kwargs = list(node.args), dict(node.kwargs)
+    if node.op in ("call_method", "call_function") and name in ("mean", "amax"):
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        if _spatial_dims(dims):
+            return bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+        return None
+    if node.op == "call_function" and name in ("adaptive_avg_pool2d", "adaptive_max_pool2d",
+                                               "_adaptive_max_pool2d"):
+        size = args[1] if len(args) > 1 else kwargs.get("output_size")
+        return True if _pair(size) == (1, 1) and not kwargs.get("return_indices") else None
+    return None
+
+
+def _functional_site(model: nn.Module) -> _Site:
+    """The last functional global pooling of a traced ``model``, replaced by a module of the graph."""
+    name = type(model).__name__
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as error:  # noqa: BLE001 - fx raises many kinds on untraceable code
+        reason = " ".join(str(error).split())[:160]
+        raise ValueError(f"attach: cannot find the global pooling of {name}: no module of {LOOKED_FOR}, and "
+                         f"torch.fx cannot trace its forward to find a functional one ({reason}); "
+                         f"{MODULE_FIX}") from None
+    found = [(node, keepdim) for node in traced.graph.nodes if (keepdim := _functional_pool(node)) is not None]
+    if not found:
+        raise ValueError(f"attach: cannot find the global pooling of {name}: looked for {LOOKED_FOR}; {MODULE_FIX}")
+    node, keepdim = found[-1]
+    source = node.args[0]
+    if not isinstance(source, torch.fx.Node):
+        raise ValueError(f"attach: {name} pools something that is not a traced tensor; {MODULE_FIX}")
+    channels = _traced_channels(traced, source)
+    traced.add_submodule(_GRAPH_POOL, nn.Identity())
+    with traced.graph.inserting_after(node):
+        replacement = traced.graph.call_module(_GRAPH_POOL, (source,))
+    node.replace_all_uses_with(replacement)
+    traced.graph.erase_node(node)
+    traced.recompile()
+    function = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "a pooling")
+    where = f"{_GRAPH_POOL} (was {function}() in forward)"
+    return _Site(traced, _GRAPH_POOL, channels, wrap=True, flatten=not keepdim, path=where, root=traced,
+                 prove=True)
+
+
+def _traced_channels(traced: torch.fx.GraphModule, source: torch.fx.Node) -> int:
+    """C of the map the functional pooling gets, from shapes propagated through the graph."""
+    with _dry(traced):
+        for size in _EXAMPLE_SIZES:
+            try:
+                ShapeProp(traced).propagate(_example_input(traced, size))
+            except Exception:  # noqa: BLE001
+                continue
+            meta = source.meta.get("tensor_meta")
+            shape = tuple(getattr(meta, "shape", ()))
+            if len(shape) == 4:
+                return int(shape[1])
+            break
+    raise ValueError(f"attach: {type(traced).__name__} pools a map whose shape a dry forward could not measure; "
+                     f"{MODULE_FIX}")
 
 
 def _timm_site(model: nn.Module) -> _Site | None:
