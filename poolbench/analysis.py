@@ -498,7 +498,8 @@ def _describe_protocol(p: Protocol) -> str:
     return (f"{p.epochs} epochs, batch {p.batch_size}, lr {p.lr}, momentum {p.momentum}, "
             f"weight decay {p.weight_decay}" + (", nesterov" if p.nesterov else "")
             + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
-            + (f", crop padding {p.crop_padding}" if p.crop_padding != Protocol().crop_padding else ""))
+            + (f", crop padding {p.crop_padding}" if p.crop_padding != Protocol().crop_padding else "")
+            + (f", {p.val_split} training images held out for validation" if p.val_split else ""))
 
 
 def _compare(family: Family, rows: dict[tuple[str, str], Row], references: dict[str, list[Row]], setting: str,

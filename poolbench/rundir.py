@@ -171,11 +171,11 @@ def _impossible(result: dict[str, Any]) -> str | None:
         return f"status {quote(status)} is none of {', '.join(FINISHED_STATUSES)}"
     if status == RunStatus.COMPLETED and result.get("best_test_acc") is None:
         return "a completed run without best_test_acc"
-    for key in ("best_test_acc", "final_test_acc"):
+    for key in ("best_test_acc", "final_test_acc", "val_test_acc", "best_val_acc"):
         value = result.get(key)
         if value is not None and not _is_accuracy(value):
             return f"{key} {quote(value)} is no accuracy from 0 to 100"
-    for key, least in (("epochs_completed", 0), ("best_epoch", 1), ("epochs", 1)):
+    for key, least in (("epochs_completed", 0), ("best_epoch", 1), ("val_epoch", 1), ("epochs", 1)):
         value = result.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
             return f"{key} {quote(value)} is not a whole number >= {least}"

@@ -32,6 +32,7 @@ class Protocol:
     crop_padding: int = 4
     hflip: bool = True
     image_size: int | None = None  # resize every image once at load to N x N; None: the data set's own size
+    val_split: int = 0  # training images held out (class-balanced, fixed per data set) and evaluated every epoch
 
     def __post_init__(self) -> None:
         problems = []
@@ -47,6 +48,8 @@ class Protocol:
             problems.append(f"weight decay must be a finite number >= 0, got {quote(self.weight_decay)}")
         if self.crop_padding < 0:
             problems.append(f"crop padding must be >= 0, got {quote(self.crop_padding)}")
+        if self.val_split < 0:
+            problems.append(f"val split must be >= 0 training images, got {quote(self.val_split)}")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             problems.append(f"image size must be from 8 to 1024 pixels, got {quote(self.image_size)}")
         if problems:

@@ -52,6 +52,14 @@ class EpochRecord:
     test_acc: float
     lr: float
     epoch_time_s: float
+    val_acc: float | None = None  # on the held-out training images (Protocol.val_split); None without
+
+    def as_record(self) -> dict[str, Any]:
+        """The epoch as a line of metrics.jsonl (``val_acc`` only where images were held out)."""
+        record = asdict(self)
+        if self.val_acc is None:
+            del record["val_acc"]
+        return record
 
     def metrics_line(self) -> str:
         """The original harness's per-epoch stdout line."""
@@ -186,7 +194,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def fit(model: nn.Module, train_loader: EpochBatches, test_loader: Batches, protocol: Protocol, *,
-        checkpoint_path: Path | None = None, config: dict[str, Any] | None = None,
+        val_loader: Batches | None = None, checkpoint_path: Path | None = None, config: dict[str, Any] | None = None,
         autocast_dtype: torch.dtype | None = None, forward: Forward | None = None,
         on_epoch: Callable[[EpochRecord, list[EpochRecord]], None] | None = None,
         log: Callable[[str], None] = lambda message: None) -> list[EpochRecord]:
@@ -196,7 +204,8 @@ def fit(model: nn.Module, train_loader: EpochBatches, test_loader: Batches, prot
     the run was resumed. With ``checkpoint_path``, the state after each
     epoch is written there atomically and an existing checkpoint (from the same ``config``)
     is resumed. ``on_epoch(record, history)`` runs after each epoch's checkpoint is safe.
-    ``forward`` computes the logits in place of ``model`` (see train_one_epoch).
+    ``forward`` computes the logits in place of ``model`` (see train_one_epoch). ``val_loader``:
+    held-out training images, evaluated after every epoch too (``EpochRecord.val_acc``).
     """
     optimizer = make_optimizer(model, protocol)
     scheduler = make_scheduler(optimizer, protocol)
@@ -225,8 +234,9 @@ def fit(model: nn.Module, train_loader: EpochBatches, test_loader: Batches, prot
         test_loss, test_acc = evaluate(model, test_loader, autocast_dtype, forward)
         if not math.isfinite(test_loss):  # finite training loss, broken weights (e.g. a NaN running stat)
             raise DivergedError(epoch, None, "non-finite test loss")
+        val_acc = evaluate(model, val_loader, autocast_dtype, forward)[1] if val_loader is not None else None
         record = EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc,
-                             float(scheduler.get_last_lr()[0]), time.perf_counter() - start)
+                             float(scheduler.get_last_lr()[0]), time.perf_counter() - start, val_acc)
         history.append(record)
         if checkpoint_path is not None:  # after every epoch, atomically: a kill loses at most one epoch
             save_checkpoint(checkpoint_path, {
@@ -243,3 +253,10 @@ def fit(model: nn.Module, train_loader: EpochBatches, test_loader: Batches, prot
 def best_epoch(history: list[EpochRecord]) -> EpochRecord:
     """The first epoch with the highest test accuracy: the run's score."""
     return max(history, key=lambda record: (record.test_acc, -record.epoch))
+
+
+def best_val_epoch(history: list[EpochRecord]) -> EpochRecord | None:
+    """The first epoch with the highest accuracy on the held-out training images: its test accuracy
+    is a score not chosen on the test set. None without held-out images."""
+    scored = [record for record in history if record.val_acc is not None]
+    return max(scored, key=lambda record: (record.val_acc or 0.0, -record.epoch)) if scored else None

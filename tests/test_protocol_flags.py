@@ -31,7 +31,7 @@ def test_every_protocol_field_is_a_flag_of_run_and_sweep():
 
 def test_a_sweeps_overrides_reach_its_runs_unchanged():
     overrides = {"epochs": 3, "batch_size": 64, "lr": 0.05, "momentum": 0.8, "weight_decay": 1e-4,
-                 "nesterov": True, "crop_padding": 2, "hflip": False, "image_size": 48}
+                 "nesterov": True, "crop_padding": 2, "hflip": False, "image_size": 48, "val_split": 100}
     assert set(overrides) == FIELDS  # every field, a bool set each way
     sweep = Sweep(Path("/sweep"), {"gap": "gap"}, ["quick"], [1], overrides)
     arguments = run_arguments(sweep, sweep.runs()[0])

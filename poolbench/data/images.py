@@ -25,6 +25,8 @@ class ImageData:
     num_classes: int
     mean: tuple[float, ...]  # per channel, in [0, 1] units (pixel / 255)
     std: tuple[float, ...]
+    val_images: torch.Tensor | None = None  # training images held out (poolbench.data.holdout), uint8
+    val_labels: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..atomic import disk_message, is_disk_full_or_read_only
 from ..catalog import pool_input
 from ..compile import CompiledForward
 from ..contract import check_pool
+from ..data import holdout
 from ..outcomes import ExitCode, RunStatus
 from ..pools import registry as pool_registry
 from ..quoting import quote, shorten
@@ -46,7 +47,15 @@ from ..rundir import (
     write_jsonl,
 )
 from ..sweepdir import SWEEP_FILE
-from ..train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit, load_checkpoint
+from ..train import (
+    CheckpointMismatchError,
+    DivergedError,
+    EpochRecord,
+    best_epoch,
+    best_val_epoch,
+    fit,
+    load_checkpoint,
+)
 from . import isolation
 from .device import AMP_DTYPES, configure_determinism, free_memory_bytes, resolve_device, versions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
@@ -364,7 +373,10 @@ def load_data(config: RunConfig, options: RunOptions, log: Log | None = None) ->
     if data.num_classes != config.num_classes:
         raise RunRefused(f"{config.dataset} has {data.num_classes} classes, the run asks for "
                          f"{config.num_classes}; drop --num-classes or set it to {data.num_classes}")
-    return data
+    try:
+        return holdout.split(data, config.protocol.val_split)
+    except holdout.HoldoutError as error:
+        raise RunRefused(str(error)) from None
 
 
 # --- Training: build, fit, record --------------------------------------------------------------------
@@ -388,16 +400,20 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool,
     return model
 
 
-def build_loaders(config: RunConfig, data: datasets.ImageData, device: torch.device,
-                  channels_last: bool) -> tuple[datasets.DeviceLoader, datasets.DeviceLoader]:
-    """The augmenting train loader (seeded by the run) and the whole test set in big batches."""
+def build_loaders(config: RunConfig, data: datasets.ImageData, device: torch.device, channels_last: bool
+                  ) -> tuple[datasets.DeviceLoader, datasets.DeviceLoader, datasets.DeviceLoader | None]:
+    """The augmenting train loader (seeded by the run), the whole test set in big batches, and the
+    held-out training images like the test set (None without ``--val-split``)."""
     protocol = config.protocol
     options: dict[str, Any] = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
     train_loader = datasets.DeviceLoader(
         data.train_images, data.train_labels, protocol.batch_size, train=True, seed=config.seed,
         crop_padding=protocol.crop_padding, hflip=protocol.hflip, **options)
     test_loader = datasets.DeviceLoader(data.test_images, data.test_labels, TEST_BATCH_SIZE, train=False, **options)
-    return train_loader, test_loader
+    val_loader = None
+    if data.val_images is not None and data.val_labels is not None:
+        val_loader = datasets.DeviceLoader(data.val_images, data.val_labels, TEST_BATCH_SIZE, train=False, **options)
+    return train_loader, test_loader, val_loader
 
 
 def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageData, device: torch.device,
@@ -427,7 +443,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         result["global_state_restored"] = global_state.recorded()
         for change in result["global_state_restored"]:
             log(f"WARN global_state: {change}; put back: the run uses its own seed and settings")
-        train_loader, test_loader = build_loaders(config, data, device, channels_last)
+        train_loader, test_loader, val_loader = build_loaders(config, data, device, channels_last)
         log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
             f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
         # stdout holds the whole run for the original tooling: the epochs before an interruption too.
@@ -436,10 +452,10 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
 
         def on_epoch(record: EpochRecord, so_far: list[EpochRecord]) -> None:
             history[:] = so_far
-            write_jsonl(output_dir / METRICS_FILE, [asdict(r) for r in so_far])
+            write_jsonl(output_dir / METRICS_FILE, [r.as_record() for r in so_far])
             emit(record.metrics_line())
 
-        history = fit(model, train_loader, test_loader, config.protocol,
+        history = fit(model, train_loader, test_loader, config.protocol, val_loader=val_loader,
                       checkpoint_path=output_dir / CHECKPOINT_FILE, config=config.to_dict(),
                       autocast_dtype=AMP_DTYPES[config.amp], forward=forward, on_epoch=on_epoch, log=log)
         status, code = RunStatus.COMPLETED, ExitCode.COMPLETED
@@ -482,7 +498,12 @@ def _score(history: list[EpochRecord]) -> dict[str, Any]:
     if not history:
         return {"best_test_acc": None, "best_epoch": None, "final_test_acc": None}
     best = best_epoch(history)
-    return {"best_test_acc": best.test_acc, "best_epoch": best.epoch, "final_test_acc": history[-1].test_acc}
+    score: dict[str, Any] = {"best_test_acc": best.test_acc, "best_epoch": best.epoch,
+                             "final_test_acc": history[-1].test_acc}
+    by_val = best_val_epoch(history)
+    if by_val is not None:  # the test accuracy at the epoch chosen on held-out training images
+        score.update(val_test_acc=by_val.test_acc, val_epoch=by_val.epoch, best_val_acc=by_val.val_acc)
+    return score
 
 
 def test_metrics_line(best_test_acc: float) -> str:
