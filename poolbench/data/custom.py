@@ -345,11 +345,46 @@ def _decode_image(path: str, image_size: int | None) -> torch.Tensor:
     """One image file as uint8 RGB ``[3, H, W]``, resized to ``image_size`` x ``image_size`` if given."""
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB")  # grey, palette, RGBA, CMYK -> 3 channels; decodes the pixels
-        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # HWC -> CHW
+            rgb = _rgb_pixels(image, path)  # decodes the pixels
+        pixels = torch.from_numpy(rgb).permute(2, 0, 1)  # HWC -> CHW
+    except DataMissingError:
+        raise
+    except MemoryError as err:
+        raise DataMissingError(f"imagefolder: not enough memory to decode {path}: free memory, or use a smaller "
+                               f"--image-size or fewer images") from err
     except Exception as err:  # a truncated file fails only here, in the decode
         raise _decode_error(path, err) from err
     return _resize(pixels, image_size) if image_size is not None else pixels
+
+
+def _rgb_pixels(image: Image.Image, path: str) -> np.ndarray:
+    """An opened image's pixels as uint8 RGB ``[H, W, 3]``, scaled from its bit depth.
+
+    PIL's ``convert("RGB")`` clips the values of 16-bit grey (mode ``I;16``) and float (``F``) images
+    to 0..255 rather than scaling them: a 16-bit image becomes nearly all white, a float image in
+    0..1 black. So 16-bit grey is scaled by 255 / 65535 (an 8-bit value v stored as 16-bit v * 257
+    decodes to v again) and float in 0..1 by 255; a float image outside 0..1 and a 32-bit integer one
+    have no known range and are refused. Every other mode (grey, palette, RGBA, CMYK; 16-bit colour
+    PNGs, which PIL reads as 8-bit RGB) is PIL's ``convert("RGB")``.
+    """
+    mode = image.mode
+    sixteen_bit = mode.startswith("I;16") or (mode == "I" and image.format == "PNG")  # PNG has no 32-bit
+    if not sixteen_bit and mode not in ("I", "F"):
+        return np.array(image.convert("RGB"))
+    values = np.asarray(image, dtype=np.float64)
+    if mode == "I" and not sixteen_bit:
+        raise DataMissingError(f"imagefolder: {path} has 32-bit integer pixels (PIL mode I), whose range is "
+                               f"unknown: save it as an 8- or 16-bit image")
+    if mode == "F" and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+        low, high = np.nanmin(values), np.nanmax(values)
+        raise DataMissingError(f"imagefolder: {path} is a float image (PIL mode F) with values from {low:g} to "
+                               f"{high:g}, not 0..1: scale it to 0..1 or save it as an 8- or 16-bit image")
+    if sixteen_bit and (values.min() < 0 or values.max() > 65535):  # mode I from a PNG: never, but cheap
+        raise DataMissingError(f"imagefolder: {path} has pixel values outside 0..65535 (PIL mode {mode}): "
+                               f"save it as an 8- or 16-bit image")
+    scale = 255 / 65535 if sixteen_bit else 255
+    grey = np.rint(values * scale).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def _sizes_error(root: Path, sizes: list[tuple[str, tuple[int, int]]]) -> DataMissingError:

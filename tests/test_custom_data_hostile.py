@@ -1,0 +1,89 @@
+"""Issue 31: what a hostile tester's own data set did to a load, each now right or one line naming the fix.
+
+Every data set here is written in the real format by the test (PNG and TIFF files via PIL, ``.npz``
+files via numpy, symlinks and named pipes via ``os``); expectations are computed from the values
+written, not from the code under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from poolbench import data
+from poolbench.data.custom import load_custom
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def _one_line_error(excinfo: pytest.ExceptionInfo, *parts: str) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+    return message
+
+
+def _grey_folder(root: Path, write, per_class: int = 2, size: tuple[int, int] = (6, 5)) -> torch.Tensor:
+    """Two classes of random 8-bit grey images, each saved by ``write(path_without_suffix, pixels)``;
+    returns the 8-bit pixels in load order (class a, then b; train then test) as uint8 [N, H, W]."""
+    rng = np.random.default_rng(0)
+    order = []
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, size=size, dtype=np.uint8)
+                pixels[0, 0], pixels[0, 1] = 0, 255  # the extremes of the range, in every image
+                write(root / split / name / f"img{i}", pixels)
+                order.append(pixels)
+    return torch.from_numpy(np.stack(order))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. 16-bit and float images are scaled by their depth, not clipped
+
+
+def _write_16bit_png(stem: Path, pixels: np.ndarray) -> None:
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(stem.with_suffix(".png"))  # 8-bit v -> 16-bit v * 257
+
+
+def _write_float_tiff(stem: Path, pixels: np.ndarray) -> None:
+    Image.fromarray(pixels.astype(np.float32) / 255).save(stem.with_suffix(".tif"))
+
+
+@pytest.mark.parametrize("write, mode", [(_write_16bit_png, "I;16"), (_write_float_tiff, "F")])
+def test_16bit_and_float_images_decode_like_their_8bit_equivalent(tmp_path: Path, cache: Path, write,
+                                                                  mode: str) -> None:
+    expected = _grey_folder(tmp_path / "deep", write)
+    first = next((tmp_path / "deep" / "train" / "a").iterdir())
+    with Image.open(first) as image:
+        assert image.mode == mode  # what PIL gives for the file: the case under test
+    d = load_custom(f"imagefolder:{tmp_path / 'deep'}", cache_dir=cache)
+    images = torch.cat([d.train_images, d.test_images])
+    assert images.shape == (8, 3, 6, 5)
+    assert torch.equal(images[:, 0], images[:, 2]) and torch.equal(images[:, 0], images[:, 1])
+    difference = (images[:, 0].int() - expected.int()).abs()
+    assert int(difference.max()) <= 1  # within one level of the 8-bit image (PIL's convert clipped to 255 or 0)
+
+
+def test_float_image_outside_0_1_and_32bit_integer_are_refused(tmp_path: Path, cache: Path) -> None:
+    _grey_folder(tmp_path / "f", _write_float_tiff)
+    bad = tmp_path / "f" / "train" / "b" / "img1.tif"
+    Image.fromarray(np.full((6, 5), 3.5, dtype=np.float32)).save(bad)
+    with pytest.raises(data.DataMissingError) as err:
+        load_custom(f"imagefolder:{tmp_path / 'f'}", cache_dir=cache)
+    _one_line_error(err, str(bad), "PIL mode F", "values from 3.5 to 3.5, not 0..1")
+    Image.fromarray(np.full((6, 5), 70000, dtype=np.int32)).save(bad)
+    with Image.open(bad) as image:
+        assert image.mode == "I"
+    with pytest.raises(data.DataMissingError) as err:
+        load_custom(f"imagefolder:{tmp_path / 'f'}", cache_dir=cache)
+    _one_line_error(err, str(bad), "32-bit integer pixels (PIL mode I)", "save it as an 8- or 16-bit image")
