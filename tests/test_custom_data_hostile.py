@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from poolbench import data
-from poolbench.data.custom import load_custom
+from poolbench.data.custom import describe, load_custom
 
 
 @pytest.fixture
@@ -87,3 +87,52 @@ def test_float_image_outside_0_1_and_32bit_integer_are_refused(tmp_path: Path, c
     with pytest.raises(data.DataMissingError) as err:
         load_custom(f"imagefolder:{tmp_path / 'f'}", cache_dir=cache)
     _one_line_error(err, str(bad), "32-bit integer pixels (PIL mode I)", "save it as an 8- or 16-bit image")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. npz labels are the class indices 0..K-1, every class with training images
+
+
+def _npz(path: Path, y_train: list[int], y_test: list[int], dtype: type = np.int64) -> str:
+    rng = np.random.default_rng(1)
+    np.savez(path, x_train=rng.integers(0, 256, (len(y_train), 4, 4), dtype=np.uint8),
+             y_train=np.array(y_train, dtype=dtype),
+             x_test=rng.integers(0, 256, (len(y_test), 4, 4), dtype=np.uint8), y_test=np.array(y_test, dtype=dtype))
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize("y_train, y_test, dtype, parts", [
+    ([0, 5, 9, 0], [5, 9], np.int64,
+     ("y_train's 3 classes are not labelled 0..2", "the label(s) 5, 9 but none of 1, 2", "relabel the classes 0..K-1")),
+    ([0, 1, 2, 255], [0, 1], np.uint8, ("y_train's 4 classes are not labelled 0..3", "the label(s) 255 but none of 3")),
+    ([0, 1, 2**40], [0, 1], np.int64, ("the label(s) 1099511627776 but none of 2",)),
+    ([0, 1, 2**63 + 5], [0, 1], np.uint64, ("the label(s) 9223372036854775813 but none of 2",)),
+    ([0, 1, 0, 1], [0, 2], np.int64, ("y_test holds the label(s) 2 that no y_train image has", "0..1")),
+    ([3, 3, 3], [3], np.int64, ("y_train holds one class (label 3)", "at least 2 classes")),
+    ([0, 1, -2], [0], np.int64, ("y_train holds the label -2, below 0", "relabel")),
+    ([0, 1, 0], [0, -1], np.int16, ("y_test holds the label -1, below 0",)),
+])
+def test_npz_labels_not_0_to_k_minus_1_are_refused(tmp_path: Path, cache: Path, y_train: list[int],
+                                                    y_test: list[int], dtype: type, parts: tuple[str, ...]) -> None:
+    spec = _npz(tmp_path / "labels.npz", y_train, y_test, dtype)
+    for call in (lambda: load_custom(spec, cache_dir=cache), lambda: describe(spec)):
+        with pytest.raises(data.DataMissingError) as err:
+            call()
+        _one_line_error(err, str(tmp_path / "labels.npz"), *parts)
+    assert not cache.exists()
+
+
+def test_npz_labels_0_to_k_minus_1_give_k_classes(tmp_path: Path, cache: Path) -> None:
+    spec = _npz(tmp_path / "ok.npz", [2, 0, 1, 1], [1], np.uint8)  # a test split may lack classes
+    d = load_custom(spec, cache_dir=cache)
+    assert d.num_classes == 3 and d.train_labels.tolist() == [2, 0, 1, 1] and d.test_labels.tolist() == [1]
+    assert describe(spec).classes == ("0", "1", "2")
+
+
+def test_imagefolder_of_one_class_is_refused(tmp_path: Path, cache: Path) -> None:
+    for split in ("train", "test"):
+        (tmp_path / "one" / split / "only").mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "one" / split / "only" / "a.png")
+    with pytest.raises(data.DataMissingError) as err:
+        load_custom(f"imagefolder:{tmp_path / 'one'}", cache_dir=cache)
+    _one_line_error(err, f"{tmp_path / 'one' / 'train'} has one class folder, 'only'", "at least 2")

@@ -280,6 +280,9 @@ def _scan_folder(root: Path) -> _Folder:
     if not classes:
         raise DataMissingError(f"imagefolder: {train_dir} has no class folders: put each class's images "
                                f"in {train_dir}/<class>/")
+    if len(classes) < 2:
+        raise DataMissingError(f"imagefolder: {train_dir} has one class folder, {quote(classes[0])}: a classifier "
+                               f"needs at least 2; put each class's images in {train_dir}/<class>/")
     test_classes = _class_folders(test_dir)
     extra = sorted(set(test_classes) - set(classes))
     if extra:
@@ -537,14 +540,48 @@ def _check_npz(path: Path, image_size: int | None) -> _Npz:
     except Exception as err:  # a damaged member: the headers parsed but the data does not
         raise DataMissingError(f"npz: cannot read the labels of {path} ({one_line(err)}): write it again with "
                                f"{_NPZ_HOW}") from err
-    for key, labels in (("y_train", y_train), ("y_test", y_test)):
-        if labels.min() < 0 or labels.max() > np.iinfo(np.int64).max:
-            bad = labels.min() if labels.min() < 0 else labels.max()
-            raise DataMissingError(f"npz: {path}: {key} holds the label {bad}, outside 0..K-1: store class "
-                                   f"indices 0, 1, ..., K-1")
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    num_classes = _npz_num_classes(path, y_train, y_test)
     return _Npz(path=path, layouts=layouts, size=sizes["x_train"], y_train=y_train, y_test=y_test,
                 num_classes=num_classes)
+
+
+def _listed(values: Any, limit: int = 5) -> str:
+    """At most ``limit`` values, comma-separated, then how many more."""
+    values = [str(v) for v in values]
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
+
+
+def _npz_num_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """K, for labels that are the class indices 0..K-1, every one with training images; else refused.
+
+    The image folder's rules in the npz's terms (a class folder without training images, a class only
+    in the test split, fewer than 2 classes are refused there too): a label the training split lacks
+    would be an output the model is never trained on, a gap in 0..K-1 an empty class that
+    still changes the chance level. K is the number of distinct training labels, so it is bounded by
+    the images: nothing is ever sized by the largest label (one label of 2**40 once was K).
+    """
+    fix = "relabel the classes 0..K-1 (e.g. classes, y_train = numpy.unique(y_train, return_inverse=True); " \
+          "y_test = numpy.searchsorted(classes, y_test))"
+    for key, labels in (("y_train", y_train), ("y_test", y_test)):
+        if labels.min() < 0:
+            raise DataMissingError(f"npz: {path}: {key} holds the label {labels.min()}, below 0: {fix}")
+    train_classes = np.unique(y_train)
+    num_classes = len(train_classes)
+    if num_classes < 2:
+        raise DataMissingError(f"npz: {path}: y_train holds one class (label {train_classes[0]}): a classifier "
+                               f"needs at least 2 classes with training images")
+    above = train_classes[train_classes >= num_classes]
+    if len(above):
+        missing = np.setdiff1d(np.arange(num_classes), train_classes)
+        raise DataMissingError(f"npz: {path}: y_train's {num_classes} classes are not labelled 0..{num_classes - 1}: "
+                               f"it holds the label(s) {_listed(above)} but none of {_listed(missing)}; {fix}")
+    test_only = np.setdiff1d(np.unique(y_test), train_classes)
+    if len(test_only):
+        raise DataMissingError(f"npz: {path}: y_test holds the label(s) {_listed(test_only)} that no y_train image "
+                               f"has (y_train's are 0..{num_classes - 1}): a class needs training images; add "
+                               f"them or remove those test images")
+    return num_classes
 
 
 def _npz_key(npz: _Npz, image_size: int | None) -> str:
