@@ -169,7 +169,7 @@ def test_imagefolder_mean_std_from_the_train_split_only(folder: Folder, cache: P
     assert (d.mean, d.std) != data.channel_stats(torch.cat([_chw(folder.train), _chw(folder.test)]))
 
 
-def test_imagefolder_val_fallback_and_test_preferred(tmp_path: Path, cache: Path) -> None:
+def test_imagefolder_val_fallback_and_both_refused(tmp_path: Path, cache: Path) -> None:
     only_val = _write_folder(tmp_path / "a", split="val")
     d = load_custom(only_val.spec, cache_dir=cache)
     assert torch.equal(d.test_images, _chw(only_val.test))
@@ -178,9 +178,10 @@ def test_imagefolder_val_fallback_and_test_preferred(tmp_path: Path, cache: Path
     both = _write_folder(tmp_path / "b", split="test", seed=1)
     _write_folder(tmp_path / "other", split="val", seed=2)
     (tmp_path / "other" / "val").rename(tmp_path / "b" / "val")  # other pixels, same classes
-    d = load_custom(both.spec, cache_dir=cache)
-    assert torch.equal(d.train_images, _chw(both.train)) and torch.equal(d.test_images, _chw(both.test))
-    assert describe(both.spec).test_split == "test"
+    for call in (lambda: load_custom(both.spec, cache_dir=cache), lambda: describe(both.spec)):
+        with pytest.raises(data.DataMissingError) as err:  # which one is held out would be a guess
+            call()
+        _one_line_error(err, f"{both.root} has both a test and a val folder", "rename or remove one")
 
 
 def test_imagefolder_empty_test_class_folder_is_fine(folder: Folder, cache: Path) -> None:

@@ -7,6 +7,8 @@ written, not from the code under test.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +138,95 @@ def test_imagefolder_of_one_class_is_refused(tmp_path: Path, cache: Path) -> Non
     with pytest.raises(data.DataMissingError) as err:
         load_custom(f"imagefolder:{tmp_path / 'one'}", cache_dir=cache)
     _one_line_error(err, f"{tmp_path / 'one' / 'train'} has one class folder, 'only'", "at least 2")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. an image reached twice: folder loops are cut, one file in two places is refused
+
+
+def _png_folder(root: Path, per_class: int = 3) -> Path:
+    """Classes a and b, ``per_class`` train and 1 test PNG each, every image a different grey level."""
+    level = 0
+    for split, count in (("train", per_class), ("test", 1)):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(np.full((4, 4), level, dtype=np.uint8)).save(root / split / name / f"img{i}.png")
+                level += 10
+    return root
+
+
+def test_a_folder_symlink_loop_is_listed_once(tmp_path: Path, cache: Path) -> None:
+    root = _png_folder(tmp_path / "loop")
+    os.symlink("..", root / "train" / "a" / "up")  # train/a/up -> train: a loop through train/a
+    os.symlink(".", root / "train" / "b" / "self")  # train/b/self -> train/b
+    (root / "train" / "b" / "deeper").mkdir()
+    os.symlink("..", root / "train" / "b" / "deeper" / "back")  # -> train/b, two levels down
+    with pytest.raises(data.DataMissingError) as err:  # train/a/up/b/... is b's images again, labelled a
+        load_custom(f"imagefolder:{root}", cache_dir=cache)
+    _one_line_error(err, "are one file (a symlink or hard link), twice in train", "remove one of them")
+    (root / "train" / "a" / "up").unlink()
+    d = load_custom(f"imagefolder:{root}", cache_dir=cache)
+    assert d.train_labels.tolist() == [0, 0, 0, 1, 1, 1] and d.test_labels.tolist() == [0, 1]
+    assert describe(f"imagefolder:{root}").train_images == 6
+
+
+def test_one_file_in_train_and_test_is_refused(tmp_path: Path, cache: Path) -> None:
+    root = _png_folder(tmp_path / "leak")
+    test_image = root / "test" / "b" / "img0.png"
+    os.symlink(test_image, root / "train" / "b" / "leaked.png")
+    for call in (lambda: load_custom(f"imagefolder:{root}", cache_dir=cache),
+                 lambda: describe(f"imagefolder:{root}")):
+        with pytest.raises(data.DataMissingError) as err:
+            call()
+        _one_line_error(err, f"{root / 'train' / 'b' / 'leaked.png'} and {test_image} are one file",
+                        "in train and in test")
+    (root / "train" / "b" / "leaked.png").unlink()
+    os.link(root / "train" / "a" / "img0.png", root / "test" / "a" / "hardlinked.png")  # a hard link too
+    with pytest.raises(data.DataMissingError) as err:
+        load_custom(f"imagefolder:{root}", cache_dir=cache)
+    _one_line_error(err, f"{root / 'train' / 'a' / 'img0.png'} and {root / 'test' / 'a' / 'hardlinked.png'}",
+                    "in train and in test")
+
+
+def test_a_test_folder_that_is_the_train_folder_is_refused(tmp_path: Path, cache: Path) -> None:
+    root = _png_folder(tmp_path / "same")
+    for image in (root / "test" / "a").iterdir():
+        image.unlink()
+    (root / "test" / "a").rmdir()
+    os.symlink(root / "train" / "a", root / "test" / "a")
+    with pytest.raises(data.DataMissingError) as err:
+        load_custom(f"imagefolder:{root}", cache_dir=cache)
+    _one_line_error(err, "in train and in test")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. only regular files are images: a named pipe is refused, never opened
+
+
+def test_a_named_pipe_among_the_images_is_refused_without_hanging(tmp_path: Path, cache: Path) -> None:
+    root = _png_folder(tmp_path / "fifo")
+    pipe = root / "train" / "a" / "stream.png"
+    os.mkfifo(pipe)
+    os.symlink(pipe, root / "test" / "b" / "via_link.png")
+    signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(20)  # a read of the pipe blocks forever: fail instead
+    try:
+        for call in (lambda: load_custom(f"imagefolder:{root}", cache_dir=cache),
+                     lambda: describe(f"imagefolder:{root}")):
+            with pytest.raises(data.DataMissingError) as err:
+                call()
+            _one_line_error(err, f"{pipe} is a named pipe (FIFO), not a regular file", "remove it")
+        pipe.unlink()  # the symlink to it is now broken: named too
+        with pytest.raises(data.DataMissingError) as err:
+            load_custom(f"imagefolder:{root}", cache_dir=cache)
+        _one_line_error(err, f"cannot read {root / 'test' / 'b' / 'via_link.png'}")
+    finally:
+        signal.alarm(0)
+    os.mkfifo(root / "train" / "a" / "notes.txt")  # not an image by its extension: never looked at
+    (root / "test" / "b" / "via_link.png").unlink()
+    assert len(load_custom(f"imagefolder:{root}", cache_dir=cache).train_labels) == 6
+
+
+def _hung(signum: int, frame: object) -> None:
+    raise TimeoutError("the load hung on the named pipe")

@@ -4,9 +4,10 @@ Two formats a researcher already has, read into the same :class:`ImageData` as t
 (uint8 ``[N, 3, H, W]`` images, int64 labels, channel mean/std measured on the training split):
 
 - ``imagefolder:PATH``: torchvision's ``ImageFolder`` layout, ``PATH/train/<class>/<image>`` and
-  ``PATH/test/<class>/<image>`` (or ``PATH/val/...``; ``test`` wins when both exist). Discovery is
-  torchvision's own (``find_classes``, ``make_dataset``, ``IMG_EXTENSIONS``); PIL decodes, every image
-  converted to RGB, so grey and palette images get 3 channels.
+  ``PATH/test/<class>/<image>`` (or ``PATH/val/...``, not both). Discovery follows torchvision's
+  (``find_classes``, ``make_dataset``'s order and ``IMG_EXTENSIONS``) without its loops, repeats
+  and special files (:func:`_list_images`); PIL decodes, every image converted to RGB (16-bit and
+  float grey scaled by their depth, :func:`_rgb_pixels`), so grey and palette images get 3 channels.
 - ``npz:FILE``: a ``numpy.savez`` file of uint8 ``x_train``, ``x_test`` and integer ``y_train``,
   ``y_test`` (see :func:`_layout` for which image layouts are accepted).
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import struct
 import tempfile
 import time
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 from numpy.lib import format as npy_format
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -271,7 +273,11 @@ def _scan_folder(root: Path) -> _Folder:
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise DataMissingError(f"imagefolder: {root} has no train folder: lay it out as {_LAYOUT}")
-    test_split = next((s for s in ("test", "val") if (root / s).is_dir()), None)
+    found = [s for s in ("test", "val") if (root / s).is_dir()]
+    if len(found) == 2:
+        raise DataMissingError(f"imagefolder: {root} has both a test and a val folder: rename or remove one, so "
+                               f"that which split is held out is not a guess")
+    test_split = found[0] if found else None
     if test_split is None:
         raise DataMissingError(f"imagefolder: {root} has neither a test nor a val folder: put the held-out "
                                f"images in {root / 'test'}/<class>/ (layout {_LAYOUT})")
@@ -294,10 +300,9 @@ def _scan_folder(root: Path) -> _Folder:
         raise DataMissingError(f"imagefolder: {test_dir} lacks the class folder(s) {', '.join(missing)} of "
                                f"{train_dir}: create them (they may be empty) so that both splits have the "
                                f"same classes")
-    class_to_idx = {name: i for i, name in enumerate(classes)}
-    # allow_empty: the emptiness checks below name the folder and say what to do
-    train = make_dataset(train_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-    test = make_dataset(test_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    seen: dict[tuple[int, int], tuple[str, str]] = {}
+    train = _list_images(train_dir, classes, seen)
+    test = _list_images(test_dir, classes, seen)
     filled = {label for _, label in train}
     empty = [name for i, name in enumerate(classes) if i not in filled]
     if empty:
@@ -308,6 +313,75 @@ def _scan_folder(root: Path) -> _Folder:
         raise DataMissingError(f"imagefolder: {test_dir} holds no images ({' '.join(IMG_EXTENSIONS)}): put "
                                f"the held-out images in {test_dir}/<class>/")
     return _Folder(root=root, classes=tuple(classes), test_split=test_split, train=train, test=test)
+
+
+def _list_images(split_dir: Path, classes: list[str], seen: dict[tuple[int, int], tuple[str, str]]
+                 ) -> list[tuple[str, int]]:
+    """Each image under ``split_dir/<class>/`` with its label, in torchvision's ``make_dataset`` order.
+
+    torchvision's rules (folder symlinks followed, a file is an image by its extension in
+    ``IMG_EXTENSIONS``, sorted by folder then name) with what its walk lets through refused or cut:
+    a folder symlink back to a folder above it (a loop, which torchvision walks until the path is
+    too long, listing the class again each time) is not entered again; a file reached twice (a
+    symlink or hard link, in one split or across both: ``seen`` maps (device, inode) to where it
+    was first found) is refused, since counting it once would hide a mistake in the layout and a
+    test image in training inflates the test accuracy; only regular files are images (a named pipe
+    would block the read forever).
+    """
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        found: list[tuple[str, str]] = []
+        _walk(str(split_dir / name), frozenset({_identity(os.stat(split_dir / name))}), found)
+        for folder, file_name in sorted(found):
+            if not file_name.lower().endswith(IMG_EXTENSIONS):
+                continue
+            path = os.path.join(folder, file_name)
+            try:
+                status = os.stat(path)  # follows symlinks: the file an image symlink points to
+            except OSError as err:
+                raise DataMissingError(f"imagefolder: cannot read {path} ({one_line(err)}): make it readable or "
+                                       f"remove it") from err
+            if not stat.S_ISREG(status.st_mode):
+                raise DataMissingError(f"imagefolder: {path} is {_file_kind(status.st_mode)}, not a regular file: "
+                                       f"only files can be images; remove it")
+            first = seen.setdefault(_identity(status), (split_dir.name, path))
+            if first[1] != path:
+                where = f"in {first[0]} and in {split_dir.name}" if first[0] != split_dir.name else \
+                    f"twice in {split_dir.name}"
+                raise DataMissingError(f"imagefolder: {first[1]} and {path} are one file (a symlink or hard link), "
+                                       f"{where}: each image must be in the data set once; remove one of them")
+            samples.append((path, label))
+    return samples
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _walk(folder: str, above: frozenset[tuple[int, int]], found: list[tuple[str, str]]) -> None:
+    """Append (folder, name) of every non-folder entry under ``folder``, following folder symlinks
+    except into a folder in ``above`` (the real folders on the way down: a loop)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as err:
+        raise DataMissingError(f"imagefolder: cannot list {folder} ({one_line(err)}): make it readable") from err
+    for entry in entries:
+        if not entry.is_dir():  # follows symlinks; a broken symlink is a file here and refused by its reader
+            found.append((folder, entry.name))
+            continue
+        identity = _identity(entry.stat())
+        if identity not in above:
+            _walk(entry.path, above | {identity}, found)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
 
 
 def _folder_key(folder: _Folder, image_size: int | None) -> str:
