@@ -230,3 +230,32 @@ def test_a_named_pipe_among_the_images_is_refused_without_hanging(tmp_path: Path
 
 def _hung(signum: int, frame: object) -> None:
     raise TimeoutError("the load hung on the named pipe")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. an npz layout that reads both as channels first and channels last is refused
+
+
+@pytest.mark.parametrize("key, shape", [("x_train", (4, 3, 10, 3)), ("x_test", (2, 1, 10, 1)),
+                                        ("x_train", (4, 3, 3, 3))])
+def test_ambiguous_npz_layout_is_refused(tmp_path: Path, cache: Path, key: str, shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(5)
+    arrays = dict(x_train=rng.integers(0, 256, (4, 10, 10, 3), dtype=np.uint8), y_train=np.array([0, 1, 0, 1]),
+                  x_test=rng.integers(0, 256, (2, 10, 10, 3), dtype=np.uint8), y_test=np.array([0, 1]))
+    arrays[key] = rng.integers(0, 256, shape, dtype=np.uint8)
+    np.savez(tmp_path / "amb.npz", **arrays)
+    for call in (lambda: load_custom(f"npz:{tmp_path / 'amb.npz'}", image_size=8, cache_dir=cache),
+                 lambda: describe(f"npz:{tmp_path / 'amb.npz'}", image_size=8)):
+        with pytest.raises(data.DataMissingError) as err:
+            call()
+        _one_line_error(err, str(tmp_path / "amb.npz"), f"{key} has shape {shape}",
+                        "reads both as [N, C, H, W] and as [N, H, W, C]", "numpy.transpose(x, (0, 2, 3, 1))")
+
+
+def test_the_transposes_the_message_names_make_it_unambiguous(tmp_path: Path, cache: Path) -> None:
+    rng = np.random.default_rng(6)
+    channels_first = rng.integers(0, 256, (4, 3, 10, 3), dtype=np.uint8)  # 10 x 3 images, RGB
+    np.savez(tmp_path / "fixed.npz", x_train=np.transpose(channels_first, (0, 2, 3, 1)), y_train=np.array([0, 1, 0, 1]),
+             x_test=np.transpose(channels_first[:2], (0, 2, 3, 1)), y_test=np.array([0, 1]))
+    d = load_custom(f"npz:{tmp_path / 'fixed.npz'}", cache_dir=cache)
+    assert torch.equal(d.train_images, torch.from_numpy(channels_first))

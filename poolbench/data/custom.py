@@ -554,19 +554,23 @@ def _layout(shape: tuple[int, ...]) -> str | None:
     """The layout of an image array, or None when it is none of the accepted ones.
 
     ``[N, H, W]``: grey, ``"NHW"``. ``[N, a, b, c]``: channels first (``"NCHW"``) when axis 1 has
-    size 1 or 3, else channels last (``"NHWC"``) when the last axis has size 1 or 3. So a shape that
-    fits both, such as ``[N, 3, H, 3]``, is read as NCHW: NHWC is chosen only when the last axis is
-    1 or 3 and axis 1 is not. Size 1 is grey, 3 is RGB.
+    size 1 or 3 and the last axis not, channels last (``"NHWC"``) the other way round, and
+    ``"ambiguous"`` when both have, such as ``[N, 3, H, 3]``: reading it either way would be a
+    guess (the file says nothing of its layout), and a wrong guess trains on scrambled pixels.
+    Size 1 is grey, 3 is RGB.
 
     >>> _layout((10, 28, 28)), _layout((10, 32, 32, 3)), _layout((10, 1, 28, 28)), _layout((10, 3, 5, 3))
-    ('NHW', 'NHWC', 'NCHW', 'NCHW')
+    ('NHW', 'NHWC', 'NCHW', 'ambiguous')
     """
     if len(shape) == 3:
         return "NHW"
     if len(shape) == 4:
-        if shape[1] in (1, 3):
+        first, last = shape[1] in (1, 3), shape[3] in (1, 3)
+        if first and last:
+            return "ambiguous"
+        if first:
             return "NCHW"
-        if shape[3] in (1, 3):
+        if last:
             return "NHWC"
     return None
 
@@ -588,6 +592,10 @@ def _check_npz(path: Path, image_size: int | None) -> _Npz:
         if layout is None:
             raise DataMissingError(f"npz: {path}: {key} has shape {shape}: give images as [N, H, W] (grey), "
                                    f"[N, H, W, 1|3] or [N, 1|3, H, W]")
+        if layout == "ambiguous":
+            raise DataMissingError(f"npz: {path}: {key} has shape {shape}, which reads both as [N, C, H, W] and "
+                                   f"as [N, H, W, C]: store it so that only one fits, numpy.transpose(x, (0, 2, 3, 1)) "
+                                   f"if it is channels first, (0, 3, 1, 2) if channels last")
         if shape[0] == 0:
             raise DataMissingError(f"npz: {path}: {key} holds no images: both splits need some")
         layouts[key] = layout
