@@ -259,3 +259,45 @@ def test_the_transposes_the_message_names_make_it_unambiguous(tmp_path: Path, ca
              x_test=np.transpose(channels_first[:2], (0, 2, 3, 1)), y_test=np.array([0, 1]))
     d = load_custom(f"npz:{tmp_path / 'fixed.npz'}", cache_dir=cache)
     assert torch.equal(d.train_images, torch.from_numpy(channels_first))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. a channel constant in every image trains
+
+
+def test_a_constant_channel_loads_and_normalises_to_finite_values(tmp_path: Path, cache: Path) -> None:
+    rng = np.random.default_rng(7)
+    root = tmp_path / "blank"
+    for split, count in (("train", 6), ("test", 2)):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                pixels[:, :, 2] = 40  # the blue channel is 40 in every pixel of every image
+                Image.fromarray(pixels).save(root / split / name / f"img{i}.png")
+    d = load_custom(f"imagefolder:{root}", cache_dir=cache)
+    assert d.mean[2] == pytest.approx(40 / 255) and d.std[2] == pytest.approx(1 / 255)
+    assert 0.2 < d.std[0] < 0.4  # uniform noise: 0.29, not floored
+    loader = data.DeviceLoader(d.train_images, d.train_labels, 4, mean=d.mean, std=d.std, train=True,
+                               crop_padding=2, seed=1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in loader:
+        assert torch.isfinite(x).all()
+        assert torch.all((x[:, 2].abs() < 1e-4) | ((x[:, 2] + 40).abs() < 1e-3))  # the mean, or a padded zero pixel
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        assert torch.isfinite(loss)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_channel_stats_floors_only_a_std_below_one_grey_level() -> None:
+    images = torch.zeros((2, 3, 4, 4), dtype=torch.uint8)
+    images[0, 0] = 255  # channel 0: half 0, half 255 -> std 0.5; channel 1: one pixel of 1
+    images[0, 1, 0, 0] = 1
+    mean, std = data.channel_stats(images)
+    assert std[0] == pytest.approx(0.5) and std[1] == std[2] == pytest.approx(1 / 255)
+    assert mean == pytest.approx((0.5, 1 / 255 / 32, 0.0))
