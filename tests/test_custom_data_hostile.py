@@ -301,3 +301,37 @@ def test_channel_stats_floors_only_a_std_below_one_grey_level() -> None:
     mean, std = data.channel_stats(images)
     assert std[0] == pytest.approx(0.5) and std[1] == std[2] == pytest.approx(1 / 255)
     assert mean == pytest.approx((0.5, 1 / 255 / 32, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 8. a cache entry is checked against the digest written with it
+
+
+@pytest.mark.parametrize("alter", ["pixel", "label", "std", "digest only"])
+def test_an_altered_cache_entry_is_discarded_and_decoded_again(tmp_path: Path, cache: Path, alter: str) -> None:
+    root = _png_folder(tmp_path / "pets")
+    spec = f"imagefolder:{root}"
+    first = load_custom(spec, cache_dir=cache)
+    (entry,) = cache.iterdir()
+    blob = torch.load(entry, weights_only=True)
+    if alter == "pixel":
+        blob["train_images"][2, 1, 3, 3] ^= 0x40
+    elif alter == "label":
+        blob["test_labels"][0] = 1 - blob["test_labels"][0]
+    elif alter == "std":
+        blob["std"] = [s * 2 for s in blob["std"]]
+    else:
+        blob["digest"] = "0" * 64
+    torch.save(blob, entry)
+    lines: list[str] = []
+    again = load_custom(spec, cache_dir=cache, log=lines.append)
+    assert len(lines) == 2 and lines[0] == (f"warning: the cache file {entry} is damaged (ValueError: its content does "
+                                            f"not match the digest written with it (altered after it was written)): "
+                                            f"deleted, decoding again")
+    assert lines[1].startswith(f"decoded 8 images of {spec}")
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(again, name), getattr(first, name))
+    assert again.std == first.std
+    lines.clear()
+    load_custom(spec, cache_dir=cache, log=lines.append)  # rewritten intact: read back
+    assert len(lines) == 1 and lines[0].startswith(f"read {spec} from the cache")

@@ -48,7 +48,7 @@ from .images import DataInfo, ImageData, channel_stats
 
 # Part of every cache key: bump it when the decoded result for the same files changes (decoding,
 # resizing, the cache file's content), so that old cache files are never read as new ones.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the entry holds the digest of its content
 
 _KINDS = ("imagefolder", "npz")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -203,6 +203,7 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
     blob = dict(format=FORMAT_VERSION, key=key, classes=list(classes), mean=list(mean), std=list(std),
                 train_images=train_images, train_labels=train_labels,
                 test_images=test_images, test_labels=test_labels)
+    blob["digest"] = _blob_digest(blob)
     count = len(train_labels) + len(test_labels)
     took = time.perf_counter() - start
     try:
@@ -714,7 +715,7 @@ def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
 # the cache
 
 
-def _field(digest: Any, data: bytes) -> None:
+def _field(digest: Any, data: bytes | memoryview) -> None:
     """Feed one length-prefixed field: no two different sequences of fields hash the same bytes."""
     digest.update(struct.pack("<Q", len(data)))
     digest.update(data)
@@ -766,6 +767,25 @@ def _check_blob(blob: Any, key: str) -> None:
             raise ValueError(f"{split} labels outside 0..{len(classes) - 1}")
     if len(blob["mean"]) != 3 or len(blob["std"]) != 3:
         raise ValueError("no 3-channel mean and std")
+    if blob.get("digest") != _blob_digest(blob):
+        raise ValueError("its content does not match the digest written with it (altered after it was written)")
+
+
+def _blob_digest(blob: dict[str, Any]) -> str:
+    """SHA-256 of a cache entry's content: key, classes, mean, std and every tensor's shape, dtype and bytes.
+
+    The file's name is the key of the data set it was decoded from, but nothing in the name vouches
+    for what the file holds: a pixel, label or statistic changed after it was written (by a tool, a
+    person, a bad disk) would be trained on as the data set. Checked on every read; hashing the
+    tensors costs about a second per GB, far less than decoding them again.
+    """
+    digest = hashlib.sha256()
+    _field(digest, repr((blob["key"], list(blob["classes"]), list(blob["mean"]), list(blob["std"]))).encode())
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        tensor = blob[name]
+        _field(digest, f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode())
+        _field(digest, memoryview(tensor.contiguous().numpy()).cast("B"))  # no copy of a contiguous tensor
+    return digest.hexdigest()
 
 
 def _write_cache(path: Path, blob: dict[str, Any]) -> None:
