@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from poolbench import data
+from poolbench import cli, data
+from poolbench.data import custom
 from poolbench.data.custom import describe, load_custom
 
 
@@ -335,3 +336,31 @@ def test_an_altered_cache_entry_is_discarded_and_decoded_again(tmp_path: Path, c
     lines.clear()
     load_custom(spec, cache_dir=cache, log=lines.append)  # rewritten intact: read back
     assert len(lines) == 1 and lines[0].startswith(f"read {spec} from the cache")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 9. a relative POOLBENCH_CACHE is the folder the command was started in, wherever its runs start
+
+
+def test_a_relative_cache_is_anchored_where_the_command_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    launch, sweep_folder = tmp_path / "launch", tmp_path / "sweep"
+    launch.mkdir()
+    sweep_folder.mkdir()
+    root = _png_folder(tmp_path / "pets")
+    monkeypatch.setenv("POOLBENCH_CACHE", "cache")
+    monkeypatch.setenv("POOLBENCH_DATA", "~/data")
+    monkeypatch.chdir(launch)
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])  # what every command does first
+    assert os.environ["POOLBENCH_CACHE"] == str(launch / "cache")
+    assert os.environ["POOLBENCH_DATA"] == str(Path("~/data").expanduser())
+    monkeypatch.chdir(sweep_folder)  # where a sweep starts each run, which inherits the environment
+    assert custom.default_cache_dir() == launch / "cache"
+    load_custom(f"imagefolder:{root}")
+    assert len(list((launch / "cache").iterdir())) == 1 and not any(sweep_folder.iterdir())
+
+
+def test_default_cache_dir_is_absolute_without_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POOLBENCH_CACHE", "rel/cache")
+    monkeypatch.chdir(tmp_path)
+    assert custom.default_cache_dir() == tmp_path / "rel" / "cache"

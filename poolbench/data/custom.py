@@ -108,9 +108,13 @@ def spec_label(spec: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``."""
+    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``.
+
+    A relative ``$POOLBENCH_CACHE`` is made absolute by the command, in the folder it was started
+    from (``poolbench.cli.anchor_path_variables``), before a sweep starts its runs elsewhere.
+    """
     if os.environ.get("POOLBENCH_CACHE"):
-        return Path(os.environ["POOLBENCH_CACHE"]).expanduser()
+        return Path(os.environ["POOLBENCH_CACHE"]).expanduser().absolute()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache).expanduser() / "poolbench" / "decoded"
 
