@@ -364,3 +364,36 @@ def test_default_cache_dir_is_absolute_without_the_command(tmp_path: Path, monke
     monkeypatch.setenv("POOLBENCH_CACHE", "rel/cache")
     monkeypatch.chdir(tmp_path)
     assert custom.default_cache_dir() == tmp_path / "rel" / "cache"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 10. running out of memory is said as such, never as a damaged file
+
+
+def test_out_of_memory_is_one_line_saying_to_load_less(tmp_path: Path, cache: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _npz(tmp_path / "big.npz", [0, 1, 0], [1])
+    root = _png_folder(tmp_path / "pets")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "load", no_memory)  # the npz's arrays (labels too) do not fit
+        for call in (lambda: load_custom(spec, cache_dir=cache), lambda: describe(spec)):
+            with pytest.raises(data.DataMissingError) as err:
+                call()
+            message = _one_line_error(err, f"not enough memory to load {spec}", "free memory",
+                                      "a smaller --image-size, fewer or smaller images")
+            assert "write it again" not in message
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "empty", no_memory)  # the decoded split does not fit
+        with pytest.raises(data.DataMissingError) as err:
+            load_custom(f"imagefolder:{root}", cache_dir=cache)
+        _one_line_error(err, f"not enough memory to load imagefolder:{root}")
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, "convert", no_memory)  # one image's decode does not fit
+        with pytest.raises(data.DataMissingError) as err:
+            load_custom(f"imagefolder:{root}", cache_dir=cache)
+        assert "cannot decode" not in _one_line_error(err, "not enough memory")
+    assert not cache.exists()

@@ -29,7 +29,8 @@ import struct
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,11 @@ def describe(spec: str, image_size: int | None = None) -> DataInfo:
     """
     _check_image_size(image_size)
     spec = normalise_spec(spec)
+    with _memory_refused(spec):
+        return _describe(spec, image_size)
+
+
+def _describe(spec: str, image_size: int | None) -> DataInfo:
     kind, path = _split_spec(spec)
     if kind == "imagefolder":
         folder = _scan_folder(Path(path))
@@ -174,6 +180,11 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
     """
     _check_image_size(image_size)
     spec = normalise_spec(spec)
+    with _memory_refused(spec):
+        return _load(spec, image_size, cache_dir, log)
+
+
+def _load(spec: str, image_size: int | None, cache_dir: Path | None, log: Log | None) -> ImageData:
     kind, path = _split_spec(spec)
     say: Log = log if log is not None else _silent
     start = time.perf_counter()
@@ -218,6 +229,17 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
     else:
         say(f"decoded {count:,} images of {spec} in {took:.1f} s; cached as {cache_file}")
     return _image_data(spec, blob)
+
+
+@contextmanager
+def _memory_refused(spec: str) -> Iterator[None]:
+    """A MemoryError (the decoded images, an npz's arrays, PIL's decode of a huge image) as one line:
+    the data set is too large for this machine's memory, which no edit of its files fixes."""
+    try:
+        yield
+    except MemoryError as err:
+        raise DataMissingError(f"not enough memory to load {spec}: free memory, or load less of it (a smaller "
+                               f"--image-size, fewer or smaller images)") from err
 
 
 def _silent(line: str) -> None:
@@ -429,11 +451,8 @@ def _decode_image(path: str, image_size: int | None) -> torch.Tensor:
         with Image.open(path) as image:
             rgb = _rgb_pixels(image, path)  # decodes the pixels
         pixels = torch.from_numpy(rgb).permute(2, 0, 1)  # HWC -> CHW
-    except DataMissingError:
+    except (DataMissingError, MemoryError):  # MemoryError: not the file's fault, see _memory_refused
         raise
-    except MemoryError as err:
-        raise DataMissingError(f"imagefolder: not enough memory to decode {path}: free memory, or use a smaller "
-                               f"--image-size or fewer images") from err
     except Exception as err:  # a truncated file fails only here, in the decode
         raise _decode_error(path, err) from err
     return _resize(pixels, image_size) if image_size is not None else pixels
@@ -624,6 +643,8 @@ def _check_npz(path: Path, image_size: int | None) -> _Npz:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             y_train, y_test = arrays["y_train"], arrays["y_test"]
+    except MemoryError:
+        raise  # not the file's fault, see _memory_refused
     except Exception as err:  # a damaged member: the headers parsed but the data does not
         raise DataMissingError(f"npz: cannot read the labels of {path} ({one_line(err)}): write it again with "
                                f"{_NPZ_HOW}") from err
@@ -705,6 +726,8 @@ def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
     try:
         with np.load(npz.path, allow_pickle=False) as arrays:
             x_train, x_test = arrays["x_train"], arrays["x_test"]
+    except MemoryError:
+        raise  # not the file's fault, see _memory_refused
     except Exception as err:
         raise DataMissingError(f"npz: cannot read the images of {npz.path} ({one_line(err)}): write it again "
                                f"with {_NPZ_HOW}") from err
