@@ -397,3 +397,35 @@ def test_out_of_memory_is_one_line_saying_to_load_less(tmp_path: Path, cache: Pa
             load_custom(f"imagefolder:{root}", cache_dir=cache)
         assert "cannot decode" not in _one_line_error(err, "not enough memory")
     assert not cache.exists()
+
+
+def test_an_npz_that_is_a_named_pipe_is_refused_without_hanging(tmp_path: Path, cache: Path) -> None:
+    pipe = tmp_path / "stream.npz"
+    os.mkfifo(pipe)
+    signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(20)
+    try:
+        for call in (lambda: load_custom(f"npz:{pipe}", cache_dir=cache), lambda: describe(f"npz:{pipe}")):
+            with pytest.raises(data.DataMissingError) as err:
+                call()
+            _one_line_error(err, f"npz: {pipe} is a named pipe (FIFO), not a regular file")
+    finally:
+        signal.alarm(0)
+
+
+def test_a_folder_nested_deeper_than_the_recursion_limit_is_listed(tmp_path: Path, cache: Path) -> None:
+    root = _png_folder(tmp_path / "deep")
+    deepest = root / "train" / "a"
+    for _ in range(1050):  # more levels than Python's default recursion limit (1000)
+        deepest = deepest / "d"
+        deepest.mkdir()
+    Image.fromarray(np.full((4, 4), 7, dtype=np.uint8)).save(deepest / "bottom.png")
+    try:
+        d = load_custom(f"imagefolder:{root}", cache_dir=cache)
+        assert d.train_labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
+        assert int(d.train_images[3, 0, 0, 0]) == 7  # a's images: img0..img2, then the nested one (sorted by folder)
+    finally:  # shutil.rmtree recurses (Python 3.11): remove it bottom up
+        (deepest / "bottom.png").unlink()
+        while deepest != root / "train" / "a":
+            deepest.rmdir()
+            deepest = deepest.parent

@@ -385,20 +385,24 @@ def _identity(status: os.stat_result) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
-def _walk(folder: str, above: frozenset[tuple[int, int]], found: list[tuple[str, str]]) -> None:
-    """Append (folder, name) of every non-folder entry under ``folder``, following folder symlinks
-    except into a folder in ``above`` (the real folders on the way down: a loop)."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as err:
-        raise DataMissingError(f"imagefolder: cannot list {folder} ({one_line(err)}): make it readable") from err
-    for entry in entries:
-        if not entry.is_dir():  # follows symlinks; a broken symlink is a file here and refused by its reader
-            found.append((folder, entry.name))
-            continue
-        identity = _identity(entry.stat())
-        if identity not in above:
-            _walk(entry.path, above | {identity}, found)
+def _walk(top: str, above: frozenset[tuple[int, int]], found: list[tuple[str, str]]) -> None:
+    """Append (folder, name) of every non-folder entry under ``top``, following folder symlinks
+    except into a real folder on the way down (``above`` for ``top``: a loop). A stack rather than
+    recursion: a folder nested a thousand deep is a path the file system allows."""
+    stack = [(top, above)]
+    while stack:
+        folder, above = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            raise DataMissingError(f"imagefolder: cannot list {folder} ({one_line(err)}): make it readable") from err
+        for entry in entries:
+            if not entry.is_dir():  # follows symlinks; a broken symlink is a file here and refused by its reader
+                found.append((folder, entry.name))
+                continue
+            identity = _identity(entry.stat())
+            if identity not in above:
+                stack.append((entry.path, above | {identity}))
 
 
 def _file_kind(mode: int) -> str:
@@ -547,6 +551,10 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     zip: no array is loaded, so a large or wrong x array costs nothing to inspect or refuse."""
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a named pipe would block the read forever
+            raise DataMissingError(f"npz: {path} is {_file_kind(mode)}, not a regular file: give the path of an "
+                                   f".npz written by {_NPZ_HOW}")
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 key = member.removesuffix(".npy")
