@@ -111,6 +111,7 @@ def _npz(path: Path, y_train: list[int], y_test: list[int], dtype: type = np.int
     ([0, 1, 2**40], [0, 1], np.int64, ("the label(s) 1099511627776 but none of 2",)),
     ([0, 1, 2**63 + 5], [0, 1], np.uint64, ("the label(s) 9223372036854775813 but none of 2",)),
     ([0, 1, 0, 1], [0, 2], np.int64, ("y_test holds the label(s) 2 that no y_train image has", "0..1")),
+    ([0, 1, 0, 1], [2**63 + 1, 0], np.uint64, ("y_test holds the label(s) 9223372036854775809 that no y_train",)),
     ([3, 3, 3], [3], np.int64, ("y_train holds one class (label 3)", "at least 2 classes")),
     ([0, 1, -2], [0], np.int64, ("y_train holds the label -2, below 0", "relabel")),
     ([0, 1, 0], [0, -1], np.int16, ("y_test holds the label -1, below 0",)),

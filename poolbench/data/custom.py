@@ -692,7 +692,8 @@ def _npz_num_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int
         missing = np.setdiff1d(np.arange(num_classes), train_classes)
         raise DataMissingError(f"npz: {path}: y_train's {num_classes} classes are not labelled 0..{num_classes - 1}: "
                                f"it holds the label(s) {_listed(above)} but none of {_listed(missing)}; {fix}")
-    test_only = np.setdiff1d(np.unique(y_test), train_classes)
+    test_labels = np.unique(y_test)
+    test_only = test_labels[test_labels >= num_classes]  # train's labels are 0..K-1 here, test's >= 0
     if len(test_only):
         raise DataMissingError(f"npz: {path}: y_test holds the label(s) {_listed(test_only)} that no y_train image "
                                f"has (y_train's are 0..{num_classes - 1}): a class needs training images; add "
