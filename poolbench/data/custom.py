@@ -16,7 +16,8 @@ images must all have one size. Decoding a folder of PNGs or JPEGs takes seconds 
 or a sweep loads the data set many times, so the decoded tensors are cached in one file per data
 set, named by the SHA-256 of the content (every file's relative path and bytes, or the npz's bytes)
 and of the options: an edited, added or renamed image gives a new key, an unchanged data set is read
-back without decoding. Anything the user can fix raises :class:`DataMissingError` with one line.
+back without decoding, once its content matches the SHA-256 stored in it (:func:`_blob_digest`).
+Anything the user can fix raises :class:`DataMissingError` with one line.
 """
 
 from __future__ import annotations
@@ -170,8 +171,8 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
 
     ``image_size``: resize every image once to N x N (bilinear, antialiased); ``None`` keeps the
     native size, which must then be the same for all images. ``cache_dir`` (default
-    :func:`default_cache_dir`) holds one file per decoded data set; a damaged file there is deleted
-    and rebuilt, and a cache that cannot be written only costs a decode next time. ``log`` gets one
+    :func:`default_cache_dir`) holds one file per decoded data set; a damaged or altered file there
+    is deleted and rebuilt, and a cache that cannot be written only costs a decode next time. ``log`` gets one
     line saying where the data came from (default: silent). Mean and std are measured on the
     training split. Raises :class:`DataMissingError` for a data set that cannot be used as it is.
 
