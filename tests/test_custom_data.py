@@ -8,8 +8,7 @@ from (not from the code under test):
   sorted order, and so the labels, is ``Bee`` = 0, ``ant`` = 1, ``cat`` = 2); a class folder holds
   ``img0.png``, ``img1.png``, ...; every image is seeded random noise, returned by the fixture in
   the order a load must give (classes sorted, then file names);
-- an npz's labels are ``i % 3`` in train and ``(i % 3) + 1`` in test, so the largest label (3, hence
-  4 classes) is only in the test split.
+- an npz's labels are ``i % 3`` in train and ``(i + 1) % 3`` in test.
 """
 
 from __future__ import annotations
@@ -170,7 +169,7 @@ def test_imagefolder_mean_std_from_the_train_split_only(folder: Folder, cache: P
     assert (d.mean, d.std) != data.channel_stats(torch.cat([_chw(folder.train), _chw(folder.test)]))
 
 
-def test_imagefolder_val_fallback_and_test_preferred(tmp_path: Path, cache: Path) -> None:
+def test_imagefolder_val_fallback_and_both_refused(tmp_path: Path, cache: Path) -> None:
     only_val = _write_folder(tmp_path / "a", split="val")
     d = load_custom(only_val.spec, cache_dir=cache)
     assert torch.equal(d.test_images, _chw(only_val.test))
@@ -179,9 +178,10 @@ def test_imagefolder_val_fallback_and_test_preferred(tmp_path: Path, cache: Path
     both = _write_folder(tmp_path / "b", split="test", seed=1)
     _write_folder(tmp_path / "other", split="val", seed=2)
     (tmp_path / "other" / "val").rename(tmp_path / "b" / "val")  # other pixels, same classes
-    d = load_custom(both.spec, cache_dir=cache)
-    assert torch.equal(d.train_images, _chw(both.train)) and torch.equal(d.test_images, _chw(both.test))
-    assert describe(both.spec).test_split == "test"
+    for call in (lambda: load_custom(both.spec, cache_dir=cache), lambda: describe(both.spec)):
+        with pytest.raises(data.DataMissingError) as err:  # which one is held out would be a guess
+            call()
+        _one_line_error(err, f"{both.root} has both a test and a val folder", "rename or remove one")
 
 
 def test_imagefolder_empty_test_class_folder_is_fine(folder: Folder, cache: Path) -> None:
@@ -305,7 +305,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
 
 
 def _labels(n: int, offset: int = 0, dtype: type = np.int64) -> np.ndarray:
-    return ((np.arange(n) % 3) + offset).astype(dtype)
+    return ((np.arange(n) + offset) % 3).astype(dtype)
 
 
 def _npz_pair(rng: np.random.Generator, shape_train: tuple[int, ...], shape_test: tuple[int, ...]) -> dict:
@@ -319,7 +319,6 @@ def _npz_pair(rng: np.random.Generator, shape_train: tuple[int, ...], shape_test
     ((7, 1, 10, 12), lambda x: np.repeat(x, 3, axis=1)),  # grey NCHW
     ((7, 10, 12, 3), lambda x: x.transpose(0, 3, 1, 2)),  # colour NHWC
     ((7, 3, 10, 12), lambda x: x),  # colour NCHW
-    ((7, 3, 10, 3), lambda x: x),  # ambiguous: axis 1 is 3, so NCHW
 ])
 def test_npz_layouts_pixels_and_labels(tmp_path: Path, cache: Path, shape: tuple[int, ...], to_nchw) -> None:
     arrays = _npz_pair(np.random.default_rng(1), shape, (4, *shape[1:]))
@@ -329,11 +328,11 @@ def test_npz_layouts_pixels_and_labels(tmp_path: Path, cache: Path, shape: tuple
         expected = torch.from_numpy(np.ascontiguousarray(to_nchw(arrays[key])))
         assert images.dtype == torch.uint8 and images.is_contiguous() and torch.equal(images, expected)
     assert d.train_labels.dtype == torch.int64 and d.train_labels.tolist() == (np.arange(7) % 3).tolist()
-    assert d.test_labels.tolist() == (np.arange(4) % 3 + 1).tolist()
-    assert d.num_classes == 4  # the largest label, 3, is only in the test split
+    assert d.test_labels.tolist() == [1, 2, 0, 1]
+    assert d.num_classes == 3
     assert (d.mean, d.std) == data.channel_stats(d.train_images)
     info = describe(spec)
-    assert info.classes == ("0", "1", "2", "3") and info.test_split == "x_test"
+    assert info.classes == ("0", "1", "2") and info.test_split == "x_test"
     assert info.image_shape == tuple(d.train_images.shape[1:])
 
 
@@ -417,7 +416,7 @@ def test_npz_describe_reads_no_image_array(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", recording)
     info = describe(f"npz:{path}", image_size=8)
     assert sorted(read) == ["y_test", "y_train"]
-    assert info == DataInfo(name=f"npz:{path}", num_classes=4, classes=("0", "1", "2", "3"), image_shape=(3, 8, 8),
+    assert info == DataInfo(name=f"npz:{path}", num_classes=3, classes=("0", "1", "2"), image_shape=(3, 8, 8),
                             train_images=9, test_images=4, test_split="x_test")
 
 

@@ -229,10 +229,10 @@ def test_sweep_and_report_torchvision_timm_and_a_file_on_own_data(png_folder, gr
 
 def test_two_data_sets_with_one_folder_name_are_refused(png_folder, tmp_path, capsys):
     other = tmp_path / "elsewhere" / "pets"
-    (other / "train" / "a").mkdir(parents=True)
-    (other / "test" / "a").mkdir(parents=True)
-    Image.new("RGB", (8, 8)).save(other / "train" / "a" / "0.png")
-    Image.new("RGB", (8, 8)).save(other / "test" / "a" / "0.png")
+    for split in ("train", "test"):
+        for name in ("a", "b"):  # two classes: a data set of one class is refused
+            (other / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(other / split / name / "0.png")
     code = main(["sweep", "--out", str(tmp_path / "sweep"), "--pools", "gap",
                  "--settings", f"resnet8@imagefolder:{png_folder},resnet8@imagefolder:{other}"])
     assert code == 2 and "would both be filed as 'resnet8-imagefolder-pets'" in capsys.readouterr().err

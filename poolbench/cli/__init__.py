@@ -63,7 +63,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: The environment variables that name a folder (the data root, the decode cache of poolbench.data.custom).
+PATH_VARIABLES = ("POOLBENCH_DATA", "POOLBENCH_CACHE")
+
+
+def anchor_path_variables() -> None:
+    """Make the relative folders in :data:`PATH_VARIABLES` absolute, against the current folder.
+
+    Done once, where a command starts, in the folder the user launched it from: a sweep starts
+    each run in the sweep folder, where a relative ``POOLBENCH_CACHE=cache`` would otherwise put a
+    cache inside every sweep's files. The runs inherit the absolute path with the environment.
+    """
+    for name in PATH_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            os.environ[name] = os.path.abspath(os.path.expanduser(value))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    anchor_path_variables()
     # Not list(): importing the verb module poolbench.cli.list binds `list` in this namespace.
     argv = [*(sys.argv[1:] if argv is None else argv)]
     chosen = next((word for word in argv if not word.startswith("-")), None)

@@ -4,9 +4,10 @@ Two formats a researcher already has, read into the same :class:`ImageData` as t
 (uint8 ``[N, 3, H, W]`` images, int64 labels, channel mean/std measured on the training split):
 
 - ``imagefolder:PATH``: torchvision's ``ImageFolder`` layout, ``PATH/train/<class>/<image>`` and
-  ``PATH/test/<class>/<image>`` (or ``PATH/val/...``; ``test`` wins when both exist). Discovery is
-  torchvision's own (``find_classes``, ``make_dataset``, ``IMG_EXTENSIONS``); PIL decodes, every image
-  converted to RGB, so grey and palette images get 3 channels.
+  ``PATH/test/<class>/<image>`` (or ``PATH/val/...``, not both). Discovery follows torchvision's
+  (``find_classes``, ``make_dataset``'s order and ``IMG_EXTENSIONS``) without its loops, repeats
+  and special files (:func:`_list_images`); PIL decodes, every image converted to RGB (16-bit and
+  float grey scaled by their depth, :func:`_rgb_pixels`), so grey and palette images get 3 channels.
 - ``npz:FILE``: a ``numpy.savez`` file of uint8 ``x_train``, ``x_test`` and integer ``y_train``,
   ``y_test`` (see :func:`_layout` for which image layouts are accepted).
 
@@ -15,7 +16,8 @@ images must all have one size. Decoding a folder of PNGs or JPEGs takes seconds 
 or a sweep loads the data set many times, so the decoded tensors are cached in one file per data
 set, named by the SHA-256 of the content (every file's relative path and bytes, or the npz's bytes)
 and of the options: an edited, added or renamed image gives a new key, an unchanged data set is read
-back without decoding. Anything the user can fix raises :class:`DataMissingError` with one line.
+back without decoding, once its content matches the SHA-256 stored in it (:func:`_blob_digest`).
+Anything the user can fix raises :class:`DataMissingError` with one line.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import struct
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ import numpy as np
 import torch
 from numpy.lib import format as npy_format
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -46,7 +50,7 @@ from .images import DataInfo, ImageData, channel_stats
 
 # Part of every cache key: bump it when the decoded result for the same files changes (decoding,
 # resizing, the cache file's content), so that old cache files are never read as new ones.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the entry holds the digest of its content
 
 _KINDS = ("imagefolder", "npz")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -106,9 +110,13 @@ def spec_label(spec: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``."""
+    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``.
+
+    A relative ``$POOLBENCH_CACHE`` is made absolute by the command, in the folder it was started
+    from (``poolbench.cli.anchor_path_variables``), before a sweep starts its runs elsewhere.
+    """
     if os.environ.get("POOLBENCH_CACHE"):
-        return Path(os.environ["POOLBENCH_CACHE"]).expanduser()
+        return Path(os.environ["POOLBENCH_CACHE"]).expanduser().absolute()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache).expanduser() / "poolbench" / "decoded"
 
@@ -128,6 +136,11 @@ def describe(spec: str, image_size: int | None = None) -> DataInfo:
     """
     _check_image_size(image_size)
     spec = normalise_spec(spec)
+    with _memory_refused(spec):
+        return _describe(spec, image_size)
+
+
+def _describe(spec: str, image_size: int | None) -> DataInfo:
     kind, path = _split_spec(spec)
     if kind == "imagefolder":
         folder = _scan_folder(Path(path))
@@ -158,8 +171,8 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
 
     ``image_size``: resize every image once to N x N (bilinear, antialiased); ``None`` keeps the
     native size, which must then be the same for all images. ``cache_dir`` (default
-    :func:`default_cache_dir`) holds one file per decoded data set; a damaged file there is deleted
-    and rebuilt, and a cache that cannot be written only costs a decode next time. ``log`` gets one
+    :func:`default_cache_dir`) holds one file per decoded data set; a damaged or altered file there
+    is deleted and rebuilt, and a cache that cannot be written only costs a decode next time. ``log`` gets one
     line saying where the data came from (default: silent). Mean and std are measured on the
     training split. Raises :class:`DataMissingError` for a data set that cannot be used as it is.
 
@@ -168,6 +181,11 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
     """
     _check_image_size(image_size)
     spec = normalise_spec(spec)
+    with _memory_refused(spec):
+        return _load(spec, image_size, cache_dir, log)
+
+
+def _load(spec: str, image_size: int | None, cache_dir: Path | None, log: Log | None) -> ImageData:
     kind, path = _split_spec(spec)
     say: Log = log if log is not None else _silent
     start = time.perf_counter()
@@ -201,6 +219,7 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
     blob = dict(format=FORMAT_VERSION, key=key, classes=list(classes), mean=list(mean), std=list(std),
                 train_images=train_images, train_labels=train_labels,
                 test_images=test_images, test_labels=test_labels)
+    blob["digest"] = _blob_digest(blob)
     count = len(train_labels) + len(test_labels)
     took = time.perf_counter() - start
     try:
@@ -211,6 +230,17 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
     else:
         say(f"decoded {count:,} images of {spec} in {took:.1f} s; cached as {cache_file}")
     return _image_data(spec, blob)
+
+
+@contextmanager
+def _memory_refused(spec: str) -> Iterator[None]:
+    """A MemoryError (the decoded images, an npz's arrays, PIL's decode of a huge image) as one line:
+    the data set is too large for this machine's memory, which no edit of its files fixes."""
+    try:
+        yield
+    except MemoryError as err:
+        raise DataMissingError(f"not enough memory to load {spec}: free memory, or load less of it (a smaller "
+                               f"--image-size, fewer or smaller images)") from err
 
 
 def _silent(line: str) -> None:
@@ -271,7 +301,11 @@ def _scan_folder(root: Path) -> _Folder:
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise DataMissingError(f"imagefolder: {root} has no train folder: lay it out as {_LAYOUT}")
-    test_split = next((s for s in ("test", "val") if (root / s).is_dir()), None)
+    found = [s for s in ("test", "val") if (root / s).is_dir()]
+    if len(found) == 2:
+        raise DataMissingError(f"imagefolder: {root} has both a test and a val folder: rename or remove one, so "
+                               f"that which split is held out is not a guess")
+    test_split = found[0] if found else None
     if test_split is None:
         raise DataMissingError(f"imagefolder: {root} has neither a test nor a val folder: put the held-out "
                                f"images in {root / 'test'}/<class>/ (layout {_LAYOUT})")
@@ -280,6 +314,9 @@ def _scan_folder(root: Path) -> _Folder:
     if not classes:
         raise DataMissingError(f"imagefolder: {train_dir} has no class folders: put each class's images "
                                f"in {train_dir}/<class>/")
+    if len(classes) < 2:
+        raise DataMissingError(f"imagefolder: {train_dir} has one class folder, {quote(classes[0])}: a classifier "
+                               f"needs at least 2; put each class's images in {train_dir}/<class>/")
     test_classes = _class_folders(test_dir)
     extra = sorted(set(test_classes) - set(classes))
     if extra:
@@ -291,10 +328,9 @@ def _scan_folder(root: Path) -> _Folder:
         raise DataMissingError(f"imagefolder: {test_dir} lacks the class folder(s) {', '.join(missing)} of "
                                f"{train_dir}: create them (they may be empty) so that both splits have the "
                                f"same classes")
-    class_to_idx = {name: i for i, name in enumerate(classes)}
-    # allow_empty: the emptiness checks below name the folder and say what to do
-    train = make_dataset(train_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-    test = make_dataset(test_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    seen: dict[tuple[int, int], tuple[str, str]] = {}
+    train = _list_images(train_dir, classes, seen)
+    test = _list_images(test_dir, classes, seen)
     filled = {label for _, label in train}
     empty = [name for i, name in enumerate(classes) if i not in filled]
     if empty:
@@ -305,6 +341,79 @@ def _scan_folder(root: Path) -> _Folder:
         raise DataMissingError(f"imagefolder: {test_dir} holds no images ({' '.join(IMG_EXTENSIONS)}): put "
                                f"the held-out images in {test_dir}/<class>/")
     return _Folder(root=root, classes=tuple(classes), test_split=test_split, train=train, test=test)
+
+
+def _list_images(split_dir: Path, classes: list[str], seen: dict[tuple[int, int], tuple[str, str]]
+                 ) -> list[tuple[str, int]]:
+    """Each image under ``split_dir/<class>/`` with its label, in torchvision's ``make_dataset`` order.
+
+    torchvision's rules (folder symlinks followed, a file is an image by its extension in
+    ``IMG_EXTENSIONS``, sorted by folder then name) with what its walk lets through refused or cut:
+    a folder symlink back to a folder above it (a loop, which torchvision walks until the path is
+    too long, listing the class again each time) is not entered again; a file reached twice (a
+    symlink or hard link, in one split or across both: ``seen`` maps (device, inode) to where it
+    was first found) is refused, since counting it once would hide a mistake in the layout and a
+    test image in training inflates the test accuracy; only regular files are images (a named pipe
+    would block the read forever).
+    """
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        found: list[tuple[str, str]] = []
+        _walk(str(split_dir / name), frozenset({_identity(os.stat(split_dir / name))}), found)
+        for folder, file_name in sorted(found):
+            if not file_name.lower().endswith(IMG_EXTENSIONS):
+                continue
+            path = os.path.join(folder, file_name)
+            try:
+                status = os.stat(path)  # follows symlinks: the file an image symlink points to
+            except OSError as err:
+                raise DataMissingError(f"imagefolder: cannot read {path} ({one_line(err)}): make it readable or "
+                                       f"remove it") from err
+            if not stat.S_ISREG(status.st_mode):
+                raise DataMissingError(f"imagefolder: {path} is {_file_kind(status.st_mode)}, not a regular file: "
+                                       f"only files can be images; remove it")
+            first = seen.setdefault(_identity(status), (split_dir.name, path))
+            if first[1] != path:
+                where = f"in {first[0]} and in {split_dir.name}" if first[0] != split_dir.name else \
+                    f"twice in {split_dir.name}"
+                raise DataMissingError(f"imagefolder: {first[1]} and {path} are one file (a symlink or hard link), "
+                                       f"{where}: each image must be in the data set once; remove one of them")
+            samples.append((path, label))
+    return samples
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _walk(top: str, above: frozenset[tuple[int, int]], found: list[tuple[str, str]]) -> None:
+    """Append (folder, name) of every non-folder entry under ``top``, following folder symlinks
+    except into a real folder on the way down (``above`` for ``top``: a loop). A stack rather than
+    recursion: a folder nested a thousand deep is a path the file system allows."""
+    stack = [(top, above)]
+    while stack:
+        folder, above = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            raise DataMissingError(f"imagefolder: cannot list {folder} ({one_line(err)}): make it readable") from err
+        for entry in entries:
+            if not entry.is_dir():  # follows symlinks; a broken symlink is a file here and refused by its reader
+                found.append((folder, entry.name))
+                continue
+            identity = _identity(entry.stat())
+            if identity not in above:
+                stack.append((entry.path, above | {identity}))
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
 
 
 def _folder_key(folder: _Folder, image_size: int | None) -> str:
@@ -345,11 +454,43 @@ def _decode_image(path: str, image_size: int | None) -> torch.Tensor:
     """One image file as uint8 RGB ``[3, H, W]``, resized to ``image_size`` x ``image_size`` if given."""
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB")  # grey, palette, RGBA, CMYK -> 3 channels; decodes the pixels
-        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # HWC -> CHW
+            rgb = _rgb_pixels(image, path)  # decodes the pixels
+        pixels = torch.from_numpy(rgb).permute(2, 0, 1)  # HWC -> CHW
+    except (DataMissingError, MemoryError):  # MemoryError: not the file's fault, see _memory_refused
+        raise
     except Exception as err:  # a truncated file fails only here, in the decode
         raise _decode_error(path, err) from err
     return _resize(pixels, image_size) if image_size is not None else pixels
+
+
+def _rgb_pixels(image: Image.Image, path: str) -> np.ndarray:
+    """An opened image's pixels as uint8 RGB ``[H, W, 3]``, scaled from its bit depth.
+
+    PIL's ``convert("RGB")`` clips the values of 16-bit grey (mode ``I;16``) and float (``F``) images
+    to 0..255 rather than scaling them: a 16-bit image becomes nearly all white, a float image in
+    0..1 black. So 16-bit grey is scaled by 255 / 65535 (an 8-bit value v stored as 16-bit v * 257
+    decodes to v again) and float in 0..1 by 255; a float image outside 0..1 and a 32-bit integer one
+    have no known range and are refused. Every other mode (grey, palette, RGBA, CMYK; 16-bit colour
+    PNGs, which PIL reads as 8-bit RGB) is PIL's ``convert("RGB")``.
+    """
+    mode = image.mode
+    sixteen_bit = mode.startswith("I;16") or (mode == "I" and image.format == "PNG")  # PNG has no 32-bit
+    if not sixteen_bit and mode not in ("I", "F"):
+        return np.array(image.convert("RGB"))
+    values = np.asarray(image, dtype=np.float64)
+    if mode == "I" and not sixteen_bit:
+        raise DataMissingError(f"imagefolder: {path} has 32-bit integer pixels (PIL mode I), whose range is "
+                               f"unknown: save it as an 8- or 16-bit image")
+    if mode == "F" and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+        low, high = np.nanmin(values), np.nanmax(values)
+        raise DataMissingError(f"imagefolder: {path} is a float image (PIL mode F) with values from {low:g} to "
+                               f"{high:g}, not 0..1: scale it to 0..1 or save it as an 8- or 16-bit image")
+    if sixteen_bit and (values.min() < 0 or values.max() > 65535):  # mode I from a PNG: never, but cheap
+        raise DataMissingError(f"imagefolder: {path} has pixel values outside 0..65535 (PIL mode {mode}): "
+                               f"save it as an 8- or 16-bit image")
+    scale = 255 / 65535 if sixteen_bit else 255
+    grey = np.rint(values * scale).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def _sizes_error(root: Path, sizes: list[tuple[str, tuple[int, int]]]) -> DataMissingError:
@@ -411,6 +552,10 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     zip: no array is loaded, so a large or wrong x array costs nothing to inspect or refuse."""
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a named pipe would block the read forever
+            raise DataMissingError(f"npz: {path} is {_file_kind(mode)}, not a regular file: give the path of an "
+                                   f".npz written by {_NPZ_HOW}")
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 key = member.removesuffix(".npy")
@@ -442,19 +587,23 @@ def _layout(shape: tuple[int, ...]) -> str | None:
     """The layout of an image array, or None when it is none of the accepted ones.
 
     ``[N, H, W]``: grey, ``"NHW"``. ``[N, a, b, c]``: channels first (``"NCHW"``) when axis 1 has
-    size 1 or 3, else channels last (``"NHWC"``) when the last axis has size 1 or 3. So a shape that
-    fits both, such as ``[N, 3, H, 3]``, is read as NCHW: NHWC is chosen only when the last axis is
-    1 or 3 and axis 1 is not. Size 1 is grey, 3 is RGB.
+    size 1 or 3 and the last axis not, channels last (``"NHWC"``) the other way round, and
+    ``"ambiguous"`` when both have, such as ``[N, 3, H, 3]``: reading it either way would be a
+    guess (the file says nothing of its layout), and a wrong guess trains on scrambled pixels.
+    Size 1 is grey, 3 is RGB.
 
     >>> _layout((10, 28, 28)), _layout((10, 32, 32, 3)), _layout((10, 1, 28, 28)), _layout((10, 3, 5, 3))
-    ('NHW', 'NHWC', 'NCHW', 'NCHW')
+    ('NHW', 'NHWC', 'NCHW', 'ambiguous')
     """
     if len(shape) == 3:
         return "NHW"
     if len(shape) == 4:
-        if shape[1] in (1, 3):
+        first, last = shape[1] in (1, 3), shape[3] in (1, 3)
+        if first and last:
+            return "ambiguous"
+        if first:
             return "NCHW"
-        if shape[3] in (1, 3):
+        if last:
             return "NHWC"
     return None
 
@@ -476,6 +625,10 @@ def _check_npz(path: Path, image_size: int | None) -> _Npz:
         if layout is None:
             raise DataMissingError(f"npz: {path}: {key} has shape {shape}: give images as [N, H, W] (grey), "
                                    f"[N, H, W, 1|3] or [N, 1|3, H, W]")
+        if layout == "ambiguous":
+            raise DataMissingError(f"npz: {path}: {key} has shape {shape}, which reads both as [N, C, H, W] and "
+                                   f"as [N, H, W, C]: store it so that only one fits, numpy.transpose(x, (0, 2, 3, 1)) "
+                                   f"if it is channels first, (0, 3, 1, 2) if channels last")
         if shape[0] == 0:
             raise DataMissingError(f"npz: {path}: {key} holds no images: both splits need some")
         layouts[key] = layout
@@ -499,17 +652,54 @@ def _check_npz(path: Path, image_size: int | None) -> _Npz:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             y_train, y_test = arrays["y_train"], arrays["y_test"]
+    except MemoryError:
+        raise  # not the file's fault, see _memory_refused
     except Exception as err:  # a damaged member: the headers parsed but the data does not
         raise DataMissingError(f"npz: cannot read the labels of {path} ({one_line(err)}): write it again with "
                                f"{_NPZ_HOW}") from err
-    for key, labels in (("y_train", y_train), ("y_test", y_test)):
-        if labels.min() < 0 or labels.max() > np.iinfo(np.int64).max:
-            bad = labels.min() if labels.min() < 0 else labels.max()
-            raise DataMissingError(f"npz: {path}: {key} holds the label {bad}, outside 0..K-1: store class "
-                                   f"indices 0, 1, ..., K-1")
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    num_classes = _npz_num_classes(path, y_train, y_test)
     return _Npz(path=path, layouts=layouts, size=sizes["x_train"], y_train=y_train, y_test=y_test,
                 num_classes=num_classes)
+
+
+def _listed(values: Any, limit: int = 5) -> str:
+    """At most ``limit`` values, comma-separated, then how many more."""
+    values = [str(v) for v in values]
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
+
+
+def _npz_num_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """K, for labels that are the class indices 0..K-1, every one with training images; else refused.
+
+    The image folder's rules in the npz's terms (a class folder without training images, a class only
+    in the test split, fewer than 2 classes are refused there too): a label the training split lacks
+    would be an output the model is never trained on, a gap in 0..K-1 an empty class that
+    still changes the chance level. K is the number of distinct training labels, so it is bounded by
+    the images: nothing is ever sized by the largest label (one label of 2**40 once was K).
+    """
+    fix = "relabel the classes 0..K-1 (e.g. classes, y_train = numpy.unique(y_train, return_inverse=True); " \
+          "y_test = numpy.searchsorted(classes, y_test))"
+    for key, labels in (("y_train", y_train), ("y_test", y_test)):
+        if labels.min() < 0:
+            raise DataMissingError(f"npz: {path}: {key} holds the label {labels.min()}, below 0: {fix}")
+    train_classes = np.unique(y_train)
+    num_classes = len(train_classes)
+    if num_classes < 2:
+        raise DataMissingError(f"npz: {path}: y_train holds one class (label {train_classes[0]}): a classifier "
+                               f"needs at least 2 classes with training images")
+    above = train_classes[train_classes >= num_classes]
+    if len(above):
+        missing = np.setdiff1d(np.arange(num_classes), train_classes)
+        raise DataMissingError(f"npz: {path}: y_train's {num_classes} classes are not labelled 0..{num_classes - 1}: "
+                               f"it holds the label(s) {_listed(above)} but none of {_listed(missing)}; {fix}")
+    test_labels = np.unique(y_test)
+    test_only = test_labels[test_labels >= num_classes]  # train's labels are 0..K-1 here, test's >= 0
+    if len(test_only):
+        raise DataMissingError(f"npz: {path}: y_test holds the label(s) {_listed(test_only)} that no y_train image "
+                               f"has (y_train's are 0..{num_classes - 1}): a class needs training images; add "
+                               f"them or remove those test images")
+    return num_classes
 
 
 def _npz_key(npz: _Npz, image_size: int | None) -> str:
@@ -546,6 +736,8 @@ def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
     try:
         with np.load(npz.path, allow_pickle=False) as arrays:
             x_train, x_test = arrays["x_train"], arrays["x_test"]
+    except MemoryError:
+        raise  # not the file's fault, see _memory_refused
     except Exception as err:
         raise DataMissingError(f"npz: cannot read the images of {npz.path} ({one_line(err)}): write it again "
                                f"with {_NPZ_HOW}") from err
@@ -560,7 +752,7 @@ def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
 # the cache
 
 
-def _field(digest: Any, data: bytes) -> None:
+def _field(digest: Any, data: bytes | memoryview) -> None:
     """Feed one length-prefixed field: no two different sequences of fields hash the same bytes."""
     digest.update(struct.pack("<Q", len(data)))
     digest.update(data)
@@ -612,6 +804,25 @@ def _check_blob(blob: Any, key: str) -> None:
             raise ValueError(f"{split} labels outside 0..{len(classes) - 1}")
     if len(blob["mean"]) != 3 or len(blob["std"]) != 3:
         raise ValueError("no 3-channel mean and std")
+    if blob.get("digest") != _blob_digest(blob):
+        raise ValueError("its content does not match the digest written with it (altered after it was written)")
+
+
+def _blob_digest(blob: dict[str, Any]) -> str:
+    """SHA-256 of a cache entry's content: key, classes, mean, std and every tensor's shape, dtype and bytes.
+
+    The file's name is the key of the data set it was decoded from, but nothing in the name vouches
+    for what the file holds: a pixel, label or statistic changed after it was written (by a tool, a
+    person, a bad disk) would be trained on as the data set. Checked on every read; hashing the
+    tensors costs about a second per GB, far less than decoding them again.
+    """
+    digest = hashlib.sha256()
+    _field(digest, repr((blob["key"], list(blob["classes"]), list(blob["mean"]), list(blob["std"]))).encode())
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        tensor = blob[name]
+        _field(digest, f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode())
+        _field(digest, memoryview(tensor.contiguous().numpy()).cast("B"))  # no copy of a contiguous tensor
+    return digest.hexdigest()
 
 
 def _write_cache(path: Path, blob: dict[str, Any]) -> None:

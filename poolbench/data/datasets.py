@@ -65,7 +65,7 @@ def is_custom(name: str) -> bool:
 def default_root() -> Path:
     """``$POOLBENCH_DATA`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/data``."""
     if os.environ.get("POOLBENCH_DATA"):
-        return Path(os.environ["POOLBENCH_DATA"]).expanduser()
+        return Path(os.environ["POOLBENCH_DATA"]).expanduser().absolute()  # see cli.anchor_path_variables
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache).expanduser() / "poolbench" / "data"
 

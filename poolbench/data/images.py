@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+#: The smallest std :func:`channel_stats` gives: one grey level, in [0, 1] units.
+STD_FLOOR = 1 / 255
+
 
 @dataclass(frozen=True, eq=False)  # eq=False: a field-wise == would compare tensors, which is ambiguous
 class ImageData:
@@ -57,7 +60,11 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     """Per-channel mean and population std of uint8 images ``[N, C, H, W]``, in [0, 1] units.
 
     Accumulated in float64 over chunks so that 50k CIFAR images need neither a float64 copy of
-    the whole split nor suffer float32 round-off in the sums.
+    the whole split nor suffer float32 round-off in the sums. A std below one grey level
+    (:data:`STD_FLOOR`) is raised to it: normalising divides by the std, and a channel that is
+    constant over the training split (std 0: legitimate data, e.g. a colour image saved from a
+    grey one with a blank channel) would divide by zero; at the floor such a channel normalises to
+    0 and a nearly constant one stays within +-255 instead of growing without bound.
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -70,5 +77,5 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
         total_sq += (x * x).sum(dim=(0, 2, 3))
     count = images.numel() // channels
     mean = total / count
-    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+    std = (total_sq / count - mean * mean).clamp_min(0).sqrt().clamp_min(STD_FLOOR)
     return tuple(mean.tolist()), tuple(std.tolist())
