@@ -40,6 +40,7 @@ from ..rundir import (
     RunConfig,
     RunLock,
     RunLockedError,
+    changed_inputs,
     read_json_object,
     read_result,
     write_json,
@@ -255,6 +256,11 @@ def finished_result(config: RunConfig, output_dir: Path, log: Log) -> dict[str, 
             except (TypeError, ValueError, AttributeError) as error:
                 raise DamagedFileError(f"{config_path} is damaged (not a run configuration: "
                                        f"{' '.join(str(error).split())}): {CONFIG_FIX}") from None
+            changed = changed_inputs(previous, config) if previous.setting == config.setting else None
+            if changed is not None:
+                raise RunRefused(f"{shorten(str(output_dir))} holds a run made with other content of {changed} "
+                                 f"(edited or replaced since: its SHA-256 differs); use a new --output-dir, or "
+                                 f"delete the folder to run it again")
             if previous != config:
                 raise RunRefused(f"{output_dir} holds a run with another configuration "
                                  f"({'; '.join(config.differences(previous))}); use another --output-dir")

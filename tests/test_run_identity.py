@@ -1,0 +1,138 @@
+"""What identifies a run, and the researcher's own models checked before a run (issue 31).
+
+An edited data set or model file is another run (never a finished one reported again, a resumed
+one continued, or a seed averaged with the others); a model's output is checked; a model factory
+cannot give every seed the same weights; a pooling has one spelling; the fixes name the real
+problem; a checkpoint with the wrong content is one line. Tiny files written by fixtures, 1-epoch
+runs on a 12x12 npz of 16 images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from poolbench.cli import main
+from poolbench.rundir import RunConfig
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class Small(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def build(num_classes):
+    return Small(num_classes)
+'''
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def write_npz(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    np.savez(path, x_train=rng.integers(0, 256, (16, 12, 12), dtype=np.uint8), y_train=np.arange(16) % 4,
+             x_test=rng.integers(0, 256, (8, 12, 12), dtype=np.uint8), y_test=np.arange(8) % 4)
+    return path
+
+
+@pytest.fixture
+def grey_npz(tmp_path: Path) -> Path:
+    return write_npz(tmp_path / "grey.npz", 1)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mynet.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def one_error_line(err: str) -> str:
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+# --- 1. a data set's and a model file's content identify a run -------------------------------------
+
+def test_a_replaced_data_set_or_edited_model_file_is_refused_not_reported_again(grey_npz, model_file, tmp_path,
+                                                                                capsys):
+    out = tmp_path / "run"
+    command = ["run", "--setting", f"{model_file}:build@npz:{grey_npz}", "--output-dir", str(out), *TINY]
+    assert main(command) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert len(config["dataset_sha256"]) == 64 and len(config["arch_sha256"]) == 64
+    result = (out / "result.json").read_bytes()
+    write_npz(grey_npz, 2)  # replaced after the run completed
+    capsys.readouterr()
+    assert main(command) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "other content of the data set 'npz:" in line and "use a new --output-dir" in line
+    assert (out / "result.json").read_bytes() == result  # nothing written is lost
+    write_npz(grey_npz, 1)  # the same bytes again: the same run, done
+    model_file.write_text(MODEL_FILE.replace("8", "16"))
+    assert main(command) == 2
+    assert "other content of the model file" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_run_resumed_on_a_replaced_data_set_is_refused(grey_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    command = ["run", "--setting", f"resnet8@npz:{grey_npz}", "--output-dir", str(out), *TINY]
+    assert main(command) == 0
+    (out / "result.json").unlink()  # as if killed (-9) before the end: a resume from the checkpoint
+    write_npz(grey_npz, 3)
+    capsys.readouterr()
+    assert main(command) == 2
+    assert "other content of the data set" in one_error_line(capsys.readouterr().err)
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_a_config_without_the_data_hash_still_loads_and_builtin_sets_record_none() -> None:
+    old = {"setting": "quick", "arch": "resnet20", "dataset": "fmnist", "num_classes": 10, "pool": "gap",
+           "seed": 1, "protocol": {}, "pool_sha256": None, "amp": "none", "compile": False, "arch_sha256": None}
+    config = RunConfig.from_dict(old)
+    assert config.dataset_sha256 is None
+    assert "dataset_sha256" not in config.to_dict()  # a built-in set's config and checkpoint are as before
+
+
+def test_a_sweep_extended_after_the_data_set_changed_is_refused(grey_npz, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    setting = f"resnet8@npz:{grey_npz}"
+    sweep = ["sweep", "--out", str(out), "--pools", "gap", "--settings", setting, "--epochs", "1",
+             "--batch-size", "8", "--threads", "1"]
+    assert main([*sweep, "--seeds", "1"]) == 0, capsys.readouterr().err
+    write_npz(grey_npz, 4)
+    capsys.readouterr()
+    assert main([*sweep, "--seeds", "2"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "seed1 was run on other content of the data set" in line and "new --out" in line
+    assert not (out / "resnet8-npz-grey" / "gap" / "seed2").exists()
+
+
+def test_a_report_row_of_runs_on_two_contents_gets_a_note(grey_npz, tmp_path, capsys):
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        write_npz(grey_npz, seed)
+        assert main(["run", "--setting", f"resnet8@npz:{grey_npz}", "--seed", str(seed), "--output-dir",
+                     str(root / "resnet8-npz-grey" / "gap" / f"seed{seed}"), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["report", str(root)]) == 0
+    assert "resnet8-npz-grey / gap: its runs were made from 2 different contents" in capsys.readouterr().out
