@@ -104,7 +104,7 @@ def changed_inputs(previous: RunConfig, current: RunConfig) -> str | None:
     """``"the data set npz:/x.npz"`` (and the others) whose content differs between two configs of
     one run, or None: the input was edited or replaced since ``previous`` was recorded."""
     specs = {"pool_sha256": previous.pool, "arch_sha256": previous.arch, "dataset_sha256": previous.dataset}
-    changed = [f"the {what} {quote(specs[name])}" for name, what in CONTENT_FIELDS.items()
+    changed = [f"the {what} {quote(specs[name], 200)}" for name, what in CONTENT_FIELDS.items()
                if getattr(previous, name) != getattr(current, name)]
     return " and ".join(changed) or None
 

@@ -136,3 +136,46 @@ def test_a_report_row_of_runs_on_two_contents_gets_a_note(grey_npz, tmp_path, ca
     capsys.readouterr()
     assert main(["report", str(root)]) == 0
     assert "resnet8-npz-grey / gap: its runs were made from 2 different contents" in capsys.readouterr().out
+
+
+# --- 2. the model's output is checked before the run --------------------------------------------------
+
+BAD_MODELS = MODEL_FILE + '''
+
+def ignores_classes(num_classes):
+    return Small(1000)
+
+
+def too_narrow(num_classes):
+    return Small(2)
+
+
+class Spatial(Small):
+    def forward(self, x):
+        return self.features(x)[:, :3] + 0 * self.avgpool(self.features(x))[:, :3]
+
+
+def spatial(num_classes):
+    return Spatial(num_classes)
+
+
+def float64(num_classes):
+    return Small(num_classes).double()
+'''
+
+
+@pytest.mark.parametrize("function, words", [
+    ("ignores_classes", "returned shape [1, 1000] for one image, expected [1, 4]"),
+    ("too_narrow", "returned shape [1, 2] for one image, expected [1, 4]"),
+    ("spatial", "returned shape [1, 3, 12, 12] for one image, expected [1, 4]"),
+    ("float64", "has float64 parameters"),
+])
+def test_a_model_with_the_wrong_output_is_refused_before_the_run_folder(function, words, grey_npz, tmp_path, capsys):
+    path = tmp_path / "bad.py"
+    path.write_text(BAD_MODELS)
+    out = tmp_path / "run"
+    assert main(["run", "--setting", f"{path}:{function}@npz:{grey_npz}", "--output-dir", str(out), *TINY]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert words in line and ("model.float()" in line if function == "float64" else
+                              f"{path}:{function}" in line and "pass num_classes to its head" in line)
+    assert "--image-size" not in line and not out.exists()

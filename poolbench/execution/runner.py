@@ -185,7 +185,8 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
         return isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
                                config.pool_sha256, config.arch_sha256).problem
     try:
-        shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]))
+        shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]),
+                                         num_classes=config.num_classes)
     except (ValueError, TypeError) as error:  # an unknown model, a size it cannot take
         return " ".join(str(error).split())
     return isolation.unbuildable_pool(config.pool, shape[0])
@@ -415,7 +416,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     """
     start = time.perf_counter()
     image_size = (data.train_images.shape[2], data.train_images.shape[3])  # as loaded: no second look at the files
-    pool_input_shape = models.pool_input_shape(config.arch, image_size)
+    pool_input_shape = models.pool_input_shape(config.arch, image_size, num_classes=config.num_classes)
     history: list[EpochRecord] = list(resumed)
     result: dict[str, Any] = {
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
