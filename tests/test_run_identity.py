@@ -179,3 +179,32 @@ def test_a_model_with_the_wrong_output_is_refused_before_the_run_folder(function
     assert words in line and ("model.float()" in line if function == "float64" else
                               f"{path}:{function}" in line and "pass num_classes to its head" in line)
     assert "--image-size" not in line and not out.exists()
+
+
+# --- 3. a model factory that reseeds cannot give every seed the same weights --------------------------
+
+RESEEDING = MODEL_FILE.replace("def build(num_classes):\n", "def build(num_classes):\n    torch.manual_seed(0)\n"
+                               "    numpy.random.seed(0)\n") .replace("import torch\n", "import numpy\nimport torch\n")
+
+
+def test_a_reseeding_factory_gives_each_seed_its_own_weights_and_is_reported(grey_npz, tmp_path, capsys):
+    import torch
+
+    from poolbench import global_state, models
+
+    path = tmp_path / "reseeds.py"
+    path.write_text(RESEEDING)
+    weights = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        weights.append(models.create(f"{path}:build", num_classes=4).fc.weight.detach().clone())
+    assert not torch.equal(weights[0], weights[1])
+    torch.manual_seed(1)
+    torch.testing.assert_close(models.create(f"{path}:build", num_classes=4).fc.weight, weights[0])  # still seeded
+    assert any("called torch.manual_seed(0): ignored" in change for change in global_state.recorded())
+    out = tmp_path / "run"
+    assert main(["run", "--setting", f"{path}:build@npz:{grey_npz}", "--output-dir", str(out), *TINY]) == 0
+    assert "WARN global_state: building build from" in capsys.readouterr().err
+    restored = json.loads((out / "result.json").read_text())["global_state_restored"]
+    assert any("torch.manual_seed(0): ignored" in change for change in restored)
+    assert any("numpy.random.seed(0): ignored" in change for change in restored)
