@@ -208,3 +208,17 @@ def test_a_reseeding_factory_gives_each_seed_its_own_weights_and_is_reported(gre
     restored = json.loads((out / "result.json").read_text())["global_state_restored"]
     assert any("torch.manual_seed(0): ignored" in change for change in restored)
     assert any("numpy.random.seed(0): ignored" in change for change in restored)
+
+
+# --- 4. one spelling per registered pooling ----------------------------------------------------------
+
+def test_gap_and_GAP_are_one_run(grey_npz, tmp_path, monkeypatch, capsys):
+    from poolbench.poolspec import normalise_spec
+
+    assert normalise_spec("GAP") == "gap" and normalise_spec("TopK(k=2)") == "topk(k=2)"
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--setting", f"resnet8@npz:{grey_npz}", "--pool", "GAP", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["run", "--setting", f"resnet8@npz:{grey_npz}", "--pool", "gap", *TINY]) == 0
+    assert "already completed, not run again" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "runs" / "resnet8-npz-grey").iterdir()] == ["gap"]

@@ -33,7 +33,7 @@ from ..contract import ContractReport, check_pool
 from ..data import DataMissingError
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
-from ..poolspec import is_call_spec, is_file_spec, split_specs
+from ..poolspec import is_file_spec, split_specs
 from ..settings import Protocol, normalise_setting, run_protocol, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, write_refusals
 from . import isolation
@@ -307,7 +307,7 @@ def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
             pool_registry.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
         except pool_registry.PoolSpecError as error:
             raise SweepError(str(error)) from None
-        spec = pool_registry.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
+        spec = pool_registry.normalise_spec(spec)  # one spelling per pooling: GAP and gap are one run
         return rundir.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
