@@ -222,3 +222,28 @@ def test_gap_and_GAP_are_one_run(grey_npz, tmp_path, monkeypatch, capsys):
     assert main(["run", "--setting", f"resnet8@npz:{grey_npz}", "--pool", "gap", *TINY]) == 0
     assert "already completed, not run again" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "runs" / "resnet8-npz-grey").iterdir()] == ["gap"]
+
+
+# --- 5. fixes that name the real problem ---------------------------------------------------------------
+
+def test_an_at_sign_in_a_model_files_path_is_not_blamed_on_the_data_set(grey_npz, tmp_path, capsys):
+    folder = tmp_path / "my@nets"
+    folder.mkdir()
+    (folder / "mynet.py").write_text(MODEL_FILE)
+    out = tmp_path / "run"
+    assert main(["run", "--setting", f"{folder / 'mynet.py'}:build@npz:{grey_npz}", "--output-dir", str(out),
+                 *TINY]) == 0, capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["config"]["arch"] == f"{folder / 'mynet.py'}:build"
+
+
+def test_a_comma_in_a_pooling_files_path_says_that_commas_separate_poolings(grey_npz, tmp_path, capsys):
+    folder = tmp_path / "a,b"
+    folder.mkdir()
+    (folder / "mine.py").write_text("import torch\nclass CustomPool(torch.nn.Module):\n"
+                                    "    def forward(self, x):\n        return x.mean(dim=(2, 3))\n")
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--pools", f"gap,{folder / 'mine.py'}", "--settings", f"resnet8@npz:{grey_npz}",
+                 "--out", str(out), "--dry-run"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "commas separate the poolings of --pools" in line and "path without a comma" in line
+    assert not out.exists()

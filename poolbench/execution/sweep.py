@@ -34,6 +34,7 @@ from ..data import DataMissingError
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
 from ..poolspec import is_file_spec, split_specs
+from ..quoting import quote
 from ..settings import Protocol, normalise_setting, run_protocol, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, write_refusals
 from . import isolation
@@ -303,6 +304,10 @@ def _refuse_unbuildable_file(spec: str, pool_inputs: list[PoolInput]) -> None:
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
     """(label, spec the runs get) for a pooling named on the command line; validates it."""
     if not pool_registry.is_file_spec(spec):
+        if "/" in spec and "(" not in spec:  # no registered name holds a "/": a path cut at a comma
+            raise SweepError(f"pooling {quote(spec)} is no registered name and no .py file: commas separate the "
+                             f"poolings of --pools, so a file whose path holds a comma is cut there; move or "
+                             f"rename it to a path without a comma")
         try:
             pool_registry.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
         except pool_registry.PoolSpecError as error:
