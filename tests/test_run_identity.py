@@ -247,3 +247,32 @@ def test_a_comma_in_a_pooling_files_path_says_that_commas_separate_poolings(grey
     line = one_error_line(capsys.readouterr().err)
     assert "commas separate the poolings of --pools" in line and "path without a comma" in line
     assert not out.exists()
+
+
+# --- 6. a checkpoint that loads but cannot be resumed from --------------------------------------------
+
+@pytest.mark.parametrize("damage", ["no history", "wrong shape", "empty random state"])
+def test_a_checkpoint_with_the_wrong_content_is_one_line_not_a_failed_run(damage, grey_npz, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "run"
+    command = ["run", "--setting", f"resnet8@npz:{grey_npz}", "--output-dir", str(out), *TINY]
+    assert main(command) == 0
+    (out / "result.json").unlink()  # as if killed after its last checkpoint: the run resumes from it
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    if damage == "no history":
+        del state["history"]
+    elif damage == "wrong shape":
+        key = next(iter(state["model"]))
+        state["model"][key] = torch.zeros(2, 2)
+    else:
+        state["rng"] = {}
+    torch.save(state, out / "checkpoint.pt")
+    capsys.readouterr()
+    for _ in range(2):  # the same answer on a retry: never recorded as a failed run
+        assert main(command) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"checkpoint {out / 'checkpoint.pt'} is damaged" in line and "delete it" in line
+        assert not (out / "result.json").exists() and (out / "checkpoint.pt").exists()
+    (out / "checkpoint.pt").unlink()
+    assert main(command) == 0

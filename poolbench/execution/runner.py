@@ -47,7 +47,15 @@ from ..rundir import (
     write_jsonl,
 )
 from ..sweepdir import SWEEP_FILE
-from ..train import CheckpointMismatchError, DivergedError, EpochRecord, best_epoch, fit, load_checkpoint
+from ..train import (
+    CheckpointMismatchError,
+    DivergedError,
+    EpochRecord,
+    best_epoch,
+    checkpoint_history,
+    fit,
+    load_checkpoint,
+)
 from . import isolation
 from .device import AMP_DTYPES, configure_determinism, free_memory_bytes, resolve_device, versions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
@@ -342,6 +350,7 @@ def resumed_epochs(config: RunConfig, output_dir: Path, log: Log) -> list[EpochR
         return []
     try:
         state = load_checkpoint(checkpoint_path, config.to_dict())
+        history = checkpoint_history(checkpoint_path, state)
     except CheckpointMismatchError as error:
         raise RunRefused(str(error)) from None
     except Exception as error:  # truncated, binary, not a checkpoint: torch raises many kinds
@@ -349,7 +358,7 @@ def resumed_epochs(config: RunConfig, output_dir: Path, log: Log) -> list[EpochR
             f"{checkpoint_path} is damaged ({type(error).__name__}: {' '.join(str(error).split())[:160]}): "
             f"delete it to restart the run from epoch 1; the epochs in {METRICS_FILE} are kept "
             f"(moved to {METRICS_FILE}.old)") from None
-    return [EpochRecord(**record) for record in state["history"]]
+    return history
 
 
 def _keep_old_metrics(output_dir: Path, log: Log) -> None:
