@@ -276,3 +276,14 @@ def test_a_checkpoint_with_the_wrong_content_is_one_line_not_a_failed_run(damage
         assert not (out / "result.json").exists() and (out / "checkpoint.pt").exists()
     (out / "checkpoint.pt").unlink()
     assert main(command) == 0
+
+
+# --- 7. an output folder inside a file ---------------------------------------------------------------
+
+def test_an_output_dir_under_a_file_is_one_line(grey_npz, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine\n")
+    assert main(["run", "--setting", f"resnet8@npz:{grey_npz}", "--output-dir", str(tmp_path / "afile" / "sub"),
+                 *TINY]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"is under {tmp_path / 'afile'}, which is a file" in line
+    assert (tmp_path / "afile").read_text() == "mine\n"

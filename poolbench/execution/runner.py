@@ -151,6 +151,10 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
     problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
     if problem is None and output_dir.exists() and not output_dir.is_dir():
         problem = f"--output-dir {shorten(str(output_dir))} is a file: give a folder"
+    file_above = next((folder for folder in output_dir.absolute().parents if folder.is_file()), None)
+    if problem is None and file_above is not None:
+        problem = (f"--output-dir {shorten(str(output_dir))} is under {shorten(str(file_above), 200)}, which is a "
+                   f"file: give a folder that is not inside a file")
     if problem is None and (output_dir / SWEEP_FILE).exists():
         folder = shorten(str(output_dir))
         problem = (f"--output-dir {folder} is a sweep's folder (it holds {SWEEP_FILE}): give a folder of its "
@@ -243,7 +247,10 @@ def holding_lock(output_dir: Path) -> Iterator[None]:
 def _remove_created(output_dir: Path, created: list[Path], remove_lock: bool) -> None:
     """Undo what holding_lock made: its lock file, then each folder it created that is empty."""
     if remove_lock:
-        (output_dir / LOCK_FILE).unlink(missing_ok=True)
+        try:
+            (output_dir / LOCK_FILE).unlink(missing_ok=True)
+        except OSError:  # the folder was never made (a file in its path): no lock to remove
+            pass
     for folder in created:  # deepest first
         try:
             folder.rmdir()
