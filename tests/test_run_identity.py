@@ -287,3 +287,15 @@ def test_an_output_dir_under_a_file_is_one_line(grey_npz, tmp_path, capsys):
     line = one_error_line(capsys.readouterr().err)
     assert f"is under {tmp_path / 'afile'}, which is a file" in line
     assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("reseed", ["torch.default_generator.manual_seed(0)", "manual_seed(0)"])
+def test_a_reseed_that_cannot_be_ignored_is_refused(reseed, grey_npz, tmp_path, capsys):
+    path = tmp_path / "hidden.py"
+    path.write_text(MODEL_FILE.replace("def build(num_classes):\n", f"def build(num_classes):\n    {reseed}\n")
+                    .replace("import torch\n", "import torch\nfrom torch import manual_seed\n"))
+    out = tmp_path / "run"
+    assert main(["run", "--setting", f"{path}:build@npz:{grey_npz}", "--output-dir", str(out), *TINY]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "sets torch's random generator to a fixed state" in line and "every --seed would get the same" in line
+    assert not out.exists()

@@ -188,6 +188,20 @@ def _pool_input_shape(arch: str, height: int, width: int, num_classes: int, opti
     return seen[0]
 
 
+def fixes_the_generator(arch: str) -> bool:
+    """Whether building ``arch`` leaves torch's generator in one state whatever it was seeded with:
+    the factory set it in a way :func:`poolbench.global_state.seeding_ignored` cannot see
+    (``torch.default_generator.manual_seed``, a ``manual_seed`` imported before the build), so every
+    seed would get the same weights. Two builds; the generator is left as it was."""
+    after = []
+    with torch.random.fork_rng(devices=[]):
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            create(arch, num_classes=10)
+            after.append(torch.random.get_rng_state())
+    return bool(torch.equal(after[0], after[1]))
+
+
 def _output_problem(arch: str, output: object, num_classes: int) -> str | None:
     """Why a model's output on one image is not the ``[1, num_classes]`` logits training needs, or
     None. A wrong width would train silently (1000 logits on 3 classes) or fail at the loss."""
@@ -210,6 +224,7 @@ __all__ = [
     "PadShortcut",
     "PoolArg",
     "create",
+    "fixes_the_generator",
     "make_pool",
     "names",
     "pool_channels",
