@@ -180,15 +180,15 @@ def record(change: str) -> None:
     _RECORDED.append(change)
 
 
-#: The calls that reseed or reset the global generators, by where user code finds them: each is
-#: replaced for the body of :func:`seeding_ignored`.
+#: The calls that reseed the global generators, by where user code finds them: each is replaced
+#: for the body of :func:`seeding_ignored`. The state setters (``torch.set_rng_state``) are left
+#: alone: ``torch.random.fork_rng`` restores with them, and a factory that sets a fixed state is
+#: found by building it from two seeds (poolbench.models.fixes_the_generator).
 _SEEDING: tuple[tuple[Any, str, str], ...] = (
     *((module, name, f"{label}.{name}") for module, label in ((torch, "torch"), (torch.random, "torch.random"))
-      for name in ("manual_seed", "seed", "set_rng_state")),
-    *((torch.cuda, name, f"torch.cuda.{name}")
-      for name in ("manual_seed", "manual_seed_all", "seed", "seed_all", "set_rng_state", "set_rng_state_all")),
-    (np.random, "seed", "numpy.random.seed"), (np.random, "set_state", "numpy.random.set_state"),
-    (random, "seed", "random.seed"), (random, "setstate", "random.setstate"),
+      for name in ("manual_seed", "seed")),
+    *((torch.cuda, name, f"torch.cuda.{name}") for name in ("manual_seed", "manual_seed_all", "seed", "seed_all")),
+    (np.random, "seed", "numpy.random.seed"), (random, "seed", "random.seed"),
 )
 
 

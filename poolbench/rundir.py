@@ -101,11 +101,16 @@ def input_hashes(arch: str, dataset: str, pool: str) -> dict[str, str | None]:
 
 
 def changed_inputs(previous: RunConfig, current: RunConfig) -> str | None:
-    """``"the data set npz:/x.npz"`` (and the others) whose content differs between two configs of
-    one run, or None: the input was edited or replaced since ``previous`` was recorded."""
+    """``"the data set 'npz:/x.npz'"`` (and the others) when two configs are one run but for the
+    content of its inputs (edited or replaced since ``previous`` was recorded); None when they agree,
+    or differ in more than content (another run)."""
+    contents: dict[str, Any] = {name: getattr(current, name) for name in CONTENT_FIELDS}
+    if dataclasses.replace(previous, **contents) != current:
+        return None
     specs = {"pool_sha256": previous.pool, "arch_sha256": previous.arch, "dataset_sha256": previous.dataset}
-    changed = [f"the {what} {quote(specs[name], 200)}" for name, what in CONTENT_FIELDS.items()
-               if getattr(previous, name) != getattr(current, name)]
+    changed = [f"the {what} {quote(specs[name], 200)}"
+               + (" (the run recorded none: an older poolbench made it)" if getattr(previous, name) is None else "")
+               for name, what in CONTENT_FIELDS.items() if getattr(previous, name) != contents[name]]
     return " and ".join(changed) or None
 
 

@@ -289,7 +289,8 @@ def test_an_output_dir_under_a_file_is_one_line(grey_npz, tmp_path, capsys):
     assert (tmp_path / "afile").read_text() == "mine\n"
 
 
-@pytest.mark.parametrize("reseed", ["torch.default_generator.manual_seed(0)", "manual_seed(0)"])
+@pytest.mark.parametrize("reseed", ["torch.default_generator.manual_seed(0)", "manual_seed(0)",
+                                    "torch.set_rng_state(torch.Generator().manual_seed(0).get_state())"])
 def test_a_reseed_that_cannot_be_ignored_is_refused(reseed, grey_npz, tmp_path, capsys):
     path = tmp_path / "hidden.py"
     path.write_text(MODEL_FILE.replace("def build(num_classes):\n", f"def build(num_classes):\n    {reseed}\n")

@@ -272,7 +272,7 @@ def finished_result(config: RunConfig, output_dir: Path, log: Log) -> dict[str, 
             except (TypeError, ValueError, AttributeError) as error:
                 raise DamagedFileError(f"{config_path} is damaged (not a run configuration: "
                                        f"{' '.join(str(error).split())}): {CONFIG_FIX}") from None
-            changed = changed_inputs(previous, config) if previous.setting == config.setting else None
+            changed = changed_inputs(previous, config)
             if changed is not None:
                 raise RunRefused(f"{shorten(str(output_dir))} holds a run made with other content of {changed} "
                                  f"(edited or replaced since: its SHA-256 differs); use a new --output-dir, or "

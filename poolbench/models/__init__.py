@@ -191,8 +191,9 @@ def _pool_input_shape(arch: str, height: int, width: int, num_classes: int, opti
 def fixes_the_generator(arch: str) -> bool:
     """Whether building ``arch`` leaves torch's generator in one state whatever it was seeded with:
     the factory set it in a way :func:`poolbench.global_state.seeding_ignored` cannot see
-    (``torch.default_generator.manual_seed``, a ``manual_seed`` imported before the build), so every
-    seed would get the same weights. Two builds; the generator is left as it was."""
+    (``torch.set_rng_state``, ``torch.default_generator.manual_seed``, a ``manual_seed`` imported
+    before the build), so every seed would get the same weights. Two builds; the generator is left
+    as it was."""
     after = []
     with torch.random.fork_rng(devices=[]):
         for seed in (1, 2):
