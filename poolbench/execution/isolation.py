@@ -260,9 +260,10 @@ def _probe_target(arch: str, dataset: str, image_size: int | None, pool: str, *,
     except (ValueError, TypeError) as error:  # an unknown model, a factory file that fails, a size it cannot take
         return {"problem": " ".join(str(error).split())}
     if is_arch_file(arch) and models.fixes_the_generator(arch):
-        return {"problem": f"model {quote(arch, 200)} sets torch's random generator to a fixed state while it builds "
-                           f"(torch.default_generator.manual_seed, or a manual_seed imported before the build): every "
-                           f"--seed would get the same initial weights; remove the reseeding from the file"}
+        return {"problem": f"model {quote(arch, 200)} sets torch's random generator to a fixed state while it "
+                           f"builds (torch.set_rng_state, torch.default_generator.manual_seed, or a manual_seed "
+                           f"imported before the build): every --seed would get the same initial weights; remove "
+                           f"the reseeding from the file"}
     stage(f"importing {pool}" if pool_registry.is_file_spec(pool) else f"resolving {pool}")
     problem = unbuildable_pool(pool, shape[0])
     if problem is not None:
