@@ -421,6 +421,13 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
         protocols[setting] = "; ".join(sorted(map(_describe_protocol, used))) or "no run started"
         if len(used) > 1:
             notes.append(f"{setting}: runs with different protocols are in one table ({protocols[setting]})")
+        for pool in pools:  # an input edited between seeds: the row's mean mixes two experiments
+            contents = {(s.config.get("arch_sha256"), s.config.get("dataset_sha256")) for s in summaries
+                        if s.setting == setting and s.pool == pool and s.config}
+            if len(contents) > 1:
+                notes.append(f"{setting} / {pool}: its runs were made from {len(contents)} different contents of "
+                             f"the model file or data set (edited between runs): the mean mixes them; run them "
+                             f"again into a new folder")
         # Published numbers are comparable only with runs of the full published protocol, scored as published.
         reference_in_verdict[setting] = (setting in references and used == {SETTINGS[setting].protocol}
                                          and score == "best")

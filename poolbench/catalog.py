@@ -52,8 +52,8 @@ def setting_for(arch: str, dataset: str) -> Setting:
 def pool_input(arch: str, dataset: str, image_size: int | None = None) -> tuple[int, int, int]:
     """(C, H, W) that ``arch``'s pooling sees on ``dataset``'s images at ``image_size`` (None: their
     own size); measured on the model (see :func:`poolbench.models.pool_input_shape`)."""
-    _, height, width = data.describe(dataset, image_size).image_shape
-    return models.pool_input_shape(arch, (height, width))
+    info = data.describe(dataset, image_size)
+    return models.pool_input_shape(arch, info.image_shape[1:], num_classes=info.num_classes)
 
 
 def check_arch(arch: str) -> None:

@@ -173,3 +173,54 @@ def recorded(since: int = 0) -> list[str]:
 def recorded_count() -> int:
     """How many changes have been recorded so far: a mark for :func:`recorded`."""
     return len(_RECORDED)
+
+
+def record(change: str) -> None:
+    """Add one change that user code made (or tried) to what :func:`recorded` reports."""
+    _RECORDED.append(change)
+
+
+#: The calls that reseed the global generators, by where user code finds them: each is replaced
+#: for the body of :func:`seeding_ignored`. The state setters (``torch.set_rng_state``) are left
+#: alone: ``torch.random.fork_rng`` restores with them, and a factory that sets a fixed state is
+#: found by building it from two seeds (poolbench.models.fixes_the_generator).
+_SEEDING: tuple[tuple[Any, str, str], ...] = (
+    *((module, name, f"{label}.{name}") for module, label in ((torch, "torch"), (torch.random, "torch.random"))
+      for name in ("manual_seed", "seed")),
+    *((torch.cuda, name, f"torch.cuda.{name}") for name in ("manual_seed", "manual_seed_all", "seed", "seed_all")),
+    (np.random, "seed", "numpy.random.seed"), (random, "seed", "random.seed"),
+)
+
+
+@contextmanager
+def seeding_ignored(what: str) -> Iterator[list[str]]:
+    """Run the body with the global generators' seeding calls made to do nothing; yields (filled
+    on exit) one phrase per call it made, also added to :func:`recorded`.
+
+    A model factory draws its initial weights from the generators the run seeded: one that calls
+    ``torch.manual_seed(0)`` would give every ``--seed`` the same weights. Put back afterwards
+    (:func:`restoring`) would be too late, the weights are drawn by then; ignored, the call leaves
+    the factory drawing from the run's seed. A private ``torch.Generator`` is the factory's own.
+    """
+    calls: list[str] = []
+
+    def ignored(label: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            shown = ", ".join([*(repr(a)[:20] for a in args), *(f"{k}={v!r}"[:20] for k, v in kwargs.items())])
+            calls.append(f"{what} called {label}({shown}): ignored, so that every --seed gets its own "
+                         f"initial weights")
+            # What the real call returns, for a factory that uses it.
+            if label in ("torch.manual_seed", "torch.random.manual_seed"):
+                return torch.default_generator
+            return torch.initial_seed() if label in ("torch.seed", "torch.random.seed") else None
+        return call
+
+    saved = [(module, name, getattr(module, name)) for module, name, _ in _SEEDING]
+    try:
+        for module, name, label in _SEEDING:
+            setattr(module, name, ignored(label))
+        yield calls
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+        _RECORDED.extend(dict.fromkeys(calls))

@@ -151,11 +151,14 @@ def normalise_spec(spec: str) -> str:
 
     ``name(...)`` becomes ``name(k=v, k2=v2)``: the name lower-cased (names ignore case), the
     user's key order, one space after each comma, values as Python writes them (``.5`` ->
-    ``0.5``, ``"a"`` -> ``'a'``); ``name()`` becomes ``name``. Plain names and file specs are
-    returned as given. PoolSpecError on a malformed call spec.
+    ``0.5``, ``"a"`` -> ``'a'``); ``name()`` becomes ``name``. A plain name is lower-cased, as the
+    registry keeps it (``GAP`` and ``gap`` are one run); a file spec is returned as given.
+    PoolSpecError on a malformed call spec.
     """
-    if not is_call_spec(spec):
+    if is_file_spec(spec):
         return spec
+    if not is_call_spec(spec):
+        return spec.lower()
     name, kwargs = parse_call(spec)
     return format_call(name.lower(), kwargs)
 
@@ -164,13 +167,14 @@ def spec_label(spec: str) -> str:
     """A folder-friendly name of a spec (see ``is_safe_label``).
 
     ``topk(k=0.5)`` -> ``topk-k0.5``; ``gem(p=4, learnable=False)`` -> ``gem-p4-learnableFalse``;
-    a file's stem (and ``-Class``) for a file, unsafe characters replaced; a plain name as given.
+    a file's stem (and ``-Class``) for a file, unsafe characters replaced; a plain name as given (normalised
+    first: lower-case).
     """
     if is_file_spec(spec):
         path_text, _, class_name = spec.partition(":")
         return safe_label(Path(path_text).stem + (f"-{class_name}" if class_name else ""), "pool")
     if not is_call_spec(spec):
-        return spec
+        return spec  # a label made from a normalised spec is made again as it is
     try:
         name, kwargs = parse_call(spec)
     except PoolSpecError:  # not a usable spec, but still a deterministic folder name

@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .atomic import atomic_write_bytes
+from .data.custom import content_sha256, is_custom
 from .labels import RULE, is_safe_label
 from .outcomes import FINISHED_STATUSES, RunStatus
-from .poolspec import spec_label
+from .poolspec import is_file_spec, spec_label
 from .quoting import quote, shorten
+from .setting_spec import is_arch_file
 from .settings import Protocol
 
 CONFIG_FILE = "config.json"
@@ -47,8 +49,10 @@ T = TypeVar("T")
 class RunConfig:
     """Everything that determines a run's results. Written to ``config.json``.
 
-    ``pool_sha256`` pins the content of a pooling file (``arch_sha256`` of a model file) so a
-    resumed run cannot silently continue with an edited pooling or model.
+    ``pool_sha256`` pins the content of a pooling file, ``arch_sha256`` of a model file and
+    ``dataset_sha256`` of an ``imagefolder:``/``npz:`` data set (see :func:`input_hashes`): an
+    edited or replaced input is another run, never a finished one reported again, a resumed one
+    continued or a seed averaged with the others.
     """
 
     setting: str
@@ -62,9 +66,13 @@ class RunConfig:
     amp: str = "none"  # mixed precision changes the numbers, so it is part of what a run is
     compile: bool = False  # so does torch.compile (fused kernels round differently)
     arch_sha256: str | None = None
+    dataset_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["dataset_sha256"] is None:  # a built-in data set: the config (and checkpoint) of older versions
+            del data["dataset_sha256"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -78,6 +86,34 @@ class RunConfig:
         mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
         return [f"{k}: {theirs.get(k)!r} != {mine.get(k)!r}"
                 for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+
+
+#: The fields that pin an input file's content, and what a user calls that input.
+CONTENT_FIELDS = {"pool_sha256": "pooling file", "arch_sha256": "model file", "dataset_sha256": "data set"}
+
+
+def input_hashes(arch: str, dataset: str, pool: str) -> dict[str, str | None]:
+    """The SHA-256 of every input of a run that is the user's own file (None for poolbench's own):
+    the pooling file, the model file, the data set (the content hash its decode cache is keyed by).
+    Specs are normalised (absolute paths). Raises OSError or data.DataMissingError when one cannot
+    be read."""
+    return {"pool_sha256": file_sha256(pool.partition(":")[0]) if is_file_spec(pool) else None,
+            "arch_sha256": file_sha256(arch.rpartition(":")[0]) if is_arch_file(arch) else None,
+            "dataset_sha256": content_sha256(dataset) if is_custom(dataset) else None}
+
+
+def changed_inputs(previous: RunConfig, current: RunConfig) -> str | None:
+    """``"the data set 'npz:/x.npz'"`` (and the others) when two configs are one run but for the
+    content of its inputs (edited or replaced since ``previous`` was recorded); None when they agree,
+    or differ in more than content (another run)."""
+    contents: dict[str, Any] = {name: getattr(current, name) for name in CONTENT_FIELDS}
+    if dataclasses.replace(previous, **contents) != current:
+        return None
+    specs = {"pool_sha256": previous.pool, "arch_sha256": previous.arch, "dataset_sha256": previous.dataset}
+    changed = [f"the {what} {quote(specs[name], 200)}"
+               + (" (the run recorded none: an older poolbench made it)" if getattr(previous, name) is None else "")
+               for name, what in CONTENT_FIELDS.items() if getattr(previous, name) != contents[name]]
+    return " and ".join(changed) or None
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

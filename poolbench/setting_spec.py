@@ -50,8 +50,19 @@ def dataset_prefix(dataset: str) -> str | None:
 
 
 def split_setting(spec: str) -> tuple[str, str]:
-    """``MODEL@DATASET`` -> (model spec, data-set spec); ValueError with the form when one side is empty."""
-    arch, at, dataset = spec.partition("@")
+    """``MODEL@DATASET`` -> (model spec, data-set spec); ValueError with the form when one side is empty.
+
+    Split at the first ``@`` followed by ``imagefolder:`` or ``npz:``, else at the last ``@``: a model
+    file's path may hold an ``@`` (``my@nets/mine.py:build@npz:/x.npz``), and so may an own data
+    set's path, but never a poolbench data set's name.
+
+    >>> split_setting("/a/my@nets/mine.py:build@npz:/d/x@2.npz")
+    ('/a/my@nets/mine.py:build', 'npz:/d/x@2.npz')
+    """
+    ats = [i for i, char in enumerate(spec) if char == "@"]
+    own = [i for i in ats if dataset_prefix(spec[i + 1:].strip()) is not None]
+    where = own[0] if own else (ats[-1] if ats else len(spec))
+    arch, at, dataset = spec[:where], spec[where:where + 1], spec[where + 1:]
     if not (at and arch.strip() and dataset.strip()):
         raise ValueError(f"setting {spec!r}: write a named setting (see `poolbench list`) or MODEL@DATASET, "
                          "e.g. resnet20@cifar10 or timm:resnet18@imagefolder:/data/pets")

@@ -170,6 +170,23 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class DamagedCheckpointError(CheckpointMismatchError):
+    """A checkpoint of this run that loads but whose content cannot be resumed from: retrying fails
+    the same way, so the message says to delete it."""
+
+    def __init__(self, path: Path, error: BaseException):
+        what = f"{type(error).__name__}: {' '.join(str(error).split())}"[:160]
+        super().__init__(f"checkpoint {path} is damaged ({what}): delete it to start the run again from epoch 1")
+
+
+def checkpoint_history(path: Path, state: dict[str, Any]) -> list[EpochRecord]:
+    """The epoch records of a loaded checkpoint; DamagedCheckpointError when they are not such records."""
+    try:
+        return [EpochRecord(**record) for record in state["history"]]
+    except (KeyError, TypeError) as error:  # no history, a record with other fields, not a list of records
+        raise DamagedCheckpointError(path, error) from None
+
+
 def load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Load a checkpoint (tensors and plain data only) and refuse one from another config."""
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -215,13 +232,16 @@ def fit(model: nn.Module, train_loader: EpochBatches, test_loader: Batches, prot
     history: list[EpochRecord] = []
     if checkpoint_path is not None and checkpoint_path.exists():  # resume exactly: every state the next epoch reads
         state = load_checkpoint(checkpoint_path, config or {})
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        history = [EpochRecord(**record) for record in state["history"]]
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+        except Exception as error:  # a missing key, a tensor of another shape, an empty random state
+            raise DamagedCheckpointError(checkpoint_path, error) from None
+        history = checkpoint_history(checkpoint_path, state)
         log(f"resumed from {checkpoint_path} after epoch {len(history)}")
 
     for epoch in range(len(history) + 1, protocol.epochs + 1):

@@ -167,7 +167,7 @@ def test_the_contract_check_builds_a_spec_and_names_its_values():
     ("x(s=\"a, b\", t=( 1 ,2 ))", "x(s='a, b', t=(1, 2))"),
     ("topk()", "topk"),
     ("gem", "gem"),
-    ("GeM", "GeM"),  # plain names and files are kept as given, as before
+    ("GeM", "gem"),  # a plain name as the registry keeps it: GeM and gem are one run; files as given
     ("dir/my_pool.py:Other", "dir/my_pool.py:Other"),
 ])
 def test_normalise_spec(spec, normal):

@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from ..catalog import get_setting, setting_for
+from ..data import DataMissingError
 from ..execution.device import AMP_DTYPES
 from ..execution.runner import RunOptions, run
 from ..outcomes import ExitCode
 from ..pools import registry as pool_registry
-from ..rundir import RunConfig, file_sha256, run_path
-from ..setting_spec import is_arch_file, normalise_arch, normalise_dataset
+from ..rundir import RunConfig, input_hashes, run_path
+from ..setting_spec import normalise_arch, normalise_dataset
 from ..settings import SETTINGS, run_protocol
 from .common import add_protocol_arguments, protocol_overrides, say
 
@@ -67,12 +68,14 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     else:
         pool_registry.resolve(args.pool)  # an unknown name, a bad name(key=value): ValueError
     pool = pool_registry.normalise_spec(args.pool)  # one spelling per pooling, so a re-run resumes its folder
-    pool_sha256 = file_sha256(pool.split(":", 1)[0]) if pool_registry.is_file_spec(pool) else None
+    try:  # the content of every file of the user's that the run reads is part of what the run is
+        hashes = input_hashes(setting.arch, setting.dataset, pool)
+    except (OSError, DataMissingError) as error:
+        raise ValueError(" ".join(str(error).split())) from None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
                      protocol=run_protocol(protocol_of, protocol_overrides(args)),
-                     pool_sha256=pool_sha256, amp=args.amp, compile=args.compile,
-                     arch_sha256=file_sha256(setting.arch.rpartition(":")[0]) if is_arch_file(setting.arch) else None)
+                     amp=args.amp, compile=args.compile, **hashes)
 
 
 def main(args: argparse.Namespace) -> int:

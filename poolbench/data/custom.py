@@ -842,3 +842,16 @@ def _write_cache(path: Path, blob: dict[str, Any]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def content_sha256(spec: str) -> str:
+    """The SHA-256 that identifies a custom data set's content: the decode cache's key at its own
+    size (every file's relative path and bytes, or the npz's bytes). A run records it, so that a data
+    set edited or replaced after a run is never mistaken for the one it was trained on.
+
+    Raises :class:`DataMissingError` for a data set that cannot be used as it is.
+    """
+    kind, path = _split_spec(normalise_spec(spec))
+    if kind == "imagefolder":
+        return _folder_key(_scan_folder(Path(path)), None)
+    return _npz_key(_check_npz(Path(path), None), None)

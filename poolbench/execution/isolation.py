@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .. import models
 from ..catalog import pool_input
 from ..contract import BENCHMARK_POOL_INPUTS, CheckResult, ContractReport, check_pool
 from ..pools import registry as pool_registry
@@ -258,6 +259,11 @@ def _probe_target(arch: str, dataset: str, image_size: int | None, pool: str, *,
         shape = pool_input(arch, dataset, image_size)
     except (ValueError, TypeError) as error:  # an unknown model, a factory file that fails, a size it cannot take
         return {"problem": " ".join(str(error).split())}
+    if is_arch_file(arch) and models.fixes_the_generator(arch):
+        return {"problem": f"model {quote(arch, 200)} sets torch's random generator to a fixed state while it "
+                           f"builds (torch.set_rng_state, torch.default_generator.manual_seed, or a manual_seed "
+                           f"imported before the build): every --seed would get the same initial weights; remove "
+                           f"the reseeding from the file"}
     stage(f"importing {pool}" if pool_registry.is_file_spec(pool) else f"resolving {pool}")
     problem = unbuildable_pool(pool, shape[0])
     if problem is not None:

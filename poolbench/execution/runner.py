@@ -41,7 +41,8 @@ from ..rundir import (
     RunConfig,
     RunLock,
     RunLockedError,
-    read_json_object,
+    changed_inputs,
+    read_config,
     read_result,
     write_json,
     write_jsonl,
@@ -53,6 +54,7 @@ from ..train import (
     EpochRecord,
     best_epoch,
     best_val_epoch,
+    checkpoint_history,
     fit,
     load_checkpoint,
 )
@@ -62,7 +64,6 @@ from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
 TEST_BATCH_SIZE = 1000
-CONFIG_FIX = "delete it (the same command writes it again; the checkpoint still guards the configuration)"
 
 Log = Callable[[str], None]
 Emit = Callable[[str], None]  # writes one machine-readable line (TRAIN_METRICS, TEST_METRICS) to stdout
@@ -151,6 +152,10 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
     problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
     if problem is None and output_dir.exists() and not output_dir.is_dir():
         problem = f"--output-dir {shorten(str(output_dir))} is a file: give a folder"
+    file_above = next((folder for folder in output_dir.absolute().parents if folder.is_file()), None)
+    if problem is None and file_above is not None:
+        problem = (f"--output-dir {shorten(str(output_dir))} is under {shorten(str(file_above), 200)}, which is a "
+                   f"file: give a folder that is not inside a file")
     if problem is None and (output_dir / SWEEP_FILE).exists():
         folder = shorten(str(output_dir))
         problem = (f"--output-dir {folder} is a sweep's folder (it holds {SWEEP_FILE}): give a folder of its "
@@ -193,7 +198,8 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
         return isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
                                config.pool_sha256, config.arch_sha256).problem
     try:
-        shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]))
+        shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]),
+                                         num_classes=config.num_classes)
     except (ValueError, TypeError) as error:  # an unknown model, a size it cannot take
         return " ".join(str(error).split())
     return isolation.unbuildable_pool(config.pool, shape[0])
@@ -242,7 +248,10 @@ def holding_lock(output_dir: Path) -> Iterator[None]:
 def _remove_created(output_dir: Path, created: list[Path], remove_lock: bool) -> None:
     """Undo what holding_lock made: its lock file, then each folder it created that is empty."""
     if remove_lock:
-        (output_dir / LOCK_FILE).unlink(missing_ok=True)
+        try:
+            (output_dir / LOCK_FILE).unlink(missing_ok=True)
+        except OSError:  # the folder was never made (a file in its path): no lock to remove
+            pass
     for folder in created:  # deepest first
         try:
             folder.rmdir()
@@ -258,12 +267,12 @@ def finished_result(config: RunConfig, output_dir: Path, log: Log) -> dict[str, 
     config_path = output_dir / CONFIG_FILE
     try:
         if config_path.exists():
-            stored = read_json_object(config_path, CONFIG_FIX, keys=("config",))
-            try:
-                previous = RunConfig.from_dict(stored["config"])
-            except (TypeError, ValueError, AttributeError) as error:
-                raise DamagedFileError(f"{config_path} is damaged (not a run configuration: "
-                                       f"{' '.join(str(error).split())}): {CONFIG_FIX}") from None
+            previous = read_config(config_path)
+            changed = changed_inputs(previous, config)
+            if changed is not None:
+                raise RunRefused(f"{shorten(str(output_dir))} holds a run made with other content of {changed} "
+                                 f"(edited or replaced since: its SHA-256 differs); use a new --output-dir, or "
+                                 f"delete the folder to run it again")
             if previous != config:
                 raise RunRefused(f"{output_dir} holds a run with another configuration "
                                  f"({'; '.join(config.differences(previous))}); use another --output-dir")
@@ -344,6 +353,7 @@ def resumed_epochs(config: RunConfig, output_dir: Path, log: Log) -> list[EpochR
         return []
     try:
         state = load_checkpoint(checkpoint_path, config.to_dict())
+        history = checkpoint_history(checkpoint_path, state)
     except CheckpointMismatchError as error:
         raise RunRefused(str(error)) from None
     except Exception as error:  # truncated, binary, not a checkpoint: torch raises many kinds
@@ -351,7 +361,7 @@ def resumed_epochs(config: RunConfig, output_dir: Path, log: Log) -> list[EpochR
             f"{checkpoint_path} is damaged ({type(error).__name__}: {' '.join(str(error).split())[:160]}): "
             f"delete it to restart the run from epoch 1; the epochs in {METRICS_FILE} are kept "
             f"(moved to {METRICS_FILE}.old)") from None
-    return [EpochRecord(**record) for record in state["history"]]
+    return history
 
 
 def _keep_old_metrics(output_dir: Path, log: Log) -> None:
@@ -425,7 +435,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     """
     start = time.perf_counter()
     image_size = (data.train_images.shape[2], data.train_images.shape[3])  # as loaded: no second look at the files
-    pool_input_shape = models.pool_input_shape(config.arch, image_size)
+    pool_input_shape = models.pool_input_shape(config.arch, image_size, num_classes=config.num_classes)
     history: list[EpochRecord] = list(resumed)
     result: dict[str, Any] = {
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,

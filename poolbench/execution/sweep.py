@@ -30,9 +30,11 @@ from .. import rundir
 from ..atomic import is_disk_full_or_read_only
 from ..catalog import get_setting
 from ..contract import ContractReport, check_pool
+from ..data import DataMissingError
 from ..outcomes import RunStatus, StrEnum
 from ..pools import registry as pool_registry
-from ..poolspec import is_call_spec, is_file_spec, split_specs
+from ..poolspec import is_file_spec, split_specs
+from ..quoting import quote
 from ..settings import Protocol, normalise_setting, run_protocol, setting_label
 from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, write_refusals
 from . import isolation
@@ -306,11 +308,15 @@ def _refuse_unbuildable_file(spec: str, pool_inputs: list[PoolInput]) -> None:
 def _pool_entry(root: Path, spec: str) -> tuple[str, str]:
     """(label, spec the runs get) for a pooling named on the command line; validates it."""
     if not pool_registry.is_file_spec(spec):
+        if "/" in spec and "(" not in spec:  # no registered name holds a "/": a path cut at a comma
+            raise SweepError(f"pooling {quote(spec)} is no registered name and no .py file: commas separate the "
+                             f"poolings of --pools, so a file whose path holds a comma is cut there; move or "
+                             f"rename it to a path without a comma")
         try:
             pool_registry.resolve(spec)  # an unknown name, a malformed name(key=value) or an unknown keyword
         except pool_registry.PoolSpecError as error:
             raise SweepError(str(error)) from None
-        spec = pool_registry.normalise_spec(spec) if is_call_spec(spec) else spec.lower()
+        spec = pool_registry.normalise_spec(spec)  # one spelling per pooling: GAP and gap are one run
         return rundir.pool_label(spec), spec
     path_text, _, class_name = spec.partition(":")
     source = Path(path_text).expanduser()
@@ -365,6 +371,39 @@ def _same_file(path: Path, fd: int) -> bool:
         return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
+
+
+# --- Runs made from other inputs ------------------------------------------------------------------
+
+def refuse_changed_inputs(sweep: Sweep) -> None:
+    """SweepError when a run folder of the grid was made from other content of its setting's model
+    file or data set than the one there now (edited or replaced since): its seeds would be averaged
+    with seeds of the new content in one row. A sweep folder holds one content of each input; the
+    pooling files are already held to their copies in ``pools/`` (see _pool_entry)."""
+    current: dict[str, dict[str, str | None]] = {}  # setting spec -> its input hashes
+    for run in sweep.runs():
+        config_path = sweep.path(run) / rundir.CONFIG_FILE
+        if not config_path.exists():
+            continue
+        try:
+            stored = rundir.RunConfig.from_dict(rundir.read_json_object(config_path, "", keys=("config",))["config"])
+        except (rundir.DamagedFileError, OSError, TypeError, ValueError, AttributeError):
+            continue  # a damaged config.json: the run itself names it
+        spec = run.setting_spec or run.setting
+        if spec not in current:
+            setting = get_setting(spec)
+            try:
+                hashes = rundir.input_hashes(setting.arch, setting.dataset, "gap")
+            except (OSError, DataMissingError) as error:
+                raise SweepError(" ".join(str(error).split())) from None
+            current[spec] = hashes
+        now = dataclasses.replace(stored, arch_sha256=current[spec]["arch_sha256"],
+                                  dataset_sha256=current[spec]["dataset_sha256"])
+        changed = rundir.changed_inputs(stored, now)
+        if changed is not None:
+            raise SweepError(f"{sweep.path(run)} was run on other content of {changed} (edited or replaced since): "
+                             f"its seeds would be averaged with seeds of the new content; sweep into a new --out "
+                             f"folder, or delete {sweep.root / run.setting} to run that setting anew")
 
 
 # --- The contract check, once per pooling ------------------------------------------------------

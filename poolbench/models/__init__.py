@@ -145,36 +145,76 @@ def pool_channels(arch: str, **kwargs) -> int:
     return _get(arch, kwargs).pool_channels(**kwargs)
 
 
-def pool_input_shape(arch: str, image_size: int | tuple[int, int] = 32, **kwargs) -> tuple[int, int, int]:
+def pool_input_shape(arch: str, image_size: int | tuple[int, int] = 32, num_classes: int = 10,
+                     **kwargs) -> tuple[int, int, int]:
     """``(C, H, W)`` the pooling of ``arch`` sees for ``image_size x image_size`` images (or
     ``(height, width)``).
 
-    Measured by one forward pass on zeros, in eval mode and without gradients, once per process
-    for each question. The global random state is left as it was, so asking does not change the
-    weights of later models. ValueError when the model cannot take images of that size.
+    Measured by one forward pass on zeros of the model built for ``num_classes``, in eval mode and
+    without gradients, once per process for each question. The global random state is left as it
+    was, so asking does not change the weights of later models. ValueError when the model cannot
+    take images of that size, or does not return ``[B, num_classes]`` logits (a factory that
+    ignores ``num_classes``, a head that keeps the map's ``H x W``).
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return _pool_input_shape(arch, height, width, tuple(sorted(kwargs.items())))
+    return _pool_input_shape(arch, height, width, num_classes, tuple(sorted(kwargs.items())))
 
 
 @functools.lru_cache(maxsize=64)
-def _pool_input_shape(arch: str, height: int, width: int, options: tuple) -> tuple[int, int, int]:
+def _pool_input_shape(arch: str, height: int, width: int, num_classes: int, options: tuple) -> tuple[int, int, int]:
     seen: list[tuple[int, int, int]] = []
     with torch.random.fork_rng(devices=[]):
-        model = create(arch, num_classes=10, **dict(options)).eval()
+        model = create(arch, num_classes=num_classes, **dict(options)).eval()
     handle = pooling_of(model).register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[1:])))
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, height, width))
+            output = model(torch.zeros(1, 3, height, width))
     except RuntimeError as error:
         reason = " ".join(str(error).split())[:200]
+        not_float32 = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                              if p.is_floating_point() and p.dtype != torch.float32})
+        if not_float32:  # the images are float32: a float64 model fails at every size
+            raise ValueError(f"{arch} has {', '.join(not_float32)} parameters and cannot take float32 images "
+                             f"({reason}); make the model float32 (e.g. return model.float())") from None
         raise ValueError(f"{arch} cannot take {height}x{width} images ({reason}); "
                          f"choose another --image-size or model") from None
     finally:
         handle.remove()
     if not seen or len(seen[0]) != 3:
         raise ValueError(f"{arch}: its pooling saw no [B, C, H, W] map on {height}x{width} images")
+    problem = _output_problem(arch, output, num_classes)
+    if problem is not None:
+        raise ModelSpecError(problem)
     return seen[0]
+
+
+def fixes_the_generator(arch: str) -> bool:
+    """Whether building ``arch`` leaves torch's generator in one state whatever it was seeded with:
+    the factory set it in a way :func:`poolbench.global_state.seeding_ignored` cannot see
+    (``torch.set_rng_state``, ``torch.default_generator.manual_seed``, a ``manual_seed`` imported
+    before the build), so every seed would get the same weights. Two builds; the generator is left
+    as it was."""
+    after = []
+    with torch.random.fork_rng(devices=[]):
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            create(arch, num_classes=10)
+            after.append(torch.random.get_rng_state())
+    return bool(torch.equal(after[0], after[1]))
+
+
+def _output_problem(arch: str, output: object, num_classes: int) -> str | None:
+    """Why a model's output on one image is not the ``[1, num_classes]`` logits training needs, or
+    None. A wrong width would train silently (1000 logits on 3 classes) or fail at the loss."""
+    shape = list(output.shape) if isinstance(output, torch.Tensor) else None
+    if shape == [1, num_classes]:
+        return None
+    got = f"shape {shape}" if shape is not None else f"a {type(output).__name__}"
+    head = "pass num_classes to its head (e.g. nn.Linear(features, num_classes))"
+    if shape is not None and len(shape) > 2:
+        head = "flatten the pooled map before the head (torch.flatten(x, 1)) and " + head
+    return (f"model {quote(arch, 200)} returned {got} for one image, expected [1, {num_classes}] (the data set's "
+            f"{num_classes} classes): {head}")
 
 
 __all__ = [
@@ -185,6 +225,7 @@ __all__ = [
     "PadShortcut",
     "PoolArg",
     "create",
+    "fixes_the_generator",
     "make_pool",
     "names",
     "pool_channels",

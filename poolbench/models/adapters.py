@@ -101,7 +101,8 @@ def _from_file(arch: str, num_classes: int) -> Any:
         raise ModelSpecError(f"model file {path_text!r} has no function {function_name!r}; "
                              f"found: {', '.join(found) or 'none'} (use {path_text}:FUNCTION)")
     try:
-        with global_state.restoring(f"building {function_name} from {path_text}", random_generators=False):
+        building = f"building {function_name} from {path_text}"
+        with global_state.restoring(building, random_generators=False), global_state.seeding_ignored(building):
             return factory(num_classes=num_classes)
     except (Exception, SystemExit) as error:
         what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
