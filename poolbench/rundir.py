@@ -260,7 +260,8 @@ class RunLock:
                 f"run {self.path.parent} is already running ({_holder(self.path)}); wait for it or stop it"
             ) from None
         try:
-            _write_holder(self.path)
+            if not isinstance(lock, filelock.SoftFileLock):  # a soft lock's file is its own marker: pid, host
+                _write_holder(self.path)
         except BaseException:  # a full disk: the lock must not stay held by a process that gives up
             lock.release()
             raise
@@ -295,9 +296,12 @@ def _write_holder(path: Path) -> None:
 
 def _holder(path: Path) -> str:
     try:
-        return path.read_text().strip() or "another process"
+        lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError):  # Windows refuses to read a locked range; a damaged file
         return "another process"
+    if len(lines) >= 2 and lines[0].isdigit():  # filelock's soft lock marker (no flock): pid, host, token
+        return f"pid {lines[0]} on {lines[1]}"
+    return lines[0].strip() if lines and lines[0].strip() else "another process"
 
 
 def is_locked(run_dir: str | Path) -> bool:
