@@ -8,13 +8,12 @@ A run folder holds::
     result.json     written once at the end: status completed | diverged | failed
     no_result.json  written by a sweep when the run's process ended without a result.json (os._exit,
                     a signal): the run is failed until its next attempt, which removes it
-    .lock           held (flock) by the process running it; released by the OS when it dies
+    .lock           held (filelock: flock on Unix) by the process running it; released by the OS when it dies
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
@@ -25,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import filelock
 
 from .atomic import atomic_write_bytes
 from .data.custom import content_sha256, is_custom
@@ -272,40 +273,42 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``<run_dir>/.lock``.
+    """An exclusive lock on ``<run_dir>/.lock`` (filelock's: ``flock`` on Unix, ``msvcrt`` on Windows).
 
-    The kernel drops the lock when its process dies, even by SIGKILL, so a crashed run never
-    blocks the next attempt. The file records who holds it, for ``poolbench status``.
+    The OS drops the lock when its process dies, even by SIGKILL, so a crashed run never blocks the
+    next attempt. The file records who holds it, for the refusal of a second holder. filelock >= 4
+    leaves a held lock file's content alone when another process tries it (3.x truncated it), so
+    the holder's line is still there to be read. A lock never released is held until its process
+    ends, even when its RunLock is garbage: filelock's would release it then.
     """
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_FILE
-        self._fd: int | None = None
+        self._lock: filelock.BaseFileLock | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = filelock.FileLock(self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = self.path.read_text().strip() or "another process"
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
             raise RunLockedError(
-                f"run {self.path.parent} is already running ({holder}); wait for it or stop it"
+                f"run {self.path.parent} is already running ({_holder(self.path)}); wait for it or stop it"
             ) from None
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            if not isinstance(lock, filelock.SoftFileLock):  # a soft lock's file is its own marker: pid, host
+                _write_holder(self.path)
         except BaseException:  # a full disk: the lock must not stay held by a process that gives up
-            os.close(fd)
+            lock.release()
             raise
-        self._fd = fd
+        self._lock = lock
+        _HELD.add(lock)
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._lock is not None:
+            _HELD.discard(self._lock)
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -315,18 +318,39 @@ class RunLock:
         self.release()
 
 
+_HELD: set[filelock.BaseFileLock] = set()  # the locks of this process' RunLocks, until released
+
+
+def _write_holder(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _holder(path: Path) -> str:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):  # Windows refuses to read a locked range; a damaged file
+        return "another process"
+    if len(lines) >= 2 and lines[0].isdigit():  # filelock's soft lock marker (no flock): pid, host, token
+        return f"pid {lines[0]} on {lines[1]}"
+    return lines[0].strip() if lines and lines[0].strip() else "another process"
+
+
 def is_locked(run_dir: str | Path) -> bool:
-    """Whether a live process holds the run's lock."""
+    """Whether a live process holds the run's lock (trying it for an instant, never waiting)."""
     path = Path(run_dir) / LOCK_FILE
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDONLY)
+    lock = filelock.FileLock(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
         return True
-    finally:
-        os.close(fd)  # closing drops a lock we may have taken
+    lock.release()
     return False
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,34 @@ def test_run_on_a_folder_whose_result_is_impossible_trains_again_instead_of_repo
     assert "result.json.damaged" in captured.err
     assert captured.out.strip().splitlines()[-1] == f"TEST_METRICS: test_acc={written['best_test_acc']:.2f}"
     assert json.loads((out_dir / "result.json").read_text())["best_test_acc"] == written["best_test_acc"]
+
+
+def test_poolbench_imports_and_locks_without_fcntl(tmp_path):
+    """Where fcntl does not exist (Windows), poolbench imports and its run lock still works."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"  # import fcntl raises ImportError
+        "import poolbench, poolbench.cli, poolbench.execution.sweep\n"
+        "from poolbench.rundir import RunLock, RunLockedError, is_locked\n"
+        "run = sys.argv[1]\n"
+        "with RunLock(run):\n"
+        "    assert is_locked(run)\n"
+        "    try:\n"
+        "        RunLock(run).acquire()\n"
+        "    except RunLockedError as error:\n"
+        "        print(error)\n"
+        "assert not is_locked(run)\n"
+        "assert 'fcntl' not in sys.modules or sys.modules['fcntl'] is None\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"run {tmp_path} is already running (pid ") and " on " in done.stdout
+
+
+def test_a_second_holder_is_told_who_holds_the_lock(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=rf"already running \(pid {os.getpid()} on .+\)"):
+            RunLock(tmp_path).acquire()
+    assert (tmp_path / ".lock").exists()  # left in place: a waiter shares its inode

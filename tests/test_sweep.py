@@ -498,7 +498,7 @@ def test_an_unwritable_sweep_folder_is_one_line_and_exit_2(tmp_path, capsys, mon
 
     out = tmp_path / "ro"
     out.mkdir()
-    monkeypatch.setattr(sw.os, "open", read_only)
+    monkeypatch.setattr(os, "open", read_only)  # the sweep lock (filelock) opens it
     assert sweep("--pools", "gap", "--out", out) == 2
     err = capsys.readouterr().err
     assert err == (f"error: cannot write the sweep folder {out}: Read-only file system ({out / '.sweep.lock'}); "

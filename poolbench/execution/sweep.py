@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fcntl
-import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 from .. import rundir
 from ..atomic import is_disk_full_or_read_only
@@ -342,35 +342,22 @@ def _copy_pool_file(root: Path, spec: str, relative: str) -> None:
 
 @contextmanager
 def _sweep_file_lock(root: Path) -> Iterator[None]:
-    """An exclusive flock on ``root/.sweep.lock``, held for milliseconds (blocking is fine); the file
-    is removed when released, so none is left behind, even when a write under it fails.
+    """An exclusive lock on ``root/.sweep.lock`` (filelock), held for milliseconds (blocking is fine);
+    the file is removed when released, so none is left behind, even when a write under it fails.
 
-    Removing a lock file races with a process that opened it and waits: once it gets the lock, the
-    file may be gone or replaced, so it locks again until what it holds is the file at the path.
+    Removing a lock file races with a process that opened it and waits: filelock >= 4 takes the lock
+    again when the file it got it on was removed meanwhile, so what it holds is the file at the path.
     """
     path = root / SWEEP_LOCK_FILE
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(path, fd):
-                break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+    lock = filelock.FileLock(path)
+    lock.acquire()
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)  # before the unlock: a waiter then sees that its file was removed
-        os.close(fd)
-
-
-def _same_file(path: Path, fd: int) -> bool:
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
+        try:
+            path.unlink(missing_ok=True)  # before the unlock: a waiter then sees that its file was removed
+        finally:
+            lock.release()
 
 
 # --- Runs made from other inputs ------------------------------------------------------------------

@@ -82,7 +82,7 @@ def _timm(name: str, num_classes: int) -> nn.Module:
     try:
         import timm
     except ImportError:
-        raise ModelSpecError(f"timm:{name} needs timm: pip install timm") from None
+        raise ModelSpecError(f"timm:{name} needs timm: pip install \"poolbench[timm]\" (or timm)") from None
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
