@@ -28,12 +28,11 @@ from typing import Any, TypeVar
 import filelock
 
 from .atomic import atomic_write_bytes
-from .data.custom import content_sha256, is_custom
 from .labels import RULE, is_safe_label
 from .outcomes import FINISHED_STATUSES, RunStatus
 from .poolspec import is_file_spec, spec_label
 from .quoting import quote, shorten
-from .setting_spec import is_arch_file
+from .setting_spec import dataset_prefix, is_arch_file
 from .settings import Protocol
 
 CONFIG_FILE = "config.json"
@@ -100,7 +99,14 @@ def input_hashes(arch: str, dataset: str, pool: str) -> dict[str, str | None]:
     be read."""
     return {"pool_sha256": file_sha256(pool.partition(":")[0]) if is_file_spec(pool) else None,
             "arch_sha256": file_sha256(arch.rpartition(":")[0]) if is_arch_file(arch) else None,
-            "dataset_sha256": content_sha256(dataset) if is_custom(dataset) else None}
+            "dataset_sha256": _dataset_sha256(dataset) if dataset_prefix(dataset) is not None else None}
+
+
+def _dataset_sha256(dataset: str) -> str:
+    # Imported here: the data package loads torch, which status and report do not need.
+    from .data.custom import content_sha256
+
+    return content_sha256(dataset)
 
 
 def changed_inputs(previous: RunConfig, current: RunConfig) -> str | None:

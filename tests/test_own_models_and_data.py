@@ -296,5 +296,9 @@ def test_a_researchers_own_models_go_through_check_list_sweep_and_report(png_fol
     report = capsys.readouterr().out
     assert "4 runs: 4 completed" in report
     assert "Pool input: 16x8x8" in report and "Pool input: 12x14x14" in report
-    results = [json.loads(p.read_text()) for p in out.glob("*/gem/seed1/result.json")]
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*/gem/seed1/result.json"))]
     assert len(results) == 2 and all(r["status"] == "completed" for r in results)
+    # which module attach replaced, in result.json and in the run's log
+    assert [r["pool_path"] for r in results] == ["poolbench_pool (was mean() in forward)", "4"]
+    log = (out / "own-sequential-imagefolder-pets" / "gem" / "seed1" / "stderr.log").read_text()
+    assert "pool gem at 4, seed 1" in log

@@ -120,11 +120,15 @@ def test_a_sweep_extended_after_the_data_set_changed_is_refused(grey_npz, tmp_pa
              "--batch-size", "8", "--threads", "1"]
     assert main([*sweep, "--seeds", "1"]) == 0, capsys.readouterr().err
     write_npz(grey_npz, 4)
+    grid = (out / "sweep.json").read_text()
     capsys.readouterr()
     assert main([*sweep, "--seeds", "2"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "seed1 was run on other content of the data set" in line and "new --out" in line
     assert not (out / "resnet8-npz-grey" / "gap" / "seed2").exists()
+    assert (out / "sweep.json").read_text() == grid  # refused before the grid took seed 2
+    assert main(["sweep", str(out)]) == 2  # the folder as it is: refused the same way
+    assert "was run on other content of the data set" in one_error_line(capsys.readouterr().err)
 
 
 def test_a_report_row_of_runs_on_two_contents_gets_a_note(grey_npz, tmp_path, capsys):

@@ -22,7 +22,6 @@ from ..execution.sweep import (
     SweepError,
     disk_full_message,
     prepare,
-    refuse_changed_inputs,
     refuse_failing_poolings,
     split_list,
     split_pools,
@@ -106,7 +105,6 @@ def main(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
     """Run the prepared sweep's runs that are not done; its exit code (see main)."""
-    refuse_changed_inputs(sweep)
     grid = sweep.runs()
     before = {run: rundir.status(sweep.path(run)) for run in grid}
     todo = [run for run in grid if before[run] not in (*DONE, RunStatus.RUNNING)]

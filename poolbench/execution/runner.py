@@ -454,7 +454,11 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         for change in result["global_state_restored"]:
             log(f"WARN global_state: {change}; put back: the run uses its own seed and settings")
         train_loader, test_loader, val_loader = build_loaders(config, data, device, channels_last)
-        log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}, seed {config.seed}, "
+        pool_path = getattr(model, "pool_path", None)  # where pools.attach put the pooling in a model from outside
+        if pool_path is not None:
+            result["pool_path"] = pool_path
+        log(f"{config.setting}: {config.arch} on {config.dataset}, pool {config.pool}"
+            + (f" at {pool_path}" if pool_path is not None else "") + f", seed {config.seed}, "
             f"{result['num_params']:,} parameters, pool input {tuple(pool_input_shape)}, {device}")
         # stdout holds the whole run for the original tooling: the epochs before an interruption too.
         for record in resumed:

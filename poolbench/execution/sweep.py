@@ -176,6 +176,7 @@ def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str]
     for given, _, spec in entries:
         if is_file_spec(given):  # copied now that nothing was refused
             _copy_pool_file(root, given, spec)
+    refuse_changed_inputs(sweep)  # before sweep.json takes the new grid: a refusal writes nothing
     rundir.write_json(root / SWEEP_FILE, sweep.to_dict())
     return sweep
 
@@ -373,8 +374,8 @@ def refuse_changed_inputs(sweep: Sweep) -> None:
         if not config_path.exists():
             continue
         try:
-            stored = rundir.RunConfig.from_dict(rundir.read_json_object(config_path, "", keys=("config",))["config"])
-        except (rundir.DamagedFileError, OSError, TypeError, ValueError, AttributeError):
+            stored = rundir.read_config(config_path)
+        except (rundir.DamagedFileError, OSError):
             continue  # a damaged config.json: the run itself names it
         spec = run.setting_spec or run.setting
         if spec not in current:
