@@ -138,8 +138,9 @@ class SpatialAttentionPool(nn.Module):
 
 @register("scap")
 class SpatialChannelAttentionPool(nn.Module):
-    """Spatial-channel attention pooling (SCAP), an attempt in the task's own record
-    (``reference/mls_bench_agent_proposals.json``).
+    """Spatial-channel attention pooling (SCAP), a withdrawn attempt in the public record of the
+    MLS-Bench task cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
+    ``poolbench/reference/mls_bench_agent_proposals.json``, ``seed_document_attempts``).
 
     ``A = sigmoid(conv1x1_2(relu(bn(conv1x1_1(x)))))`` with ``conv1x1_1: C -> max(C // 8, 8)`` and
     ``conv1x1_2: -> 1`` (both with bias, PyTorch's default init), ``att_c = sum_i x_{c,i} A_i /

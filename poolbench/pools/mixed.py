@@ -77,8 +77,9 @@ class GatedMaxAvgPool(nn.Module):
 
 @register("channel_gate")
 class ChannelGatePool(nn.Module):
-    """Per-channel avg/max gate (LCGP), the seed document's final attempt on the public benchmark
-    (``reference/mls_bench_agent_proposals.json``).
+    """Per-channel avg/max gate (LCGP), the seed document's final attempt on the public benchmark,
+    MLS-Bench cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
+    ``poolbench/reference/mls_bench_agent_proposals.json``).
 
     ``g_c = sigmoid(w_c tau)``, ``y_c = g_c avg_c + (1 - g_c) max_c`` with per-channel logits
     ``w`` (init 0: ``g = 0.5``, i.e. avg+max) and one learnable global temperature ``tau``

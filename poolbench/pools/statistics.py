@@ -273,8 +273,9 @@ class SignedGeMStdPool(nn.Module):
 
 @register("cap")
 class ChannelWiseAdaptivePool(nn.Module):
-    """Channel-wise adaptive pooling (CAP), an attempt in the task's own record
-    (``reference/mls_bench_agent_proposals.json``).
+    """Channel-wise adaptive pooling (CAP), a withdrawn attempt in the public record of the MLS-Bench
+    task cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
+    ``poolbench/reference/mls_bench_agent_proposals.json``, ``seed_document_attempts``).
 
     Per channel ``stats_c = (mu_c, max_c, sigma_c)``;
     ``z_c = Linear(16 -> 1, no bias)(relu(Linear(3 -> 16)(stats_c)))`` (the same small MLP for
