@@ -24,6 +24,13 @@ It has no parameters, so weight decay cannot pull it anywhere (GeM's p, clamped 
 forward pass, drifts below the clamp under decay and silently turns GeM into GAP). On a 1x1 map
 both halves are the identity, so where pooling cannot matter it changes nothing. It costs two
 reductions over half the channels each.
+
+Created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> pools.create("split", channels=8)(torch.rand(2, 8, 4, 4)).shape
+torch.Size([2, 8])
 """
 
 from __future__ import annotations

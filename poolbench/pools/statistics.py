@@ -1,11 +1,21 @@
 """Poolings built on spatial statistics beyond the mean: standard deviation and covariance.
 
 ``meanstd`` and ``cov`` come from the literature; ``std_residual``, ``var_softmax`` and
-``signed_gem`` are the proposals made on the public benchmark and ``cap`` an attempt in the task's
-record, each computing the formula stated in ``reference/mls_bench_agent_proposals.json`` at its
+``signed_gem`` are the proposals made on the public benchmark (MLS-Bench cv-pooling-aggregation) and
+``cap`` a withdrawn attempt in its public record, each computing the formula stated in
+``poolbench/reference/mls_bench_agent_proposals.json`` at its
 initial values, with only a numerical defect fixed (each docstring says which);
 ``channel_adaptive`` is our SE-style variant of ``cap``. Every standard deviation here is :func:`spatial_std`: no
 Bessel correction, exactly 0 on a 1x1 map, finite gradient there.
+
+Each pooling here, created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
+>>> names = ('meanstd', 'cov', 'std_residual', 'var_softmax', 'signed_gem', 'cap', 'channel_adaptive')
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in names]
+[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -120,7 +130,9 @@ class SecondOrderPool(nn.Module):
 
 @register("channel_adaptive")
 class ChannelAdaptivePool(nn.Module):
-    """Channel-adaptive pooling, a proposal from the benchmark task (SPEC section 2).
+    """Channel-adaptive pooling: poolbench's SE-style variant of the channel-wise adaptive attempt
+    (CAP) withdrawn in the public record of MLS-Bench cv-pooling-aggregation, which ``cap``
+    computes as stated (``poolbench/reference/mls_bench_agent_proposals.json``).
 
     The per-channel statistics ``[mu, max, sigma]`` of a sample (``3C`` values; ``sigma`` as in
     :func:`spatial_std`, 0 on 1x1 maps where the proposal's Bessel-corrected std was NaN) feed
