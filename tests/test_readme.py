@@ -65,6 +65,10 @@ def test_the_docs_exist_and_the_readme_links_each_page():
         assert f"(docs/{name})" in README, f"the README does not link docs/{name}"
         assert "(../README.md)" in DOCS[name]
     assert len(DOCS_COMMANDS) >= 20
+    links = [(ROOT, link) for link in re.findall(r"\]\(([^)#]+\.md)", README)]
+    links += [(ROOT / "docs", link) for text in DOCS.values() for link in re.findall(r"\]\(([^)#]+\.md)", text)]
+    for folder, link in links:
+        assert (folder / link).is_file(), f"a link to {link} leads nowhere"
 
 
 @pytest.mark.parametrize(("page", "argv"), DOCS_COMMANDS, ids=[f"{n}: {' '.join(a)}" for n, a in DOCS_COMMANDS])
