@@ -14,7 +14,7 @@ scores (high mean side *and* high max side), not in its lean. The lean needs gap
 the sweep; without them it is left out.
 
 A fingerprint describes a pooling. Its lean does not predict the order of poolings on real images;
-on the real suite the weaker of the two side scores did (README, "Real images: the real suite").
+on the real suite the weaker of the two side scores did (docs/real.md).
 """
 
 from __future__ import annotations

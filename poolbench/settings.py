@@ -146,7 +146,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("diag-salient", "resnet8", "salient", 4, (64, 8, 8), MAX_TASK_PROTOCOL,
                 "ResNet-8: the colour of the one bright square among dim ones (generated)", (), "max"),
         # The real-data suite: real images where the pooling sees an 8x8 map, sized for 2 CPU cores
-        # (5 poolings x 5 seeds in under 15 minutes with --jobs 2; see README "Real images").
+        # (5 poolings x 5 seeds in under 15 minutes with --jobs 2; see docs/real.md).
         Setting("resnet8-fmnist-5k", "resnet8", "fmnist-5k", 10, (64, 8, 8), REAL_PROTOCOL,
                 "ResNet-8 on FashionMNIST (500 training images per class, the full test set), 32x32",
                 ("real",)),

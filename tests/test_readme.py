@@ -1,4 +1,5 @@
-"""The README's examples are real: its Python runs, and every `poolbench` command in it parses."""
+"""The README's and docs/'s examples are real: their Python runs, and every `poolbench` command in
+them parses."""
 
 import re
 import shlex
@@ -13,15 +14,22 @@ from poolbench.contract import check_pool
 from poolbench.pools import registry
 from poolbench.settings import SUITES
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+DOCS = {path.name: path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))}
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
 
 
-def poolbench_commands() -> list[list[str]]:
-    """Every `poolbench ...` command in the README's bash blocks, split into arguments."""
+def python_blocks(name: str) -> list[str]:
+    """The ```python blocks of docs/NAME."""
+    return re.findall(r"```python\n(.*?)```", DOCS[name], flags=re.S)
+
+
+def poolbench_commands(text: str = README) -> list[list[str]]:
+    """Every `poolbench ...` command in the bash blocks of `text`, split into arguments."""
     commands = []
-    for block in BASH_BLOCKS:
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         text = block.replace("\\\n", " ")
         for line in text.splitlines():
             for part in line.split("&&"):
@@ -46,6 +54,43 @@ def test_the_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
 @pytest.mark.parametrize("argv", poolbench_commands(), ids=" ".join)
 def test_every_readme_command_parses(argv):
     build_parser().parse_args(argv)  # argparse exits on an unknown flag or value
+
+
+DOCS_COMMANDS = [(name, argv) for name, text in DOCS.items() for argv in poolbench_commands(text)]
+
+
+def test_the_docs_exist_and_the_readme_links_each_page():
+    assert len(DOCS) >= 8
+    for name in DOCS:
+        assert f"(docs/{name})" in README, f"the README does not link docs/{name}"
+        assert "(../README.md)" in DOCS[name]
+    assert len(DOCS_COMMANDS) >= 20
+    links = [(ROOT, link) for link in re.findall(r"\]\(([^)#]+\.md)", README)]
+    links += [(ROOT / "docs", link) for text in DOCS.values() for link in re.findall(r"\]\(([^)#]+\.md)", text)]
+    for folder, link in links:
+        assert (folder / link).is_file(), f"a link to {link} leads nowhere"
+
+
+@pytest.mark.parametrize(("page", "argv"), DOCS_COMMANDS, ids=[f"{n}: {' '.join(a)}" for n, a in DOCS_COMMANDS])
+def test_every_docs_command_parses(page, argv):
+    build_parser().parse_args(argv)  # argparse exits on an unknown flag or value
+
+
+def test_every_other_python_block_of_the_readme_and_docs_runs(capsys):
+    """The blocks no test below runs: each runs in a few seconds, in its own namespace."""
+    blocks = [(name, block) for name, text in {"README.md": README, **DOCS}.items()
+              for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
+    assert len(blocks) >= 7
+    covered = ("pools.create(", "pools.attach(", "pools.register(")
+    for name, block in blocks:
+        if not any(word in block for word in covered):
+            exec(compile(block, name, "exec"), {})
+
+
+def test_the_readme_attach_example_runs_and_prints_what_it_says(capsys):
+    example = next(block for block in PYTHON_BLOCKS if "pools.attach(" in block)
+    exec(compile(example, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["GeM(p=3.000, eps=1e-06, p_min=1.0)"]
 
 
 def test_the_main_sweep_command_plans_the_diagnostic_suite_for_four_poolings(tmp_path, capsys):
@@ -75,10 +120,10 @@ def test_the_library_example_runs_and_registers_its_pooling(capsys):
 
 
 def test_the_attach_examples_run_and_print_what_they_say(capsys):
-    examples = [block for block in PYTHON_BLOCKS if "pools.attach(" in block]
+    examples = [block for block in python_blocks("own-model.md") if "pools.attach(" in block]
     assert len(examples) == 3  # torchvision, timm, your own Sequential
     for example in examples:
-        exec(compile(example, "README.md", "exec"), {})
+        exec(compile(example, "docs/own-model.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert "GeM(p=3.000, eps=1e-06, p_min=1.0)" in out and out.count("torch.Size([2, 10])") == 2  # timm, yours
     assert out[-2:] == ["2", "torch.Size([2, 10])"]  # pool_path of the Sequential's pooling
@@ -96,7 +141,7 @@ def test_the_pooling_table_names_every_registered_pooling_with_its_class():
 
 
 def test_the_hand_written_mean_example_computes_gap_exactly(tmp_path):
-    example = next(block for block in PYTHON_BLOCKS if block.startswith("# mean_pool.py"))
+    example = next(block for block in python_blocks("diagnostics.md") if block.startswith("# mean_pool.py"))
     (tmp_path / "mean_pool.py").write_text(example)
     pool = pools.create(str(tmp_path / "mean_pool.py"), channels=8)
     x = torch.randn(3, 8, 5, 7)

@@ -4,6 +4,14 @@ Scores come from 1x1 convolutions or per-token projections, which treat every po
 so these poolings are still invariant to permutations of positions. All layers are created in
 ``__init__`` and sized by ``channels``. Layers run through their functional forms with weights
 cast to the compute dtype (float32 at least), so a float32 module accepts float16 maps.
+
+Each pooling here, created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('gwap', 'simpool', 'spatial_attention', 'scap')]
+[(2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -98,7 +106,9 @@ class SimPool(nn.Module):
 
 @register("spatial_attention")
 class SpatialAttentionPool(nn.Module):
-    """Spatial-channel attention pooling, a proposal from the benchmark task (SPEC section 2).
+    """Spatial-channel attention pooling: poolbench's variant of the spatial-channel attention
+    attempt (SCAP) withdrawn in the public record of MLS-Bench cv-pooling-aggregation, which
+    ``scap`` computes as stated (``poolbench/reference/mls_bench_agent_proposals.json``).
 
     ``s = conv1x1_2(ReLU(GN(conv1x1_1(x))))`` (``C -> C/reduction -> 1``) scores positions,
     ``att_c = sum_i sigmoid(s_i) x_{c,i} / sum_j sigmoid(s_j)`` is the attention-weighted mean,
@@ -138,8 +148,9 @@ class SpatialAttentionPool(nn.Module):
 
 @register("scap")
 class SpatialChannelAttentionPool(nn.Module):
-    """Spatial-channel attention pooling (SCAP), an attempt in the task's own record
-    (``reference/mls_bench_agent_proposals.json``).
+    """Spatial-channel attention pooling (SCAP), a withdrawn attempt in the public record of the
+    MLS-Bench task cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
+    ``poolbench/reference/mls_bench_agent_proposals.json``, ``seed_document_attempts``).
 
     ``A = sigmoid(conv1x1_2(relu(bn(conv1x1_1(x)))))`` with ``conv1x1_1: C -> max(C // 8, 8)`` and
     ``conv1x1_2: -> 1`` (both with bias, PyTorch's default init), ``att_c = sum_i x_{c,i} A_i /

@@ -1,6 +1,14 @@
 """The benchmark's four baseline poolings: GAP, GMP, GeM and avg+max.
 
 Each is defined exactly as the MLS-Bench task ``cv-pooling-aggregation`` defines it.
+
+Each pooling here, created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('gap', 'gmp', 'gem', 'avgmax')]
+[(2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations

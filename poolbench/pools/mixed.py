@@ -2,7 +2,16 @@
 
 ``mixed`` and ``gated`` follow Lee, Gallagher & Tu, "Generalizing Pooling Functions in
 Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016; ``channel_gate`` is a
-proposal from the benchmark task; ``stochastic`` is Zeiler & Fergus, ICLR 2013.
+proposal made on the public benchmark, MLS-Bench cv-pooling-aggregation
+(``poolbench/reference/mls_bench_agent_proposals.json``); ``stochastic`` is Zeiler & Fergus, ICLR 2013.
+
+Each pooling here, created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('mixed', 'gated', 'channel_gate', 'stochastic')]
+[(2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -77,8 +86,9 @@ class GatedMaxAvgPool(nn.Module):
 
 @register("channel_gate")
 class ChannelGatePool(nn.Module):
-    """Per-channel avg/max gate (LCGP), the seed document's final attempt on the public benchmark
-    (``reference/mls_bench_agent_proposals.json``).
+    """Per-channel avg/max gate (LCGP), the seed document's final attempt on the public benchmark,
+    MLS-Bench cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
+    ``poolbench/reference/mls_bench_agent_proposals.json``).
 
     ``g_c = sigmoid(w_c tau)``, ``y_c = g_c avg_c + (1 - g_c) max_c`` with per-channel logits
     ``w`` (init 0: ``g = 0.5``, i.e. avg+max) and one learnable global temperature ``tau``

@@ -2,6 +2,14 @@
 
 All reduce over the H*W positions of each channel independently, so they are invariant to
 permutations of positions and need no ``channels``.
+
+Each pooling here, created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('lse', 'softpool', 'topk', 'rms', 'powernorm')]
+[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations

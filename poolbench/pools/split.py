@@ -17,14 +17,20 @@ and which to detect, and the classifier reads each from clean channels. It build
 mixed pooling (Lee, Gallagher & Tu 2016, one learned mix per layer): here the choice is made per
 channel, by the features themselves, at the head's width.
 
-Measured on the diagnostics (ResNet-8, 2,000 images, seeds 42 / 123) it trails :mod:`.spectrum`
-on the majority task (66 / 92 % against gap's 100), as if the hard maximum's one-position
-gradients slowed the counting channels at lr 0.05; the spectrum's soft maxima do not.
+How it fared on the diagnostic suite (it lost the majority task to :mod:`.spectrum`) is in
+``docs/spectrum.md``.
 
 It has no parameters, so weight decay cannot pull it anywhere (GeM's p, clamped to >= 1 in the
 forward pass, drifts below the clamp under decay and silently turns GeM into GAP). On a 1x1 map
 both halves are the identity, so where pooling cannot matter it changes nothing. It costs two
 reductions over half the channels each.
+
+Created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> pools.create("split", channels=8)(torch.rand(2, 8, 4, 4)).shape
+torch.Size([2, 8])
 """
 
 from __future__ import annotations

@@ -1,11 +1,21 @@
 """Poolings built on spatial statistics beyond the mean: standard deviation and covariance.
 
 ``meanstd`` and ``cov`` come from the literature; ``std_residual``, ``var_softmax`` and
-``signed_gem`` are the proposals made on the public benchmark and ``cap`` an attempt in the task's
-record, each computing the formula stated in ``reference/mls_bench_agent_proposals.json`` at its
+``signed_gem`` are the proposals made on the public benchmark (MLS-Bench cv-pooling-aggregation) and
+``cap`` a withdrawn attempt in its public record, each computing the formula stated in
+``poolbench/reference/mls_bench_agent_proposals.json`` at its
 initial values, with only a numerical defect fixed (each docstring says which);
 ``channel_adaptive`` is our SE-style variant of ``cap``. Every standard deviation here is :func:`spatial_std`: no
 Bessel correction, exactly 0 on a 1x1 map, finite gradient there.
+
+Each pooling here, created by its name:
+
+>>> import torch
+>>> from poolbench import pools
+>>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
+>>> names = ('meanstd', 'cov', 'std_residual', 'var_softmax', 'signed_gem', 'cap', 'channel_adaptive')
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in names]
+[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -120,7 +130,9 @@ class SecondOrderPool(nn.Module):
 
 @register("channel_adaptive")
 class ChannelAdaptivePool(nn.Module):
-    """Channel-adaptive pooling, a proposal from the benchmark task (SPEC section 2).
+    """Channel-adaptive pooling: poolbench's SE-style variant of the channel-wise adaptive attempt
+    (CAP) withdrawn in the public record of MLS-Bench cv-pooling-aggregation, which ``cap``
+    computes as stated (``poolbench/reference/mls_bench_agent_proposals.json``).
 
     The per-channel statistics ``[mu, max, sigma]`` of a sample (``3C`` values; ``sigma`` as in
     :func:`spatial_std`, 0 on 1x1 maps where the proposal's Bessel-corrected std was NaN) feed
@@ -273,8 +285,9 @@ class SignedGeMStdPool(nn.Module):
 
 @register("cap")
 class ChannelWiseAdaptivePool(nn.Module):
-    """Channel-wise adaptive pooling (CAP), an attempt in the task's own record
-    (``reference/mls_bench_agent_proposals.json``).
+    """Channel-wise adaptive pooling (CAP), a withdrawn attempt in the public record of the MLS-Bench
+    task cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
+    ``poolbench/reference/mls_bench_agent_proposals.json``, ``seed_document_attempts``).
 
     Per channel ``stats_c = (mu_c, max_c, sigma_c)``;
     ``z_c = Linear(16 -> 1, no bias)(relu(Linear(3 -> 16)(stats_c)))`` (the same small MLP for
