@@ -32,6 +32,7 @@ VERBS = {
     "sweep": "run a grid of poolings x settings x seeds",
     "status": "show a sweep's grid and progress",
     "report": "statistics, verdict and plots of a sweep",
+    "export": "a sweep as tidy tables: one row per run, one per epoch (CSV or Parquet)",
     "data": "the data sets found under a data root, verified (nothing is downloaded)",
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import sys
 import time
 import traceback
@@ -441,7 +442,8 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
         "seed": config.seed, "epochs": config.protocol.epochs, "pool_input_shape": list(pool_input_shape),
         "image_shape": list(data.train_images.shape[1:]), "num_classes": config.num_classes,
-        "device": str(device), "versions": versions(), "error": None, "diverged_at": None}
+        "device": str(device), "host": socket.gethostname(), "versions": versions(), "error": None,
+        "diverged_at": None}
     forward = None
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
