@@ -227,6 +227,50 @@ def differences_png(differences: Differences, baseline: str, score: str = "best 
     return _png(_differences_figure(differences, baseline, score))
 
 
+class MarginBar(NamedTuple):
+    """One row of ``non_inferiority_png``: a pooling against the best baseline on one task."""
+
+    label: str  # the pooling
+    versus: str  # the best baseline there
+    diff: float  # mean paired difference (accuracy points)
+    lower: float  # its one-sided 95% lower bound (nan with fewer than 2 paired seeds)
+    decision: str  # "shown", "undecided" or "not" (poolbench.paired.Decision)
+
+
+DECISION_COLORS = {"shown": "tab:green", "undecided": "tab:orange", "not": "tab:red"}
+
+
+def _non_inferiority_figure(rows: dict[str, list[MarginBar]], margin: float) -> Figure:
+    most = max((len(bars) for bars in rows.values()), default=1)
+    figure, axes = _grid(max(1, len(rows)), height=max(2.2, 1.4 + 0.4 * most))
+    for ax, (task, bars) in zip(axes, rows.items(), strict=False):
+        ax.set_title(task)
+        ax.axvline(0.0, color="gray", linewidth=1, linestyle="--", zorder=1, gid="zero")
+        ax.axvline(-margin, color="black", linewidth=1.5, zorder=1, gid="margin")
+        for y, bar in enumerate(bars):
+            color = DECISION_COLORS.get(bar.decision, "gray")
+            if math.isfinite(bar.lower):  # the one-sided interval: from the lower bound up
+                ax.plot([bar.lower, max(bar.lower, bar.diff)], [y, y], color=color, linewidth=2, zorder=2,
+                        gid=f"bound:{bar.label}")
+                ax.plot([bar.lower], [y], marker="|", markersize=12, color=color, zorder=3)
+            ax.plot([bar.diff], [y], linestyle="none", marker="o", markersize=8, color=color, zorder=3,
+                    gid=f"point:{bar.label}")
+        ax.set_yticks(range(len(bars)), [f"{bar.label} vs {bar.versus}" for bar in bars], fontsize="small")
+        ax.set_ylim(len(bars) - 0.5, -0.5)
+        ax.margins(x=0.1)
+        ax.set_xlabel("difference to the best baseline (points, paired by seed)")
+        ax.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"Not worse than the best baseline by more than the margin {margin:g} (solid line): mean "
+                    "paired difference and its one-sided 95% lower bound\ngreen: shown, orange: undecided, red: worse")
+    return figure
+
+
+def non_inferiority_png(rows: dict[str, list[MarginBar]], margin: float) -> bytes:
+    """Per diagnostic task, each pooling's difference to the best baseline with its one-sided 95%
+    lower bound, and the non-inferiority margin drawn at -margin."""
+    return _png(_non_inferiority_figure(rows, margin))
+
+
 def fingerprint_png(points: list[tuple[str, float, float]]) -> bytes:
     """Each pooling as a point: mean side (x) against max side (y); top right is good at both."""
     figure = Figure(figsize=(5.5, 4.5), layout="constrained")

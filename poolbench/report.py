@@ -13,7 +13,16 @@ import math
 
 from .analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p
 from .paired import ALPHA, Decision, Difference
-from .plots import Bar, DifferenceBar, accuracy_bars_png, differences_png, epoch_curves_png, fingerprint_png
+from .plots import (
+    Bar,
+    DifferenceBar,
+    MarginBar,
+    accuracy_bars_png,
+    differences_png,
+    epoch_curves_png,
+    fingerprint_png,
+    non_inferiority_png,
+)
 from .settings import BENCHMARK_SETTINGS, SETTINGS
 from .tradeoff import RULE as TRADEOFF_RULE
 from .tradeoff import TaskCheck
@@ -323,7 +332,8 @@ PLOT_TITLES = {"curves": CURVES["test_acc"][1], "val-curves": CURVES["val_acc"][
                "loss-curves": CURVES["train_loss"][1], "lr-curves": CURVES["lr"][1],
                "bars": "Score with 95% CI and every seed",
                "differences": "Paired difference to the baseline with 95% CI",
-               "fingerprint": "Fingerprint: mean side vs max side"}
+               "fingerprint": "Fingerprint: mean side vs max side",
+               "margin": "No trade-off: not worse than the best baseline, against the margin"}
 _CURVE_PLOTS = {"curves": "test_acc", "val-curves": "val_acc", "loss-curves": "train_loss", "lr-curves": "lr"}
 
 
@@ -345,7 +355,20 @@ def plots(report: Report) -> dict[str, bytes]:
     points = fingerprint_points(report)
     if points:
         images["fingerprint"] = fingerprint_png(points)
+    if margin_data(report):
+        images["margin"] = non_inferiority_png(margin_data(report), report.margin)
     return images
+
+
+def margin_data(report: Report) -> dict[str, list[MarginBar]]:
+    """The no-trade-off plot's input: per task, each checked pooling against the best baseline there."""
+    data: dict[str, list[MarginBar]] = {}
+    for check in report.tradeoffs:
+        for task in check.tasks:
+            test = task.not_worse
+            data.setdefault(task.task, []).append(
+                MarginBar(check.pool, task.best, test.difference.diff, test.lower, str(test.decision)))
+    return data
 
 
 def fingerprint_points(report: Report) -> list[tuple[str, float, float]]:

@@ -150,3 +150,29 @@ def test_no_section_without_all_four_baselines(tmp_path, capsys):
     assert analysis.build_report(tmp_path).tradeoffs == []
     assert main(["report", str(tmp_path)]) == 0
     assert "## No trade-off" not in capsys.readouterr().out
+
+
+def test_the_no_trade_off_plot_draws_each_bound_against_the_margin(tradeoff_sweep):
+    from matplotlib.colors import to_rgb
+
+    from poolbench import plots
+    from poolbench import report as rep
+
+    report = analysis.build_report(tradeoff_sweep, margin=1.5)
+    data = rep.margin_data(report)
+    assert set(data) == {"diag-majority", "diag-brightest"}
+    checks = {c.pool: c for c in report.tradeoffs}
+    assert "margin" in rep.plots(report)
+    figure = plots._non_inferiority_figure(data, report.margin)
+    for ax, (task, bars) in zip(figure.axes, data.items(), strict=True):
+        assert ax.get_title() == task
+        lines = {line.get_gid(): line for line in ax.get_lines()}
+        assert list(lines["margin"].get_xdata()) == [-1.5, -1.5]
+        for bar in bars:
+            test = next(t for t in checks[bar.label].tasks if t.task == task).not_worse
+            assert (bar.diff, bar.lower, bar.decision) == (test.difference.diff, test.lower, str(test.decision))
+            assert list(lines[f"point:{bar.label}"].get_xdata()) == [bar.diff]
+            assert lines[f"bound:{bar.label}"].get_xdata()[0] == bar.lower
+            assert to_rgb(lines[f"point:{bar.label}"].get_color()) == to_rgb(plots.DECISION_COLORS[bar.decision])
+    decisions = {bar.label: bar.decision for bar in data["diag-majority"]}
+    assert decisions["both"] == "shown" and decisions["half"] == "not" and decisions["close"] == "undecided"
