@@ -47,7 +47,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train even if the pooling fails the contract check")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores); on a busy "
-                             "or shared machine use 1 (see README)")
+                             "or shared machine use 1 (see docs/running.md)")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-for-bit reproducible CUDA runs: deterministic algorithms, no cuDNN "
                              "autotuning (slower); CPU runs are reproducible without it")
