@@ -157,3 +157,9 @@ def fmnist_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     hashes = {name: hashlib.sha256((raw / name).read_bytes()).hexdigest() for name in fmnist.FMNIST_SHA256}
     monkeypatch.setattr(fmnist, "FMNIST_SHA256", hashes)
     return tmp_path
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """A decode cache folder of the test's own (own data sets' tests pass it as ``cache_dir``)."""
+    return tmp_path / "cache"

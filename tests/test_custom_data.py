@@ -87,11 +87,6 @@ def folder(tmp_path: Path) -> Folder:
     return _write_folder(tmp_path / "pets")
 
 
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
-
-
 def _one_line_error(excinfo: pytest.ExceptionInfo, *parts: str) -> str:
     message = str(excinfo.value)
     assert "\n" not in message

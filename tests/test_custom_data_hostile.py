@@ -15,23 +15,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_custom_data import _one_line_error
 
 from poolbench import cli, data
 from poolbench.data import custom
 from poolbench.data.custom import describe, load_custom
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
-
-
-def _one_line_error(excinfo: pytest.ExceptionInfo, *parts: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message
-    for part in parts:
-        assert part in message, f"{part!r} not in {message!r}"
-    return message
 
 
 def _grey_folder(root: Path, write, per_class: int = 2, size: tuple[int, int] = (6, 5)) -> torch.Tensor:
