@@ -344,10 +344,11 @@ def plots(report: Report) -> dict[str, bytes]:
     if report.curves.get("test_acc"):
         images["curves"] = epoch_curves_png(report.curves["test_acc"], CURVES["test_acc"][0],
                                             CURVES["test_acc"][1] + BAND)
-    if bar_data(report):
-        images["bars"] = accuracy_bars_png(bar_data(report), score)
-    if report.baseline is not None and difference_data(report):
-        images["differences"] = differences_png(difference_data(report), report.baseline, score)
+    bars, differences = bar_data(report), difference_data(report)
+    if bars:
+        images["bars"] = accuracy_bars_png(bars, score)
+    if report.baseline is not None and differences:
+        images["differences"] = differences_png(differences, report.baseline, score)
     for name, metric in _CURVE_PLOTS.items():
         if name != "curves" and report.curves.get(metric):
             label, title, log_y = CURVES[metric]
@@ -355,8 +356,9 @@ def plots(report: Report) -> dict[str, bytes]:
     points = fingerprint_points(report)
     if points:
         images["fingerprint"] = fingerprint_png(points)
-    if margin_data(report):
-        images["margin"] = non_inferiority_png(margin_data(report), report.margin)
+    margins = margin_data(report)
+    if margins:
+        images["margin"] = non_inferiority_png(margins, report.margin)
     return images
 
 
