@@ -20,7 +20,16 @@ from pathlib import Path
 
 from . import data, models
 from .quoting import quote
-from .setting_spec import is_arch_file, is_custom_arch, normalise_arch, normalise_dataset, pair_label, split_setting
+from .setting_spec import (
+    arch_file,
+    is_arch_file,
+    is_custom_arch,
+    normalise_arch,
+    normalise_dataset,
+    pair_label,
+    split_setting,
+    with_pool_site,
+)
 from .settings import SETTINGS, Protocol, Setting, named_setting_for, normalise_setting
 
 
@@ -31,6 +40,15 @@ def get_setting(spec: str) -> Setting:
     if spec in SETTINGS:
         return SETTINGS[spec]
     return setting_for(*split_setting(spec))
+
+
+def with_pool_at(spec: str, site: str | None) -> str:
+    """The setting ``spec`` with its model's pooling at the module ``site`` (``--pool-at``):
+    ``MODEL#SITE@DATASET``; ``spec`` when ``site`` is None. ValueError for a poolbench model."""
+    if site is None:
+        return spec
+    setting = get_setting(spec)
+    return normalise_setting(f"{with_pool_site(setting.arch, site)}@{setting.dataset}")
 
 
 def setting_for(arch: str, dataset: str) -> Setting:
@@ -59,7 +77,7 @@ def pool_input(arch: str, dataset: str, image_size: int | None = None) -> tuple[
 def check_arch(arch: str) -> None:
     """ValueError with the fix for a model name that cannot be built (checked without building it)."""
     if is_arch_file(arch):
-        path = Path(arch.rpartition(":")[0])
+        path = Path(arch_file(arch))
         if not path.is_file():
             raise ValueError(f"model file {quote(str(path))} not found: give an existing FILE.py:FUNCTION")
     elif not is_custom_arch(arch) and arch not in models.names():

@@ -32,7 +32,7 @@ from .labels import RULE, is_safe_label
 from .outcomes import FINISHED_STATUSES, RunStatus
 from .poolspec import is_file_spec, spec_label
 from .quoting import quote, shorten
-from .setting_spec import dataset_prefix, is_arch_file
+from .setting_spec import arch_file, dataset_prefix, is_arch_file
 from .settings import Protocol
 
 CONFIG_FILE = "config.json"
@@ -98,7 +98,7 @@ def input_hashes(arch: str, dataset: str, pool: str) -> dict[str, str | None]:
     Specs are normalised (absolute paths). Raises OSError or data.DataMissingError when one cannot
     be read."""
     return {"pool_sha256": file_sha256(pool.partition(":")[0]) if is_file_spec(pool) else None,
-            "arch_sha256": file_sha256(arch.rpartition(":")[0]) if is_arch_file(arch) else None,
+            "arch_sha256": file_sha256(arch_file(arch)) if is_arch_file(arch) else None,
             "dataset_sha256": _dataset_sha256(dataset) if dataset_prefix(dataset) is not None else None}
 
 

@@ -302,3 +302,101 @@ def test_a_researchers_own_models_go_through_check_list_sweep_and_report(png_fol
     assert [r["pool_path"] for r in results] == ["poolbench_pool (was mean() in forward)", "4"]
     log = (out / "own-sequential-imagefolder-pets" / "gem" / "seed1" / "stderr.log").read_text()
     assert "pool gem at 4, seed 1" in log
+
+
+TWO_POOLINGS = '''
+import torch
+from torch import nn
+
+
+class TwoPoolings(nn.Module):
+    """Average and max pooling of one map, concatenated before the head: which one poolbench
+    replaces is the user's to say (--pool-at)."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.mean_pool = nn.AdaptiveAvgPool2d(1)
+        self.max_pool = nn.AdaptiveMaxPool2d((1, 1))
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = self.body(x)
+        return self.fc(torch.cat([self.mean_pool(x).flatten(1), self.max_pool(x).flatten(1)], 1))
+
+
+def build(num_classes):
+    return TwoPoolings(num_classes)
+'''
+
+
+@pytest.fixture
+def two_poolings(tmp_path: Path) -> Path:
+    path = tmp_path / "twopool.py"
+    path.write_text(TWO_POOLINGS)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["mean_pool", "max_pool"])
+def test_pool_at_names_the_module_replaced_and_is_part_of_the_run(site, png_folder, two_poolings, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--arch", f"{two_poolings}:build", "--pool-at", site, "--dataset", f"imagefolder:{png_folder}",
+                 "--pool", "gem", "--seed", "1", "--epochs", "1", "--batch-size", "4", "--output-dir", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / "result.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert result["pool_path"] == site
+    assert config["arch"] == f"{two_poolings}:build#{site}"
+    assert config["setting"] == f"twopool-build-at-{site}-imagefolder-pets"
+    # the other module is left as it was: only the one named holds poolbench's pooling
+    model = models.create(config["arch"], 3, "gem")
+    other = "max_pool" if site == "mean_pool" else "mean_pool"
+    assert type(getattr(model, other)).__name__.startswith("Adaptive")
+    assert not type(getattr(model, site)).__name__.startswith("Adaptive")
+
+
+def test_pool_at_measures_the_pool_input_there(png_folder, two_poolings, tmp_path):
+    model = f"{two_poolings}:build"
+    # the input of the module named; one whose output cannot be pooled is refused
+    assert catalog.pool_input(f"{model}#max_pool", f"imagefolder:{png_folder}") == (8, 20, 24)
+    assert catalog.pool_input(f"{model}#body.1", f"imagefolder:{png_folder}") == (8, 20, 24)
+    with pytest.raises(ValueError, match="with the pooling put at body.0, TwoPoolings fails a dry forward"):
+        catalog.pool_input(f"{model}#body.0", f"imagefolder:{png_folder}")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--setting", "quick", "--pool-at", "pool"], "a pooling place (#PATH, --pool-at) is for torchvision:, timm: and"),
+    (["--arch", "MODEL", "--pool-at", "no_such"], "no_such"),
+    (["--arch", "MODEL", "--pool-at", "body[0]"], "is not a module path; write it as print(model) names it"),
+    (["--arch", "MODEL#mean_pool", "--pool-at", "max_pool"], "already names its pooling at 'mean_pool'"),
+])
+def test_pool_at_refusals_are_one_line_before_the_run_folder(args, message, png_folder, two_poolings, tmp_path,
+                                                             capsys):
+    out = tmp_path / "run"
+    args = [a.replace("MODEL", f"{two_poolings}:build") for a in args]
+    dataset = [] if "--setting" in args else ["--dataset", f"imagefolder:{png_folder}"]
+    assert main(["run", *args, *dataset, "--epochs", "1", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sweep_pool_at_applies_to_its_settings_and_report_names_them(png_folder, two_poolings, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    setting = f"{two_poolings}:build@imagefolder:{png_folder}"
+    assert main(["sweep", "--out", str(out), "--pools", "gem", "--settings", setting, "--pool-at", "mean_pool",
+                 "--seeds", "1", "--epochs", "1", "--batch-size", "4"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    result = json.loads((out / "twopool-build-at-mean_pool-imagefolder-pets" / "gem" / "seed1" / "result.json")
+                        .read_text())
+    assert result["pool_path"] == "mean_pool" and result["pool_input_shape"] == [8, 20, 20]
+    assert main(["report", str(out)]) == 0
+    assert "twopool-build-at-mean_pool-imagefolder-pets" in capsys.readouterr().out
+    # the same folder resumed with the same flags has nothing to do
+    assert main(["sweep", "--out", str(out), "--settings", setting, "--pool-at", "mean_pool"]) == 0
+    assert "1 already done" in capsys.readouterr().err
+    # --pool-at without the models it applies to
+    assert main(["sweep", "--out", str(out), "--pool-at", "mean_pool"]) == 2
+    assert "--pool-at needs the models it applies to" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from ..execution.runner import RunOptions, run
 from ..outcomes import ExitCode
 from ..pools import registry as pool_registry
 from ..rundir import RunConfig, input_hashes, run_path
-from ..setting_spec import normalise_arch, normalise_dataset
+from ..setting_spec import normalise_arch, normalise_dataset, with_pool_site
 from ..settings import SETTINGS, run_protocol
 from .common import add_protocol_arguments, protocol_overrides, say
 
@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(e.g. timm:resnet18@imagefolder:/data/pets)")
     parser.add_argument("--arch", help="model (overrides the setting's): a poolbench architecture, "
                         "torchvision:NAME, timm:NAME or FILE.py:FUNCTION (a function taking num_classes)")
+    parser.add_argument("--pool-at", metavar="PATH", help="the module of the model to replace by the pooling, "
+                        "as print(model) names it (e.g. features.8); default: the global pooling found "
+                        "(see docs/own-model.md)")
     parser.add_argument("--dataset", help="data set (overrides the setting's): a poolbench data set, "
                         "imagefolder:PATH (PATH/train, PATH/test or PATH/val) or npz:FILE")
     parser.add_argument("--num-classes", type=int, help="default: the data set's")
@@ -57,6 +60,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the ``run`` arguments describe; ValueError with the fix on bad input."""
     base = get_setting(args.setting) if args.setting else None
     arch = normalise_arch(args.arch) if args.arch else (base and base.arch)
+    if arch and args.pool_at is not None:
+        arch = normalise_arch(with_pool_site(arch, args.pool_at))
     dataset = normalise_dataset(args.dataset) if args.dataset else (base and base.dataset)
     if not (arch and dataset):
         raise ValueError("say what to train: --setting NAME (see `poolbench list`) or --arch A --dataset D")

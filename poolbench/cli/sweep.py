@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import rundir
 from ..analysis import NOT_STARTED_WHEN_REFUSED
 from ..atomic import is_disk_full_or_read_only
+from ..catalog import with_pool_at
 from ..execution import gpu_memory
 from ..execution.device import AMP_DTYPES, resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "path.py[:Class] files (e.g. 'gap,gem,topk(k=0.1),topk(k=0.5),mine.py')")
     parser.add_argument("--settings", help="comma-separated settings (default quick): names, or MODEL@DATASET "
                                            "(e.g. resnet20@cifar10, timm:resnet18@imagefolder:/data/pets)")
+    parser.add_argument("--pool-at", metavar="PATH", help="the module of every --settings model to replace by "
+                        "the pooling (e.g. features.8); default: each model's global pooling, found")
     parser.add_argument("--suite", help="comma-separated suites whose settings are added: diagnostics, "
                                         "real, spatial, benchmark (see `poolbench list`)")
     parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
@@ -199,8 +202,8 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
     if args.executor == "ray":
         import_ray()
-    return prepare(root, split_pools(args.pools), _settings(args.settings, args.suite), _seeds(args.seeds),
-                   protocol_overrides(args),
+    settings = _settings(args.settings, args.suite, args.pool_at)
+    return prepare(root, split_pools(args.pools), settings, _seeds(args.seeds), protocol_overrides(args),
                    {"data_root": args.data_root, "device": args.device, "download": args.download,
                     "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
                     "compile": args.compile})
@@ -224,12 +227,20 @@ def _sweep_folder(args: argparse.Namespace) -> Path:
     return Path(folder)
 
 
-def _settings(settings: str | None, suites: str | None) -> list[str]:
-    """The settings named by ``--settings`` followed by those of every ``--suite``."""
+def _settings(settings: str | None, suites: str | None, pool_at: str | None = None) -> list[str]:
+    """The settings named by ``--settings`` followed by those of every ``--suite``, their models'
+    pooling at ``pool_at`` when given."""
     named = split_list(settings)
     for suite in split_list(suites):
         try:
             named += suite_settings(suite)
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+    if pool_at is not None:
+        if not named:
+            raise SweepError("--pool-at needs the models it applies to: give --settings MODEL@DATASET")
+        try:
+            named = [with_pool_at(spec, pool_at) for spec in named]
         except ValueError as error:
             raise SweepError(str(error)) from None
     return list(dict.fromkeys(named))

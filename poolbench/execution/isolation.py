@@ -36,7 +36,7 @@ from ..catalog import pool_input
 from ..contract import BENCHMARK_POOL_INPUTS, CheckResult, ContractReport, check_pool
 from ..pools import registry as pool_registry
 from ..quoting import quote, shorten
-from ..setting_spec import is_arch_file
+from ..setting_spec import arch_file, is_arch_file
 from .signals import how_it_ended
 
 #: The longest a single call into user code may take (an import, a constructor, one check's
@@ -239,7 +239,7 @@ def model_pool_input(arch: str, dataset: str, image_size: int | None) -> tuple[i
     if outcome.error is not None:
         raise ValueError(outcome.error)
     if outcome.problem is not None:
-        raise ValueError(stage_failure(outcome.stage or "starting", outcome.problem, arch.rpartition(":")[0]).message)
+        raise ValueError(stage_failure(outcome.stage or "starting", outcome.problem, arch_file(arch)).message)
     return tuple(outcome.value)
 
 
@@ -287,7 +287,7 @@ def probe(arch: str, dataset: str, image_size: int | None, pool: str,
     if outcome.error is not None:
         return Probe(f"checking {pool!r} with {arch} failed: {outcome.error}")
     if outcome.problem is not None:
-        culprit = arch.rpartition(":")[0] if (outcome.stage or "").startswith("building") else pool
+        culprit = arch_file(arch) if (outcome.stage or "").startswith("building") else pool
         failure = stage_failure(outcome.stage or "starting", outcome.problem, culprit)
         shows = "" if culprit != pool else f" (poolbench check {shlex.quote(pool)} shows it)"
         return Probe(failure.message + shows)

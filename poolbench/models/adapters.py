@@ -5,7 +5,7 @@ global pooling is replaced by poolbench's with :func:`poolbench.pools.attach`, w
 torchvision's and timm's classifiers and in poolbench's own models. A factory file's function is
 called as ``FUNCTION(num_classes=K)`` and must return an ``nn.Module`` classifier that ``attach``
 can take (for example one of torchvision's or timm's, or a model with ``.pool`` and an int
-``.pool_channels``).
+``.pool_channels``). ``MODEL#PATH`` replaces the module at ``PATH`` (``attach(..., at=PATH)``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from .. import global_state, pools
 from ..pools.attach import AttachedPool
 from ..pools.registry import import_user_file
-from ..setting_spec import arch_prefix, is_arch_file
+from ..setting_spec import arch_prefix, is_arch_file, split_pool_site
 
 
 class ModelSpecError(ValueError):
@@ -28,14 +28,15 @@ class ModelSpecError(ValueError):
 
 def build(arch: str, num_classes: int, pool: Any) -> nn.Module:
     """The classifier ``arch`` names, with ``pool`` (anything ``attach`` takes) as its global pooling."""
-    model = _backbone(arch, num_classes)
+    model_spec, site = split_pool_site(arch)
+    model = _backbone(model_spec, num_classes)
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"model {arch!r} gave {type(model).__name__}, not an nn.Module: return the model")
     try:
         # The pooling draws its initial values, then the generators go back to the backbone's end:
         # the rest of the run's randomness is the same with every pooling (see models.create).
         with torch.random.fork_rng(devices=[]):
-            return pools.attach(model, "gap" if pool is None else pool)
+            return pools.attach(model, "gap" if pool is None else pool, at=site)
     except ValueError as error:
         if isinstance(error, pools.PoolSpecError):
             raise

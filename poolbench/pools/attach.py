@@ -323,9 +323,12 @@ def _prove_called(model: nn.Module, attached: nn.Module, path: str) -> None:
     calls: list[bool] = []
     handle = attached.register_forward_hook(lambda *_: calls.append(True))
     try:
-        _dry_forward(model, calls.clear)
+        went_through = _dry_forward(model, calls.clear)
     finally:
         handle.remove()
+    if not went_through:
+        raise ValueError(f"attach: with the pooling put at {path}, {type(model).__name__} fails a dry forward (what "
+                         f"follows {path} cannot take a pooled [B, C]): name the model's global pooling")
     if not calls:
         raise ValueError(f"attach: the pooling put at {path} of {type(model).__name__} is not called by a dry "
                          f"forward, so the model would train with its old pooling: {MODULE_FIX}")
