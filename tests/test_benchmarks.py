@@ -1,8 +1,10 @@
 """The benchmark scripts keep working: each runs on tiny sizes and prints its ratio line."""
 
+import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -100,3 +102,65 @@ def test_real_vs_fingerprint_ranks_the_real_order_against_the_fingerprint(tmp_pa
     # Of the 24 orderings of 4 values, 4 reach |rho| >= 0.95 (the gap-gmp tie doubles each): p = 4/24.
     assert "Spearman rho(real, weaker side) = +0.95 (p = 0.167, n = 4)" in out
     assert "Spearman rho(real, lean)" in out
+
+
+def _atlas():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import atlas
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return atlas
+
+
+def _atlas_row(atlas, setting: str, pool: str, seed: int, best: float | None, status: str = "completed",
+               **protocol: object) -> dict[str, str]:
+    from poolbench.export import PROTOCOL_FIELDS, RUN_COLUMNS
+    from poolbench.settings import SETTINGS, run_protocol
+
+    row = dict.fromkeys(RUN_COLUMNS, "")
+    expected = run_protocol(SETTINGS[setting], protocol)
+    row.update({name: atlas._cell(getattr(expected, name)) for name in PROTOCOL_FIELDS})
+    row.update(setting=setting, pool=pool, seed=str(seed), status=status, best_test_acc="" if best is None else
+               str(best), device="cpu", host="here", torch="2.x")
+    return row
+
+
+def test_the_atlas_page_is_computed_from_the_table_by_the_reports_rules(tmp_path):
+    atlas = _atlas()
+    # accuracies: task -> pool -> (seed 1, seed 2); diag-majority and diag-count favour mean, diag-brightest max
+    accuracy = {"diag-majority": {"gap": (80, 82), "gmp": (30, 32), "gem": (70, 74)},
+                "diag-count": {"gap": (60, 62), "gmp": (20, 22), "gem": (50, 54)},
+                "diag-brightest": {"gap": (30, 30), "gmp": (90, 94), "gem": (60, 64)},
+                "resnet8-fmnist-5k": {"gap": (70, 72), "gmp": (68, 69), "gem": (71, 74)}}
+    table = [_atlas_row(atlas, task, pool, seed, values[seed - 1])
+             for task, pools in accuracy.items() for pool, values in pools.items() for seed in (1, 2)]
+    table.append(_atlas_row(atlas, "diag-count", "gem", 3, 99.0, epochs=1))  # another protocol: never counted
+    table += [_atlas_row(atlas, task, "lse", 1, None, status="diverged") for task in accuracy]
+    text = atlas.render(table, ["gap", "gmp", "gem", "lse"], [1, 2], {}, tmp_path / "atlas", tmp_path / "atlas.md")
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    gem = rows["gem"]
+    # mean side per seed: (70+50)/2 = 60 and (74+54)/2 = 64 -> 62 ± sd(60, 64) = 2.8
+    assert gem[4] == "62.0 ± 2.8" and gem[5] == "62.0 ± 2.8"
+    assert rows["gap"][6] == "0.00" and rows["gmp"][6] == "1.00"  # the lean's two anchors
+    # real: gem - gap paired by seed = (+1, +2): mean +1.5
+    assert gem[8].startswith("+1.50 [")
+    assert "diverged on diag-brightest (seed 1)" in rows["lse"][-1] and "seeds missing (1 of 2" in rows["lse"][-1]
+    assert "at chance" not in rows["gap"][-1]
+    assert (tmp_path / "atlas" / "atlas.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_an_atlas_sitting_adds_its_runs_to_the_table_and_the_next_one_resumes_from_it(tmp_path):
+    args = ["--pools", "gap", "--seeds", "1", "--suites", "diagnostics", "--epochs", "1", "--minutes", "5",
+            "--table", str(tmp_path / "runs.csv"), "--page", str(tmp_path / "atlas.md"), "--work", str(tmp_path / "w")]
+    out = run_benchmark("atlas.py", *args)
+    assert "atlas: 3 runs to go (diagnostics 3)" in out and "0 runs still to go" in out
+    rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert sorted(r["setting"] for r in rows) == ["diag-brightest", "diag-count", "diag-majority"]
+    assert all(r["status"] == "completed" and r["epochs"] == "1" for r in rows)
+    # the work folder lost: the table alone says nothing is left
+    shutil.rmtree(tmp_path / "w")
+    out = run_benchmark("atlas.py", *args)
+    assert "atlas: 0 runs to go" in out and not (tmp_path / "w").exists()
+    assert "| gap | " in (tmp_path / "atlas.md").read_text()
