@@ -23,7 +23,7 @@ import io
 import math
 import typing
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .analysis import ReportError, collect_runs
@@ -59,7 +59,7 @@ def tables(root: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         row.update(setting=summary.setting, pool=config.get("pool", summary.pool), seed=summary.seed,
                    status=str(summary.status), epochs_completed=summary.epochs_completed, problem=summary.problem,
                    pool_input_shape=_shape_text(result.get("pool_input_shape")),
-                   run_dir=str(summary.path.relative_to(Path(root))))
+                   run_dir=summary.path.relative_to(Path(root)).as_posix())
         runs.append(row)
         for record in summary.metrics:
             epochs.append({column: record.get(column) for column in EPOCH_COLUMNS}
@@ -152,7 +152,7 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
             rows: list[dict[str, Any]] = frame.to_dict("records")
             columns = list(frame.columns)
         else:
-            with open(path, newline="", encoding="utf-8") as file:
+            with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: a table saved again by Excel
                 reader = csv.DictReader(file)
                 rows, columns = list(reader), list(reader.fieldnames or [])
     except ReportError:
@@ -211,7 +211,7 @@ def _summary(path: Path, number: int, row: dict[str, Any], metrics: list[dict[st
         return ReportError(f"{path} row {number}: {what}: export the sweep folder again")
 
     get: Callable[[str], Any] = row.get
-    parts = Path(str(get("run_dir"))).parts
+    parts = PurePosixPath(str(get("run_dir")).replace("\\", "/")).parts  # written on any system
     if get("setting") is None or get("seed") is None or len(parts) != 3 or parts[0] != get("setting") \
             or parts[2] != f"seed{get('seed')}":
         raise bad(f"run_dir {quote(get('run_dir'))} is not {get('setting')}/<pool>/seed{get('seed')}")
@@ -243,7 +243,10 @@ def _summary(path: Path, number: int, row: dict[str, Any], metrics: list[dict[st
                                             "wall_time_s", "num_params", "device", "host") if get(key) is not None}
         result["versions"] = {key: get(key) for key in ("python", "torch", "poolbench") if get(key) is not None}
         if get("pool_input_shape"):
-            result["pool_input_shape"] = [int(size) for size in str(get("pool_input_shape")).split("x")]
+            try:
+                result["pool_input_shape"] = [int(size) for size in str(get("pool_input_shape")).split("x")]
+            except ValueError:
+                raise bad(f"pool_input_shape {quote(get('pool_input_shape'))} is not CxHxW") from None
     accs = [m["test_acc"] for m in metrics if isinstance(m.get("test_acc"), float)]
     best = get("best_test_acc") if get("best_test_acc") is not None else max(accs, default=None)
     completed = get("epochs_completed")

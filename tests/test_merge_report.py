@@ -149,12 +149,19 @@ def test_inputs_that_cannot_be_merged_are_one_line_and_exit_2(tmp_path, capsys):
     table = (tmp_path / "x.csv").read_bytes()
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    bad_status = (tmp_path / "x.csv").read_text().replace(",completed,", ",finished,")
-    (tmp_path / "bad.csv").write_text(bad_status)
+    for name, old, new in (("bad.csv", ",completed,", ",finished,"), ("acc.csv", ",completed,90.0,", ",completed,250,"),
+                           ("seed.csv", ",gap,1,", ",gap,one,")):
+        text = (tmp_path / "x.csv").read_text()
+        assert old in text
+        (tmp_path / name).write_text(text.replace(old, new))
+    (tmp_path / "bad.parquet").write_text("not parquet")
     cases = [([tmp_path / "x", tmp_path / "x"], "is given twice"),
              ([tmp_path / "x", tmp_path / "notes.txt"], "neither a sweep folder nor a table"),
              ([tmp_path / "x", tmp_path / "other.csv"], "is not a table of `poolbench export` (no column"),
              ([tmp_path / "x", tmp_path / "bad.csv"], "row 1: status 'finished' is none of"),
+             ([tmp_path / "x", tmp_path / "acc.csv"], "row 1: best_test_acc 250.0 is no accuracy from 0 to 100"),
+             ([tmp_path / "x", tmp_path / "seed.csv"], "row 1: seed 'one' is no int"),
+             ([tmp_path / "x", tmp_path / "bad.parquet"], "is not a Parquet table"),
              ([tmp_path / "x", tmp_path / "nowhere"], "not found"),
              ([tmp_path / "x", tmp_path / "x.csv", "--output", tmp_path / "x.csv"], "is an input of the report")]
     for argv, words in cases:
