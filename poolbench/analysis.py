@@ -226,8 +226,20 @@ class Verdict:
 
 
 @dataclass
+class RunSet:
+    """The runs of several inputs made one (poolbench.merge): a report reads them as it reads one folder."""
+
+    summaries: list[rundir.RunSummary]
+    inputs: list[str]  # the sweep folders and exported tables, as given
+    notes: list[str] = field(default_factory=list)  # what the merge did: the report shows them first
+
+    def __str__(self) -> str:
+        return " + ".join(self.inputs)
+
+
+@dataclass
 class Report:
-    root: Path
+    root: Path | str  # the sweep folder; a merged report's inputs joined by " + "
     settings: list[str]
     rows: dict[str, list[Row]]  # per setting, measured, best mean first
     references: dict[str, list[Row]]  # per setting, published rows
@@ -336,9 +348,10 @@ def run_score(summary: rundir.RunSummary, score: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def build_report(root: str | Path, baseline: str | None = None, detect: float | None = None, *,
+def build_report(root: str | Path | RunSet, baseline: str | None = None, detect: float | None = None, *,
                  margin: float = MARGIN, score: str = "best", seeds: list[int] | None = None) -> Report:
-    """Read every run under ``root`` and compute the report; ReportError on a user error.
+    """Read every run under ``root`` (a sweep folder, or the RunSet of several inputs that
+    poolbench.merge gathers) and compute the report; ReportError on a user error.
 
     ``detect``: a difference (accuracy points) whose seeds-needed the seed plans also give.
     ``margin``: the no-trade-off check's non-inferiority margin in accuracy points.
@@ -350,7 +363,7 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
         raise ReportError(f"--margin takes a margin in accuracy points, from 0 to 100, got {margin:g}")
     if score not in SCORES:
         raise ReportError(f"--score {score!r} is not a score: choose one of {', '.join(SCORES)}")
-    summaries = collect_runs(root)
+    summaries = root.summaries if isinstance(root, RunSet) else collect_runs(root)
     if seeds is not None:
         summaries = [s for s in summaries if s.seed in seeds]
         if not summaries:
@@ -407,7 +420,7 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     for setting, rows_there in published_proposals().items():
         if setting in settings:
             references.setdefault(setting, []).extend(rows_there)
-    protocols, notes, reference_in_verdict = {}, [], {}
+    protocols, notes, reference_in_verdict = {}, list(root.notes) if isinstance(root, RunSet) else [], {}
     if unreadable:
         notes.append(f"{len(unreadable)} runs are unreadable and left out of the means: " + "; ".join(unreadable))
     unfinished = sum(s.status in UNFINISHED for s in summaries)
@@ -422,11 +435,12 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
         if len(used) > 1:
             notes.append(f"{setting}: runs with different protocols are in one table ({protocols[setting]})")
         for pool in pools:  # an input edited between seeds: the row's mean mixes two experiments
-            contents = {(s.config.get("arch_sha256"), s.config.get("dataset_sha256")) for s in summaries
+            contents = {tuple(s.config.get(name) for name in rundir.CONTENT_FIELDS) for s in summaries
                         if s.setting == setting and s.pool == pool and s.config}
             if len(contents) > 1:
                 notes.append(f"{setting} / {pool}: its runs were made from {len(contents)} different contents of "
-                             f"the model file or data set (edited between runs): the mean mixes them; run them "
+                             f"the model file, pooling file or data set (edited between runs, or not the same on "
+                             f"two machines): the mean mixes them; run them "
                              f"again into a new folder")
         # Published numbers are comparable only with runs of the full published protocol, scored as published.
         reference_in_verdict[setting] = (setting in references and used == {SETTINGS[setting].protocol}
@@ -455,10 +469,10 @@ def build_report(root: str | Path, baseline: str | None = None, detect: float | 
     means = {s: {row.pool: row.stats.mean for row in by_setting[s] if row.values} for s in settings}
     tradeoffs = tradeoff_checks(family, rows, [s for s in settings if s in favours], pools, margin)
     family.adjust()  # every comparison is made: now Holm over all of them
-    return Report(Path(root), settings, by_setting, references, baseline, verdicts, protocols,
-                  reference_in_verdict, curves, notes, pool_inputs, plans, fingerprint(means, favours),
-                  tradeoffs, {setting: text for setting, text in sources.items() if text}, score, margin, family,
-                  seeds)
+    name = str(root) if isinstance(root, RunSet) else Path(root)
+    return Report(name, settings, by_setting, references, baseline, verdicts, protocols, reference_in_verdict,
+                  curves, notes, pool_inputs, plans, fingerprint(means, favours), tradeoffs,
+                  {setting: text for setting, text in sources.items() if text}, score, margin, family, seeds)
 
 
 def tradeoff_checks(family: Family, rows: dict[tuple[str, str], Row], tasks: list[str], pools: list[str],

@@ -17,7 +17,10 @@ whatever the machine has installed. Tests of the real files (tests/test_fmnist.p
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import re
+import shlex
 import struct
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import numpy as np
 import pytest
 from torchvision import datasets as tvd
 
+from poolbench.cli import main
 from poolbench.data import fmnist
 
 CIFAR10_TRAIN_PER_BATCH = 4  # x 5 batch files
@@ -163,3 +167,23 @@ def fmnist_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def cache(tmp_path: Path) -> Path:
     """A decode cache folder of the test's own (own data sets' tests pass it as ``cache_dir``)."""
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def merge_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder where docs/running.md's example of one report of two machines ran, command by command:
+    two halves of a quick grid swept (runs/laptop: seed 1, runs/gpu-box: seed 2), one exported
+    (gpu-box.csv), and their one report (report.md). Trained once, read by the tests that need real runs."""
+    text = (Path(__file__).parent.parent / "docs" / "running.md").read_text()
+    block = next(block for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+                 if "poolbench report runs/laptop" in block)
+    folder = tmp_path_factory.mktemp("merge-example")
+    here = os.getcwd()
+    os.chdir(folder)  # the example's paths are relative
+    try:
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            assert words[0] == "poolbench" and main(words[1:]) == 0, line
+    finally:
+        os.chdir(here)
+    return folder

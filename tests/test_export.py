@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from test_report import write_run
 
+from poolbench.analysis import SCORES, collect_runs, run_score
 from poolbench.cli import main
-from poolbench.export import EPOCH_COLUMNS, PROTOCOL_FIELDS, RUN_COLUMNS
+from poolbench.export import EPOCH_COLUMNS, PROTOCOL_FIELDS, RUN_COLUMNS, read_tables
 
 
 @pytest.fixture
@@ -63,3 +64,20 @@ def test_export_refuses_what_it_cannot_write_in_one_line(sweep_dir, tmp_path, ca
         assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
     assert not list(tmp_path.glob("*.parquet")) and not (sweep_dir / "quick" / "gap" / "seed1" / "t.csv").exists()
     assert main(["export", str(tmp_path / "nothing"), "--output", str(tmp_path / "x.csv")]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_the_tables_read_back_as_the_runs_of_the_folder(sweep_dir, tmp_path, fmt):
+    """What a report reads of a run is in the tables: `poolbench report` takes them for the folder."""
+    assert main(["export", str(sweep_dir), "--output", str(tmp_path / f"runs.{fmt}")]) == 0
+    folder, table = collect_runs(sweep_dir), read_tables(tmp_path / f"runs.{fmt}")
+    assert len(table) == len(folder) == 4
+    for mine, theirs in zip(folder, table, strict=True):
+        assert theirs.path == tmp_path / f"runs.{fmt}" / mine.path.relative_to(sweep_dir)
+        for key in ("setting", "pool", "seed", "status", "best_test_acc", "epochs_completed", "epochs", "problem"):
+            assert getattr(theirs, key) == getattr(mine, key), key
+        assert [run_score(theirs, score) for score in SCORES] == [run_score(mine, score) for score in SCORES]
+        assert theirs.config is not None and mine.config is not None
+        assert theirs.config["protocol"] == mine.config["protocol"]
+        assert theirs.metrics == mine.metrics  # every epoch's record, as metrics.jsonl holds it
+        assert (theirs.result or {}).get("pool_input_shape") == (mine.result or {}).get("pool_input_shape")

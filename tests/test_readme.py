@@ -147,3 +147,14 @@ def test_the_hand_written_mean_example_computes_gap_exactly(tmp_path):
     x = torch.randn(3, 8, 5, 7)
     torch.testing.assert_close(pool(x), pools.create("gap", channels=8)(x), rtol=0, atol=1e-6)
     assert check_pool(str(tmp_path / "mean_pool.py"), include_cost=False).ok
+
+
+@pytest.mark.slow
+def test_the_merge_example_makes_one_report_of_both_machines(merge_example):
+    """docs/running.md's grid in two halves, one sent as a table (run by conftest.merge_example)."""
+    report = (merge_example / "report.md").read_text()
+    assert report.startswith("# poolbench report: runs/laptop + gpu-box.csv\n")
+    assert "Note: one report of 2 inputs: runs/laptop (2 runs); gpu-box.csv (2 runs)" in report
+    assert report.splitlines()[2].startswith("4 runs: 4 completed")
+    for pooling in ("gap", "gem"):  # each with both machines' seeds in its mean
+        assert re.search(rf"\| {pooling} +\| 2/2 +\| \d+\.\d\d ± \d+\.\d\d ", report), pooling

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import rundir
 from ..analysis import ReportError
-from ..export import EPOCH_COLUMNS, RUN_COLUMNS, tables, to_csv, to_parquet
+from ..export import EPOCH_COLUMNS, RUN_COLUMNS, epochs_path, tables, to_csv, to_parquet
 from ..outcomes import ExitCode
 from .common import say
 
@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     """0; 2 on a user error (nothing written); 74 when the disk refuses the tables."""
     output = Path(args.output)
     fmt = args.format or (output.suffix.lstrip(".") if output.suffix.lstrip(".") in FORMATS else "csv")
-    epochs_path = output.with_name(f"{output.stem}-epochs{output.suffix or '.' + fmt}")
+    epochs_output = epochs_path(output, fmt)
     try:
         if output.is_dir() or not output.parent.is_dir():
             raise ReportError(f"--output {output} must be a file in an existing folder: e.g. {Path(args.folder)}.csv")
@@ -47,11 +47,11 @@ def main(args: argparse.Namespace) -> int:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
     try:
-        for path, content in zip((output, epochs_path), contents, strict=True):
+        for path, content in zip((output, epochs_output), contents, strict=True):
             rundir.atomic_write_bytes(path, content)
     except OSError as error:
         say(f"error: cannot write {error.filename or output}: {error.strerror or error}; free space or choose "
             "another --output")
         return ExitCode.DISK
-    say(f"wrote {output} ({len(runs)} runs) and {epochs_path} ({len(epochs)} epochs)")
+    say(f"wrote {output} ({len(runs)} runs) and {epochs_output} ({len(epochs)} epochs)")
     return ExitCode.COMPLETED

@@ -1,4 +1,8 @@
-"""``poolbench report``: the statistics, verdict and plots of a sweep folder, as Markdown, HTML or CSV."""
+"""``poolbench report``: the statistics, verdict and plots of a sweep folder, as Markdown, HTML or CSV.
+
+    poolbench report runs/demo
+    poolbench report runs/laptop runs/gpu-box lab2-runs.csv   # one report of several inputs (poolbench.merge)
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 from .. import rundir
 from ..analysis import MARGIN, SCORES, Report, ReportError, build_report
 from ..execution.sweep import split_list
+from ..export import epochs_path
+from ..merge import TABLE_SUFFIXES, gather
 from ..outcomes import ExitCode
 from ..report import plots, to_csv, to_html, to_markdown
 from ..sweepdir import REFUSED_FILE, SWEEP_FILE
@@ -18,7 +24,9 @@ FORMATS = ("md", "html", "csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", metavar="DIR", help="sweep folder")
+    parser.add_argument("folder", metavar="DIR", nargs="+",
+                        help="sweep folder; several folders and tables written by `poolbench export` make one "
+                             "report, each run once (the same setting, pooling, protocol and seed are one run)")
     parser.add_argument("--format", choices=list(FORMATS),
                         help="default: from the --output suffix, else md")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
@@ -48,9 +56,12 @@ def main(args: argparse.Namespace) -> int:
             raise ReportError(f"cannot tell the format of {output}: add --format md|html|csv")
         if output is not None and not output.parent.is_dir():
             raise ReportError(f"folder {output.parent} of --output does not exist: create it first")
+        folders = [Path(folder) for folder in args.folder]
         if output is not None:
-            output = _output_file(output, Path(args.folder))
-        report = build_report(args.folder, args.baseline, args.detect, margin=args.margin, score=args.score,
+            output = _output_file(output, folders)
+        one_folder = len(folders) == 1 and not (folders[0].is_file() and folders[0].suffix in TABLE_SUFFIXES)
+        runs = args.folder[0] if one_folder else gather(args.folder)  # one folder: read as it always was
+        report = build_report(runs, args.baseline, args.detect, margin=args.margin, score=args.score,
                               seeds=_seeds(args.seeds))
     except ReportError as error:
         say(f"error: {error}")
@@ -65,16 +76,20 @@ def main(args: argparse.Namespace) -> int:
     return ExitCode.COMPLETED
 
 
-def _output_file(output: Path, folder: Path) -> Path:
+def _output_file(output: Path, inputs: list[Path]) -> Path:
     """The file the report replaces: ``output``, or the file a symlink there points to (the link is
-    kept). ReportError for what a report must not replace: a device, a pipe, a socket, the sweep's
-    own files, a run's folder."""
+    kept). ReportError for what a report must not replace: a device, a pipe, a socket, a sweep's
+    own files, an input table, a run's folder."""
     target = output.resolve() if output.is_symlink() else output
+    folder = inputs[0].parent if inputs[0].is_file() else inputs[0]
     if target.exists() and not target.is_file():
         raise ReportError(f"--output {output} is not a regular file (a device, pipe or socket): give a file name")
-    if target.resolve() in {(folder / name).resolve() for name in (SWEEP_FILE, REFUSED_FILE)}:
-        raise ReportError(f"--output {output} is the sweep's own {target.name}: give another file name, "
-                          f"e.g. {folder / 'report.md'}")
+    for given in inputs:
+        own = ([given, epochs_path(given)] if given.is_file() else
+               [given / name for name in (SWEEP_FILE, REFUSED_FILE)])
+        if target.resolve() in {path.resolve() for path in own}:
+            whose = "an input of the report" if given.is_file() else f"the sweep's own {target.name}"
+            raise ReportError(f"--output {output} is {whose}: give another file name, e.g. {folder / 'report.md'}")
     run_folder = rundir.enclosing_run(target.parent)
     if run_folder is not None:
         raise ReportError(f"--output {output} is in the run folder {run_folder}: write the report beside the "
