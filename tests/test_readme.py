@@ -1,6 +1,7 @@
 """The README's and docs/'s examples are real: their Python runs, and every `poolbench` command in
 them parses."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -147,3 +148,20 @@ def test_the_hand_written_mean_example_computes_gap_exactly(tmp_path):
     x = torch.randn(3, 8, 5, 7)
     torch.testing.assert_close(pool(x), pools.create("gap", channels=8)(x), rtol=0, atol=1e-6)
     assert check_pool(str(tmp_path / "mean_pool.py"), include_cost=False).ok
+
+
+@pytest.mark.slow
+def test_the_tracker_example_of_docs_running_logs_to_tensorboard(tmp_path, monkeypatch):
+    """The one docs command that logs without a server or an account: run it, read it back with
+    TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    argv = next(argv for argv in poolbench_commands(DOCS["running.md"]) if argv[0] == "run" and "--log" in argv)
+    assert argv[argv.index("--log") + 1] == "tensorboard" and argv[argv.index("--epochs") + 1] == "1"
+    monkeypatch.chdir(tmp_path)  # its --output-dir is relative
+    assert main([*argv, "--threads", "1"]) == 0
+    run_dir = tmp_path / argv[argv.index("--output-dir") + 1]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    epoch = json.loads((run_dir / "metrics.jsonl").read_text())
+    assert [(s.step, s.value) for s in events.Scalars("test_acc")] == [(1, pytest.approx(epoch["test_acc"]))]

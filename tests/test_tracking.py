@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from wandb.proto import wandb_internal_pb2
 
 from poolbench import tracking
@@ -139,7 +139,7 @@ def test_a_run_logs_epochs_configuration_and_result_to_all_three(offline, capsys
     assert values["setting"] == "quick" and values["pool"] == "gap" and values["seed"] == 1
     protocol = json.loads((run_dir / "config.json").read_text())["config"]["protocol"]
     assert values["protocol.epochs"] == 2 and values["protocol.lr"] == pytest.approx(protocol["lr"])
-    assert status == plugin_data_pb2.api__pb2.STATUS_SUCCESS
+    assert status == api_pb2.STATUS_SUCCESS
 
     (logged,) = mlflow_runs(offline / "mlflow.db", "quick")  # MLflow's default store: the working folder
     assert logged.info.run_name == "quick/gap/seed1" and logged.info.status == "FINISHED"
