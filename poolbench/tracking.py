@@ -206,7 +206,9 @@ class TensorBoard(Tracker):
         # epoch logged again after a crash is never shown twice.
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=first_epoch if folder.exists() else None)
         if first_epoch == 1:
-            values = {key: value for key, value in config.flat().items() if value is not None}
+            # hparams take numbers, strings and bools: anything else (a future list field) as its text
+            values = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+                      for key, value in config.flat().items() if value is not None}
             metrics = {f"result/{key}": None for key in ("best_test_acc", "final_test_acc", "val_test_acc")}
             experiment, session_start, _ = hparams(values, metrics)
             self._add_summary(experiment)
