@@ -6,6 +6,8 @@ A run folder holds::
     metrics.jsonl   one JSON record per finished epoch
     checkpoint.pt   model/optimizer/scheduler/RNG state after the last finished epoch
     result.json     written once at the end: status completed | diverged | failed
+    tracking.json   with ``--log``: each experiment tracker's run id and the epochs it holds (poolbench.tracking)
+    tensorboard/    with ``--log tensorboard``: the run's TensorBoard event files
     no_result.json  written by a sweep when the run's process ended without a result.json (os._exit,
                     a signal): the run is failed until its next attempt, which removes it
     .lock           held (filelock: flock on Unix) by the process running it; released by the OS when it dies
@@ -81,9 +83,14 @@ class RunConfig:
         values["protocol"] = Protocol(**values.get("protocol", {}))
         return cls(**values)
 
+    def flat(self) -> dict[str, Any]:
+        """Field -> value, the protocol's fields as ``protocol.NAME`` (``protocol.lr``): one level, as
+        trackers' parameters and comparisons take them."""
+        return _flatten(self.to_dict())
+
     def differences(self, other: RunConfig) -> list[str]:
         """Human-readable ``field: a != b`` for every field that differs."""
-        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        mine, theirs = self.flat(), other.flat()
         return [f"{k}: {theirs.get(k)!r} != {mine.get(k)!r}"
                 for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
 

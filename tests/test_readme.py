@@ -1,6 +1,7 @@
 """The README's and docs/'s examples are real: their Python runs, and every `poolbench` command in
 them parses."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -158,3 +159,20 @@ def test_the_merge_example_makes_one_report_of_both_machines(merge_example):
     assert report.splitlines()[2].startswith("4 runs: 4 completed")
     for pooling in ("gap", "gem"):  # each with both machines' seeds in its mean
         assert re.search(rf"\| {pooling} +\| 2/2 +\| \d+\.\d\d ± \d+\.\d\d ", report), pooling
+
+
+@pytest.mark.slow
+def test_the_tracker_example_of_docs_running_logs_to_tensorboard(tmp_path, monkeypatch):
+    """The one docs command that logs without a server or an account: run it, read it back with
+    TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    argv = next(argv for argv in poolbench_commands(DOCS["running.md"]) if argv[0] == "run" and "--log" in argv)
+    assert argv[argv.index("--log") + 1] == "tensorboard" and argv[argv.index("--epochs") + 1] == "1"
+    monkeypatch.chdir(tmp_path)  # its --output-dir is relative
+    assert main([*argv, "--threads", "1"]) == 0
+    run_dir = tmp_path / argv[argv.index("--output-dir") + 1]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    epoch = json.loads((run_dir / "metrics.jsonl").read_text())
+    assert [(s.step, s.value) for s in events.Scalars("test_acc")] == [(1, pytest.approx(epoch["test_acc"]))]

@@ -14,6 +14,8 @@ from ..pools import registry as pool_registry
 from ..rundir import RunConfig, input_hashes, run_path
 from ..setting_spec import normalise_arch, normalise_dataset, with_pool_site
 from ..settings import SETTINGS, run_protocol
+from ..tracking import TRACKERS
+from ..tracking import parse as parse_trackers
 from .common import add_protocol_arguments, protocol_overrides, say
 
 
@@ -54,6 +56,9 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-for-bit reproducible CUDA runs: deterministic algorithms, no cuDNN "
                              "autotuning (slower); CPU runs are reproducible without it")
+    parser.add_argument("--log", metavar="TRACKERS",
+                        help=f"also log epochs, configuration and result to experiment trackers: comma-separated "
+                             f"{', '.join(TRACKERS)} (optional extras; see docs/running.md)")
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -85,11 +90,13 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def main(args: argparse.Namespace) -> int:
     try:
+        trackers = parse_trackers(args.log)
         config = run_config_from_args(args)
     except (ValueError, TypeError) as error:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
     output_dir = args.output_dir or run_path("runs", config.setting, config.pool, config.seed)
     options = RunOptions(data_root=args.data_root, download=args.download, device=args.device, check=args.check,
-                         command=tuple(sys.argv), threads=args.threads, deterministic=args.deterministic)
+                         command=tuple(sys.argv), threads=args.threads, deterministic=args.deterministic,
+                         trackers=trackers)
     return run(config, output_dir, options, log=say)

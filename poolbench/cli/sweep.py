@@ -30,6 +30,8 @@ from ..execution.sweep import (
 from ..outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..settings import suite_settings
 from ..sweepdir import Sweep, SweepRun, load_refusals
+from ..tracking import TRACKERS
+from ..tracking import parse as parse_trackers
 from .common import add_protocol_arguments, protocol_overrides, say
 
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
@@ -76,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads of each run (default: $OMP_NUM_THREADS if set, else cores / jobs)")
     parser.add_argument("--deterministic", action="store_true", default=None,
                         help="bit-for-bit reproducible CUDA runs (see `poolbench run --help`)")
+    parser.add_argument("--log", metavar="TRACKERS",
+                        help=f"every run also logs to these experiment trackers: comma-separated "
+                             f"{', '.join(TRACKERS)}, or none (see docs/running.md)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -202,11 +207,15 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
     if args.executor == "ray":
         import_ray()
+    try:
+        trackers = None if args.log is None else ",".join(parse_trackers(args.log))
+    except ValueError as error:
+        raise SweepError(str(error)) from None
     settings = _settings(args.settings, args.suite, args.pool_at)
     return prepare(root, split_pools(args.pools), settings, _seeds(args.seeds), protocol_overrides(args),
                    {"data_root": args.data_root, "device": args.device, "download": args.download,
                     "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
-                    "compile": args.compile})
+                    "compile": args.compile, "log": trackers})
 
 
 def _gpu_memory_problem(sweep: Sweep, todo: list[SweepRun], jobs: int) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .. import data as datasets
-from .. import global_state, models
+from .. import global_state, models, tracking
 from ..atomic import disk_message, is_disk_full_or_read_only
 from ..catalog import pool_input
 from ..compile import CompiledForward
@@ -82,6 +82,7 @@ class RunOptions:
     command: tuple[str, ...] = ()  # recorded in config.json
     threads: int | None = None
     deterministic: bool = False
+    trackers: tuple[str, ...] = ()  # experiment trackers the run also logs to (poolbench.tracking)
 
 
 class RunRefused(Exception):
@@ -161,6 +162,8 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
         folder = shorten(str(output_dir))
         problem = (f"--output-dir {folder} is a sweep's folder (it holds {SWEEP_FILE}): give a folder of its "
                    f"own, or run the sweep (`poolbench sweep --out {folder}`)")
+    if problem is None:  # last: it may wait for a tracking server
+        problem = tracking.problem(options.trackers)
     if problem is not None:
         raise RunRefused(problem)
 
@@ -444,6 +447,11 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         "image_shape": list(data.train_images.shape[1:]), "num_classes": config.num_classes,
         "device": str(device), "host": socket.gethostname(), "versions": versions(), "error": None,
         "diverged_at": None}
+    trackers = tracking.Tracking(options.trackers, log)
+    try:
+        trackers.start(config, output_dir, resumed)
+    except tracking.TrackerError as error:
+        raise RunRefused(str(error)) from None
     forward = None
     try:
         channels_last = True  # faster on CPUs too (mkldnn), and on GPUs with tensor cores
@@ -470,6 +478,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
             history[:] = so_far
             write_jsonl(output_dir / METRICS_FILE, [r.as_record() for r in so_far])
             emit(record.metrics_line())
+            trackers.log_epoch(record)
 
         history = fit(model, train_loader, test_loader, config.protocol, val_loader=val_loader,
                       checkpoint_path=output_dir / CHECKPOINT_FILE, config=config.to_dict(),
@@ -488,6 +497,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
             log(f"{how} after epoch {len(history)}; the checkpoint is kept: run the same command again to resume")
         else:
             log(f"{how} before the first epoch ended: nothing to resume; the same command starts the run again")
+        trackers.finish(None)
         return interrupted_code(error)
     except (Exception, SystemExit) as error:  # a broken pooling or model must end as a recorded failure
         if is_disk_full_or_read_only(error):
@@ -505,6 +515,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
         result["compile"] = forward.status if forward is not None else None
     result.update(status=status, epochs_completed=len(history), wall_time_s=round(time.perf_counter() - start, 3))
     write_json(output_dir / RESULT_FILE, result)
+    trackers.finish(result)
     if status == RunStatus.COMPLETED:
         emit(test_metrics_line(result["best_test_acc"]))
     return code

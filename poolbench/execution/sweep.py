@@ -26,7 +26,7 @@ from typing import Any
 
 import filelock
 
-from .. import rundir
+from .. import rundir, tracking
 from ..atomic import is_disk_full_or_read_only
 from ..catalog import get_setting
 from ..contract import ContractReport, check_pool
@@ -130,6 +130,8 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
     entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
     _refuse_clashing_files(entries)
     _check_protocols(settings or ["quick"], {}, overrides, root, existing=False)  # bad values: before writing
+    if "log" in options:
+        refuse_unusable_trackers(options["log"], root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
@@ -163,6 +165,8 @@ def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str]
                   {**old.overrides, **overrides}, {**old.options, **options})
     _refuse_clashing_settings(sweep.settings)
     _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
+    if "log" not in options:  # given now: prepare checked it before the folder was made
+        refuse_unusable_trackers(sweep.options.get("log"), root)
     file_inputs = [_pool_input(sweep, setting) for setting in sweep.settings] if given_files(entries) else []
     for given, _, _ in entries:
         if is_file_spec(given):  # imported and built only in a child process (check_poolings)
@@ -218,6 +222,17 @@ def check_stored_grid(sweep: Sweep) -> None:
         resolve_device(str(sweep.options.get("device") or "auto"))
     except ValueError as error:
         raise SweepError(f"{where}: options: {error}; {fix}") from None
+
+
+def refuse_unusable_trackers(log: Any, root: Path) -> None:
+    """SweepError when a tracker of the sweep's ``--log`` (given now, or stored in sweep.json) is not
+    installed or cannot be reached: once, before any run, not as every run refused."""
+    try:
+        problem = tracking.problem(tracking.parse(log if log is None or isinstance(log, str) else repr(log)))
+    except ValueError as error:
+        raise SweepError(f"{root / SWEEP_FILE}: options: {error}; correct or remove that entry") from None
+    if problem is not None:
+        raise SweepError(problem)
 
 
 def check_pool_copy(sweep: Sweep, label: str, spec: str) -> None:
@@ -481,4 +496,6 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
         arguments += ["--threads", str(sweep.options["threads"])]
     if sweep.options.get("deterministic"):
         arguments.append("--deterministic")
+    if sweep.options.get("log"):
+        arguments += ["--log", sweep.options["log"]]
     return arguments
