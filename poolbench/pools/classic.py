@@ -53,9 +53,19 @@ def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> to
 
 @register("gap")
 class GlobalAvgPool(nn.Module):
-    """Global average pooling (Lin et al., "Network in Network", ICLR 2014).
+    """Global average pooling (Lin, Chen & Yan, "Network in Network", ICLR 2014).
 
-    ``y_c = 1/(HW) sum_{h,w} x_{c,h,w}``. No hyper-parameters.
+    ``y_c = 1/(HW) sum_{h,w} x_{c,h,w}``: every position weighs the same, so the pooled value
+    reads counts and proportions. The benchmark's reference: every other pooling is compared
+    with it.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])  # [B=1, C=1, H=2, W=2]
+    >>> GlobalAvgPool()(x)
+    tensor([[3.]])
     """
 
     def __init__(self, channels: int | None = None):
@@ -67,7 +77,20 @@ class GlobalAvgPool(nn.Module):
 
 @register("gmp")
 class GlobalMaxPool(nn.Module):
-    """Global max pooling. ``y_c = max_{h,w} x_{c,h,w}``. No hyper-parameters."""
+    """Global max pooling (Oquab, Bottou, Laptev & Sivic, "Is object localization for free? --
+    Weakly-supervised learning with convolutional neural networks", CVPR 2015).
+
+    ``y_c = max_{h,w} x_{c,h,w}``: the strongest response of each channel, wherever it is; the
+    gradient reaches that one position only.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> GlobalMaxPool()(x)
+    tensor([[6.]])
+    """
 
     def __init__(self, channels: int | None = None):
         super().__init__()
@@ -78,11 +101,26 @@ class GlobalMaxPool(nn.Module):
 
 @register("gem")
 class GeM(nn.Module):
-    """Generalised-mean pooling (Radenovic, Tolias & Chum, TPAMI 2018).
+    """Generalised-mean pooling (Radenovic, Tolias & Chum, "Fine-tuning CNN Image Retrieval with No
+    Human Annotation", TPAMI 2018).
 
-    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p) ** (1/p)`` with one learnable
-    scalar ``p`` (init ``p=3``) clamped to ``p >= p_min`` (1) in the forward pass, and
-    ``eps = 1e-6``. ``p = 1`` is GAP, ``p -> inf`` tends to GMP (on positive maps).
+    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p) ** (1/p)`` with one scalar ``p``
+    shared by the channels. ``p = 1`` is GAP, ``p -> inf`` tends to GMP (on positive maps).
+    Computed as :func:`gem`'s max-normalised form (the same value, no overflow at large ``p``).
+
+    Args:
+        channels: unused (one ``p`` for all channels; ``gem_channel`` learns one per channel).
+        p: the initial exponent (3, the paper's).
+        eps: the clamp of the input, keeping powers of zero finite (1e-6).
+        p_min: ``p`` is clamped to ``>= p_min`` (1) in the forward pass.
+        learnable: ``p`` is a parameter (default) or a fixed buffer.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> GeM(p=1.0, learnable=False)(x)  # p = 1 is the mean
+    tensor([[3.]])
+    >>> GeM(p=3.0, learnable=False)(x)  # between the mean and the max
+    tensor([[3.9791]])
     """
 
     def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6,
@@ -107,9 +145,19 @@ class GeM(nn.Module):
 
 @register("avgmax")
 class AvgMaxPool(nn.Module):
-    """Average of global average and global max pooling: ``y = (avg(x) + max(x)) / 2``.
+    """Average of global average and global max pooling, as timm's ``adaptive_avgmax_pool2d``
+    (Wightman, "PyTorch Image Models", 2019; the ``avgmax`` of its ``SelectAdaptivePool2d``).
 
-    As in timm's ``adaptive_avgmax_pool2d``. No hyper-parameters.
+    ``y_c = (1/(HW) sum_{h,w} x_{c,h,w} + max_{h,w} x_{c,h,w}) / 2``: mixed pooling (Lee et al.
+    2016) at a fixed, even mix.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> AvgMaxPool()(x)  # (3 + 6) / 2
+    tensor([[4.5000]])
     """
 
     def __init__(self, channels: int | None = None):

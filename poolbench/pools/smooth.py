@@ -77,7 +77,16 @@ class SoftPool(nn.Module):
     ICCV 2021), applied globally.
 
     ``y_c = sum_i w_{c,i} x_{c,i}`` with ``w_{c,i} = exp(x_{c,i}) / sum_j exp(x_{c,j})`` over
-    the H*W positions. No hyper-parameters; a weighted mean, so between min and max.
+    the H*W positions: a weighted mean in which larger activations weigh exponentially more, so
+    between the mean and the max, and every position gets a gradient.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> SoftPool()(x)  # near the max: exp(6) dominates the weights
+    tensor([[5.7615]])
     """
 
     def __init__(self, channels: int | None = None):
@@ -149,8 +158,17 @@ class LpPool(nn.Module):
     """Lp pooling (Sermanet, Chintala & LeCun, "Convolutional neural networks applied to house
     numbers digit classification", ICPR 2012), registered as ``rms`` for its default ``p=2``.
 
-    ``y_c = (1/(HW) sum_{h,w} |x_{c,h,w}|^p)^(1/p)`` with fixed ``p >= 1`` (default 2, the root
-    mean square). On non-negative maps it lies between the mean and the max.
+    ``y_c = (1/(HW) sum_{h,w} |x_{c,h,w}|^p)^(1/p)``. On non-negative maps it lies between the
+    mean (``p = 1``) and the max (``p -> inf``).
+
+    Args:
+        channels: unused (accepted like every pooling's).
+        p: the fixed exponent, ``>= 1`` (default 2, the root mean square).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> LpPool(p=2.0)(x)  # sqrt((1 + 4 + 9 + 36) / 4)
+    tensor([[3.5355]])
     """
 
     def __init__(self, channels: int | None = None, p: float = 2.0):
