@@ -32,7 +32,7 @@ NOT_PERMUTATION_INVARIANT: dict[str, str] = {}
 IDENTITY_ON_1X1 = [
     "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
     "stochastic", "gwap", "spatial_attention", "meanstd", "channel_adaptive", "std_residual",
-    "var_softmax",
+    "var_softmax", "gem_channel", "median", "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
 ]
 
 # Poolings whose output is a (possibly learned, data-dependent) mix of weighted means and the
@@ -40,7 +40,8 @@ IDENTITY_ON_1X1 = [
 # non-negative maps).
 BETWEEN_MIN_AND_MAX = [
     "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
-    "stochastic", "gwap", "spatial_attention", "channel_adaptive", "var_softmax", "rms",
+    "stochastic", "gwap", "spatial_attention", "channel_adaptive", "var_softmax", "rms", "gem_channel", "median",
+    "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
 ]
 
 
@@ -319,7 +320,7 @@ def test_between_min_and_max(name, x):
         y = pool(x)
     low, high = x.amin(dim=(2, 3)), x.amax(dim=(2, 3))
     tol = 1e-4 * (1 + high.abs())
-    if name == "gem":  # clamps to eps before averaging
+    if name in ("gem", "gem_channel"):  # clamp to eps before averaging
         low, high = low.clamp(min=1e-6), high.clamp(min=1e-6)
     assert (y >= low - tol).all() and (y <= high + tol).all(), (x, y)
 

@@ -1,14 +1,14 @@
-"""The benchmark's four baseline poolings: GAP, GMP, GeM and avg+max.
+"""The benchmark's four baseline poolings: GAP, GMP, GeM and avg+max, and GeM with one exponent per channel.
 
-Each is defined exactly as the MLS-Bench task ``cv-pooling-aggregation`` defines it.
+The four are defined exactly as the MLS-Bench task ``cv-pooling-aggregation`` defines them.
 
 Each pooling here, created by its name:
 
 >>> import torch
 >>> from poolbench import pools
 >>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
->>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('gap', 'gmp', 'gem', 'avgmax')]
-[(2, 8), (2, 8), (2, 8), (2, 8)]
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('gap', 'gmp', 'gem', 'avgmax', 'gem_channel')]
+[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, upcast
+from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, require_channels, upcast
 from .registry import register
 
 
@@ -165,3 +165,45 @@ class AvgMaxPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return avg_max(x)
+
+
+@register("gem_channel")
+class GeMPerChannel(nn.Module):
+    """Generalised-mean pooling with one learnable exponent per channel, the per-feature-map ``p_k``
+    of Radenovic, Tolias & Chum ("Fine-tuning CNN Image Retrieval with No Human Annotation",
+    TPAMI 2018, eq. 3, which allows "a pooling parameter per feature map").
+
+    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p_c) ** (1/p_c)`` with ``p`` in R^C, every
+    ``p_c`` initialised to ``p`` (3) and clamped to ``>= p_min`` (1) in the forward pass; computed
+    by :func:`gem` (max-normalised, no overflow at large ``p_c``).
+
+    Args:
+        channels: C (one exponent per channel).
+        p: the initial exponent of every channel (3).
+        eps: the clamp of the input, keeping powers of zero finite (1e-6).
+        p_min: the floor of every ``p_c`` in the forward pass (1: the mean).
+
+    >>> import torch
+    >>> pool = GeMPerChannel(channels=2)
+    >>> with torch.no_grad():
+    ...     _ = pool.p.copy_(torch.tensor([1.0, 64.0]))
+    >>> x = torch.tensor([[[[1.0, 3.0]], [[1.0, 3.0]]]])  # two channels holding 1 and 3
+    >>> pool(x).detach()  # the mean, and nearly the max
+    tensor([[2.0000, 2.9677]])
+    """
+
+    def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6, p_min: float = 1.0):
+        super().__init__()
+        check_eps("gem_channel", eps, "the clamp at eps keeps powers of zero finite", 1e-6)
+        check_value(is_positive(p_min), "gem_channel", "p_min", p_min, "a finite number > 0 (the root 1/p)",
+                    "use e.g. gem_channel(p_min=1)")
+        check_floor("gem_channel", "p", p, "p_min", p_min, True, "gem_channel(p=3)", "every channel is GAP for good")
+        self.p = nn.Parameter(torch.full((require_channels(channels, "gem_channel"),), float(p)))
+        self.eps = eps
+        self.p_min = p_min
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gem(x, self.p.clamp(min=self.p_min).view(1, -1, 1, 1), self.eps)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.p.numel()}, eps={self.eps}, p_min={self.p_min}"
