@@ -133,10 +133,13 @@ FUNCTIONAL_FORMS = {
     "csra": lambda m, x: PF.csra(x, m.temperature, m.lam),
     "adapool": lambda m, x: PF.adapool(x, torch.sigmoid(m.b), m.eps),
     "rank1_attention": lambda m, x: PF.attentional_pool(x, m.b),
+    "genmax": lambda m, x: PF.generalized_max(x, m.lam),
+    "fca": lambda m, x: PF.dct_pool(x, *m.frequencies(*x.shape[1:])),
 }
 # Poolings built from layers whose forward is not a composition of the functional forms.
 LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap", "lip",
-                  "gated_attention", "pma", "clip_attention", "class_attention"}
+                  "gated_attention", "pma", "clip_attention", "class_attention", "isqrt_cov", "compact_bilinear",
+                  "netvlad", "ghostvlad"}
 
 
 def test_every_built_in_pooling_is_classified_as_functional_or_built_from_layers():

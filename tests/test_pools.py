@@ -23,16 +23,19 @@ from poolbench.pools.statistics import signed_gem
 NAMES = pools.names()
 C = 5  # small channel count for most tests; an odd one, so sizes that ignore C show
 
-# Every pooling here reduces each position alike (1x1 convolutions and per-token projections
-# included), so all are invariant to permuting positions in eval mode. An entry here would
-# exempt a pooling from that test, with the reason as its value.
-NOT_PERMUTATION_INVARIANT: dict[str, str] = {}
+# Every pooling here but fca reduces each position alike (1x1 convolutions and per-token
+# projections included), so they are invariant to permuting positions in eval mode. An entry here
+# exempts a pooling from that test, with the reason as its value.
+NOT_PERMUTATION_INVARIANT: dict[str, str] = {
+    "fca": "FcaNet pools each channel group at a 2D DCT frequency: cosine weights fixed by position",
+}
 
 # Poolings that return x itself on a 1x1 map (for positive x; gem clamps at eps).
 IDENTITY_ON_1X1 = [
     "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
     "stochastic", "gwap", "spatial_attention", "meanstd", "channel_adaptive", "std_residual",
     "var_softmax", "gem_channel", "median", "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
+    "fca",
 ]
 
 # Poolings whose output is a (possibly learned, data-dependent) mix of weighted means and the

@@ -248,3 +248,123 @@ def test_rank1_attention_scores_classes_as_the_papers_rank_one_bilinear_form():
         for k in range(6):
             expected = float((X @ classifier[k]) @ (X @ b_vec)) / X.shape[0]
             assert math.isclose(scores[b, k].item(), expected, rel_tol=1e-9)
+
+
+# -- second order and encodings --------------------------------------------------------------
+
+
+def _newton_schulz(a: np.ndarray, iterations: int) -> np.ndarray:
+    """iSQRT-COV's coupled iteration, as the paper writes it (Li et al. 2018, eq. 2)."""
+    y, z = a, np.eye(a.shape[0])
+    for _ in range(iterations):
+        t = 0.5 * (3 * np.eye(a.shape[0]) - z @ y)
+        y, z = y @ t, t @ z
+    return y
+
+
+def test_isqrt_cov_is_the_papers_pipeline_and_its_root_converges_to_the_matrix_square_root():
+    pool = _perturbed("isqrt_cov", 6, dim=4).double()
+    reduce, project, bias = pool.reduce.weight[:, :, 0, 0].detach().numpy(), pool.project.detach().numpy(), \
+        pool.bias.detach().numpy()
+    x = _maps(2, 6, 3, 4)
+    with torch.no_grad():
+        y = pool(x).numpy()
+    for b in range(2):
+        z = np.stack([reduce @ t.numpy() for t in _tokens(x, b)])  # [N, d]
+        centred = z - z.mean(axis=0)
+        cov = centred.T @ centred / len(z)
+        trace = np.trace(cov)
+        root = _newton_schulz(cov / (trace + 1e-5), 5) * np.sqrt(trace)
+        expected = np.array([(project[c] * root).sum() + bias[c] for c in range(6)])
+        np.testing.assert_allclose(y[b], expected, rtol=1e-9)
+        # with enough iterations the normalised root is the matrix square root (eigendecomposition)
+        values, vectors = np.linalg.eigh(cov / trace)
+        exact = vectors @ np.diag(np.sqrt(np.clip(values, 0, None))) @ vectors.T
+        np.testing.assert_allclose(_newton_schulz(cov / trace, 60), exact, atol=1e-3)
+
+
+def test_compact_bilinear_sketches_the_outer_product_as_a_count_sketch_of_it():
+    pool = _perturbed("compact_bilinear", 5, d=7).double()
+    s1, s2 = pool.sketch1.numpy(), pool.sketch2.numpy()
+    h1, h2 = np.abs(s1).argmax(axis=1), np.abs(s2).argmax(axis=1)
+    sign1, sign2 = s1[np.arange(5), h1], s2[np.arange(5), h2]
+    assert sorted(np.abs(s1).sum(axis=1)) == [1.0] * 5  # one +-1 per row
+    x = _maps(2, 5, 3, 3)
+    with torch.no_grad():
+        y = pool(x).numpy()
+    weight, bias = pool.project.weight.detach().numpy(), pool.project.bias.detach().numpy()
+    for b in range(2):
+        tokens = [t.numpy() for t in _tokens(x, b)]
+        phi = np.zeros(7)
+        for t in tokens:  # Pham & Pagh: x_i x_j lands in bucket h1(i) + h2(j) mod D with sign s1(i) s2(j)
+            for i in range(5):
+                for j in range(5):
+                    phi[(h1[i] + h2[j]) % 7] += sign1[i] * sign2[j] * t[i] * t[j] / len(tokens)
+        phi = phi * (phi * phi + 1e-6) ** -0.25  # the signed square root, smoothed at 0
+        phi = phi / np.linalg.norm(phi)
+        np.testing.assert_allclose(y[b], weight @ phi + bias, rtol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 2, 2), (2, 3, 3, 4), (1, 4, 1, 1)], ids=["dual", "primal", "1x1"])
+def test_genmax_is_the_ridge_regression_of_the_paper(shape):
+    x = _maps(*shape)
+    lam = 0.5
+    y = pools.create(f"genmax(lam={lam})")(x).numpy()
+    for b in range(shape[0]):
+        phi = np.stack([t.numpy() for t in _tokens(x, b)], axis=1)  # [C, N], the paper's Phi
+        expected = np.linalg.solve(phi @ phi.T + lam * np.eye(shape[1]), phi @ np.ones(phi.shape[1]))
+        np.testing.assert_allclose(y[b], expected, rtol=1e-7)
+
+
+def test_genmax_equalises_the_similarity_of_every_position_when_lambda_is_small():
+    x = _maps(2, 8, 2, 3)  # 6 positions in 8 dimensions: an exact solution exists
+    psi = pools.create("genmax(lam=1e-9)")(x)
+    similarities = torch.einsum("bchw,bc->bhw", x, psi)
+    torch.testing.assert_close(similarities, torch.ones_like(similarities), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, ghosts", [("netvlad", 0), ("ghostvlad", 2)])
+def test_vlad_is_the_papers_aggregation_of_soft_assigned_residuals(name, ghosts):
+    kwargs = {"clusters": 3, "dim": 4} | ({"ghosts": ghosts} if ghosts else {})
+    pool = _perturbed(name, 6, **kwargs).double()
+    reduce = pool.reduce.weight[:, :, 0, 0].detach()
+    w, bias_a, centres = pool.assign.weight.detach(), pool.assign.bias.detach(), pool.centroids.detach()
+    x = _maps(2, 6, 3, 3)
+    with torch.no_grad():
+        y = pool(x)
+        for b in range(2):
+            z = [reduce @ t for t in _tokens(x, b)]
+            v = torch.zeros(3, 4, dtype=torch.float64)
+            for zi in z:
+                assignment = _softmax([float(w[k] @ zi + bias_a[k]) for k in range(3 + ghosts)])
+                for k in range(3):  # the ghosts' residuals are dropped
+                    v[k] += assignment[k] * (zi - centres[k])
+            v = torch.stack([row / row.norm() for row in v])
+            v = v / v.norm()
+            expected = torch.stack([(pool.project[c] * v).sum() + pool.bias[c] for c in range(6)])
+            torch.testing.assert_close(y[b], expected, rtol=1e-9, atol=1e-12)
+
+
+# -- frequency ---------------------------------------------------------------------------------
+
+
+def _fcanet_filter(pos: int, freq: int, size: int) -> float:
+    """FcaNet's build_filter: the orthonormal DCT-II basis."""
+    result = math.cos(math.pi * freq * (pos + 0.5) / size) / math.sqrt(size)
+    return result * math.sqrt(2) if freq != 0 else result
+
+
+@pytest.mark.parametrize("size", [7, 8, 14, 4])
+def test_fca_is_fcanets_dct_filter_at_its_top_frequencies(size):
+    top_u = [0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2]  # FcaNet's top16, its get_freq_indices
+    top_v = [0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2]
+    x = _maps(1, 32, size, size)
+    y = pools.create("fca", channels=32)(x)
+    scale = size // 7  # FcaNet's mapper scaling; 0 below 7x7
+    for c in range(32):
+        u, v = top_u[c // 2] * scale, top_v[c // 2] * scale  # 32 channels in 16 groups of 2
+        total = sum(x[0, c, h, w].item() * _fcanet_filter(h, u, size) * _fcanet_filter(w, v, size)
+                    for h in range(size) for w in range(size))
+        assert math.isclose(y[0, c].item(), total / size, rel_tol=1e-9, abs_tol=1e-12)  # / sqrt(HW): (0, 0) is GAP
+    if size < 7:
+        torch.testing.assert_close(y, x.mean(dim=(2, 3)))

@@ -30,6 +30,8 @@ pooling                    function
 ``csra``                   :func:`csra`
 ``adapool``                :func:`adapool` with ``beta = sigmoid(b)``
 ``rank1_attention``        :func:`attentional_pool`
+``genmax``                 :func:`generalized_max`
+``fca``                    :func:`dct_pool` at ``FcaPool.frequencies(C, H, W)``
 =========================  ==============================================================
 
 >>> import torch
@@ -52,6 +54,7 @@ from __future__ import annotations
 from ._numerics import spatial_std
 from .attention import attentional_pool, sigmoid_weighted_mean
 from .classic import avg_max, gem, global_avg, global_max
+from .frequency import dct_pool
 from .mixed import mix_max_avg, stochastic_pool
 from .smooth import (
     adapool,
@@ -68,15 +71,17 @@ from .smooth import (
 )
 from .spectrum import gem_spectrum
 from .split import split_avg_max
-from .statistics import signed_gem, var_softmax
+from .statistics import generalized_max, signed_gem, var_softmax
 
 __all__ = [
     "adapool",
     "attentional_pool",
     "avg_max",
     "csra",
+    "dct_pool",
     "gem",
     "gem_spectrum",
+    "generalized_max",
     "global_avg",
     "global_max",
     "lp_pool",
