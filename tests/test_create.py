@@ -126,9 +126,20 @@ FUNCTIONAL_FORMS = {
     "gwap": lambda m, x: PF.sigmoid_weighted_mean(x, F.conv2d(x, m.score.weight, m.score.bias)),
     "split": lambda m, x: PF.split_avg_max(x, m.max_fraction),
     "spectrum": lambda m, x: PF.gem_spectrum(x, m.p, m.eps) * m.p.detach() ** -m.readout,  # value only
+    "gem_channel": lambda m, x: PF.gem(x, m.p.clamp(min=m.p_min)[None, :, None, None], m.eps),
+    "median": lambda m, x: PF.quantile_pool(x, 0.5),
+    "quantile": lambda m, x: PF.quantile_pool(x, m.q),
+    "rank_weighted": lambda m, x: PF.rank_weighted_mean(x, m.logits),
+    "csra": lambda m, x: PF.csra(x, m.temperature, m.lam),
+    "adapool": lambda m, x: PF.adapool(x, torch.sigmoid(m.b), m.eps),
+    "rank1_attention": lambda m, x: PF.attentional_pool(x, m.b),
+    "genmax": lambda m, x: PF.generalized_max(x, m.lam),
+    "fca": lambda m, x: PF.dct_pool(x, *m.frequencies(*x.shape[1:])),
 }
 # Poolings built from layers whose forward is not a composition of the functional forms.
-LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap"}
+LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap", "lip",
+                  "gated_attention", "pma", "clip_attention", "class_attention", "isqrt_cov", "compact_bilinear",
+                  "netvlad", "ghostvlad"}
 
 
 def test_every_built_in_pooling_is_classified_as_functional_or_built_from_layers():

@@ -23,16 +23,19 @@ from poolbench.pools.statistics import signed_gem
 NAMES = pools.names()
 C = 5  # small channel count for most tests; an odd one, so sizes that ignore C show
 
-# Every pooling here reduces each position alike (1x1 convolutions and per-token projections
-# included), so all are invariant to permuting positions in eval mode. An entry here would
-# exempt a pooling from that test, with the reason as its value.
-NOT_PERMUTATION_INVARIANT: dict[str, str] = {}
+# Every pooling here but fca reduces each position alike (1x1 convolutions and per-token
+# projections included), so they are invariant to permuting positions in eval mode. An entry here
+# exempts a pooling from that test, with the reason as its value.
+NOT_PERMUTATION_INVARIANT: dict[str, str] = {
+    "fca": "FcaNet pools each channel group at a 2D DCT frequency: cosine weights fixed by position",
+}
 
 # Poolings that return x itself on a 1x1 map (for positive x; gem clamps at eps).
 IDENTITY_ON_1X1 = [
     "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
     "stochastic", "gwap", "spatial_attention", "meanstd", "channel_adaptive", "std_residual",
-    "var_softmax",
+    "var_softmax", "gem_channel", "median", "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
+    "fca",
 ]
 
 # Poolings whose output is a (possibly learned, data-dependent) mix of weighted means and the
@@ -40,7 +43,8 @@ IDENTITY_ON_1X1 = [
 # non-negative maps).
 BETWEEN_MIN_AND_MAX = [
     "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
-    "stochastic", "gwap", "spatial_attention", "channel_adaptive", "var_softmax", "rms",
+    "stochastic", "gwap", "spatial_attention", "channel_adaptive", "var_softmax", "rms", "gem_channel", "median",
+    "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
 ]
 
 
@@ -48,8 +52,12 @@ BETWEEN_MIN_AND_MAX = [
 BATCHNORM_POOLS = {"scap"}
 
 
-# Baselines of classic.py whose docstrings give a formula but no citation (to be added there).
-UNCITED_BASELINES = {"gmp", "avgmax"}
+# Poolings whose class docstring has no example of its own yet (their module's docstring has one).
+WITHOUT_OWN_EXAMPLE = {
+    "lse", "topk", "powernorm", "mixed", "gated", "channel_gate", "stochastic", "gwap", "simpool",
+    "spatial_attention", "scap", "meanstd", "cov", "std_residual", "var_softmax", "signed_gem", "cap",
+    "channel_adaptive", "spectrum", "split",
+}
 
 
 def _edge_map(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -118,8 +126,9 @@ def test_registry_is_complete_and_documented():
         factory = registry.get(name)
         doc = inspect.getdoc(factory) or ""
         assert "``" in doc and "=" in doc, f"{name}: docstring gives no formula"
-        if name not in UNCITED_BASELINES:
-            assert re.search(r"(19|20)\d\d|proposal", doc), f"{name}: docstring gives no citation"
+        assert re.search(r"(19|20)\d\d|proposal", doc), f"{name}: docstring gives no citation"
+        if name not in WITHOUT_OWN_EXAMPLE:
+            assert ">>>" in doc, f"{name}: docstring gives no example"
         channels = inspect.signature(factory).parameters.get("channels")
         assert channels is not None and channels.default is None, f"{name}: needs `channels=None`"
 
@@ -314,7 +323,7 @@ def test_between_min_and_max(name, x):
         y = pool(x)
     low, high = x.amin(dim=(2, 3)), x.amax(dim=(2, 3))
     tol = 1e-4 * (1 + high.abs())
-    if name == "gem":  # clamps to eps before averaging
+    if name in ("gem", "gem_channel"):  # clamp to eps before averaging
         low, high = low.clamp(min=1e-6), high.clamp(min=1e-6)
     assert (y >= low - tol).all() and (y <= high + tol).all(), (x, y)
 

@@ -135,6 +135,7 @@ def test_the_pooling_table_names_every_registered_pooling_with_its_class():
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     built_in = [name for name in pools.names() if registry.get(name).__module__.startswith("poolbench.pools.")]
     assert len(built_in) >= 20
+    assert f"{len(built_in)} built-in poolings" in README, "the README's count of built-in poolings is stale"
     for name in built_in:
         row = next((line for line in rows if f"`{name}`" in line.split("|")[1]), None)
         assert row is not None, f"{name} is not in the README's pooling table"

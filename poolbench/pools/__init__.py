@@ -19,7 +19,19 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from . import attention, classic, functional, mixed, registry, smooth, spectrum, split, statistics  # noqa: F401  (register)
+from . import (  # noqa: F401  (register)
+    attention,
+    classic,
+    encoding,
+    frequency,
+    functional,
+    mixed,
+    registry,
+    smooth,
+    spectrum,
+    split,
+    statistics,
+)
 from .attach import attach
 from .registry import HyperParameterError, PoolSpecError, create, names, register
 

@@ -1,14 +1,14 @@
-"""The benchmark's four baseline poolings: GAP, GMP, GeM and avg+max.
+"""The benchmark's four baseline poolings: GAP, GMP, GeM and avg+max, and GeM with one exponent per channel.
 
-Each is defined exactly as the MLS-Bench task ``cv-pooling-aggregation`` defines it.
+The four are defined exactly as the MLS-Bench task ``cv-pooling-aggregation`` defines them.
 
 Each pooling here, created by its name:
 
 >>> import torch
 >>> from poolbench import pools
 >>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
->>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('gap', 'gmp', 'gem', 'avgmax')]
-[(2, 8), (2, 8), (2, 8), (2, 8)]
+>>> [tuple(pools.create(name, channels=8)(x).shape) for name in ('gap', 'gmp', 'gem', 'avgmax', 'gem_channel')]
+[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, upcast
+from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, require_channels, upcast
 from .registry import register
 
 
@@ -53,9 +53,19 @@ def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> to
 
 @register("gap")
 class GlobalAvgPool(nn.Module):
-    """Global average pooling (Lin et al., "Network in Network", ICLR 2014).
+    """Global average pooling (Lin, Chen & Yan, "Network in Network", ICLR 2014).
 
-    ``y_c = 1/(HW) sum_{h,w} x_{c,h,w}``. No hyper-parameters.
+    ``y_c = 1/(HW) sum_{h,w} x_{c,h,w}``: every position weighs the same, so the pooled value
+    reads counts and proportions. The benchmark's reference: every other pooling is compared
+    with it.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])  # [B=1, C=1, H=2, W=2]
+    >>> GlobalAvgPool()(x)
+    tensor([[3.]])
     """
 
     def __init__(self, channels: int | None = None):
@@ -67,7 +77,20 @@ class GlobalAvgPool(nn.Module):
 
 @register("gmp")
 class GlobalMaxPool(nn.Module):
-    """Global max pooling. ``y_c = max_{h,w} x_{c,h,w}``. No hyper-parameters."""
+    """Global max pooling (Oquab, Bottou, Laptev & Sivic, "Is object localization for free? --
+    Weakly-supervised learning with convolutional neural networks", CVPR 2015).
+
+    ``y_c = max_{h,w} x_{c,h,w}``: the strongest response of each channel, wherever it is; the
+    gradient reaches that one position only.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> GlobalMaxPool()(x)
+    tensor([[6.]])
+    """
 
     def __init__(self, channels: int | None = None):
         super().__init__()
@@ -78,11 +101,26 @@ class GlobalMaxPool(nn.Module):
 
 @register("gem")
 class GeM(nn.Module):
-    """Generalised-mean pooling (Radenovic, Tolias & Chum, TPAMI 2018).
+    """Generalised-mean pooling (Radenovic, Tolias & Chum, "Fine-tuning CNN Image Retrieval with No
+    Human Annotation", TPAMI 2018).
 
-    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p) ** (1/p)`` with one learnable
-    scalar ``p`` (init ``p=3``) clamped to ``p >= p_min`` (1) in the forward pass, and
-    ``eps = 1e-6``. ``p = 1`` is GAP, ``p -> inf`` tends to GMP (on positive maps).
+    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p) ** (1/p)`` with one scalar ``p``
+    shared by the channels. ``p = 1`` is GAP, ``p -> inf`` tends to GMP (on positive maps).
+    Computed as :func:`gem`'s max-normalised form (the same value, no overflow at large ``p``).
+
+    Args:
+        channels: unused (one ``p`` for all channels; ``gem_channel`` learns one per channel).
+        p: the initial exponent (3, the paper's).
+        eps: the clamp of the input, keeping powers of zero finite (1e-6).
+        p_min: ``p`` is clamped to ``>= p_min`` (1) in the forward pass.
+        learnable: ``p`` is a parameter (default) or a fixed buffer.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> GeM(p=1.0, learnable=False)(x)  # p = 1 is the mean
+    tensor([[3.]])
+    >>> GeM(p=3.0, learnable=False)(x)  # between the mean and the max
+    tensor([[3.9791]])
     """
 
     def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6,
@@ -107,9 +145,19 @@ class GeM(nn.Module):
 
 @register("avgmax")
 class AvgMaxPool(nn.Module):
-    """Average of global average and global max pooling: ``y = (avg(x) + max(x)) / 2``.
+    """Average of global average and global max pooling, as timm's ``adaptive_avgmax_pool2d``
+    (Wightman, "PyTorch Image Models", 2019; the ``avgmax`` of its ``SelectAdaptivePool2d``).
 
-    As in timm's ``adaptive_avgmax_pool2d``. No hyper-parameters.
+    ``y_c = (1/(HW) sum_{h,w} x_{c,h,w} + max_{h,w} x_{c,h,w}) / 2``: mixed pooling (Lee et al.
+    2016) at a fixed, even mix.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> AvgMaxPool()(x)  # (3 + 6) / 2
+    tensor([[4.5000]])
     """
 
     def __init__(self, channels: int | None = None):
@@ -117,3 +165,45 @@ class AvgMaxPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return avg_max(x)
+
+
+@register("gem_channel")
+class GeMPerChannel(nn.Module):
+    """Generalised-mean pooling with one learnable exponent per channel, the per-feature-map ``p_k``
+    of Radenovic, Tolias & Chum ("Fine-tuning CNN Image Retrieval with No Human Annotation",
+    TPAMI 2018, eq. 3, which allows "a pooling parameter per feature map").
+
+    ``y_c = (1/(HW) sum_{h,w} clamp(x_{c,h,w}, eps) ** p_c) ** (1/p_c)`` with ``p`` in R^C, every
+    ``p_c`` initialised to ``p`` (3) and clamped to ``>= p_min`` (1) in the forward pass; computed
+    by :func:`gem` (max-normalised, no overflow at large ``p_c``).
+
+    Args:
+        channels: C (one exponent per channel).
+        p: the initial exponent of every channel (3).
+        eps: the clamp of the input, keeping powers of zero finite (1e-6).
+        p_min: the floor of every ``p_c`` in the forward pass (1: the mean).
+
+    >>> import torch
+    >>> pool = GeMPerChannel(channels=2)
+    >>> with torch.no_grad():
+    ...     _ = pool.p.copy_(torch.tensor([1.0, 64.0]))
+    >>> x = torch.tensor([[[[1.0, 3.0]], [[1.0, 3.0]]]])  # two channels holding 1 and 3
+    >>> pool(x).detach()  # the mean, and nearly the max
+    tensor([[2.0000, 2.9677]])
+    """
+
+    def __init__(self, channels: int | None = None, p: float = 3.0, eps: float = 1e-6, p_min: float = 1.0):
+        super().__init__()
+        check_eps("gem_channel", eps, "the clamp at eps keeps powers of zero finite", 1e-6)
+        check_value(is_positive(p_min), "gem_channel", "p_min", p_min, "a finite number > 0 (the root 1/p)",
+                    "use e.g. gem_channel(p_min=1)")
+        check_floor("gem_channel", "p", p, "p_min", p_min, True, "gem_channel(p=3)", "every channel is GAP for good")
+        self.p = nn.Parameter(torch.full((require_channels(channels, "gem_channel"),), float(p)))
+        self.eps = eps
+        self.p_min = p_min
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gem(x, self.p.clamp(min=self.p_min).view(1, -1, 1, 1), self.eps)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.p.numel()}, eps={self.eps}, p_min={self.p_min}"

@@ -4,7 +4,7 @@
 Each is the function the registered module of the same pooling calls in its ``forward``, with
 the module's parameters as arguments (``GeM`` is ``gem(x, p.clamp(min=p_min), eps)``); a test
 checks that they agree. Poolings built from layers (``gwap``, ``simpool``, ``spatial_attention``,
-``cov``, ``channel_adaptive``, ...) have no functional form beyond their building blocks.
+``cov``, ``channel_adaptive``, ``lip``, ``pma``, ...) have no functional form beyond their building blocks.
 
 =========================  ==============================================================
 pooling                    function
@@ -13,7 +13,7 @@ pooling                    function
 ``avgmax``                 :func:`avg_max`
 ``gem``                    :func:`gem`
 ``lse``                    :func:`lse`
-``softpool``               :func:`softpool`
+``softpool``               :func:`softpool` (``T = 1``)
 ``topk``                   :func:`topk_mean`
 ``rms``                    :func:`lp_pool`
 ``powernorm``              :func:`power_normalized_avg` (:func:`power_normalize` on a vector)
@@ -24,6 +24,14 @@ pooling                    function
 ``gwap``                   :func:`sigmoid_weighted_mean` of the 1x1-conv scores
 ``split``                  :func:`split_avg_max`
 ``spectrum``               :func:`gem_spectrum` with ``p = 1 + (q - 1)^w exp(theta + phi)``, times ``p^-readout``
+``gem_channel``            :func:`gem` with ``p`` of shape ``[1, C, 1, 1]``
+``median``, ``quantile``   :func:`quantile_pool` (``q = 0.5`` for the median)
+``rank_weighted``          :func:`rank_weighted_mean` (weights by :func:`rank_weights`)
+``csra``                   :func:`csra`
+``adapool``                :func:`adapool` with ``beta = sigmoid(b)``
+``rank1_attention``        :func:`attentional_pool`
+``genmax``                 :func:`generalized_max`
+``fca``                    :func:`dct_pool` at ``FcaPool.frequencies(C, H, W)``
 =========================  ==============================================================
 
 >>> import torch
@@ -44,18 +52,36 @@ True
 from __future__ import annotations
 
 from ._numerics import spatial_std
-from .attention import sigmoid_weighted_mean
+from .attention import attentional_pool, sigmoid_weighted_mean
 from .classic import avg_max, gem, global_avg, global_max
+from .frequency import dct_pool
 from .mixed import mix_max_avg, stochastic_pool
-from .smooth import lp_pool, lse, power_normalize, power_normalized_avg, softpool, topk_mean
+from .smooth import (
+    adapool,
+    csra,
+    lp_pool,
+    lse,
+    power_normalize,
+    power_normalized_avg,
+    quantile_pool,
+    rank_weighted_mean,
+    rank_weights,
+    softpool,
+    topk_mean,
+)
 from .spectrum import gem_spectrum
 from .split import split_avg_max
-from .statistics import signed_gem, var_softmax
+from .statistics import generalized_max, signed_gem, var_softmax
 
 __all__ = [
+    "adapool",
+    "attentional_pool",
     "avg_max",
+    "csra",
+    "dct_pool",
     "gem",
     "gem_spectrum",
+    "generalized_max",
     "global_avg",
     "global_max",
     "lp_pool",
@@ -63,6 +89,9 @@ __all__ = [
     "mix_max_avg",
     "power_normalize",
     "power_normalized_avg",
+    "quantile_pool",
+    "rank_weighted_mean",
+    "rank_weights",
     "sigmoid_weighted_mean",
     "signed_gem",
     "softpool",

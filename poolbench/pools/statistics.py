@@ -1,6 +1,7 @@
-"""Poolings built on spatial statistics beyond the mean: standard deviation and covariance.
+"""Poolings built on spatial statistics beyond the mean: standard deviation, covariance and second order.
 
-``meanstd`` and ``cov`` come from the literature; ``std_residual``, ``var_softmax`` and
+``meanstd``, ``cov``, ``isqrt_cov``, ``compact_bilinear`` and ``genmax`` come from the
+literature; ``std_residual``, ``var_softmax`` and
 ``signed_gem`` are the proposals made on the public benchmark (MLS-Bench cv-pooling-aggregation) and
 ``cap`` a withdrawn attempt in its public record, each computing the formula stated in
 ``poolbench/reference/mls_bench_agent_proposals.json`` at its
@@ -13,9 +14,10 @@ Each pooling here, created by its name:
 >>> import torch
 >>> from poolbench import pools
 >>> x = torch.rand(2, 8, 4, 4)  # [B, C, H, W]
->>> names = ('meanstd', 'cov', 'std_residual', 'var_softmax', 'signed_gem', 'cap', 'channel_adaptive')
+>>> names = ('meanstd', 'cov', 'std_residual', 'var_softmax', 'signed_gem', 'cap', 'channel_adaptive', 'isqrt_cov',
+...          'compact_bilinear', 'genmax')
 >>> [tuple(pools.create(name, channels=8)(x).shape) for name in names]
-[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
+[(2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8), (2, 8)]
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ._numerics import (
 )
 from .classic import gem
 from .registry import register
+from .smooth import power_normalize
 
 
 @register("meanstd")
@@ -316,3 +319,173 @@ class ChannelWiseAdaptivePool(nn.Module):
             z = F.linear(h, like(self.fc2.weight, x32)).squeeze(-1)
             g = torch.sigmoid(z * like(self.scale, x32) + like(self.bias, x32))
             return (g * avg + (1 - g) * peak).to(x.dtype)
+
+
+@register("isqrt_cov")
+class ISqrtCovPool(nn.Module):
+    """iSQRT-COV: matrix square-root normalised covariance pooling by Newton-Schulz iterations (Li,
+    Xie, Wang & Gao, "Towards Faster Training of Global Covariance Pooling Networks by Iterative
+    Matrix Square Root Normalization", CVPR 2018; MPN-COV, Li et al., ICCV 2017), projected back to C.
+
+    ``z = W_r x`` (a learned 1x1 reduction to ``d = min(dim, C)``, as the paper reduces 2048 to
+    256 first; its BatchNorm and ReLU are left out so a 1x1 map of batch 1 trains),
+    ``S = cov(z)`` over the H*W positions (centred, ``1/N``), pre-normalisation
+    ``A = S / (tr S + eps)``, ``Y = NS_sqrt(A)`` (``iterations`` coupled Newton-Schulz steps
+    ``Y_k = Y_{k-1} T_k, Z_k = T_k Z_{k-1}``, ``T_k = (3 I - Z_{k-1} Y_{k-1}) / 2``, from
+    ``Y_0 = A, Z_0 = I``), post-compensation ``P = sqrt(tr S) Y``, then
+    ``y_c = sum_{j,k} W_{c,j,k} P_{j,k} + b_c``: a learned linear map of the ``d x d`` matrix to C
+    (the paper feeds the upper triangle to its classifier; ``P`` is symmetric, so this is the same
+    family of maps). On a 1x1 map the covariance is 0 and ``y = b``: second-order statistics carry
+    nothing there. ``sqrt(tr S)`` is :func:`safe_sqrt` (finite gradient at ``tr S = 0``).
+
+    Args:
+        channels: C.
+        dim: d, the width after the reduction, capped at C (64; the ``C d^2`` projection stays
+            2M parameters at C = 512).
+        iterations: Newton-Schulz steps (5, the paper's).
+        eps: added to the trace (1e-5).
+
+    >>> import torch
+    >>> pool = ISqrtCovPool(channels=16, dim=8)
+    >>> pool(torch.rand(2, 16, 4, 4)).shape
+    torch.Size([2, 16])
+    """
+
+    def __init__(self, channels: int | None = None, dim: int = 64, iterations: int = 5, eps: float = 1e-5):
+        super().__init__()
+        check_value(dim >= 1, "isqrt_cov", "dim", dim, ">= 1", "use e.g. isqrt_cov(dim=64)")
+        check_value(iterations >= 0, "isqrt_cov", "iterations", iterations, ">= 0 (0: the trace-normalised covariance)",
+                    "use e.g. isqrt_cov(iterations=5)")
+        check_eps("isqrt_cov", eps, "a 1x1 map's covariance is 0 and is divided by its trace + eps", 1e-5)
+        channels = require_channels(channels, "isqrt_cov")
+        width = min(dim, channels)
+        self.reduce = nn.Conv2d(channels, width, kernel_size=1, bias=False)
+        self.project = nn.Parameter(torch.empty(channels, width, width).uniform_(-1 / width, 1 / width))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.iterations = iterations
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast_off(x):  # keep the matmuls in float32 under autocast
+            x32 = upcast(x)
+            cov = covariance(F.conv2d(x32, like(self.reduce.weight, x32)))
+            trace = cov.diagonal(dim1=-2, dim2=-1).sum(dim=-1)[:, None, None]
+            root = newton_schulz_sqrt(cov / (trace + self.eps), self.iterations) * safe_sqrt(trace)
+            y = torch.einsum("bjk,cjk->bc", root, like(self.project, x32)) + like(self.bias, x32)
+            return y.to(x.dtype)
+
+
+def count_sketch_matrix(channels: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A count sketch ``C -> D`` as a ``[C, D]`` matrix: row i holds ``s(i) = +-1`` at column ``h(i)``,
+    with ``h`` uniform over ``[0, D)`` and ``s`` uniform over ``{-1, 1}``."""
+    hashes = torch.randint(dim, (channels,), generator=generator)
+    signs = torch.randint(2, (channels,), generator=generator).float() * 2 - 1
+    sketch = torch.zeros(channels, dim)
+    sketch[torch.arange(channels), hashes] = signs
+    return sketch
+
+
+def tensor_sketch(tokens: torch.Tensor, sketch1: torch.Tensor, sketch2: torch.Tensor) -> torch.Tensor:
+    """Tensor sketch of ``x x^T`` for every token: ``FFT^-1(FFT(x S_1) * FFT(x S_2))`` (circular
+    convolution of the two count sketches), ``[..., C] -> [..., D]``."""
+    dim = sketch1.shape[1]
+    spectrum = torch.fft.rfft(tokens @ sketch1, dim=-1) * torch.fft.rfft(tokens @ sketch2, dim=-1)
+    return torch.fft.irfft(spectrum, n=dim, dim=-1)
+
+
+@register("compact_bilinear")
+class CompactBilinearPool(nn.Module):
+    """Compact bilinear pooling by tensor sketch (Gao, Beijbom, Zhang & Darrell, "Compact Bilinear
+    Pooling", CVPR 2016), projected back to C.
+
+    Bilinear pooling ``B = 1/N sum_i x_i x_i^T`` (``C^2`` values) is approximated in ``D``
+    dimensions by ``phi = 1/N sum_i FFT^-1(FFT(CS_1(x_i)) * FFT(CS_2(x_i)))`` with two fixed
+    random count sketches ``CS_j(x) = x S_j`` (``S_j`` a ``C x D`` matrix with one ``+-1`` per row,
+    drawn at construction from the torch generator and saved as buffers); then the signed square
+    root ``sign(phi) sqrt|phi|`` (smoothed at 0 as :func:`.smooth.power_normalize`, eps 1e-3) and
+    L2 normalisation, as bilinear CNNs do, and ``y = W_p phi + b_p`` with ``W_p`` a learned
+    ``C x D`` map back to C. ``D = min(d, 2C)``: the paper's ``d = 8192`` at C = 512 would make the
+    projection 4M parameters and the sketch a quarter of the step's FLOPs on CIFAR models; at 2C it
+    costs what a concatenation of two C-vectors would. Uncentred, so a 1x1 map gives ``x x^T``'s
+    sketch, not 0.
+
+    Args:
+        channels: C.
+        d: the sketch's width D, capped at 2C (2048).
+
+    >>> import torch
+    >>> pool = CompactBilinearPool(channels=16)
+    >>> pool(torch.rand(2, 16, 4, 4)).shape
+    torch.Size([2, 16])
+    """
+
+    def __init__(self, channels: int | None = None, d: int = 2048):
+        super().__init__()
+        check_value(d >= 1, "compact_bilinear", "d", d, ">= 1", "use e.g. compact_bilinear(d=2048)")
+        channels = require_channels(channels, "compact_bilinear")
+        width = min(d, 2 * channels)
+        self.sketch1: torch.Tensor
+        self.sketch2: torch.Tensor
+        self.register_buffer("sketch1", count_sketch_matrix(channels, width))
+        self.register_buffer("sketch2", count_sketch_matrix(channels, width))
+        self.project = nn.Linear(width, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast_off(x):  # keep the matmuls and FFTs in float32 under autocast
+            x32 = upcast(x)
+            tokens = positions(x32).transpose(1, 2)  # [B, N, C]
+            phi = tensor_sketch(tokens, like(self.sketch1, x32), like(self.sketch2, x32)).mean(dim=1)
+            phi = F.normalize(power_normalize(phi, 0.5, 1e-3), dim=-1)
+            return F.linear(phi, like(self.project.weight, x32), like(self.project.bias, x32)).to(x.dtype)
+
+
+def generalized_max(x: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
+    """Generalised max pooling ``psi = argmin ||X psi - 1||^2 + lam ||psi||^2`` for the ``N x C``
+    positions ``X``: ``psi = (X^T X + lam I_C)^-1 X^T 1 = X^T (X X^T + lam I_N)^-1 1``, solved in
+    the smaller of the two forms."""
+    dtype = x.dtype
+    tokens = positions(upcast(x)).transpose(1, 2)  # [B, N, C]
+    count, channels = tokens.shape[1], tokens.shape[2]
+    ones = torch.ones(tokens.shape[0], count, 1, dtype=tokens.dtype, device=tokens.device)
+    with autocast_off(x):  # keep the solve in float32 under autocast
+        if count <= channels:  # dual: an N x N system
+            gram = tokens @ tokens.transpose(1, 2) + lam * torch.eye(count, dtype=tokens.dtype, device=tokens.device)
+            psi = tokens.transpose(1, 2) @ torch.linalg.solve(gram, ones)
+        else:  # primal: a C x C system
+            gram = tokens.transpose(1, 2) @ tokens + lam * torch.eye(channels, dtype=tokens.dtype, device=tokens.device)
+            psi = torch.linalg.solve(gram, tokens.transpose(1, 2) @ ones)
+    return psi.squeeze(-1).to(dtype)
+
+
+@register("genmax")
+class GeneralizedMaxPool(nn.Module):
+    """Generalised max pooling (Murray & Perronnin, "Generalized Max Pooling", CVPR 2014).
+
+    The pooled vector ``psi`` in R^C has the same similarity with every position, as max pooling
+    has for one-hot (bursty) features: ``psi = argmin_psi sum_i (x_i . psi - 1)^2 + lam ||psi||^2``,
+    a ridge regression with the closed form ``psi = (X^T X + lam I)^-1 X^T 1`` (``X`` the
+    ``N x C`` positions), solved as its dual ``X^T (X X^T + lam I)^-1 1`` when N <= C. ``lam -> inf``
+    gives a multiple of the sum (GAP up to scale). It scales as ``1/x``: a linear head follows,
+    and the paper L2-normalises what it pools. No parameters; ``lam`` fixed.
+
+    Args:
+        channels: unused (accepted like every pooling's).
+        lam: lambda, the ridge (1.0; the paper cross-validates it).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 0.0]], [[0.0, 3.0]]]])  # positions (1, 0) and (0, 3)
+    >>> GeneralizedMaxPool(lam=1e-6)(x)  # x_i . psi = 1 for both: a frequent feature does not dominate
+    tensor([[1.0000, 0.3333]])
+    """
+
+    def __init__(self, channels: int | None = None, lam: float = 1.0):
+        super().__init__()
+        check_value(is_positive(lam), "genmax", "lam", lam, "a finite number > 0 (the ridge keeps the solve regular)",
+                    "use e.g. genmax(lam=1)")
+        self.lam = float(lam)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return generalized_max(x, self.lam)
+
+    def extra_repr(self) -> str:
+        return f"lam={self.lam}"
