@@ -297,31 +297,39 @@ def published_proposals() -> dict[str, list[Row]]:
 def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
     """Every run of the sweep in ``root``, in grid order: the cells of its sweep.json (pending
     when their folder does not exist yet) and any other run folder there. ReportError if none.
+    In a sweep of protocol variants each run's ``variant`` is set, and the runs are in variant order.
     """
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ReportError(f"{root} is a file, not a sweep folder: give the folder made by poolbench sweep --out")
     if not root.is_dir():
         raise ReportError(f"folder {root} not found: give a sweep folder (made by poolbench sweep --out)")
-    found = {(s.setting, s.pool, s.seed): s for s in map(rundir.summarize, rundir.find_run_dirs(root))}
     try:
         sweep = load_sweep(root)
         refusals = load_refusals(root)
     except rundir.DamagedFileError as error:
         raise ReportError(str(error)) from None
+    variants = sweep.variant_labels() if sweep else [""]
+    found: dict[tuple[str, str, str, int], rundir.RunSummary] = {}
+    for variant in variants:
+        for summary in map(rundir.summarize, rundir.find_run_dirs(root / variant if variant else root)):
+            summary.variant = variant
+            found[variant, summary.setting, summary.pool, summary.seed] = summary
     for run in sweep.runs() if sweep else []:
-        key = (run.setting, run.pool, run.seed)
+        key = (run.variant, run.setting, run.pool, run.seed)
         if sweep is not None and key not in found:
-            found[key] = rundir.RunSummary(sweep.path(run), *key, RunStatus.PENDING, None, 0, None, [], None, None)
+            found[key] = rundir.RunSummary(sweep.path(run), *key[1:], RunStatus.PENDING, None, 0, None, [], None, None,
+                                           variant=run.variant)
     for summary in found.values():
         if summary.pool in refusals and summary.status in NOT_STARTED_WHEN_REFUSED:
             summary.status, summary.problem = RunStatus.REFUSED, refusals[summary.pool]
     if not found:
         raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
                           f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
-    settings = ordered((sweep.settings if sweep else []) + sorted(k[0] for k in found))
-    pools = ordered((list(sweep.pools) if sweep else []) + sorted(k[1] for k in found))
-    return sorted(found.values(), key=lambda s: (settings.index(s.setting), pools.index(s.pool), s.seed))
+    settings = ordered((sweep.settings if sweep else []) + sorted(k[1] for k in found))
+    pools = ordered((list(sweep.pools) if sweep else []) + sorted(k[2] for k in found))
+    return sorted(found.values(), key=lambda s: (variants.index(s.variant), settings.index(s.setting),
+                                                 pools.index(s.pool), s.seed))
 
 
 def problems_by_pool(summaries: list[rundir.RunSummary]) -> dict[str, str]:
@@ -349,13 +357,16 @@ def run_score(summary: rundir.RunSummary, score: str) -> float | None:
 
 
 def build_report(root: str | Path | RunSet, baseline: str | None = None, detect: float | None = None, *,
-                 margin: float = MARGIN, score: str = "best", seeds: list[int] | None = None) -> Report:
+                 margin: float = MARGIN, score: str = "best", seeds: list[int] | None = None,
+                 variant: str | None = None) -> Report:
     """Read every run under ``root`` (a sweep folder, or the RunSet of several inputs that
     poolbench.merge gathers) and compute the report; ReportError on a user error.
 
     ``detect``: a difference (accuracy points) whose seeds-needed the seed plans also give.
     ``margin``: the no-trade-off check's non-inferiority margin in accuracy points.
     ``score``: which score of each run (a SCORES key). ``seeds``: only these seeds' runs.
+    ``variant``: in a sweep of protocol variants, the one reported (its poolings compared with each
+    other, never across variants: poolbench.variants puts the variants side by side).
     """
     if detect is not None and not 0 < detect <= 100:  # nan fails too
         raise ReportError(f"--detect takes a difference in accuracy points, above 0 and at most 100, got {detect:g}")
@@ -364,6 +375,16 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
     if score not in SCORES:
         raise ReportError(f"--score {score!r} is not a score: choose one of {', '.join(SCORES)}")
     summaries = root.summaries if isinstance(root, RunSet) else collect_runs(root)
+    variants = ordered([s.variant for s in summaries])
+    if variant is None and variants != [""]:
+        raise ReportError(f"{root} holds protocol variants ({', '.join(variants)}): report one with variant=..., "
+                          "or all side by side (poolbench.variants.build_variants_report)")
+    if variant:
+        if variant not in variants:
+            raise ReportError(f"{root} has no protocol variant {variant!r}: choose one of {', '.join(variants)}")
+        summaries = [s for s in summaries if s.variant == variant]
+        if not isinstance(root, RunSet):
+            root = Path(root) / variant
     if seeds is not None:
         summaries = [s for s in summaries if s.seed in seeds]
         if not summaries:

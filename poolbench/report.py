@@ -11,7 +11,7 @@ import html
 import io
 import math
 
-from .analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p
+from .analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p, ordered
 from .paired import ALPHA, Decision, Difference
 from .plots import (
     Bar,
@@ -26,6 +26,7 @@ from .plots import (
 from .settings import BENCHMARK_SETTINGS, SETTINGS
 from .tradeoff import RULE as TRADEOFF_RULE
 from .tradeoff import TaskCheck
+from .variants import SettingAcross, VariantsReport
 
 # --- Tables -----------------------------------------------------------------------------------
 
@@ -421,3 +422,114 @@ def to_html(report: Report) -> str:
     for pool, lines in final_metrics(report).items():
         out.append(e("\n".join([f"# {pool}", *lines])) + "\n")
     return "\n".join(out + ["</pre></body></html>", ""])
+
+
+# --- Protocol variants side by side -----------------------------------------------------------
+
+def variant_title(vr: VariantsReport, variant: str) -> str:
+    """``lr0.05 (lr 0.05)``: a variant's folder and the protocol values that make it."""
+    return f"{variant} ({', '.join(f'{name} {value}' for name, value in vr.values[variant].items())})"
+
+
+def variants_intro(vr: VariantsReport) -> str:
+    return (f"This sweep ran its grid under {len(vr.variants)} protocol variants: "
+            f"{'; '.join(variant_title(vr, v) for v in vr.variants)}. Each variant is reported on its own below: "
+            "its poolings are compared with each other, never with another variant's runs (each has its own Holm "
+            "family). Side by side, per setting: each pooling's mean score (completed seeds) and rank (1 = best) "
+            "under every variant and how many places it moves, and Kendall's tau-b between two variants' orders "
+            "of the poolings (1 the same order, -1 reversed, 0 unrelated; over a few poolings and seeds it "
+            "describes the sweep, it is no test).")
+
+
+def variant_setting_table(vr: VariantsReport, across: SettingAcross) -> tuple[list[str], list[list[str]]]:
+    """One setting: per pooling its mean (n) and rank under each variant, and how far its rank moves."""
+    header = ["pooling", *(f"{v} mean (n)" for v in vr.variants), *(f"rank {v}" for v in vr.variants), "moves"]
+    body = []
+    for pool in across.pools:
+        means, seeds, ranks = across.means.get(pool, {}), across.seeds.get(pool, {}), across.ranks.get(pool, {})
+        moves = across.moves(pool)
+        body.append([pool, *(f"{means[v]:.2f} ({seeds[v]})" if v in means else "" for v in vr.variants),
+                     *(str(ranks[v]) if v in ranks else "" for v in vr.variants),
+                     "" if moves is None else str(moves)])
+    return header, body
+
+
+def variant_agreement_table(vr: VariantsReport) -> tuple[list[str], list[list[str]]]:
+    """Per setting and pair of variants: Kendall's tau of their orders of the poolings."""
+    header = ["setting", "variants", "Kendall tau", "poolings ranked in both"]
+    return header, [[across.setting, f"{a.first} vs {a.second}", format_number(a.tau), str(a.n)]
+                    for across in vr.settings for a in across.agreements]
+
+
+def variant_fingerprint_table(vr: VariantsReport) -> tuple[list[str], list[list[str]]]:
+    """Per pooling, its fingerprint's mean side, max side and lean under each variant."""
+    fingerprints = {v: r.fingerprint for v, r in vr.reports.items() if r.fingerprint is not None}
+    header = ["pooling", *(f"{v} {part}" for v in fingerprints for part in ("mean side", "max side", "lean"))]
+    rows = {v: {row.pool: row for row in fp.rows} for v, fp in fingerprints.items()}
+    body = []
+    for pool in ordered([pool for by_pool in rows.values() for pool in by_pool]):
+        cells = [pool]
+        for variant in fingerprints:
+            row = rows[variant].get(pool)
+            cells += ([format_number(row.mean_side), format_number(row.max_side), format_number(row.lean)]
+                      if row is not None else ["", "", ""])
+        body.append(cells)
+    return header, body
+
+
+def _demoted_markdown(text: str, title: str) -> list[str]:
+    """A report's Markdown one heading level down under ``title`` (its own title line replaced);
+    lines inside code blocks (the final metrics' ``# pool``) are left as they are."""
+    lines, fenced = [f"## {title}"], False
+    for line in text.splitlines()[1:]:
+        fenced ^= line.startswith("```")
+        lines.append("#" + line if line.startswith("#") and not fenced else line)
+    return lines
+
+
+def variants_to_markdown(vr: VariantsReport, images: dict[str, dict[str, str]] | None = None) -> str:
+    """The variants side by side, then each variant's own report (``images``: variant -> plot -> file)."""
+    first = next(iter(vr.reports.values()))
+    out = [f"# poolbench report: {vr.root}", "", variants_intro(vr), "", "## Protocol variants side by side", ""]
+    for across in vr.settings:
+        out += [f"### {setting_title(across.setting, first)}", "", md_table(*variant_setting_table(vr, across)), ""]
+    out += ["### How much the ranking moves", "", md_table(*variant_agreement_table(vr)), ""]
+    if vr.has_fingerprints():
+        out += ["### Fingerprint per variant", "", FINGERPRINT_INTRO, "", md_table(*variant_fingerprint_table(vr)), ""]
+    for variant, report in vr.reports.items():
+        text = to_markdown(report, (images or {}).get(variant))
+        out += _demoted_markdown(text, f"Variant {variant_title(vr, variant)}: {report.root}")
+    return "\n".join(out)
+
+
+def variants_to_html(vr: VariantsReport) -> str:
+    """One self-contained HTML page: the variants side by side, then each variant's report."""
+    e = html.escape
+    first = next(iter(vr.reports.values()))
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>poolbench report</title>"
+           f"<style>{HTML_STYLE}</style></head><body>",
+           f"<h1>poolbench report: {e(str(vr.root))}</h1><p>{e(variants_intro(vr))}</p>",
+           "<h2>Protocol variants side by side</h2>"]
+    for across in vr.settings:
+        out += [f"<h3>{e(setting_title(across.setting, first))}</h3>", _html_table(*variant_setting_table(vr, across))]
+    out += ["<h3>How much the ranking moves</h3>", _html_table(*variant_agreement_table(vr))]
+    if vr.has_fingerprints():
+        out += [f"<h3>Fingerprint per variant</h3><p>{e(FINGERPRINT_INTRO)}</p>",
+                _html_table(*variant_fingerprint_table(vr))]
+    for variant, report in vr.reports.items():
+        body = to_html(report).split("<body>", 1)[1].rsplit("</body>", 1)[0]
+        for tag in ("h2", "h1"):  # one level down, h2 first so that h1 becomes h2 only once
+            body = body.replace(f"<{tag}>", f"<h{int(tag[1]) + 1}>").replace(f"</{tag}>", f"</h{int(tag[1]) + 1}>")
+        out += [f"<h2>Variant {e(variant_title(vr, variant))}</h2>", body]
+    return "\n".join(out + ["</body></html>", ""])
+
+
+def variants_to_csv(vr: VariantsReport) -> str:
+    """Every variant's CSV rows (to_csv), each with the variant in a first column."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["variant", *CSV_COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    for variant, report in vr.reports.items():
+        for record in csv.DictReader(io.StringIO(to_csv(report))):
+            writer.writerow({"variant": variant, **record})
+    return buffer.getvalue()

@@ -466,6 +466,7 @@ class RunSummary:
     config: dict[str, Any] | None
     problem: str | None = None  # why the run is unreadable (the damaged file and what to do), refused or
     #                              failed without a result
+    variant: str = ""  # the sweep's protocol variant it belongs to (its folder above the setting); "" for none
 
 
 CONFIG_DAMAGED_FIX = ("restore it, or delete the run folder and run it again (what the run was is unknown "

@@ -37,13 +37,14 @@ def status_text(root: Path, summaries: list[RunSummary]) -> str:
     failed without a result at the bottom."""
     counts = status_counts(summaries)
     out = [f"{root}: {len(summaries)} runs: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())]
-    for setting in ordered([s.setting for s in summaries]):
-        in_setting = [s for s in summaries if s.setting == setting]
+    for variant, setting in dict.fromkeys((s.variant, s.setting) for s in summaries):
+        in_setting = [s for s in summaries if (s.variant, s.setting) == (variant, setting)]
         seeds = sorted({s.seed for s in in_setting})
         cells = {(s.pool, s.seed): status_cell(s) for s in in_setting}
         body = [[pool, *(cells.get((pool, seed), "") for seed in seeds)]
                 for pool in ordered([s.pool for s in in_setting])]
-        out += ["", setting_title(setting), md_table(["pooling", *(f"seed {k}" for k in seeds)], body)]
+        title = f"{variant}: {setting_title(setting)}" if variant else setting_title(setting)
+        out += ["", title, md_table(["pooling", *(f"seed {k}" for k in seeds)], body)]
     problems = problems_by_pool(summaries)
     if problems:
         out += ["", *(f"{pool}: {problem}" for pool, problem in problems.items())]
@@ -57,7 +58,8 @@ def status_counts(summaries: list[RunSummary]) -> dict[str, int]:
 
 def status_document(root: str | Path, summaries: list[RunSummary]) -> dict[str, Any]:
     """``status --json``: the counts and one record per run."""
-    records = [{"setting": s.setting, "pool": s.pool, "seed": s.seed, "status": s.status,
+    records = [{**({"variant": s.variant} if s.variant else {}),  # a sweep of protocol variants
+                "setting": s.setting, "pool": s.pool, "seed": s.seed, "status": s.status,
                 "best_test_acc": s.best_test_acc, "epochs_completed": s.epochs_completed,
                 "epochs": s.epochs, "path": str(s.path), "problem": s.problem} for s in summaries]
     return {"root": str(root), "counts": status_counts(summaries), "runs": records}

@@ -177,3 +177,14 @@ def test_the_tracker_example_of_docs_running_logs_to_tensorboard(tmp_path, monke
     events.Reload()
     epoch = json.loads((run_dir / "metrics.jsonl").read_text())
     assert [(s.step, s.value) for s in events.Scalars("test_acc")] == [(1, pytest.approx(epoch["test_acc"]))]
+
+
+def test_the_sweep_file_example_plans_what_the_page_says(tmp_path, monkeypatch, capsys):
+    page = DOCS["running.md"].split("## Sweep files", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "grid.yaml").write_text(re.findall(r"```yaml\n(.*?)```", page, flags=re.S)[0])
+    monkeypatch.chdir(tmp_path)  # the example's paths are relative to the current folder
+    argv = next(argv for argv in poolbench_commands(page) if "--dry-run" in argv)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "3 poolings x 1 settings x 2 seeds x 2 protocol variants (lr0.05, lr0.01) = 12 runs" in captured.err
+    assert len(re.findall(r"lr0\.0[15]/quick/\S+/seed[12] +pending", captured.out)) == 12

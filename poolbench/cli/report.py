@@ -16,8 +16,9 @@ from ..execution.sweep import split_list
 from ..export import epochs_path
 from ..merge import TABLE_SUFFIXES, gather
 from ..outcomes import ExitCode
-from ..report import plots, to_csv, to_html, to_markdown
+from ..report import plots, to_csv, to_html, to_markdown, variants_to_csv, variants_to_html, variants_to_markdown
 from ..sweepdir import REFUSED_FILE, SWEEP_FILE
+from ..variants import VariantsReport, build_variants_report, has_variants
 from .common import say
 
 FORMATS = ("md", "html", "csv")
@@ -60,9 +61,14 @@ def main(args: argparse.Namespace) -> int:
         if output is not None:
             output = _output_file(output, folders)
         one_folder = len(folders) == 1 and not (folders[0].is_file() and folders[0].suffix in TABLE_SUFFIXES)
-        runs = args.folder[0] if one_folder else gather(args.folder)  # one folder: read as it always was
-        report = build_report(runs, args.baseline, args.detect, margin=args.margin, score=args.score,
-                              seeds=_seeds(args.seeds))
+        report: Report | VariantsReport
+        if one_folder and has_variants(args.folder[0]):  # each variant within itself, the variants side by side
+            report = build_variants_report(args.folder[0], args.baseline, args.detect, margin=args.margin,
+                                           score=args.score, seeds=_seeds(args.seeds))
+        else:
+            runs = args.folder[0] if one_folder else gather(args.folder)  # one folder: read as it always was
+            report = build_report(runs, args.baseline, args.detect, margin=args.margin, score=args.score,
+                                  seeds=_seeds(args.seeds))
     except ReportError as error:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
@@ -109,10 +115,12 @@ def _seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
-def write_report(report: Report, fmt: str, output: Path | None) -> None:
+def write_report(report: Report | VariantsReport, fmt: str, output: Path | None) -> None:
     """The report in ``fmt`` to ``output`` (atomically) or stdout; a Markdown file gets its plots
-    as PNG files beside it."""
-    if fmt == "html":
+    as PNG files beside it (``REPORT-<variant>-<plot>.png`` for each protocol variant)."""
+    if isinstance(report, VariantsReport):
+        text = _variants_text(report, fmt, output)
+    elif fmt == "html":
         text = to_html(report)
     elif fmt == "csv":
         text = to_csv(report)
@@ -124,6 +132,25 @@ def write_report(report: Report, fmt: str, output: Path | None) -> None:
                 rundir.atomic_write_bytes(path, png)
                 images[name] = path.name
         text = to_markdown(report, images)
+    _write(text, output)
+
+
+def _variants_text(report: VariantsReport, fmt: str, output: Path | None) -> str:
+    if fmt == "html":
+        return variants_to_html(report)
+    if fmt == "csv":
+        return variants_to_csv(report)
+    images: dict[str, dict[str, str]] = {}
+    if output is not None:
+        for variant, one in report.reports.items():
+            for name, png in plots(one).items():
+                path = output.with_name(f"{output.stem}-{variant}-{name}.png")
+                rundir.atomic_write_bytes(path, png)
+                images.setdefault(variant, {})[name] = path.name
+    return variants_to_markdown(report, images)
+
+
+def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
     else:

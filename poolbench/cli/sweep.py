@@ -29,10 +29,11 @@ from ..execution.sweep import (
 )
 from ..outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..settings import suite_settings
-from ..sweepdir import Sweep, SweepRun, load_refusals
+from ..sweepdir import Sweep, SweepRun, load_refusals, split_variants
 from ..tracking import TRACKERS
 from ..tracking import parse as parse_trackers
 from .common import add_protocol_arguments, protocol_overrides, say
+from .sweep_config import apply_config
 
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
 #: flag -> (what it takes, what leaving it out gives): a flag given but naming nothing is refused, since
@@ -47,6 +48,10 @@ LIST_FLAGS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", nargs="?", metavar="DIR", help="sweep folder (same as --out)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a sweep file (YAML or TOML): the flags below as keys (data_root for --data-root), "
+                             "protocol fields with a list of values as variants; a flag given here wins over "
+                             "the file (see docs/running.md, Sweep files)")
     parser.add_argument("--out", help="sweep folder; its sweep.json remembers the grid for later runs")
     parser.add_argument("--pools", help="comma-separated registered names, name(key=value, ...) and "
                                         "path.py[:Class] files (e.g. 'gap,gem,topk(k=0.1),topk(k=0.5),mine.py')")
@@ -65,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retries of a run whose worker or process dies (default 3)")
     parser.add_argument("--dry-run", action="store_true",
                         help="write the sweep folder's sweep.json and print the plan; run nothing")
-    add_protocol_arguments(parser)
+    add_protocol_arguments(parser, many=True)
     parser.add_argument("--data-root", help="data folder given to every run")
     parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
     parser.add_argument("--amp", choices=list(AMP_DTYPES),
@@ -122,8 +127,7 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
     root = _sweep_folder(args)  # as the user wrote it (sweep.root is resolved)
     if args.dry_run:
         refusals = load_refusals(sweep.root)  # what the last sweep command found; none is checked now
-        say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
-            f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
+        say(f"sweep {root}: {_shape(sweep)} = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
             f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)")
         for run in grid:
             shown = RunStatus.REFUSED if run.pool in refusals and before[run] in NOT_STARTED_WHEN_REFUSED \
@@ -139,8 +143,7 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
         if problem:
             say(f"error: {problem}")
             return ExitCode.BAD_INPUT
-    say(f"sweep {root}: {len(sweep.pools)} poolings x {len(sweep.settings)} settings x "
-         f"{len(sweep.seeds)} seeds = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
+    say(f"sweep {root}: {_shape(sweep)} = {len(grid)} runs; {done} already done, {elsewhere} running elsewhere, "
          f"{len(todo)} to run ({args.executor}, {jobs or 'all'} at a time)"
          + (f", {len(not_started)} refused" if not_started else ""))
     for label, refusal in refused.items():
@@ -184,6 +187,8 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
 def sweep_from_args(args: argparse.Namespace) -> Sweep:
     """The sweep the arguments describe, prepared in its folder; SweepError before anything is
     written when an argument cannot work."""
+    if args.config is not None:
+        apply_config(args, add_arguments)
     for flag, (takes, default) in LIST_FLAGS.items():
         text = getattr(args, flag)
         if text is not None and not (split_pools if flag == "pools" else split_list)(text):
@@ -205,6 +210,10 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
     bad_seeds = [seed for seed in _seeds(args.seeds) if not 0 <= seed <= SEED_MAX]
     if bad_seeds:
         raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
+    try:
+        overrides, variants = split_variants(protocol_overrides(args))
+    except ValueError as error:
+        raise SweepError(str(error)) from None
     if args.executor == "ray":
         import_ray()
     try:
@@ -212,10 +221,17 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
     except ValueError as error:
         raise SweepError(str(error)) from None
     settings = _settings(args.settings, args.suite, args.pool_at)
-    return prepare(root, split_pools(args.pools), settings, _seeds(args.seeds), protocol_overrides(args),
+    return prepare(root, split_pools(args.pools), settings, _seeds(args.seeds), overrides,
                    {"data_root": args.data_root, "device": args.device, "download": args.download,
                     "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
-                    "compile": args.compile, "log": trackers})
+                    "compile": args.compile, "log": trackers}, variants)
+
+
+def _shape(sweep: Sweep) -> str:
+    """``2 poolings x 1 settings x 3 seeds``, and ``x 2 protocol variants (lr0.1, lr0.05)`` when there are."""
+    shape = f"{len(sweep.pools)} poolings x {len(sweep.settings)} settings x {len(sweep.seeds)} seeds"
+    labels = [label for label in sweep.variant_labels() if label]
+    return shape + (f" x {len(labels)} protocol variants ({', '.join(labels)})" if labels else "")
 
 
 def _gpu_memory_problem(sweep: Sweep, todo: list[SweepRun], jobs: int) -> str | None:

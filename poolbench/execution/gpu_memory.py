@@ -211,10 +211,11 @@ def sweep_problem(sweep: Sweep, todo: list[SweepRun], jobs: int, probe_gpus: Any
     specs = set()
     for run in todo:
         setting = get_setting(run.setting_spec)
-        batch_size = sweep.overrides.get("batch_size") or setting.protocol.batch_size
+        overrides = sweep.protocol_overrides(run.variant)
+        batch_size = overrides.get("batch_size") or setting.protocol.batch_size
         specs.add(RunSpec(setting.arch, setting.num_classes, setting.dataset, int(batch_size),
                           sweep.options.get("amp") or "none", bool(sweep.options.get("compile")),
-                          sweep.overrides.get("image_size")))
+                          overrides.get("image_size")))
     found = probe_gpus(sorted(specs, key=lambda spec: spec.label))
     return packing_problem(jobs, [int(free) for free in found["free"]], found["need"])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from ..pools import registry as pool_registry
 from ..poolspec import is_file_spec, split_specs
 from ..quoting import quote
 from ..settings import Protocol, normalise_setting, run_protocol, setting_label
-from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, write_refusals
+from ..sweepdir import POOLS_DIR, SWEEP_FILE, Sweep, SweepRun, load_sweep, variant_grid, write_refusals
 from . import isolation
 from .device import resolve_device
 from .runner import HARMLESS_ON_CPU, SEED_MAX
@@ -107,11 +108,14 @@ def split_pools(text: str | None) -> list[str]:
 
 
 def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list[int],
-            overrides: dict[str, Any], options: dict[str, Any]) -> Sweep:
+            overrides: dict[str, Any], options: dict[str, Any], variants: dict[str, list[Any]] | None = None) -> Sweep:
     """Create the sweep in ``root``, or extend the one there (its grid becomes the union).
 
     Pooling files are copied to ``root/pools/``. A protocol different from the one the
-    folder's runs were made with is refused: it would mix incomparable results.
+    folder's runs were made with is refused: it would mix incomparable results. ``variants``
+    (protocol field -> two or more values) runs the grid once per combination of their values, each
+    in its own folder level (see poolbench.sweepdir); a sweep of variants may gain values of its
+    varied fields (new variants), never a new varied field or a change of its shared protocol.
     Raises SweepError for every user error, before anything is written.
     """
     root = Path(root).resolve()
@@ -120,6 +124,7 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
         raise SweepError(f"--out {root} is in the run folder {run_folder}: its runs would mix with that run's "
                          "files; give a folder of its own, e.g. a new folder beside it")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    variants = dict(variants or {})
     options = {k: v for k, v in options.items() if v is not None}
     if options.get("data_root"):
         options["data_root"] = str(Path(options["data_root"]).expanduser().resolve())  # runs start in root
@@ -129,13 +134,13 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
         raise SweepError(f"{root} holds no sweep.json: start a sweep with --pools gap,gem,... --out {root}")
     entries = [(spec, *_pool_entry(root, spec)) for spec in pools]  # (given, label, spec for runs)
     _refuse_clashing_files(entries)
-    _check_protocols(settings or ["quick"], {}, overrides, root, existing=False)  # bad values: before writing
+    _check_variants(settings or ["quick"], overrides, variants, root)  # bad values: before writing
     if "log" in options:
         refuse_unusable_trackers(options["log"], root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         with _sweep_file_lock(root):  # two sweeps extending one folder must not lose each other's grid
-            return _extend(root, entries, settings, seeds, overrides, options)
+            return _extend(root, entries, settings, seeds, overrides, options, variants)
     except OSError as error:
         if is_disk_full_or_read_only(error) and error.errno != errno.EROFS:
             raise  # full, not unwritable: the caller's "free space and run the same command again"
@@ -143,7 +148,7 @@ def prepare(root: str | Path, pools: list[str], settings: list[str], seeds: list
 
 
 def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str], seeds: list[int],
-            overrides: dict[str, Any], options: dict[str, Any]) -> Sweep:
+            overrides: dict[str, Any], options: dict[str, Any], variants: dict[str, list[Any]]) -> Sweep:
     """prepare's work under the sweep file's lock: the union of the stored grid and the new one."""
     new_pools = {label: spec for _, label, spec in entries}
     try:
@@ -159,15 +164,18 @@ def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str]
             if other != spec:
                 raise SweepError(f"pooling name {label!r} would name two poolings in {root} ({other} and "
                                  f"{spec}): rename a file or use another --out folder")
+    overrides, variants = _merge_variants(root, old, overrides, variants) if existing else (overrides, variants)
     sweep = Sweep(root, {**old.pools, **new_pools},
                   _union(old.settings, settings or ([] if existing else ["quick"])),
                   _union(old.seeds, seeds or ([] if existing else list(DEFAULT_SEEDS))),
-                  {**old.overrides, **overrides}, {**old.options, **options})
+                  {**old.overrides, **overrides}, {**old.options, **options}, variants)
     _refuse_clashing_settings(sweep.settings)
     _check_protocols(sweep.settings, old.overrides, sweep.overrides, root, existing)
     if "log" not in options:  # given now: prepare checked it before the folder was made
         refuse_unusable_trackers(sweep.options.get("log"), root)
-    file_inputs = [_pool_input(sweep, setting) for setting in sweep.settings] if given_files(entries) else []
+    _check_variants(sweep.settings, sweep.overrides, sweep.variants, root)
+    file_inputs = list(dict.fromkeys(_pool_input(sweep, setting, variant) for setting in sweep.settings
+                                     for variant in sweep.variant_labels())) if given_files(entries) else []
     for given, _, _ in entries:
         if is_file_spec(given):  # imported and built only in a child process (check_poolings)
             _refuse_unbuildable_file(given, file_inputs)
@@ -210,12 +218,13 @@ def check_stored_grid(sweep: Sweep) -> None:
     for seed in sweep.seeds:
         if not 0 <= seed <= SEED_MAX:
             raise SweepError(f"{where}: seed {seed} is out of range (0 to {SEED_MAX}): {fix}")
-    unknown = [key for key in sweep.overrides if key not in PROTOCOL_FLAGS]
-    if unknown:
-        raise SweepError(f"{where}: overrides {unknown[0]!r} is not a protocol field (one of "
-                         f"{', '.join(PROTOCOL_FLAGS)}): {fix}")
+    for entry, fields in (("overrides", sweep.overrides), ("variants", sweep.variants)):
+        unknown = [key for key in fields if key not in PROTOCOL_FLAGS]
+        if unknown:
+            raise SweepError(f"{where}: {entry} {unknown[0]!r} is not a protocol field (one of "
+                             f"{', '.join(PROTOCOL_FLAGS)}): {fix}")
     try:
-        _check_protocols(sweep.settings, {}, sweep.overrides, sweep.root, existing=False)
+        _check_variants(sweep.settings, sweep.overrides, sweep.variants, sweep.root)
     except SweepError as error:
         raise SweepError(f"{where}: overrides: {error}; {fix}") from None
     try:
@@ -297,6 +306,37 @@ def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, An
             after = ", ".join(f"{k}={v}" for k, v in new.items() if old.get(k) != v)
             raise SweepError(f"{root} was swept with {before}; {after} would mix incomparable runs "
                              f"in one report: use a new --out folder")
+
+
+def _check_variants(settings: list[str], overrides: dict[str, Any], variants: dict[str, list[Any]],
+                    root: Path) -> None:
+    """Refuse protocol values that are invalid in any variant, and variants whose folder names clash."""
+    grid = variant_grid(variants)
+    if len(grid) != math.prod(map(len, variants.values())):
+        raise SweepError(f"the variants {variants} would share folder names ({', '.join(grid)}): give "
+                         f"values that differ in their first digits")
+    shared = [name for name in variants if name in overrides]
+    if shared:
+        raise SweepError(f"{shared[0]} is given both one value and a list: give one")
+    for values in grid.values():
+        _check_protocols(settings, {}, {**overrides, **values}, root, existing=False)
+
+
+def _merge_variants(root: Path, old: Sweep, overrides: dict[str, Any],
+                    variants: dict[str, list[Any]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(overrides, variants) of an existing sweep given new ones: the values of a varied field are
+    added to its list (new variants); a new varied field, or variants in a sweep of one protocol,
+    is refused: its runs are filed without a variant level, or under other variant names."""
+    if not variants and not old.variants:
+        return overrides, {}
+    new_fields = [name for name in variants if name not in old.variants]
+    if new_fields:
+        now = "varies " + ", ".join(old.variants) if old.variants else "holds runs of one protocol"
+        raise SweepError(f"{root} {now}; varying {', '.join(new_fields)} too would file its runs under other "
+                         f"folders: sweep into a new --out folder")
+    merged = {name: _union(values, variants.get(name, []) + ([overrides[name]] if name in overrides else []))
+              for name, values in old.variants.items()}
+    return {k: v for k, v in overrides.items() if k not in old.variants}, merged
 
 
 def _refuse_unbuildable(spec: str) -> None:
@@ -436,8 +476,8 @@ def refuse_failing_poolings(sweep: Sweep, todo: list[SweepRun]) -> dict[str, dic
     """
     labels = list(dict.fromkeys(run.pool for run in todo))
     specs = {label: _checkable_spec(sweep, sweep.pools[label]) for label in labels}
-    settings = dict.fromkeys(run.setting_spec or run.setting for run in todo)
-    inputs = list(dict.fromkeys(_pool_input(sweep, setting) for setting in settings))
+    settings = dict.fromkeys((run.setting_spec or run.setting, run.variant) for run in todo)
+    inputs = list(dict.fromkeys(_pool_input(sweep, setting, variant) for setting, variant in settings))
     reports = check_poolings(list(specs.values()), inputs) if labels else {}
     on_cpu = resolve_device(sweep.options.get("device") or "auto").type == "cpu"
     refusals = {}
@@ -458,11 +498,12 @@ def _checkable_spec(sweep: Sweep, spec: str) -> str:
     return str(sweep.root / spec) if is_file_spec(spec) else spec
 
 
-def _pool_input(sweep: Sweep, setting_spec: str) -> PoolInput:
-    """The (C, H, W) a run of the setting gives its pooling, as its own contract check computes it."""
+def _pool_input(sweep: Sweep, setting_spec: str, variant: str = "") -> PoolInput:
+    """The (C, H, W) a run of the setting (in ``variant``) gives its pooling, as its own contract check
+    computes it."""
     setting = get_setting(setting_spec)
     try:
-        size = run_protocol(setting, sweep.overrides).image_size
+        size = run_protocol(setting, sweep.protocol_overrides(variant)).image_size
         return isolation.model_pool_input(setting.arch, setting.dataset, size)  # a model file: in a child
     except ValueError as error:
         raise SweepError(f"setting {setting_spec!r}: {error}") from None
@@ -477,7 +518,7 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
     """
     arguments = ["-m", "poolbench", "run", "--setting", run.setting_spec or run.setting, "--pool", run.pool_spec,
                  "--seed", str(run.seed), "--output-dir", sweep.relative(run)]
-    for key, value in sweep.overrides.items():
+    for key, value in sweep.protocol_overrides(run.variant).items():
         if isinstance(value, bool):
             arguments.append(PROTOCOL_FLAGS[key] if value else "--no-" + PROTOCOL_FLAGS[key][2:])
         else:
