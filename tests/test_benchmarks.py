@@ -100,3 +100,14 @@ def test_real_vs_fingerprint_ranks_the_real_order_against_the_fingerprint(tmp_pa
     # Of the 24 orderings of 4 values, 4 reach |rho| >= 0.95 (the gap-gmp tie doubles each): p = 4/24.
     assert "Spearman rho(real, weaker side) = +0.95 (p = 0.167, n = 4)" in out
     assert "Spearman rho(real, lean)" in out
+
+
+@pytest.mark.slow
+def test_sweep_workers_times_both_ways_and_prints_the_ratio_and_the_machine():
+    out = run_benchmark("sweep_workers.py", "--settings", "diag-majority", "--pools", "gap", "--seeds", "1",
+                        "--epochs", "1", "--jobs", "1")
+    assert re.search(r"^machine: .+, \d+ cores; ", out, flags=re.M)
+    assert re.search(r"^process per run: +1 runs in +[\d.]+ s", out, flags=re.M)
+    assert re.search(r"^worker processes: +1 runs in +[\d.]+ s", out, flags=re.M)
+    assert re.search(r"^ratio workers / process per run: \d+\.\d\d \(goal <= 0\.75: (met|not met)\)$", out, flags=re.M)
+    assert "metrics.jsonl identical both ways (wall time aside): 1 of 1 runs" in out
