@@ -224,3 +224,55 @@ def seeding_ignored(what: str) -> Iterator[list[str]]:
         for module, name, original in saved:
             setattr(module, name, original)
         _RECORDED.extend(dict.fromkeys(calls))
+
+
+# --- Many runs in one process ----------------------------------------------------------------------
+
+#: The modules whose functions a run's code could replace (``torch.nn.functional.conv2d = ...``) for
+#: the runs after it in the same process; poolbench's own modules are added by name.
+PATCHABLE: tuple[Any, ...] = (torch, torch.nn.functional, torch.nn.init, torch.optim, torch.autograd,
+                              torch.Tensor, torch.nn.Module, np, random)
+
+
+def _namespaces() -> dict[tuple[str, str], int]:
+    """The identity of every attribute of :data:`PATCHABLE` and of poolbench's loaded modules."""
+    spaces = [*PATCHABLE, *(module for name, module in list(sys.modules.items())
+                            if name == "poolbench" or name.startswith("poolbench."))]
+    return {(getattr(space, "__name__", ""), name): id(value)
+            for space in spaces for name, value in list(vars(space).items())}
+
+
+@contextmanager
+def run_scope() -> Iterator[list[str]]:
+    """One run of a process that trains many (a sweep's worker): the run starts as in a new process
+    and what it changes does not reach the next one.
+
+    On entry the changes recorded by earlier runs are forgotten (a run reports only its own); on
+    exit every entry of :data:`ENTRIES` that can be set, ``os.environ`` and ``sys.argv`` are put
+    back as they were on entry. Yields a list, filled on exit, of what could not be put back: an
+    entry without a setter (the inter-op thread count) or a function of torch, numpy or poolbench
+    replaced by the run's code. A process whose list is not empty must not train another run.
+    """
+    before = capture()
+    environ, argv = dict(os.environ), list(sys.argv)
+    namespaces = _namespaces()
+    left: list[str] = []
+    del _RECORDED[:]
+    try:
+        yield left
+    finally:
+        for entry, old, new in changes_since(before):
+            if entry.set is None:
+                left.append(describe("the run", entry, old, new))
+            else:
+                entry.set(old)
+        if os.environ != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+        sys.argv[:] = argv
+        now = _namespaces()
+        replaced = sorted(f"{space}.{name}" for (space, name), ident in namespaces.items()
+                          if now.get((space, name), ident) != ident)
+        if replaced:
+            left.append(f"the run replaced {', '.join(replaced[:3])}" + (" ..." if len(replaced) > 3 else ""))
+        del _RECORDED[:]

@@ -164,3 +164,14 @@ def test_an_atlas_sitting_adds_its_runs_to_the_table_and_the_next_one_resumes_fr
     out = run_benchmark("atlas.py", *args)
     assert "atlas: 0 runs to go" in out and not (tmp_path / "w").exists()
     assert "| gap | " in (tmp_path / "atlas.md").read_text()
+
+
+@pytest.mark.slow
+def test_sweep_workers_times_both_ways_and_prints_the_ratio_and_the_machine():
+    out = run_benchmark("sweep_workers.py", "--settings", "diag-majority", "--pools", "gap", "--seeds", "1",
+                        "--epochs", "1", "--jobs", "1")
+    assert re.search(r"^machine: .+, \d+ cores; ", out, flags=re.M)
+    assert re.search(r"^process per run: +1 runs in +[\d.]+ s", out, flags=re.M)
+    assert re.search(r"^worker processes: +1 runs in +[\d.]+ s", out, flags=re.M)
+    assert re.search(r"^ratio workers / process per run: \d+\.\d\d \(goal <= 0\.75: (met|not met)\)$", out, flags=re.M)
+    assert "metrics.jsonl identical both ways (wall time aside): 1 of 1 runs" in out

@@ -64,7 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
     parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="local: a process per run on this machine (default); ray: Ray tasks")
+                        help="local: this machine (default; CPU runs in --jobs worker processes, see "
+                             "--worker-processes); ray: Ray tasks")
+    parser.add_argument("--worker-processes", choices=["on", "off"], default="on",
+                        help="on (default): on the CPU, each of the --jobs is one process that trains its runs "
+                             "one after another; off: a new process for every run (see docs/running.md)")
     parser.add_argument("--ray-address", help="Ray cluster to use (default: start a local one)")
     parser.add_argument("--ray-max-retries", type=int, default=3,
                         help="retries of a run whose worker or process dies (default 3)")
@@ -163,7 +167,7 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
                 run_ray(sweep, todo, on_outcome, address=args.ray_address, max_retries=args.ray_max_retries,
                         jobs=jobs)
             else:
-                run_local(sweep, todo, jobs or 1, on_outcome)
+                run_local(sweep, todo, jobs or 1, on_outcome, worker_processes=args.worker_processes == "on")
     except KeyboardInterrupt as error:
         how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
         say(f"{how} after {len(outcomes)} of {len(todo)} runs, their checkpoints kept; "

@@ -1,8 +1,11 @@
-"""Executors: how the runs of a sweep are started, each one as a ``python -m poolbench run`` process.
+"""Executors: how the runs of a sweep are started, each one as ``python -m poolbench run``.
 
 A process per run isolates the sweep from a pooling that crashes, leaks memory or hangs a device.
-The local executor runs N processes at a time on this machine (a GPU or a share of the CPUs
-each); the Ray executor runs each one in a Ray task, retried when its worker or process dies.
+The local executor runs N runs at a time on this machine (a GPU or a share of the CPUs each): on
+a GPU each in its own process, on the CPU in N worker processes that train their runs one after
+another (poolbench.execution.workers: a run that ends its worker ends alone, and gets the exit code
+its own process would have had). The Ray executor runs each one in a Ray task, retried when its
+worker or process dies.
 Every run's stdout/stderr go to its folder's stdout.log / stderr.log, and its exit code and
 result.json are turned into an ``Outcome``; a run locked by another sweep exits 75 and is
 reported as "running elsewhere"; a run that hits a full or read-only disk exits 74, keeps its
@@ -30,8 +33,10 @@ from .. import rundir
 from ..atomic import is_disk_full_or_read_only
 from ..outcomes import ExitCode, RunStatus
 from ..sweepdir import Sweep, SweepRun
+from .device import resolve_device
 from .signals import Terminated, how_it_ended
 from .sweep import Outcome, Skipped, SweepError, run_arguments, split_list
+from .workers import Worker, runs_in_a_worker
 
 #: The outcome of a run process that exits with these codes, when its result.json agrees.
 EXPECTED_STATUS: dict[int, RunStatus] = {ExitCode.COMPLETED: RunStatus.COMPLETED, ExitCode.DIVERGED: RunStatus.DIVERGED}
@@ -39,6 +44,7 @@ EXPECTED_STATUS: dict[int, RunStatus] = {ExitCode.COMPLETED: RunStatus.COMPLETED
 #: failed, even with no result.json; exit codes of a run that handled it, and of one killed by it.
 STOPPED_ON_REQUEST = frozenset({ExitCode.INTERRUPTED, ExitCode.TERMINATED, -signal.SIGINT, -signal.SIGTERM})
 STDOUT_LOG = "stdout.log"
+STDERR_LOG = "stderr.log"
 
 
 # --- Running one run --------------------------------------------------------------------------
@@ -50,12 +56,8 @@ def run_process(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str
     Called in a Ray task too: the interpreter is the one running this function, on whichever
     machine that is.
     """
-    folder = Path(cwd) / run_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    start_attempt(folder)
-    with open(folder / STDOUT_LOG, "ab") as out, open(folder / "stderr.log", "ab") as err:
-        err.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} poolbench sweep starts this run\n".encode())
-        err.flush()
+    folder = start_logs(Path(cwd) / run_dir)
+    with open(folder / STDOUT_LOG, "ab") as out, open(folder / STDERR_LOG, "ab") as err:
         process = subprocess.Popen([sys.executable, *arguments], cwd=cwd, stdout=out, stderr=err,
                                    stdin=subprocess.DEVNULL, env={**os.environ, **env},
                                    preexec_fn=_die_with_parent())
@@ -73,6 +75,16 @@ def run_process(arguments: list[str], cwd: str, run_dir: str, env: dict[str, str
         finally:
             if live is not None:
                 live.discard(process)
+
+
+def start_logs(folder: Path) -> Path:
+    """Before a run starts: its folder made, its logs started (start_attempt), a line in stderr.log
+    saying when the sweep started it; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start_attempt(folder)
+    with open(folder / STDERR_LOG, "ab") as err:
+        err.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} poolbench sweep starts this run\n".encode())
+    return folder
 
 
 def start_attempt(folder: Path) -> None:
@@ -197,9 +209,22 @@ def visible_gpus() -> list[str]:
     return inherited[:count] if inherited else [str(i) for i in range(count)]
 
 
-def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[Outcome], None]) -> None:
-    """Run ``todo`` as processes, ``jobs`` at a time; each gets its own GPU when there are
-    GPUs (round robin), else ``cores // jobs`` CPU threads. Reports each outcome as it ends.
+def in_worker_processes(sweep: Sweep) -> bool:
+    """Whether the local executor may train the sweep's runs in worker processes (execution.workers):
+    runs on the CPU that do not compile their model. A GPU run keeps a process of its own (a device
+    hung or filled by one run must not reach the next), and so does a compiled one (torch.compile's
+    caches and limits are per process)."""
+    return not sweep.options.get("compile") and resolve_device(str(sweep.options.get("device") or "auto")).type == "cpu"
+
+
+def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[Outcome], None], *,
+              worker_processes: bool = True) -> None:
+    """Run ``todo`` ``jobs`` at a time; each gets its own GPU when there are GPUs (round robin),
+    else ``cores // jobs`` CPU threads. Reports each outcome as it ends.
+
+    A run is its own ``python -m poolbench run`` process, but on the CPU (see in_worker_processes)
+    each job slot is one worker process that trains its runs one after another, unless
+    ``worker_processes`` is False; a run that ends its worker gets a new one for the next run.
     """
     gpus = visible_gpus()
     # The user's own thread setting wins (--threads, else an exported OMP_NUM_THREADS).
@@ -209,6 +234,23 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
     slot_lock = threading.Lock()
     live: set[subprocess.Popen] = set()
     stop = threading.Event()
+    workers: dict[int, Worker] = {}  # a slot's worker process, when the runs are trained in workers
+    in_workers = worker_processes and in_worker_processes(sweep)
+
+    def train(run: SweepRun, slot: int, env: dict[str, str]) -> int:
+        """The run's exit code, from its own process or from the slot's worker."""
+        arguments = run_arguments(sweep, run)
+        if not (in_workers and runs_in_a_worker(arguments)):
+            return run_process(arguments, str(sweep.root), sweep.relative(run), env, live)
+        worker = workers.get(slot)
+        if worker is None or not worker.alive():  # the first run of the slot, or its worker ended
+            worker = workers[slot] = Worker(sweep.root, env, _die_with_parent())
+        folder = start_logs(sweep.path(run))
+        live.add(worker.process)
+        try:
+            return worker.run(arguments, folder / STDOUT_LOG, folder / STDERR_LOG)
+        finally:
+            live.discard(worker.process)
 
     def work(run: SweepRun) -> Outcome | None:
         if stop.is_set():
@@ -223,7 +265,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
         try:
-            code = run_process(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env, live)
+            code = train(run, slot, env)
             outcome = classify(run, sweep.path(run), code, time.perf_counter() - start)
         except OSError as error:  # writing the run's logs or records
             if not is_disk_full_or_read_only(error):
@@ -236,23 +278,29 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
             stop.set()  # every run would hit the same disk: the ones running finish or stop the same way
         return outcome
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(work, run) for run in todo]
-        try:
-            for future in as_completed(futures):
-                outcome = future.result()
-                if outcome is not None:
-                    report(outcome)
-        except BaseException as error:
-            stop.set()  # start no more runs; leaving the with-block waits for the ones running
-            for future in futures:
-                future.cancel()
-            if isinstance(error, KeyboardInterrupt):
-                # They may not have seen the terminal's Ctrl-C, and never see a SIGTERM sent to the sweep.
-                passed_on = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
-                for process in list(live):
-                    process.send_signal(passed_on)
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(work, run) for run in todo]
+            try:
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    if outcome is not None:
+                        report(outcome)
+            except BaseException as error:
+                stop.set()  # start no more runs; leaving the with-block waits for the ones running
+                for future in futures:
+                    future.cancel()
+                if isinstance(error, KeyboardInterrupt):
+                    # They may not have seen the terminal's Ctrl-C, and never see a SIGTERM sent to the sweep.
+                    passed_on = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+                    for process in list(live):
+                        process.send_signal(passed_on)
+                raise
+    finally:
+        for worker in workers.values():
+            worker.connection.close()  # all told at once, then waited for
+        for worker in workers.values():
+            worker.close()
 
 
 def import_ray() -> Any:

@@ -380,8 +380,7 @@ def _keep_old_metrics(output_dir: Path, log: Log) -> None:
 def load_data(config: RunConfig, options: RunOptions, log: Log | None = None) -> datasets.ImageData:
     """The run's data set as uint8 tensors; RunRefused when it is missing or has other classes."""
     try:
-        data = datasets.load(config.dataset, options.data_root, download=options.download,
-                             image_size=config.protocol.image_size, log=log)
+        data = _decoded(config, options, log)
     except datasets.DataMissingError as error:
         raise RunRefused(str(error)) from None
     if data.num_classes != config.num_classes:
@@ -391,6 +390,37 @@ def load_data(config: RunConfig, options: RunOptions, log: Log | None = None) ->
         return holdout.split(data, config.protocol.val_split)
     except holdout.HoldoutError as error:
         raise RunRefused(str(error)) from None
+
+
+#: Decoded data sets kept by a process that trains many runs (a sweep's worker, execution.workers),
+#: by what the data depends on; None in a process that trains one run (nothing is kept).
+_DECODED: dict[tuple[Any, ...], datasets.ImageData] | None = None
+#: The most data sets a worker keeps: a sweep's settings use a few (the diagnostic suite four).
+KEEP_DATA_SETS = 6
+
+
+def keep_decoded_data() -> None:
+    """From now on this process keeps the data sets it loads in memory (see :func:`load_data`)."""
+    global _DECODED
+    if _DECODED is None:
+        _DECODED = {}
+
+
+def _decoded(config: RunConfig, options: RunOptions, log: Log | None) -> datasets.ImageData:
+    """``datasets.load`` of the run's data set, from memory when this process keeps data sets and
+    loaded one with the same name, content (a custom data set's SHA-256), data root and image size.
+    The loader and the validation split copy what they change: a kept data set is never altered."""
+    if _DECODED is None:
+        return datasets.load(config.dataset, options.data_root, download=options.download,
+                             image_size=config.protocol.image_size, log=log)
+    root = str(Path(options.data_root).expanduser().resolve()) if options.data_root else None
+    key = (config.dataset, config.dataset_sha256, root, config.protocol.image_size)
+    if key not in _DECODED:
+        while len(_DECODED) >= KEEP_DATA_SETS:
+            del _DECODED[next(iter(_DECODED))]  # the oldest: a sweep goes setting by setting
+        _DECODED[key] = datasets.load(config.dataset, options.data_root, download=options.download,
+                                      image_size=config.protocol.image_size, log=log)
+    return _DECODED[key]
 
 
 # --- Training: build, fit, record --------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Sweeps: the grid poolings x settings x seeds in one folder (see poolbench.sweepdir), prepared
 and checked before anything runs, and the command line each of its runs is started with.
 
-Every run is one ``python -m poolbench run`` process, started by poolbench.execution.executors
-(local executor, N at a time) or in a Ray task (ray executor). A process per run isolates the sweep
+Every run is the command ``python -m poolbench run ...``, started by poolbench.execution.executors
+(local executor, N at a time: on the CPU in N worker processes that train their runs one after
+another, else a process per run) or in a Ray task (ray executor). A process per run isolates the sweep
 from a pooling that crashes, leaks memory or hangs a device. A run holds its folder's lock
 while it lives, so two sweeps on one folder never train the same run twice: the second one's
 attempt exits 75 and is reported as "running elsewhere". Completed and diverged runs are
