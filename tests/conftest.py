@@ -12,6 +12,12 @@ under test):
 Debian's FashionMNIST (``/usr/share/datasets/fashion-mnist``), which poolbench uses when a data root
 holds none, is hidden from every test (``_hide_system_fmnist``): a test sees only the data it made,
 whatever the machine has installed. Tests of the real files (tests/test_fmnist.py) ask for it.
+
+The suite runs in parallel (pytest-xdist, ``-n auto`` in pyproject.toml's addopts): nothing a test
+writes may be shared with another worker. Every test gets a decode cache of its own session
+(``_own_decode_cache``), and each worker trains with its share of the cores (``pytest_configure``).
+Tests that share one trained run (a module- or session-scoped fixture) carry the same
+``xdist_group`` mark, so that one worker trains it once (``--dist loadgroup``).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from torchvision import datasets as tvd
 
 from poolbench.cli import main
 from poolbench.data import fmnist
+from poolbench.execution.executors import cpu_count
 
 CIFAR10_TRAIN_PER_BATCH = 4  # x 5 batch files
 CIFAR10_TEST = 6
@@ -37,6 +45,17 @@ CIFAR100_TRAIN = 30
 CIFAR100_TEST = 10
 FMNIST_TRAIN = 12
 FMNIST_TEST = 5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker, train with the worker's share of the cores (as a sweep gives each local
+    job its share), unless OMP_NUM_THREADS was chosen: two workers with all cores each would fight
+    over them. Subprocesses (runs, sweeps) inherit it through the environment."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and not os.environ.get("OMP_NUM_THREADS"):
+        threads = max(1, cpu_count() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -143,6 +162,13 @@ def _hide_system_fmnist(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """Point poolbench's system FashionMNIST folder at one that does not exist, so that "not found" means
     not found (and nothing is created per test)."""
     monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", tmp_path_factory.getbasetemp() / "no-system-fmnist")
+
+
+@pytest.fixture(autouse=True)
+def _own_decode_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoded own data sets go to this session's folder (one per xdist worker), never to the user's
+    ``~/.cache``; a test that checks the default location removes the variable itself."""
+    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
 
 
 @pytest.fixture

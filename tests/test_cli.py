@@ -1,8 +1,10 @@
 """`poolbench run`, `check` and `list` end to end, as a user calls them."""
 
+import io
 import json
 import math
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -37,44 +39,58 @@ def run(capsys, *args):
     return code, captured.out, captured.err
 
 
-def test_quick_run_prints_the_original_lines_and_writes_the_run_folder(tmp_path, capsys):
-    out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--lr", "0.05",
-                         "--output-dir", str(out_dir))
+@pytest.fixture(scope="module")
+def default_quick_run(tmp_path_factory) -> tuple[Path, int, str, str]:
+    """`poolbench run --setting quick` with the embedded defaults (10 epochs, lr 0.01), trained once
+    for the tests below: its folder, exit code, stdout and stderr."""
+    out_dir = tmp_path_factory.mktemp("quick") / "run"
+    with pytest.MonkeyPatch.context() as patch:  # capsys is per test: capture this call's output here
+        out, err = io.StringIO(), io.StringIO()
+        patch.setattr(sys, "stdout", out)
+        patch.setattr(sys, "stderr", err)
+        code = main(["run", "--setting", "quick", "--output-dir", str(out_dir)])
+    return out_dir, code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("default_quick_run")
+def test_quick_run_prints_the_original_lines_and_writes_the_run_folder(default_quick_run, capsys):
+    out_dir, code, out, err = default_quick_run
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert len(lines) == 4
-    epochs = [METRICS_LINE.match(line) for line in lines[:3]]
+    assert len(lines) == 11
+    epochs = [METRICS_LINE.match(line) for line in lines[:10]]
     assert all(epochs), lines
-    # lr printed after epoch e of a cosine schedule from 0.05 to 0 over 3 epochs
+    # lr printed after epoch e of a cosine schedule from 0.01 to 0 over 10 epochs
     for match in epochs:
         epoch = int(match.group(1))
-        assert float(match.group(3)) == pytest.approx(0.025 * (1 + math.cos(math.pi * epoch / 3)), abs=1e-6)
+        assert float(match.group(3)) == pytest.approx(0.005 * (1 + math.cos(math.pi * epoch / 10)), abs=1e-6)
     best = max(float(m.group(2)) for m in epochs)
-    assert lines[3] == f"TEST_METRICS: test_acc={best:.2f}"
+    assert lines[10] == f"TEST_METRICS: test_acc={best:.2f}"
 
     result = json.loads((out_dir / "result.json").read_text())
     assert result["status"] == "completed"
     assert f"{result['best_test_acc']:.2f}" == f"{best:.2f}"
-    assert result["epochs_completed"] == 3 and result["pool_input_shape"] == [64, 8, 8]
+    assert result["epochs_completed"] == 10 and result["pool_input_shape"] == [64, 8, 8]
     assert result["num_params"] == 272_474 and result["device"] == "cpu"
     for key in ("best_epoch", "final_test_acc", "wall_time_s", "versions"):
         assert key in result
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["epoch"] for r in records] == list(range(1, 11))
     config = json.loads((out_dir / "config.json").read_text())
-    assert config["config"]["protocol"]["epochs"] == 3 and config["config"]["pool"] == "gap"
+    assert config["config"]["protocol"]["epochs"] == 10 and config["config"]["pool"] == "gap"
 
     # The same command again does not train again: it reports the finished result.
-    code, out, err = run(capsys, "--setting", "quick", "--epochs", "3", "--lr", "0.05",
-                         "--output-dir", str(out_dir))
-    assert code == 0 and out.strip() == lines[3] and "not run again" in err
+    mtimes = {p: p.stat().st_mtime_ns for p in out_dir.iterdir() if p.suffix in (".json", ".jsonl", ".pt")}
+    code, out, err = run(capsys, "--setting", "quick", "--output-dir", str(out_dir))
+    assert code == 0 and out.strip() == lines[10] and "not run again" in err
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing was written again
 
 
 def test_a_zero_argument_custom_pool_file_from_the_original_task(tmp_path, capsys):
     pool_file = tmp_path / "custom_pool.py"
     pool_file.write_text(ORIGINAL_CUSTOM_POOL)
-    code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--pool", str(pool_file),
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--image-size", "16", "--pool", str(pool_file),
                          "--output-dir", str(tmp_path / "run"))
     assert code == 0, err
     assert out.strip().splitlines()[-1].startswith("TEST_METRICS: test_acc=")
@@ -134,8 +150,8 @@ def test_unknown_pool_name_lists_close_matches(tmp_path, capsys):
 
 def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
     out_dir = str(tmp_path / "run")
-    assert run(capsys, "--setting", "quick", "--epochs", "1", "--output-dir", out_dir)[0] == 0
-    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--pool", "gmp",
+    assert run(capsys, "--setting", "quick", "--epochs", "1", "--image-size", "16", "--output-dir", out_dir)[0] == 0
+    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--image-size", "16", "--pool", "gmp",
                        "--output-dir", out_dir)
     assert code == 2 and "another configuration" in err and "pool" in err
 
@@ -169,11 +185,11 @@ def test_float16_on_the_cpu_is_refused_before_anything_is_written(tmp_path, caps
 @pytest.mark.parametrize("amp", ["bf16"])
 def test_mixed_precision_runs_on_the_cpu_and_is_part_of_the_run_config(amp, tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--amp", amp,
-                         "--output-dir", str(out_dir))
+    code, out, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16",
+                         "--amp", amp, "--output-dir", str(out_dir))
     assert code == 0, err
     assert json.loads((out_dir / "config.json").read_text())["config"]["amp"] == amp
-    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256",
+    code, _, err = run(capsys, "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16",
                        "--output-dir", str(out_dir))
     assert code == 2 and "amp" in err  # a float32 run never resumes a mixed-precision one
 
@@ -190,8 +206,9 @@ def test_the_vgg_setting_on_cifar100_files(cifar100_root, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_embedded_default_reaches_90_percent_with_gap(tmp_path, capsys):
-    code, out, err = run(capsys, "--setting", "quick", "--output-dir", str(tmp_path / "run"))
+@pytest.mark.xdist_group("default_quick_run")
+def test_the_embedded_default_reaches_90_percent_with_gap(default_quick_run):
+    _, code, out, err = default_quick_run
     assert code == 0, err
     best = float(out.strip().splitlines()[-1].removeprefix("TEST_METRICS: test_acc="))
     assert best >= 90.0
@@ -201,7 +218,8 @@ def test_a_tensor_that_does_not_follow_to_is_a_warning_in_a_cpu_run_and_a_fail_i
     pool = str(Path(__file__).parent / "broken_pools" / "plain_tensor_attr.py")
     assert main(["check", pool]) == 1  # it breaks on a GPU: check refuses it
     capsys.readouterr()
-    code, out, err = run(capsys, "--setting", "quick", "--pool", pool, "--epochs", "1", "--device", "cpu",
+    code, out, err = run(capsys, "--setting", "quick", "--pool", pool, "--epochs", "1", "--image-size", "16",
+                         "--device", "cpu",
                          "--output-dir", str(tmp_path / "run"))
     assert code == 0, err  # a CPU run computes correctly with it: refuse what wastes the run, warn the rest
     assert "WARN to_dtype_device:" in err and "harmless in this CPU run; it fails on a GPU" in err

@@ -17,7 +17,7 @@ from poolbench import rundir
 from poolbench.cli import main
 from poolbench.outcomes import RunStatus
 
-FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256"]
+FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 METRICS = re.compile(r"^TRAIN_METRICS: epoch=(\d+) ", re.M)
 
@@ -129,6 +129,7 @@ def copy_run(source: Path, root: Path) -> Path:
     return target
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains it, once
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_a_damaged_config_is_one_line_naming_it(tmp_path, capsys, finished_run, kind):
     run_dir = copy_run(finished_run, tmp_path)
@@ -140,6 +141,7 @@ def test_a_damaged_config_is_one_line_naming_it(tmp_path, capsys, finished_run, 
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != ".lock"} == before  # nothing lost
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains it, once
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_a_damaged_result_of_a_completed_run_is_rewritten_by_the_same_command(tmp_path, capsys, finished_run, kind):
     run_dir = copy_run(finished_run, tmp_path)
@@ -161,6 +163,7 @@ def test_a_damaged_result_of_a_completed_run_is_rewritten_by_the_same_command(tm
     assert METRICS.findall(out) == ["1"] and f"test_acc={original['best_test_acc']:.2f}" in out
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains it, once
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_a_damaged_checkpoint_says_delete_it(tmp_path, capsys, finished_run, kind):
     run_dir = copy_run(finished_run, tmp_path)
@@ -173,6 +176,7 @@ def test_a_damaged_checkpoint_says_delete_it(tmp_path, capsys, finished_run, kin
     assert (run_dir / "metrics.jsonl").read_bytes() == metrics
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains it, once
 @pytest.mark.parametrize("kind", ["binary", "null", "list"])
 def test_a_damaged_metrics_file_does_not_break_status(tmp_path, capsys, finished_run, kind):
     run_dir = copy_run(finished_run, tmp_path)
@@ -226,6 +230,7 @@ def test_a_vanished_pool_copy_is_named_in_dry_run(tmp_path, capsys):
 
 # --- 5. reports ---------------------------------------------------------------------------------
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains it, once
 def test_report_output_onto_a_folder_or_a_full_disk(tmp_path, capsys, finished_run, monkeypatch):
     copy_run(finished_run, tmp_path)
     code, _, err = call(capsys, "report", str(tmp_path), "--output", str(tmp_path))
@@ -246,7 +251,7 @@ def test_report_output_onto_a_folder_or_a_full_disk(tmp_path, capsys, finished_r
 def test_sigterm_keeps_the_checkpoint_and_the_resumed_stdout_holds_every_epoch(tmp_path):
     out_dir = tmp_path / "run"
     command = [sys.executable, "-m", "poolbench", "run", "--setting", "quick", "--epochs", "3",
-               "--batch-size", "256", "--output-dir", str(out_dir)]
+               "--batch-size", "256", "--image-size", "16", "--output-dir", str(out_dir)]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (out_dir / "checkpoint.pt").exists() and time.time() < deadline:

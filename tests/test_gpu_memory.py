@@ -79,7 +79,7 @@ def test_sweep_refuses_jobs_that_do_not_fit_before_any_run_starts(tmp_path, caps
 
 def test_sweep_on_the_cpu_is_not_checked(tmp_path, capsys, fake_gpu):
     out = tmp_path / "sweep"
-    assert sweep("--pools", "gap", "--seeds", "1", "--epochs", "1", "--batch-size", "512", "--device", "cpu",
-                 "--jobs", "6", "--out", str(out)) == 0, capsys.readouterr().err
+    assert sweep("--pools", "gap", "--seeds", "1", "--epochs", "1", "--batch-size", "512", "--image-size", "16",
+                 "--device", "cpu", "--jobs", "6", "--out", str(out)) == 0, capsys.readouterr().err
     assert fake_gpu[1] == []
     assert re.search(r"done in \d+ s \([\d.]+ runs/hour\): 1 completed", capsys.readouterr().err)

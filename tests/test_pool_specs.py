@@ -296,7 +296,7 @@ def test_a_refused_value_makes_run_exit_2_with_one_line_and_no_folder(tmp_path, 
 
 def test_run_with_a_spec_trains_and_records_it(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code = main(["run", "--setting", "quick", "--epochs", "1", "--pool", "topk( k=0.5 )",
+    code = main(["run", "--setting", "quick", "--epochs", "1", "--image-size", "16", "--pool", "topk( k=0.5 )",
                  "--output-dir", str(out_dir)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -305,6 +305,6 @@ def test_run_with_a_spec_trains_and_records_it(tmp_path, capsys):
     assert config["pool"] == "topk(k=0.5)"
     assert json.loads((out_dir / "result.json").read_text())["status"] == "completed"
     # Another spelling of the same spec is the same run: finished, not trained again.
-    assert main(["run", "--setting", "quick", "--epochs", "1", "--pool", "topk(k=0.5)",
+    assert main(["run", "--setting", "quick", "--epochs", "1", "--image-size", "16", "--pool", "topk(k=0.5)",
                  "--output-dir", str(out_dir)]) == 0
     assert "not run again" in capsys.readouterr().err

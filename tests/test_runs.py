@@ -143,7 +143,7 @@ def test_a_possible_result_reads_back_as_written(tmp_path, result):
 
 def test_run_on_a_folder_whose_result_is_impossible_trains_again_instead_of_reporting_it(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    args = ["run", "--setting", "quick", "--epochs", "1", "--output-dir", str(out_dir)]
+    args = ["run", "--setting", "quick", "--epochs", "1", "--image-size", "16", "--output-dir", str(out_dir)]
     assert main(args) == 0
     written = json.loads((out_dir / "result.json").read_text())
     write_json(out_dir / "result.json", {**written, "best_test_acc": 250.0})

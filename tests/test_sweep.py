@@ -523,15 +523,42 @@ def sweep_process(*argv: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-E2E = ("--pools", "gap,gem", "--seeds", "1,2", "--epochs", "1", "--jobs", "2")
+# 16 x 16 images: each run trains in about a second, so the process and the sweep's work dominate.
+E2E = ("--pools", "gap,gem", "--seeds", "1,2", "--epochs", "1", "--image-size", "16", "--jobs", "2")
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory) -> tuple[Path, list[int], list[str]]:
+    """Two `poolbench sweep` processes started a second apart on one folder, each with the whole
+    grid (4 runs, 2 jobs of 1 thread each: no OpenMP oversubscription): the folder, their exit codes
+    and their stderr. The tests below read it; the rerun writes nothing."""
+    out = tmp_path_factory.mktemp("two_sweeps") / "runs"
+    sweeps = [sweep_process(*E2E, "--out", out)]
+    time.sleep(1.0)
+    sweeps.append(sweep_process(*E2E, "--out", out))
+    errs = [process.communicate(timeout=900)[1] for process in sweeps]
+    return out, [process.returncode for process in sweeps], errs
 
 
 @pytest.mark.slow
-def test_end_to_end_sweep_rerun_and_report(tmp_path):
-    out = tmp_path / "runs"
-    first = sweep_process(*E2E, "--out", out)
-    _, err = first.communicate(timeout=900)
-    assert first.returncode == 0, err
+@pytest.mark.xdist_group("two_sweeps")
+def test_end_to_end_two_sweeps_at_once_on_one_folder(two_sweeps):
+    out, codes, errs = two_sweeps
+    assert codes == [0, 0], errs
+    folders = list(out.glob("quick/*/seed*"))
+    assert len(folders) == 4
+    for folder in folders:
+        assert [r["epoch"] for r in read_jsonl(folder / "metrics.jsonl")] == [1]
+        assert json.loads((folder / "result.json").read_text())["status"] == "completed"
+    trained = sum(err.count(" completed  best ") for err in errs)
+    assert trained == 4, errs  # each run trained by exactly one of the two sweeps
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("two_sweeps")
+def test_end_to_end_sweep_rerun_and_report(two_sweeps):
+    out, codes, errs = two_sweeps
+    assert codes == [0, 0], errs
     results = {p.parent.parent.name + "/" + p.parent.name: json.loads(p.read_text())
                for p in out.glob("quick/*/seed*/result.json")}
     assert sorted(results) == ["gap/seed1", "gap/seed2", "gem/seed1", "gem/seed2"]
@@ -551,21 +578,6 @@ def test_end_to_end_sweep_rerun_and_report(tmp_path):
     assert "Final metrics (quick): test_acc_quick=" in text
 
 
-@pytest.mark.slow
-def test_end_to_end_two_sweeps_at_once_on_one_folder(tmp_path):
-    out = tmp_path / "runs"
-    sweeps = [sweep_process(*E2E, "--out", out)]  # 2 jobs of 1 thread each: no OpenMP oversubscription
-    time.sleep(1.0)
-    sweeps.append(sweep_process(*E2E, "--out", out))
-    errs = [process.communicate(timeout=900)[1] for process in sweeps]
-    assert [process.returncode for process in sweeps] == [0, 0], errs
-    for folder in out.glob("quick/*/seed*"):
-        assert [r["epoch"] for r in read_jsonl(folder / "metrics.jsonl")] == [1]
-        assert json.loads((folder / "result.json").read_text())["status"] == "completed"
-    trained = sum(err.count(" completed  best ") for err in errs)
-    assert trained == 4, errs  # each run trained by exactly one of the two sweeps
-
-
 @pytest.fixture(scope="module")
 def local_ray():
     import ray  # CI installs the ray extra: a missing ray fails these tests, it does not skip them
@@ -576,6 +588,7 @@ def local_ray():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ray")  # one Ray instance, started once
 def test_ray_retries_a_killed_run_which_resumes(local_ray, fake_run, pool_files, tmp_path, capsys):
     out = tmp_path / "runs"
     pools = f"gap,{pool_files / 'crashy.py'}"
@@ -587,9 +600,11 @@ def test_ray_retries_a_killed_run_which_resumes(local_ray, fake_run, pool_files,
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ray")  # one Ray instance, started once
 def test_end_to_end_sweep_on_a_local_ray_instance(local_ray, tmp_path):
     out = tmp_path / "runs"
-    code = sweep("--pools", "gap,gem", "--seeds", "1", "--epochs", "1", "--out", out, "--executor", "ray")
+    code = sweep("--pools", "gap,gem", "--seeds", "1", "--epochs", "1", "--image-size", "16", "--out", out,
+                 "--executor", "ray")
     assert code == 0
     for pool in ("gap", "gem"):
         folder = out / "quick" / pool / "seed1"

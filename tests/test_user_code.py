@@ -28,7 +28,7 @@ from poolbench.execution.runner import build_model
 from poolbench.rundir import RunConfig
 from poolbench.settings import run_protocol
 
-FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256", "--threads", "1"]
+FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16", "--threads", "1"]
 
 MEAN = """
 class CustomPool(nn.Module):
@@ -263,8 +263,8 @@ def test_a_path_too_long_for_the_file_system_is_one_short_line(tmp_path, capsys,
 @pytest.mark.slow
 def test_a_full_disk_ends_the_run_with_74_and_the_same_command_resumes(tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "run"
-    command = ["run", "--setting", "quick", "--epochs", "2", "--batch-size", "256", "--threads", "1",
-               "--output-dir", str(out_dir)]
+    command = ["run", "--setting", "quick", "--epochs", "2", "--batch-size", "256", "--image-size", "16",
+               "--threads", "1", "--output-dir", str(out_dir)]
     real_write, writes = train_module.atomic_write_bytes, []
 
     def full_after_first_checkpoint(path, data):

@@ -63,7 +63,7 @@ def test_the_val_epoch_is_the_first_best_on_the_held_out_images():
 def test_a_sweep_with_a_val_split_is_reported_by_its_val_score(tmp_path: Path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "--pools", "gap", "--seeds", "1", "--epochs", "2", "--batch-size", "256",
-                 "--val-split", "100", "--threads", "1", "--out", str(out)]) == 0
+                 "--image-size", "16", "--val-split", "100", "--threads", "1", "--out", str(out)]) == 0
     run = out / "quick" / "gap" / "seed1"
     result = json.loads((run / "result.json").read_text())
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
