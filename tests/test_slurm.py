@@ -120,7 +120,7 @@ def interrupt_after_first_epoch(out: Path, run: str, timeout: float = 300.0) -> 
 def requeued(out: Path, run: str) -> bool:
     """submitit's own log of the run's job says it was checkpointed and requeued."""
     job = slurm.recorded_jobs(out)[run]["job_id"]
-    return any("Requeued job" in log.read_text() for log in (out / slurm.SLURM_DIR / job).glob("*_log.err"))
+    return any("Requeued job" in log.read_text() for log in (out / slurm.SLURM_DIR / job).glob("*_log.*"))
 
 
 def test_local_array_runs_the_grid_records_jobs_and_requeues_an_interrupted_run(fake_run, local_cluster,  # noqa: F811
@@ -172,3 +172,38 @@ def test_end_to_end_local_array_with_a_requeue_ends_like_an_uninterrupted_run(lo
     from poolbench.report import to_markdown
 
     assert "Final metrics (quick): test_acc_quick=" in to_markdown(build_report(out))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2])
+def test_slurms_user_signals_stop_a_run_like_sigterm(signum):
+    from poolbench.execution.signals import Terminated, sigterm_as_interrupt
+
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises here, at once
+    assert signal.getsignal(signum) == signal.SIG_DFL  # restored on the way out
+
+
+def test_no_wait_submits_one_array_records_its_jobs_and_status_shows_the_queue(tmp_path, monkeypatch, capsys):
+    """Submission through submitit's SlurmExecutor against stand-ins of sbatch, srun and squeue."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = {"sbatch": f'cp "$1" {tmp_path}/submitted.sh; echo "Submitted batch job 4242"',
+             "srun": "exit 0", "squeue": 'echo "4242_0 RUNNING"; echo "4242_1 PENDING"'}
+    for name, body in tools.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv(slurm.CLUSTER_VARIABLE, raising=False)
+    out = tmp_path / "runs"
+    assert sweep("--pools", "gap,gem", "--seeds", "1", "--out", out, "--jobs", "1", *SLURM_FLAGS, "--no-wait") == 0
+    err = capsys.readouterr().err
+    assert "submitted job array 4242 (2 runs, 1 at a time)" in err and f"poolbench status {out}" in err
+    lines = sbatch_lines((tmp_path / "submitted.sh").read_text())
+    assert "#SBATCH --array=0-1%1" in lines and "#SBATCH --partition=gpu" in lines
+    assert {name: job["job_id"] for name, job in slurm.recorded_jobs(out).items()} == {
+        "quick/gap/seed1": "4242_0", "quick/gem/seed1": "4242_1"}
+
+    assert status_cli.main(status_cli.argparse.Namespace(folder=str(out), json=False)) == 0
+    table = capsys.readouterr().out.split("jobs (--executor slurm)", 1)[1]
+    assert "| quick/gap/seed1 | 4242_0 | running |" in table and "| quick/gem/seed1 | 4242_1 | pending |" in table

@@ -254,8 +254,7 @@ def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Call
     pending: dict[Any, SweepRun] = {}
     limit = len(todo) if name == "slurm" or not wait else max(1, jobs or len(todo))
     if name == "slurm" and todo:  # one array: Slurm keeps at most `jobs` of its tasks running
-        with executor.batch():
-            submitted = [(run, executor.submit(task(run))) for run in todo]
+        submitted = list(zip(todo, executor.submit_array([task(run) for run in todo]), strict=True))
         waiting.clear()
         pending = {job: run for run, job in submitted}
         record_jobs(sweep, submitted, name)
