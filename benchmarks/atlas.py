@@ -199,6 +199,8 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
     lines = [
         "# The atlas: every pooling under one protocol",
         "",
+        "[Back to the README](../README.md)",
+        "",
         "Made by `benchmarks/atlas.py` from the runs in [atlas/runs.csv](atlas/runs.csv) (one row per run, the",
         "columns of `poolbench export`); each sitting adds what is missing and rewrites this page:",
         "",

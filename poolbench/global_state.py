@@ -57,13 +57,18 @@ def _set_deterministic(value: tuple[bool, bool]) -> None:
     torch.use_deterministic_algorithms(value[0], warn_only=value[1])
 
 
+#: The handlers a run sets to stop cleanly (Ctrl-C; SIGTERM and Slurm's SIGUSR1/SIGUSR2, see
+#: poolbench.execution.signals).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
 def _signal_handlers() -> tuple[Any, ...]:
-    return tuple(signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM))
+    return tuple(signal.getsignal(s) for s in _STOP_SIGNALS)
 
 
 def _set_signal_handlers(handlers: tuple[Any, ...]) -> None:
     if threading.current_thread() is threading.main_thread():  # signal.signal works only there
-        for number, handler in zip((signal.SIGINT, signal.SIGTERM), handlers, strict=True):
+        for number, handler in zip(_STOP_SIGNALS, handlers, strict=True):
             if handler is not None:
                 signal.signal(number, handler)
 
@@ -105,7 +110,7 @@ ENTRIES: tuple[Entry, ...] = (
                    torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32), _set_cudnn),
     Entry("float32 matmul precision", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
     Entry("the working directory", os.getcwd, os.chdir),
-    Entry("the SIGINT and SIGTERM handlers", _signal_handlers, _set_signal_handlers),
+    Entry("the SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 handlers", _signal_handlers, _set_signal_handlers),
     Entry("sys.stdout and sys.stderr", lambda: (sys.stdout, sys.stderr), _set_streams),
 )
 

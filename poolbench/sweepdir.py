@@ -6,6 +6,7 @@ A sweep folder::
     refused.json                the poolings the last sweep command refused (failed contract check):
                                 label -> {"spec", "message", "failures"}; their runs are not started
     pools/<stem>.py             copies of pooling files, so the sweep can be repeated later
+    slurm.json, slurm/          --executor slurm: each run's job id, and submitit's scripts and logs
     <setting>/<pool>/seed<k>/   one run folder per grid cell (see poolbench.rundir); <pool> is the
                                 spec's label: gem, topk-k0.5 for topk(k=0.5), a file's stem
     <variant>/<setting>/<pool>/seed<k>/

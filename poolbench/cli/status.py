@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from ..analysis import ReportError, collect_runs
+from ..execution.slurm import job_rows
 from ..outcomes import ExitCode
+from ..report import md_table
+from ..rundir import DamagedFileError
 from ..status import status_document, status_text
 from .common import say
 
@@ -21,11 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         summaries = collect_runs(args.folder)
-    except ReportError as error:
+        jobs = job_rows(args.folder, {f"{s.setting}/{s.pool}/seed{s.seed}": s.status for s in summaries})
+    except (ReportError, DamagedFileError) as error:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
     if args.json:
-        print(json.dumps(status_document(args.folder, summaries), indent=1))
+        print(json.dumps({**status_document(args.folder, summaries), **({"jobs": jobs} if jobs else {})}, indent=1))
     else:
         sys.stdout.write(status_text(Path(args.folder), summaries))
+        if jobs:  # --executor slurm: each run's job, its state in Slurm's queue when squeue answers
+            sys.stdout.write("\njobs (--executor slurm)\n" + md_table(["run", "job", "state"],
+                                                                       [list(row.values()) for row in jobs]) + "\n")
     return ExitCode.COMPLETED

@@ -34,7 +34,7 @@ from ..atomic import is_disk_full_or_read_only
 from ..outcomes import ExitCode, RunStatus
 from ..sweepdir import Sweep, SweepRun
 from .device import resolve_device
-from .signals import Terminated, how_it_ended
+from .signals import STOP_SIGNALS, Terminated, how_it_ended
 from .sweep import Outcome, Skipped, SweepError, run_arguments, split_list
 from .workers import Worker, runs_in_a_worker
 
@@ -42,7 +42,8 @@ from .workers import Worker, runs_in_a_worker
 EXPECTED_STATUS: dict[int, RunStatus] = {ExitCode.COMPLETED: RunStatus.COMPLETED, ExitCode.DIVERGED: RunStatus.DIVERGED}
 #: A run that ends so was asked to stop (Ctrl-C, SIGTERM: by the sweep, Slurm, the user): interrupted, not
 #: failed, even with no result.json; exit codes of a run that handled it, and of one killed by it.
-STOPPED_ON_REQUEST = frozenset({ExitCode.INTERRUPTED, ExitCode.TERMINATED, -signal.SIGINT, -signal.SIGTERM})
+STOPPED_ON_REQUEST = frozenset({ExitCode.INTERRUPTED, ExitCode.TERMINATED, -signal.SIGINT,
+                                *(-signum for signum in STOP_SIGNALS)})
 STDOUT_LOG = "stdout.log"
 STDERR_LOG = "stderr.log"
 

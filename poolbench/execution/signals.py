@@ -1,7 +1,9 @@
 """SIGTERM handled like Ctrl-C: a run or a sweep unwinds, keeps its checkpoints and exits 143.
 
 Slurm, Kubernetes and ``timeout`` stop a job with SIGTERM; turned into an interrupt it takes the
-same path as Ctrl-C, so the same command resumes what was stopped.
+same path as Ctrl-C, so the same command resumes what was stopped. SIGUSR1 and SIGUSR2 are handled
+the same way: Slurm sends them (``--signal``, submitit's USR2) to every process of a job before its
+time limit or on preemption, and their default action would kill a run without its record.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from contextlib import contextmanager
 
 from ..outcomes import ExitCode
 
+#: The signals a job scheduler stops a process with: each is handled like SIGTERM.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM turned into an interrupt, so that it unwinds like Ctrl-C (checkpoint kept)."""
@@ -20,7 +25,8 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated` (only the main thread can set handlers)."""
+    """Within the block SIGTERM, SIGUSR1 and SIGUSR2 raise :class:`Terminated` (only the main thread
+    can set handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -28,11 +34,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
 
 
 def interrupted_code(error: KeyboardInterrupt) -> ExitCode:
