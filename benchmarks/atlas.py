@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from poolbench import export
+from poolbench.atomic import atomic_write_bytes
 from poolbench.fingerprint import fingerprint
 from poolbench.paired import ALPHA, Difference, holm_adjust, paired
 from poolbench.pools import registry
@@ -64,12 +65,9 @@ def read_table(path: Path) -> list[dict[str, str]]:
 def write_table(path: Path, rows: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r["setting"], r["pool"], int(r["seed"])))
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=export.RUN_COLUMNS, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    table = export.to_csv([{column: row.get(column) for column in export.RUN_COLUMNS} for row in rows],
+                          export.RUN_COLUMNS)
+    atomic_write_bytes(path, table.encode())
 
 
 def protocol_matches(row: dict[str, str], overrides: dict[str, object]) -> bool:

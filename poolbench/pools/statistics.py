@@ -89,6 +89,24 @@ def newton_schulz_sqrt(a: torch.Tensor, iterations: int) -> torch.Tensor:
     return y
 
 
+def normalised_root(x: torch.Tensor, reduce: torch.Tensor, iterations: int, eps: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The iSQRT-COV core shared by ``cov`` and ``isqrt_cov``: ``S = cov(W_r x)`` (``reduce`` the 1x1
+    conv's weight), ``NS_sqrt(S / (tr S + eps))`` and ``tr S`` (``[B, 1, 1]``), in ``x``'s dtype."""
+    cov = covariance(F.conv2d(x, like(reduce, x)))
+    trace = cov.diagonal(dim1=-2, dim2=-1).sum(dim=-1)[:, None, None]
+    return newton_schulz_sqrt(cov / (trace + eps), iterations), trace
+
+
+def check_root_arguments(name: str, dim: int, iterations: int, eps: float, plain: str) -> None:
+    """The argument checks of a pooling built on :func:`normalised_root`; ``plain`` says what
+    ``iterations=0`` gives."""
+    check_value(dim >= 1, name, "dim", dim, ">= 1", f"use e.g. {name}(dim=64)")
+    check_value(iterations >= 0, name, "iterations", iterations, f">= 0 (0: {plain})",
+                f"use e.g. {name}(iterations=5)")
+    check_eps(name, eps, "a 1x1 map's covariance is 0 and is divided by its trace + eps", 1e-5)
+
+
 @register("cov")
 class SecondOrderPool(nn.Module):
     """Second-order (covariance) pooling reduced back to C as a channel gate on GAP, in the manner
@@ -108,10 +126,7 @@ class SecondOrderPool(nn.Module):
     def __init__(self, channels: int | None = None, dim: int = 64, iterations: int = 5,
                  eps: float = 1e-5):
         super().__init__()
-        check_value(dim >= 1, "cov", "dim", dim, ">= 1", "use e.g. cov(dim=64)")
-        check_value(iterations >= 0, "cov", "iterations", iterations, ">= 0 (0: the plain covariance)",
-                    "use e.g. cov(iterations=5)")
-        check_eps("cov", eps, "a 1x1 map's covariance is 0 and is divided by its trace + eps", 1e-5)
+        check_root_arguments("cov", dim, iterations, eps, "the plain covariance")
         channels = require_channels(channels, "cov")
         dim = min(dim, channels)
         self.reduce = nn.Conv2d(channels, dim, kernel_size=1, bias=False)
@@ -123,9 +138,7 @@ class SecondOrderPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with autocast_off(x):  # keep the matmuls in float32 under autocast
             x32 = upcast(x)
-            cov = covariance(F.conv2d(x32, like(self.reduce.weight, x32)))
-            trace = cov.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
-            root = newton_schulz_sqrt(cov / (trace[:, None, None] + self.eps), self.iterations)
+            root, _ = normalised_root(x32, self.reduce.weight, self.iterations, self.eps)
             u = (root * like(self.row, x32)).sum(dim=-1)  # [B, d]
             gate = 2 * torch.sigmoid(F.linear(u, like(self.expand.weight, x32), like(self.expand.bias, x32)))
             return (x32.mean(dim=(2, 3)) * gate).to(x.dtype)
@@ -353,10 +366,7 @@ class ISqrtCovPool(nn.Module):
 
     def __init__(self, channels: int | None = None, dim: int = 64, iterations: int = 5, eps: float = 1e-5):
         super().__init__()
-        check_value(dim >= 1, "isqrt_cov", "dim", dim, ">= 1", "use e.g. isqrt_cov(dim=64)")
-        check_value(iterations >= 0, "isqrt_cov", "iterations", iterations, ">= 0 (0: the trace-normalised covariance)",
-                    "use e.g. isqrt_cov(iterations=5)")
-        check_eps("isqrt_cov", eps, "a 1x1 map's covariance is 0 and is divided by its trace + eps", 1e-5)
+        check_root_arguments("isqrt_cov", dim, iterations, eps, "the trace-normalised covariance")
         channels = require_channels(channels, "isqrt_cov")
         width = min(dim, channels)
         self.reduce = nn.Conv2d(channels, width, kernel_size=1, bias=False)
@@ -368,9 +378,8 @@ class ISqrtCovPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with autocast_off(x):  # keep the matmuls in float32 under autocast
             x32 = upcast(x)
-            cov = covariance(F.conv2d(x32, like(self.reduce.weight, x32)))
-            trace = cov.diagonal(dim1=-2, dim2=-1).sum(dim=-1)[:, None, None]
-            root = newton_schulz_sqrt(cov / (trace + self.eps), self.iterations) * safe_sqrt(trace)
+            root, trace = normalised_root(x32, self.reduce.weight, self.iterations, self.eps)
+            root = root * safe_sqrt(trace)
             y = torch.einsum("bjk,cjk->bc", root, like(self.project, x32)) + like(self.bias, x32)
             return y.to(x.dtype)
 
