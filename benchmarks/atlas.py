@@ -17,7 +17,7 @@ What the page shows, per pooling (the rules of ``poolbench report``, docs/statis
 
 - diagnostic suite: the mean best test accuracy on each task, the *mean side* (average over the
   tasks a mean-like pooling can read) and *max side* with their standard deviation over seeds
-  (each seed's side score), and the lean (poolbench.fingerprint; gap 0, gmp 1);
+  (each seed's side score), and the lean (poolbench.analysis.fingerprint; gap 0, gmp 1);
 - real suite: the mean best test accuracy and its difference to gap paired by seed, with the 95%
   CI and the Holm-adjusted p-value over every pooling's comparison with gap;
 - what went wrong: a run that diverged or failed, a pooling the contract refused, a task where a
@@ -40,12 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-from poolbench import export
-from poolbench.atomic import atomic_write_bytes
-from poolbench.fingerprint import fingerprint
-from poolbench.paired import ALPHA, Difference, holm_adjust, paired
+from poolbench.analysis.fingerprint import fingerprint
+from poolbench.analysis.paired import ALPHA, Difference, holm_adjust, paired
+from poolbench.core.atomic import atomic_write_bytes
+from poolbench.core.settings import SETTINGS, SUITES, run_protocol
 from poolbench.pools import registry
-from poolbench.settings import SETTINGS, SUITES, run_protocol
+from poolbench.render import export
 
 ROOT = Path(__file__).resolve().parent.parent
 FINISHED = ("completed", "diverged")  # never run again; a failed or refused run is tried in the next sitting

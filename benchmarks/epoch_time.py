@@ -7,7 +7,7 @@ no download):
 - reference: the original harness's way: a torchvision DataLoader with PIL transforms (FashionMNIST:
   28x28 grey, Resize(32) + 3 channels), NCHW, float32, a ``.item()`` per batch, cudnn.benchmark off;
 - default: poolbench's ``run``: the DeviceLoader on the device, channels-last, float32, no host sync
-  inside an epoch (poolbench.train's own loop);
+  inside an epoch (poolbench.training.train's own loop);
 - fastest: ``default`` plus ``--fastest`` (default on CUDA: --compile + bf16 autocast; on the CPU:
   bf16, since compiling there takes minutes and gave 0.94x).
 
@@ -40,10 +40,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from poolbench import models
-from poolbench.compile import CompiledForward
+from poolbench.core.settings import BENCHMARK_SETTINGS, Protocol, get_setting
 from poolbench.data import DeviceLoader, describe
-from poolbench.settings import BENCHMARK_SETTINGS, Protocol, get_setting
-from poolbench.train import evaluate, make_optimizer, train_one_epoch
+from poolbench.training.compile import CompiledForward
+from poolbench.training.train import evaluate, make_optimizer, train_one_epoch
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 EPOCHS, RUNS_PER_SETTING = 200, 12  # the protocol; 4 baselines x 3 seeds

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from poolbench import models, pools
-from poolbench.poolspec import split_specs
-from poolbench.settings import Protocol
-from poolbench.train import make_optimizer
+from poolbench.core.poolspec import split_specs
+from poolbench.core.settings import Protocol
+from poolbench.training.train import make_optimizer
 
 
 def step_ms(arch: str, pool: str, batch_size: int, repeats: int, device: torch.device) -> float:

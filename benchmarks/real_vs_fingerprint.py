@@ -19,7 +19,7 @@ import sys
 
 from scipy import stats
 
-from poolbench.analysis import ReportError, build_report
+from poolbench.analysis.sweep_analysis import ReportError, build_report
 
 
 def spearman_exact(x: list[float], y: list[float]) -> tuple[float, float]:

@@ -16,8 +16,8 @@ from collections import defaultdict
 
 from statsmodels.stats.weightstats import DescrStatsW
 
-from poolbench import analysis
-from poolbench.outcomes import RunStatus
+from poolbench.analysis import sweep_analysis
+from poolbench.core.outcomes import RunStatus
 
 
 def interval(values: list[float]) -> str:
@@ -35,11 +35,11 @@ def main() -> None:
     parser.add_argument("folder", help="a sweep folder")
     args = parser.parse_args()
     gaps: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: {"val": [], "final": []})
-    for summary in analysis.collect_runs(args.folder):
+    for summary in sweep_analysis.collect_runs(args.folder):
         if summary.status != RunStatus.COMPLETED or summary.best_test_acc is None:
             continue
         for score in ("val", "final"):
-            value = analysis.run_score(summary, score)
+            value = sweep_analysis.run_score(summary, score)
             if value is not None:
                 gaps[summary.setting, summary.pool][score].append(summary.best_test_acc - value)
     print("| setting | pooling | n | best - val [95% CI] | best - final [95% CI] |")

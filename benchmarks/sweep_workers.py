@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from poolbench.settings import suite_settings
+from poolbench.core.settings import suite_settings
 
 GOAL = 0.75
 

@@ -127,8 +127,8 @@ def _atlas():
 
 def _atlas_row(atlas, setting: str, pool: str, seed: int, best: float | None, status: str = "completed",
                **protocol: object) -> dict[str, str]:
-    from poolbench.export import PROTOCOL_FIELDS, RUN_COLUMNS
-    from poolbench.settings import SETTINGS, run_protocol
+    from poolbench.core.settings import SETTINGS, run_protocol
+    from poolbench.render.export import PROTOCOL_FIELDS, RUN_COLUMNS
 
     row = dict.fromkeys(RUN_COLUMNS, "")
     expected = run_protocol(SETTINGS[setting], protocol)

@@ -14,12 +14,12 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 from poolbench.cli import main
-from poolbench.compile import BACKEND_ENV, CompiledForward
+from poolbench.core.settings import Protocol
 from poolbench.data import DeviceLoader
-from poolbench.execution.sweep import run_arguments
-from poolbench.settings import Protocol
-from poolbench.sweepdir import load_sweep
-from poolbench.train import fit
+from poolbench.execution.sweep_runner import run_arguments
+from poolbench.storage.sweepdir import load_sweep
+from poolbench.training.compile import BACKEND_ENV, CompiledForward
+from poolbench.training.train import fit
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import poolbench.pools as pools
-from poolbench.cli.check import run_checks
+from poolbench.cli.check_verb import run_checks
 from poolbench.contract import BENCHMARK_POOL_INPUTS, CHECKS, ContractReport, check_pool
-from poolbench.settings import BENCHMARK_SETTINGS, get_setting
+from poolbench.core.settings import BENCHMARK_SETTINGS, get_setting
 
 BROKEN = Path(__file__).parent / "broken_pools"
 pytestmark = pytest.mark.filterwarnings("ignore:std\\(\\)")  # torch warns about the very mistake tested

@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from poolbench.analysis.fingerprint import fingerprint
+from poolbench.analysis.power import detectable_difference, paired_power, plan_seeds, seeds_needed
 from scipy import stats
 
-from poolbench import analysis, data, models
+from poolbench import data, models
+from poolbench.analysis import sweep_analysis
 from poolbench.cli import main
 from poolbench.contract import check_pool
+from poolbench.core.settings import SETTINGS, SUITES
 from poolbench.data.diagnostics import CELL, COUNTS, DIAGNOSTICS, GRID, PALETTE
-from poolbench.fingerprint import fingerprint
-from poolbench.power import detectable_difference, paired_power, plan_seeds, seeds_needed
-from poolbench.settings import SETTINGS, SUITES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report import write_run  # noqa: E402  (the run-folder writer the report tests use)
@@ -270,7 +271,7 @@ def test_report_refuses_a_detect_that_is_not_a_positive_difference(diagnostic_sw
 
 
 def test_report_pool_inputs_come_from_the_settings(diagnostic_sweep):
-    report = analysis.build_report(diagnostic_sweep)
+    report = sweep_analysis.build_report(diagnostic_sweep)
     assert report.pool_is_1x1("vgg16bn-cifar100") and not report.pool_is_1x1("diag-majority")
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from test_report import write_run
 
-from poolbench.analysis import SCORES, collect_runs, run_score
+from poolbench.analysis.sweep_analysis import SCORES, collect_runs, run_score
 from poolbench.cli import main
-from poolbench.export import EPOCH_COLUMNS, PROTOCOL_FIELDS, RUN_COLUMNS, read_tables
+from poolbench.render.export import EPOCH_COLUMNS, PROTOCOL_FIELDS, RUN_COLUMNS, read_tables
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from poolbench import rundir
 from poolbench.cli import main
-from poolbench.outcomes import RunStatus
+from poolbench.core.outcomes import RunStatus
+from poolbench.storage import rundir
 
 FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

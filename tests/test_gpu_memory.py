@@ -5,8 +5,8 @@ import re
 import pytest
 
 from poolbench.cli import main
-from poolbench.execution import gpu_memory
-from poolbench.execution.gpu_memory import GIB, RunSpec, estimate_bytes, packing_problem
+from poolbench.execution import memory_estimate
+from poolbench.execution.memory_estimate import GIB, RunSpec, estimate_bytes, packing_problem
 
 NEED = {"resnet56 cifar100, batch 128, amp none": 2 * GIB, "vgg16bn cifar100, batch 128, amp none": 3 * GIB}
 
@@ -37,7 +37,7 @@ def test_the_counted_estimate_grows_with_the_batch_and_shrinks_with_bf16():
     base = estimate_bytes(RunSpec("resnet20", 10, "cifar10", 32))
     larger = estimate_bytes(RunSpec("resnet20", 10, "cifar10", 256))
     half = estimate_bytes(RunSpec("resnet20", 10, "cifar10", 256, amp="bf16"))
-    data_and_context = gpu_memory.data_bytes("cifar10") + gpu_memory.CONTEXT_BYTES
+    data_and_context = memory_estimate.data_bytes("cifar10") + memory_estimate.CONTEXT_BYTES
     assert data_and_context < base < larger
     assert half < larger
     # ResNet-20 saves about 2.5 MB of float32 activations per 32x32 image (~40 maps of 16x32x32
@@ -59,8 +59,8 @@ def fake_gpu(monkeypatch):
         asked.append(specs)
         return {"free": list(free), "need": {spec.label: 3 * GIB for spec in specs}}
 
-    real = gpu_memory.sweep_problem
-    monkeypatch.setattr(gpu_memory, "sweep_problem",
+    real = memory_estimate.sweep_problem
+    monkeypatch.setattr(memory_estimate, "sweep_problem",
                         lambda sweep, todo, jobs: real(sweep, todo, jobs, probe_gpus=fake_probe))
     return free, asked
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from test_report import QUICK, run_report, write_run, write_sweep
 
-from poolbench import analysis, rundir
-from poolbench.cli import status as status_cli
-from poolbench.cli import sweep as sweep_cli
-from poolbench.outcomes import RunStatus
+from poolbench.analysis import sweep_analysis
+from poolbench.cli import status_verb as status_cli
+from poolbench.cli import sweep_verb as sweep_cli
+from poolbench.core.outcomes import RunStatus
+from poolbench.storage import rundir
 
 
 def one_error(err: str) -> str:
@@ -58,7 +59,7 @@ def test_a_damaged_config_makes_its_run_unreadable_in_report_and_status(sweep_di
     path.write_text(json.dumps(stored))
     summary = rundir.summarize(path.parent)
     assert summary.status == RunStatus.UNREADABLE and "config.json is damaged" in (summary.problem or "")
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     gem = next(r for r in report.rows["quick"] if r.pool == "gem")
     assert 42 not in gem.values and gem.unreadable == [42] and set(gem.values) == {123, 456}
     assert run_report(sweep_dir) == 0

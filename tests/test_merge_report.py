@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from test_report import run_report, write_run
 
-from poolbench.analysis import Report, build_report
+from poolbench.analysis.sweep_analysis import Report, build_report
 from poolbench.cli import main
-from poolbench.merge import gather
-from poolbench.report import to_csv, to_html, to_markdown
+from poolbench.render.merge import gather
+from poolbench.render.report import to_csv, to_html, to_markdown
 
 GRID = ("--settings", "quick", "--pools", "gap,gem", "--epochs", "1")  # as docs/running.md's example
 

@@ -10,8 +10,8 @@ import torchvision
 from torch import nn
 
 from poolbench import models
+from poolbench.core.settings import BENCHMARK_SETTINGS, SETTINGS
 from poolbench.pools.classic import GeM, GlobalAvgPool
-from poolbench.settings import BENCHMARK_SETTINGS, SETTINGS
 
 RESNETS = ["resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 VGGS = ["vgg11bn", "vgg13bn", "vgg16bn", "vgg19bn"]

@@ -17,11 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from poolbench import catalog, data, models
+from poolbench import data, models
 from poolbench.cli import main
+from poolbench.core.setting_spec import arch_label, dataset_label, normalise_arch, normalise_dataset
+from poolbench.core.settings import Protocol, normalise_setting, run_protocol, setting_label
 from poolbench.execution import runner
-from poolbench.setting_spec import arch_label, dataset_label, normalise_arch, normalise_dataset
-from poolbench.settings import Protocol, normalise_setting, run_protocol, setting_label
+from poolbench.training import catalog
 
 MODEL_FILE = '''
 import torch

@@ -14,8 +14,8 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 
-from poolbench import plots
-from poolbench.plots import Bar, DifferenceBar
+from poolbench.render import plots
+from poolbench.render.plots import Bar, DifferenceBar
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAN = float("nan")

@@ -11,15 +11,15 @@ import torch
 import poolbench.pools as pools
 from poolbench import models
 from poolbench.cli import build_parser, main
-from poolbench.cli.run import run_config_from_args
+from poolbench.cli.run_verb import run_config_from_args
 from poolbench.contract import check_pool
-from poolbench.execution import sweep as sw
+from poolbench.core.poolspec import USAGE, normalise_spec, parse_call, split_specs
+from poolbench.execution import sweep_runner as sw
 from poolbench.pools import registry
 from poolbench.pools.classic import GeM
 from poolbench.pools.smooth import TopKPool
-from poolbench.poolspec import USAGE, normalise_spec, parse_call, split_specs
-from poolbench.rundir import pool_label, run_path
-from poolbench.sweepdir import load_sweep
+from poolbench.storage.rundir import pool_label, run_path
+from poolbench.storage.sweepdir import load_sweep
 
 LABEL_CHARACTERS = re.compile(r"^[A-Za-z0-9._-]+$")
 

@@ -8,10 +8,10 @@ import dataclasses
 from pathlib import Path
 
 from poolbench.cli import build_parser
-from poolbench.cli.common import add_protocol_arguments, protocol_overrides
-from poolbench.execution.sweep import PROTOCOL_FLAGS, protocol_flags, run_arguments
-from poolbench.settings import Protocol
-from poolbench.sweepdir import Sweep
+from poolbench.cli.flags import add_protocol_arguments, protocol_overrides
+from poolbench.core.settings import Protocol
+from poolbench.execution.sweep_runner import PROTOCOL_FLAGS, protocol_flags, run_arguments
+from poolbench.storage.sweepdir import Sweep
 
 FIELDS = {f.name for f in dataclasses.fields(Protocol)}
 

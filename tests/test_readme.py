@@ -12,8 +12,8 @@ import torch
 from poolbench import pools
 from poolbench.cli import build_parser, main
 from poolbench.contract import check_pool
+from poolbench.core.settings import SUITES
 from poolbench.pools import registry
-from poolbench.settings import SUITES
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

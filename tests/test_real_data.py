@@ -13,7 +13,7 @@ from test_fmnist import require_debian_fmnist
 
 from poolbench import data
 from poolbench.cli import main
-from poolbench.settings import SUITES, get_setting
+from poolbench.core.settings import SUITES, get_setting
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from poolbench import analysis
-from poolbench import report as rep
-from poolbench.cli import report as report_cli
-from poolbench.cli import status as status_cli
-from poolbench.rundir import RunConfig, RunLock
-from poolbench.settings import SETTINGS
+import poolbench
+from poolbench.analysis import sweep_analysis
+from poolbench.cli import report_verb as report_cli
+from poolbench.cli import status_verb as status_cli
+from poolbench.core.settings import SETTINGS
+from poolbench.render import report as rep
+from poolbench.storage.rundir import RunConfig, RunLock
 
 SEEDS = (42, 123, 456)
 QUICK = {  # pool -> best test accuracy per seed; None: diverged
@@ -106,7 +107,7 @@ def sweep_dir(tmp_path_factory):
 
 def published(setting: str) -> dict[str, list[float]]:
     """pool (leaderboard name) -> accuracies of the current runs, read straight from the JSON file."""
-    data = json.loads((Path(analysis.__file__).parent / "reference" / analysis.REFERENCE_FILE).read_text())
+    data = json.loads((Path(poolbench.__file__).parent / "reference" / sweep_analysis.REFERENCE_FILE).read_text())
     out: dict[str, list[float]] = {}
     for run in data["runs"]:
         out.setdefault(run["method"], []).append(run["best_test_acc"][setting])
@@ -119,7 +120,7 @@ def row(report, setting, pool, published_row=False):
 
 
 def test_statistics_match_scipy(sweep_dir):
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     gem, gap = np.array(QUICK["gem"]), np.array(QUICK["gap"])
     st = row(report, "quick", "gem").stats
     assert st.n == 3
@@ -137,7 +138,7 @@ def test_statistics_match_scipy(sweep_dir):
 
 
 def test_diverged_runs_are_counted_and_not_averaged(sweep_dir):
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     mine = row(report, "quick", "mine")
     assert mine.stats.n == 2 and mine.stats.mean == pytest.approx(93.0)
     assert mine.diverged == [123]
@@ -151,13 +152,13 @@ def test_failed_and_unfinished_runs_are_counted(tmp_path):
     write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
     write_run(tmp_path, "quick", "gap", 123, 80.0, epochs=3, status="failed")
     write_run(tmp_path, "quick", "gap", 456, 85.0, epochs=3, finished=False)  # interrupted
-    gap = row(analysis.build_report(tmp_path), "quick", "gap")
+    gap = row(sweep_analysis.build_report(tmp_path), "quick", "gap")
     assert (gap.stats.n, gap.failed, gap.unfinished, gap.runs) == (1, [123], [456], 3)
     assert gap.stats.mean == 90.0 and math.isnan(gap.stats.std)
 
 
 def test_verdict_needs_every_setting_and_no_diverged_run(sweep_dir):
-    verdicts = {v.pool: v for v in analysis.build_report(sweep_dir).verdicts}
+    verdicts = {v.pool: v for v in sweep_analysis.build_report(sweep_dir).verdicts}
     assert verdicts["allbetter"].wins
     assert not verdicts["better2of3"].wins  # behind on resnet56-cifar100
     assert [c.beats for c in verdicts["better2of3"].comparisons] == [True, False, True]
@@ -167,7 +168,7 @@ def test_verdict_needs_every_setting_and_no_diverged_run(sweep_dir):
 
 
 def test_verdict_compares_with_best_baseline_and_published_runs(sweep_dir):
-    verdict = next(v for v in analysis.build_report(sweep_dir).verdicts if v.pool == "allbetter")
+    verdict = next(v for v in sweep_analysis.build_report(sweep_dir).verdicts if v.pool == "allbetter")
     quick, resnet, vgg = verdict.comparisons
     assert quick.best.pool == "gem" and not quick.best.published  # best measured mean on quick
     assert quick.versus.p_value == pytest.approx(stats.ttest_rel(QUICK["allbetter"], QUICK["gem"]).pvalue)
@@ -184,7 +185,7 @@ def test_verdict_compares_with_best_baseline_and_published_runs(sweep_dir):
 
 
 def test_reference_rows_carry_the_published_means(sweep_dir):
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     assert "quick" not in report.references
     text = rep.to_markdown(report)
     for setting in ("resnet56-cifar100", "vgg16bn-cifar100"):
@@ -199,9 +200,9 @@ def test_reference_rows_carry_the_published_means(sweep_dir):
 
 
 def test_published_proposals_are_reference_rows_with_their_seed42_scores_never_baselines(sweep_dir):
-    data = json.loads((Path(analysis.__file__).parent / "reference" / analysis.PROPOSALS_FILE).read_text())
+    data = json.loads((Path(poolbench.__file__).parent / "reference" / sweep_analysis.PROPOSALS_FILE).read_text())
     signed = next(p for p in data["proposals"] if p["name"].startswith("signed GeM"))
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     text = rep.to_markdown(report)
     vgg = text.split("## vgg16bn-cifar100")[1].split("##")[0]
     std_residual = next(line for line in vgg.splitlines() if "| std_residual: published proposal" in line)
@@ -222,7 +223,7 @@ def test_published_rows_stay_out_of_the_verdict_when_the_protocol_differs(tmp_pa
         data = json.loads(path.read_text())
         data["config"]["protocol"]["epochs"] = 3
         path.write_text(json.dumps(data))
-    report = analysis.build_report(tmp_path)
+    report = sweep_analysis.build_report(tmp_path)
     assert report.references["resnet56-cifar100"]  # still shown
     assert not report.reference_in_verdict["resnet56-cifar100"]
     assert any("reference only" in note for note in report.notes)
@@ -231,7 +232,7 @@ def test_published_rows_stay_out_of_the_verdict_when_the_protocol_differs(tmp_pa
 
 
 def test_markdown_has_the_final_metrics_lines_in_the_original_format(sweep_dir):
-    text = rep.to_markdown(analysis.build_report(sweep_dir))
+    text = rep.to_markdown(sweep_analysis.build_report(sweep_dir))
     lines = [line for line in text.splitlines() if line.startswith("Final metrics")]
     assert len(lines) == 3 * len(QUICK)
     for line in lines:
@@ -242,7 +243,7 @@ def test_markdown_has_the_final_metrics_lines_in_the_original_format(sweep_dir):
 
 
 def test_csv_parses_with_the_expected_columns(sweep_dir):
-    records = list(csv.DictReader(io.StringIO(rep.to_csv(analysis.build_report(sweep_dir)))))
+    records = list(csv.DictReader(io.StringIO(rep.to_csv(sweep_analysis.build_report(sweep_dir)))))
     assert list(records[0]) == rep.CSV_COLUMNS
     measured = [r for r in records if r["source"] == "measured"]
     assert len(measured) == 3 * len(QUICK)
@@ -347,7 +348,7 @@ def test_status_lists_grid_cells_not_started_as_pending(tmp_path, capsys):
     assert status(tmp_path, "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["pending"] == 3 and data["counts"]["completed"] == 1
-    report = analysis.build_report(tmp_path)
+    report = sweep_analysis.build_report(tmp_path)
     assert row(report, "quick", "mine").unfinished == [42, 123]
 
 
@@ -372,7 +373,7 @@ def test_refused_poolings_and_runs_ended_without_a_result_are_listed_with_their_
     text = capsys.readouterr().out
     assert "bad: 2 runs refused: pooling 'pools/bad.py' fails the contract check (FAIL shape: 2C)" in text
     assert "quits: 1 run failed: the run's process ended without a result (exit code 0): os._exit" in text
-    report = analysis.build_report(tmp_path)
+    report = sweep_analysis.build_report(tmp_path)
     bad, quits = row(report, "quick", "bad"), row(report, "quick", "quits")
     assert (bad.refused, bad.failed, bad.unfinished, bad.runs) == ([42, 123], [], [], 2)
     assert (quits.failed, quits.unfinished) == ([42], [123])
@@ -400,7 +401,7 @@ def test_a_result_json_with_an_impossible_score_is_unreadable_in_status_and_repo
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["completed"] == 2 and data["counts"]["unreadable"] == 1
     assert {r["seed"]: r["status"] for r in data["runs"]}[123] == "unreadable"
-    report = analysis.build_report(tmp_path)
+    report = sweep_analysis.build_report(tmp_path)
     row = next(row for row in report.rows["quick"] if row.pool == "gap")
     assert row.values == {42: 90.0, 456: 86.0} and row.unreadable == [123]  # never a result, never dropped
     assert any(str(damaged) in note for note in report.notes), report.notes

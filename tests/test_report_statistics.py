@@ -14,8 +14,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import DescrStatsW
 from test_report import QUICK, RESNET, SEEDS, VGG, run_report, write_run, write_sweep
 
-from poolbench import analysis
-from poolbench import report as rep
+from poolbench.analysis import sweep_analysis
+from poolbench.render import report as rep
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def sweep_dir(tmp_path_factory):
     return root
 
 
-def recompute(report: analysis.Report) -> dict[tuple[str, str, str], float]:
+def recompute(report: sweep_analysis.Report) -> dict[tuple[str, str, str], float]:
     """(setting, pooling, versus) -> raw p of every comparison, from the rows' scores (scipy)."""
     rows = {(r.setting, r.label): r for s in report.settings
             for r in report.rows[s] + report.references.get(s, [])}
@@ -44,7 +44,7 @@ def recompute(report: analysis.Report) -> dict[tuple[str, str, str], float]:
 
 
 def test_every_comparison_is_holm_adjusted_over_the_whole_family_as_statsmodels_does(sweep_dir):
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     raw = recompute(report)
     # the baseline column (5 poolings x 3 settings) and each verdict's comparison with the best baseline
     assert len(raw) == report.family.size >= 15
@@ -57,7 +57,7 @@ def test_every_comparison_is_holm_adjusted_over_the_whole_family_as_statsmodels_
 
 
 def test_each_paired_difference_has_the_ci_and_d_z_statsmodels_gives(sweep_dir):
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     for setting, pools in (("quick", QUICK), ("vgg16bn-cifar100", VGG)):
         for r in report.rows[setting]:
             if r.pool == "gap":
@@ -71,7 +71,7 @@ def test_each_paired_difference_has_the_ci_and_d_z_statsmodels_gives(sweep_dir):
 
 
 def test_the_tables_show_interval_effect_raw_and_adjusted_p_and_the_verdict_says_holm(sweep_dir):
-    report = analysis.build_report(sweep_dir)
+    report = sweep_analysis.build_report(sweep_dir)
     text = rep.to_markdown(report)
     quick = text.split("## quick")[1].split("\n## ")[0]
     assert "Δ vs gap [95% CI]" in quick and "| d_z" in quick and "p Holm" in quick
@@ -104,12 +104,12 @@ def scored_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("score, offset", [("best", 0.0), ("final", -2.0), ("val", -1.0)])
 def test_score_picks_each_runs_best_final_or_validation_chosen_test_accuracy(scored_dir, score, offset, capsys):
-    report = analysis.build_report(scored_dir, score=score)
+    report = sweep_analysis.build_report(scored_dir, score=score)
     gap = report.rows["quick"][[r.pool for r in report.rows["quick"]].index("gap")]
     assert gap.values == {seed: 80.0 + seed % 7 + offset for seed in SEEDS}
     assert run_report(scored_dir, "--score", score) == 0
     out = capsys.readouterr().out
-    assert f"Score: {analysis.SCORES[score]} (%) (`--score {score}`)" in out
+    assert f"Score: {sweep_analysis.SCORES[score]} (%) (`--score {score}`)" in out
     assert run_report(scored_dir, "--score", score, "--format", "csv") == 0
     records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {r["score"] for r in records if r["source"] == "measured"} == {score}
@@ -123,7 +123,7 @@ def test_score_val_without_held_out_images_is_one_line_naming_the_fix(tmp_path, 
 
 
 def test_seeds_restricts_the_report_and_says_so(sweep_dir, capsys):
-    report = analysis.build_report(sweep_dir, seeds=[42, 456])
+    report = sweep_analysis.build_report(sweep_dir, seeds=[42, 456])
     gem = report.rows["quick"][[r.pool for r in report.rows["quick"]].index("gem")]
     assert sorted(gem.values) == [42, 456] and gem.versus.n == 2
     assert any("only the runs of seeds 42, 456" in note for note in report.notes)
@@ -146,7 +146,7 @@ def test_a_nan_p_value_never_counts_in_the_family(tmp_path):
         write_run(tmp_path, "quick", "gap", seed, 90.0 + seed, epochs=3)
         write_run(tmp_path, "quick", "same", seed, 90.0 + seed, epochs=3)  # identical: p = 1, counted
     write_run(tmp_path, "quick", "single", 1, 95.0, epochs=3)  # one seed: no p, not counted
-    report = analysis.build_report(tmp_path)
+    report = sweep_analysis.build_report(tmp_path)
     by_pool = {r.pool: r.versus for r in report.rows["quick"]}
     assert math.isnan(by_pool["single"].p_value) and by_pool["same"].p_value == 1.0
     assert report.family.size == sum(not math.isnan(d.p_value) for *_, d in report.family.members())
@@ -155,16 +155,16 @@ def test_a_nan_p_value_never_counts_in_the_family(tmp_path):
 
 def test_an_accuracy_interval_never_reaches_past_0_or_100():
     # three seeds near the ceiling: Student's t alone reads [80.09, 107.91]
-    near_top = analysis.describe([89.0, 99.0, 99.99])
+    near_top = sweep_analysis.describe([89.0, 99.0, 99.99])
     t_half = stats.t.ppf(0.975, 2) * np.std([89.0, 99.0, 99.99], ddof=1) / math.sqrt(3)
     assert near_top.mean + t_half > 100 and near_top.ci_high == 100.0
     assert near_top.ci_low == pytest.approx(near_top.mean - t_half)
-    near_floor = analysis.describe([0.5, 9.0, 0.2])
+    near_floor = sweep_analysis.describe([0.5, 9.0, 0.2])
     assert near_floor.ci_low == 0.0 and near_floor.ci_high < 100
-    inside = analysis.describe([70.0, 71.0, 72.5])
+    inside = sweep_analysis.describe([70.0, 71.0, 72.5])
     low, high = DescrStatsW(np.array([70.0, 71.0, 72.5])).tconfint_mean(alpha=0.05)
     assert (inside.ci_low, inside.ci_high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
 
 
 def test_the_report_says_which_interval_it_uses(sweep_dir):
-    assert analysis.CI_METHOD in rep.to_markdown(analysis.build_report(sweep_dir))
+    assert sweep_analysis.CI_METHOD in rep.to_markdown(sweep_analysis.build_report(sweep_dir))

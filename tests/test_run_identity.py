@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from poolbench.cli import main
-from poolbench.rundir import RunConfig
+from poolbench.storage.rundir import RunConfig
 
 MODEL_FILE = '''
 import torch
@@ -194,7 +194,8 @@ RESEEDING = MODEL_FILE.replace("def build(num_classes):\n", "def build(num_class
 def test_a_reseeding_factory_gives_each_seed_its_own_weights_and_is_reported(grey_npz, tmp_path, capsys):
     import torch
 
-    from poolbench import global_state, models
+    from poolbench import models
+    from poolbench.core import global_state
 
     path = tmp_path / "reseeds.py"
     path.write_text(RESEEDING)
@@ -217,7 +218,7 @@ def test_a_reseeding_factory_gives_each_seed_its_own_weights_and_is_reported(gre
 # --- 4. one spelling per registered pooling ----------------------------------------------------------
 
 def test_gap_and_GAP_are_one_run(grey_npz, tmp_path, monkeypatch, capsys):
-    from poolbench.poolspec import normalise_spec
+    from poolbench.core.poolspec import normalise_spec
 
     assert normalise_spec("GAP") == "gap" and normalise_spec("TopK(k=2)") == "topk(k=2)"
     monkeypatch.chdir(tmp_path)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from poolbench.cli import main
-from poolbench.rundir import (
+from poolbench.core.settings import Protocol
+from poolbench.storage.rundir import (
     DamagedFileError,
     RunConfig,
     RunLock,
@@ -24,7 +25,6 @@ from poolbench.rundir import (
     write_json,
     write_jsonl,
 )
-from poolbench.settings import Protocol
 
 
 def test_run_config_round_trips_through_json():
@@ -65,7 +65,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 def test_lock_of_a_killed_process_is_released(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from poolbench.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "import sys, time; from poolbench.storage.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
         "print('locked', flush=True); time.sleep(60)"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     assert is_locked(tmp_path)
@@ -160,8 +160,8 @@ def test_poolbench_imports_and_locks_without_fcntl(tmp_path):
     """Where fcntl does not exist (Windows), poolbench imports and its run lock still works."""
     code = (
         "import sys; sys.modules['fcntl'] = None\n"  # import fcntl raises ImportError
-        "import poolbench, poolbench.cli, poolbench.execution.sweep\n"
-        "from poolbench.rundir import RunLock, RunLockedError, is_locked\n"
+        "import poolbench, poolbench.cli, poolbench.execution.sweep_runner\n"
+        "from poolbench.storage.rundir import RunLock, RunLockedError, is_locked\n"
         "run = sys.argv[1]\n"
         "with RunLock(run):\n"
         "    assert is_locked(run)\n"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from test_sweep import fake_run, sweep, trainings  # noqa: F401 - fake_run is a fixture
 
-from poolbench.cli import status as status_cli
+from poolbench.cli import status_verb as status_cli
 from poolbench.execution import slurm
-from poolbench.rundir import read_jsonl
+from poolbench.storage.rundir import read_jsonl
 
 SLURM_FLAGS = ("--executor", "slurm", "--slurm-partition", "gpu", "--slurm-time", "1:30:00",
                "--slurm-gpus-per-node", "1", "--slurm-cpus-per-task", "8", "--slurm-mem", "16G",
@@ -168,8 +168,8 @@ def test_end_to_end_local_array_with_a_requeue_ends_like_an_uninterrupted_run(lo
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     assert comparable(gem) == comparable(straight)
 
-    from poolbench.analysis import build_report
-    from poolbench.report import to_markdown
+    from poolbench.analysis.sweep_analysis import build_report
+    from poolbench.render.report import to_markdown
 
     assert "Final metrics (quick): test_acc_quick=" in to_markdown(build_report(out))
 

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from poolbench import rundir
-from poolbench.cli import sweep as sweep_cli
+from poolbench.cli import sweep_verb as sweep_cli
+from poolbench.core.settings import get_setting
 from poolbench.execution import executors as ex
-from poolbench.execution import sweep as sw
-from poolbench.rundir import read_jsonl
-from poolbench.settings import get_setting
+from poolbench.execution import sweep_runner as sw
+from poolbench.storage import rundir
+from poolbench.storage.rundir import read_jsonl
 
 FAKE_RUN = r'''
 """Stand-in for `poolbench run`: the same files, exit codes and stdout, no training."""
 import argparse, json, os, sys, time
 from pathlib import Path
-from poolbench.rundir import RunLock, RunLockedError, read_json, read_jsonl, write_json, write_jsonl
+from poolbench.storage.rundir import RunLock, RunLockedError, read_json, read_jsonl, write_json, write_jsonl
 
 parser = argparse.ArgumentParser()
 for flag in ("--fake-log", "--setting", "--pool", "--output-dir", "--data-root", "--device"):
@@ -205,7 +205,7 @@ def test_two_sweeps_at_once_never_run_the_same_run_twice(fake_run, tmp_path, mon
 
 
 def test_a_run_locked_elsewhere_is_skipped_not_failed(fake_run, tmp_path, capsys):
-    from poolbench.rundir import RunLock
+    from poolbench.storage.rundir import RunLock
 
     out = tmp_path / "runs"
     assert sweep("--pools", "gap", "--seeds", "1,2", "--out", out, "--dry-run") == 0
@@ -219,7 +219,7 @@ def test_a_run_locked_elsewhere_is_skipped_not_failed(fake_run, tmp_path, capsys
 
 def test_a_run_whose_lock_is_taken_after_the_check_exits_75_and_is_skipped(fake_run, tmp_path, monkeypatch,
                                                                            capsys):
-    from poolbench.rundir import RunLock
+    from poolbench.storage.rundir import RunLock
 
     out = tmp_path / "runs"
     assert sweep("--pools", "gap", "--seeds", "1", "--out", out, "--dry-run") == 0
@@ -248,7 +248,7 @@ def test_a_killed_run_is_failed_and_resumes_on_the_next_sweep(fake_run, pool_fil
 DRIVER = """
 import argparse, sys
 from pathlib import Path
-from poolbench.cli import sweep as sweep_cli
+from poolbench.cli import sweep_verb as sweep_cli
 from poolbench.execution import executors
 sys.path.insert(0, {tests!r})
 from test_sweep import fake_arguments
@@ -260,7 +260,7 @@ sys.exit(sweep_cli.main(parser.parse_args(sys.argv[1:])))
 
 
 def test_killing_a_sweep_kills_its_runs_so_none_is_left_holding_a_lock(fake_run, tmp_path):
-    from poolbench.rundir import is_locked
+    from poolbench.storage.rundir import is_locked
 
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(tests=str(Path(__file__).parent), script=str(tmp_path / "fake_run.py"),
@@ -411,7 +411,7 @@ def test_a_pooling_failing_the_contract_is_checked_once_refused_and_listed_then_
     refused = json.loads((out / "refused.json").read_text())
     assert list(refused) == ["wrong"] and refused["wrong"]["failures"][0].startswith("FAIL shape")
     assert [rundir.summarize(out / "quick" / "gap" / f"seed{k}").status for k in (1, 2)] == ["completed"] * 2
-    from poolbench.analysis import build_report, collect_runs
+    from poolbench.analysis.sweep_analysis import build_report, collect_runs
 
     assert {s.seed: s.status for s in collect_runs(out) if s.pool == "wrong"} == {1: "refused", 2: "refused"}
     wrong = next(r for r in build_report(out).rows["quick"] if r.pool == "wrong")
@@ -517,7 +517,7 @@ def test_ray_executor_without_ray_is_a_user_error(tmp_path, monkeypatch, capsys)
 
 def sweep_process(*argv: str, **kwargs) -> subprocess.Popen:
     """`poolbench sweep` in its own process, as a user starts it."""
-    code = ("import argparse, sys; from poolbench.cli import sweep as sweep_cli; p = argparse.ArgumentParser(); "
+    code = ("import argparse, sys; from poolbench.cli import sweep_verb as sweep_cli; p = argparse.ArgumentParser(); "
             "sweep_cli.add_arguments(p); sys.exit(sweep_cli.main(p.parse_args(sys.argv[1:])))")
     return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
@@ -571,8 +571,8 @@ def test_end_to_end_sweep_rerun_and_report(two_sweeps):
     assert "0 completed, 0 diverged, 0 failed, 4 skipped (already done)" in err
     assert mtimes == {p: p.stat().st_mtime_ns for p in mtimes}  # nothing was written again
 
-    from poolbench.analysis import build_report
-    from poolbench.report import to_markdown
+    from poolbench.analysis.sweep_analysis import build_report
+    from poolbench.render.report import to_markdown
 
     text = to_markdown(build_report(out))
     assert "Final metrics (quick): test_acc_quick=" in text

@@ -15,21 +15,21 @@ from pathlib import Path
 
 import pytest
 
+from poolbench.analysis.variants import build_variants_report
 from poolbench.cli import main
-from poolbench.cli import sweep as sweep_cli
+from poolbench.cli import sweep_verb as sweep_cli
 from poolbench.execution import executors as ex
-from poolbench.execution import sweep as sw
-from poolbench.report import variants_to_csv, variants_to_html, variants_to_markdown
-from poolbench.rundir import read_config, read_jsonl
-from poolbench.sweepdir import load_sweep
-from poolbench.variants import build_variants_report
+from poolbench.execution import sweep_runner as sw
+from poolbench.render.report import variants_to_csv, variants_to_html, variants_to_markdown
+from poolbench.storage.rundir import read_config, read_jsonl
+from poolbench.storage.sweepdir import load_sweep
 
 #: A stand-in for `poolbench run`: its score is SCORES[pool] at lr 0.1 and 100 - SCORES[pool] otherwise
 #: (gmp 5 points more on the max-favouring task).
 FAKE_RUN = r'''
 import argparse, json, sys
 from pathlib import Path
-from poolbench.rundir import RunLock, read_jsonl, write_json, write_jsonl
+from poolbench.storage.rundir import RunLock, read_jsonl, write_json, write_jsonl
 
 SCORES = {"gap": 60.0, "gmp": 70.0, "avgmax": 80.0, "gem": 90.0}
 parser = argparse.ArgumentParser()

@@ -15,8 +15,8 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from wandb.proto import wandb_internal_pb2
 
-from poolbench import tracking
 from poolbench.cli import main
+from poolbench.storage import tracking
 
 RUN = ["run", "--setting", "quick", "--epochs", "2", "--threads", "1"]
 EPOCH_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s")
@@ -150,7 +150,7 @@ def test_a_run_logs_epochs_configuration_and_result_to_all_three(offline, capsys
         assert mlflow_history(offline / "mlflow.db", logged.info.run_id, key) == [
             (e["epoch"], pytest.approx(e[key])) for e in epochs]
     assert logged.data.metrics["best_test_acc"] == pytest.approx(result["best_test_acc"])
-    assert logged.data.tags["poolbench.status"] == "completed"
+    assert logged.data.tags["poolbench.render.status"] == "completed"
 
     wandb = wandb_run(offline)
     assert (wandb["run"].run_group, wandb["run"].job_type, wandb["run"].display_name) == (

@@ -7,14 +7,14 @@ import re
 
 import numpy as np
 import pytest
+from poolbench.analysis.paired import Decision, holm_adjust, non_inferiority, paired
+from poolbench.analysis.tradeoff import TaskCheck, TradeOffCheck
 from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 from test_report import write_run
 
-from poolbench import analysis
+from poolbench.analysis import sweep_analysis
 from poolbench.cli import main
-from poolbench.paired import Decision, holm_adjust, non_inferiority, paired
-from poolbench.report import tradeoff_cell
-from poolbench.tradeoff import TaskCheck, TradeOffCheck
+from poolbench.render.report import tradeoff_cell
 
 
 def scores(values) -> dict[int, float]:
@@ -112,7 +112,7 @@ def tradeoff_sweep(tmp_path_factory):
 
 
 def test_the_report_checks_every_new_pooling_against_the_best_and_worst_baseline(tradeoff_sweep):
-    report = analysis.build_report(tradeoff_sweep)
+    report = sweep_analysis.build_report(tradeoff_sweep)
     checks = {c.pool: c for c in report.tradeoffs}
     assert set(checks) == {"both", "half", "close"}
     assert checks["both"].holds
@@ -126,7 +126,7 @@ def test_the_report_checks_every_new_pooling_against_the_best_and_worst_baseline
 
 
 def test_the_margin_is_the_reports_and_is_printed(tradeoff_sweep, capsys):
-    wide = {c.pool: c for c in analysis.build_report(tradeoff_sweep, margin=60.0).tradeoffs}
+    wide = {c.pool: c for c in sweep_analysis.build_report(tradeoff_sweep, margin=60.0).tradeoffs}
     assert wide["half"].tasks[0].not_worse.decision == Decision.SHOWN  # 39 points behind, within 60
     assert main(["report", str(tradeoff_sweep), "--margin", "2.5"]) == 0
     out = capsys.readouterr().out
@@ -147,7 +147,7 @@ def test_no_section_without_all_four_baselines(tmp_path, capsys):
     for seed in (1, 2):
         for pool in ("gap", "gmp", "spectrum"):
             write_run(tmp_path, "diag-majority", pool, seed, 90.0 + seed)
-    assert analysis.build_report(tmp_path).tradeoffs == []
+    assert sweep_analysis.build_report(tmp_path).tradeoffs == []
     assert main(["report", str(tmp_path)]) == 0
     assert "## No trade-off" not in capsys.readouterr().out
 
@@ -155,10 +155,10 @@ def test_no_section_without_all_four_baselines(tmp_path, capsys):
 def test_the_no_trade_off_plot_draws_each_bound_against_the_margin(tradeoff_sweep):
     from matplotlib.colors import to_rgb
 
-    from poolbench import plots
-    from poolbench import report as rep
+    from poolbench.render import plots
+    from poolbench.render import report as rep
 
-    report = analysis.build_report(tradeoff_sweep, margin=1.5)
+    report = sweep_analysis.build_report(tradeoff_sweep, margin=1.5)
     data = rep.margin_data(report)
     assert set(data) == {"diag-majority", "diag-brightest"}
     checks = {c.pool: c for c in report.tradeoffs}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from poolbench.settings import Protocol
-from poolbench.train import (
+from poolbench.core.settings import Protocol
+from poolbench.training.train import (
     CheckpointMismatchError,
     DivergedError,
     EpochRecord,

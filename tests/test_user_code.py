@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from poolbench import global_state
-from poolbench import train as train_module
-from poolbench.catalog import get_setting
 from poolbench.cli import main
 from poolbench.contract import check_pool
+from poolbench.core import global_state
+from poolbench.core.settings import run_protocol
 from poolbench.execution import isolation
 from poolbench.execution.runner import build_model
-from poolbench.rundir import RunConfig
-from poolbench.settings import run_protocol
+from poolbench.storage.rundir import RunConfig
+from poolbench.training import train as train_module
+from poolbench.training.catalog import get_setting
 
 FAST = ["--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16", "--threads", "1"]
 

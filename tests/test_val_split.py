@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from poolbench.cli import main
+from poolbench.core.settings import Protocol
 from poolbench.data import holdout
 from poolbench.data.images import ImageData
-from poolbench.settings import Protocol
-from poolbench.train import EpochRecord, best_val_epoch
+from poolbench.training.train import EpochRecord, best_val_epoch
 
 
 def labels_of(counts: list[int]) -> torch.Tensor:

@@ -38,7 +38,7 @@ def test_the_wheel_ships_the_reference_data_and_py_typed(wheel):
     assert reference, "poolbench/reference holds JSON files"
     assert {f"poolbench/reference/{name}" for name in reference} <= names
     assert "poolbench/py.typed" in names
-    assert "poolbench/cli/__init__.py" in names and "poolbench/execution/sweep.py" in names
+    assert "poolbench/cli/__init__.py" in names and "poolbench/execution/sweep_runner.py" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/")) or "__pycache__" in n]
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from poolbench import rundir
 from poolbench.execution import executors as ex
 from poolbench.execution.workers import Worker, runs_in_a_worker
-from poolbench.rundir import read_jsonl
+from poolbench.storage import rundir
+from poolbench.storage.rundir import read_jsonl
 
 MEAN_POOL = '''
 from torch import nn
@@ -220,6 +220,6 @@ def test_a_worker_runs_only_poolbench_commands():
 
 @pytest.mark.parametrize("options, expected", [({}, True), ({"device": "cpu"}, True), ({"compile": True}, False)])
 def test_worker_processes_are_for_cpu_runs_that_do_not_compile(tmp_path, options, expected):
-    from poolbench.sweepdir import Sweep
+    from poolbench.storage.sweepdir import Sweep
 
     assert ex.in_worker_processes(Sweep(tmp_path, {"gap": "gap"}, ["quick"], [1], {}, options)) is expected

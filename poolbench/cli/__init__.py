@@ -20,8 +20,8 @@ from types import ModuleType
 from typing import NoReturn
 
 from .. import __version__
-from ..outcomes import ExitCode
-from ..quoting import LIMIT, shorten
+from ..core.outcomes import ExitCode
+from ..core.quoting import LIMIT, shorten
 
 #: verb -> its one-line help. A verb's module is imported only when the command is that verb:
 #: ``report``'s statistics and plots cost a second at every ``run`` start otherwise.
@@ -46,8 +46,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def verb_module(name: str) -> ModuleType:
-    """The module of a verb (``list`` lives in ``list.py``)."""
-    return importlib.import_module(f"{__name__}.{name}")
+    """The module of a verb (``list`` lives in ``list_verb.py``)."""
+    return importlib.import_module(f"{__name__}.{name}_verb")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -83,7 +83,7 @@ def anchor_path_variables() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     anchor_path_variables()
-    # Not list(): importing the verb module poolbench.cli.list binds `list` in this namespace.
+    # Not list(): importing the verb module poolbench.cli.list_verb binds `list` in this namespace.
     argv = [*(sys.argv[1:] if argv is None else argv)]
     chosen = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(chosen if chosen in VERBS else None).parse_args(argv)

@@ -1,4 +1,4 @@
-"""``poolbench sweep --config FILE``: the sweep's flags read from a sweep file (poolbench.sweep_file).
+"""``poolbench sweep --config FILE``: the sweep's flags read from a sweep file (poolbench.execution.sweep_file).
 
 Every flag of ``sweep`` is a key of the file, named by its destination (``--data-root`` is
 ``data_root``, ``--no-download`` is ``download: false``), save the folder argument, ``--config`` and
@@ -16,8 +16,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from ..execution.sweep import SweepError
-from ..sweep_file import SweepFileError, protocol_keys, read_sweep_file
+from ..execution.sweep_file import SweepFileError, protocol_keys, read_sweep_file
+from ..execution.sweep_runner import SweepError
 
 #: The sweep's list flags and the type of their items in a file (a single value is a one-item list).
 LIST_KEYS: dict[str, type] = {"pools": str, "settings": str, "suite": str, "seeds": int}

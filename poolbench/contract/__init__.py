@@ -10,7 +10,7 @@ True
 
 ``poolbench run`` calls ``check_pool(spec, pool_inputs=[setting.pool_input_shape],
 include_cost=False)`` before loading data and refuses a failing pooling; ``poolbench check``
-prints :meth:`ContractReport.format` (see poolbench.cli.check).
+prints :meth:`ContractReport.format` (see poolbench.cli.check_verb).
 
 Each check in :data:`CHECKS` is a small function (:mod:`.numeric`, :mod:`.structure`) that
 builds fresh instances. One root cause should give one FAIL: a check whose case is already
@@ -31,11 +31,11 @@ from typing import cast
 
 import torch
 
-from .. import global_state
+from ..core import global_state
+from ..core.settings import BENCHMARK_SETTINGS, get_setting
 from ..pools.registry import PoolSpecError, accepts_channels, is_file_spec, resolve
-from ..settings import BENCHMARK_SETTINGS, get_setting
 from . import numeric, structure
-from .report import CheckResult, ContractReport, Status
+from .findings import CheckResult, ContractReport, Status
 from .subject import Check, ContractViolation, Subject, one_line
 
 __all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "Status", "check_pool"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .report import Status
+from .findings import Status
 from .subject import (
     BATCH,
     BATCHNORM_ONE_VALUE,

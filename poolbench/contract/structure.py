@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..pools.classic import GlobalAvgPool
-from .report import Status
+from .findings import Status
 from .subject import (
     BATCH,
     BATCHNORM_ONE_VALUE,

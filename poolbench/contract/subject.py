@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..pools.registry import PoolFactory, instantiate
-from .report import Status
+from .findings import Status
 
 BATCH = 4  # small batches keep the whole check at a few seconds on a CPU
 # What PyTorch's BatchNorm raises in train mode when a channel has a single value.

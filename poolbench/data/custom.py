@@ -44,7 +44,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ..quoting import quote
+from ..core.quoting import quote
 from .common import DataMissingError, one_line
 from .images import DataInfo, ImageData, channel_stats
 

@@ -21,8 +21,8 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ..quoting import quote
-from ..setting_spec import dataset_prefix
+from ..core.quoting import quote
+from ..core.setting_spec import dataset_prefix
 from . import custom
 from .common import DOWNLOAD_TIMEOUT_S, DataMissingError, one_line, socket_timeout
 from .diagnostics import DIAGNOSTICS

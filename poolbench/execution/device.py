@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from .. import __version__
-from ..quoting import quote
+from ..core.quoting import quote
 
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from .. import rundir
-from ..atomic import is_disk_full_or_read_only
-from ..outcomes import ExitCode, RunStatus
-from ..sweepdir import Sweep, SweepRun
+from ..core.atomic import is_disk_full_or_read_only
+from ..core.outcomes import ExitCode, RunStatus
+from ..storage import rundir
+from ..storage.sweepdir import Sweep, SweepRun
 from .device import resolve_device
 from .signals import STOP_SIGNALS, Terminated, how_it_ended
-from .sweep import Outcome, Skipped, SweepError, run_arguments, split_list
+from .sweep_runner import Outcome, Skipped, SweepError, run_arguments, split_list
 from .workers import Worker, runs_in_a_worker
 
 #: The outcome of a run process that exits with these codes, when its result.json agrees.

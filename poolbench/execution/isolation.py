@@ -32,11 +32,11 @@ from typing import Any
 import torch
 
 from .. import models
-from ..catalog import pool_input
 from ..contract import BENCHMARK_POOL_INPUTS, CheckResult, ContractReport, check_pool
+from ..core.quoting import quote, shorten
+from ..core.setting_spec import arch_file, is_arch_file
 from ..pools import registry as pool_registry
-from ..quoting import quote, shorten
-from ..setting_spec import arch_file, is_arch_file
+from ..training.catalog import pool_input
 from .signals import how_it_ended
 
 #: The longest a single call into user code may take (an import, a constructor, one check's

@@ -23,16 +23,16 @@ from typing import Any
 import torch
 
 from .. import data as datasets
-from .. import global_state, models, tracking
-from ..atomic import disk_message, is_disk_full_or_read_only
-from ..catalog import pool_input
-from ..compile import CompiledForward
+from .. import models
 from ..contract import check_pool
+from ..core import global_state
+from ..core.atomic import disk_message, is_disk_full_or_read_only
+from ..core.outcomes import ExitCode, RunStatus
+from ..core.quoting import quote, shorten
 from ..data import holdout
-from ..outcomes import ExitCode, RunStatus
 from ..pools import registry as pool_registry
-from ..quoting import quote, shorten
-from ..rundir import (
+from ..storage import tracking
+from ..storage.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,
@@ -48,8 +48,10 @@ from ..rundir import (
     write_json,
     write_jsonl,
 )
-from ..sweepdir import SWEEP_FILE
-from ..train import (
+from ..storage.sweepdir import SWEEP_FILE
+from ..training.catalog import pool_input
+from ..training.compile import CompiledForward
+from ..training.train import (
     CheckpointMismatchError,
     DivergedError,
     EpochRecord,
@@ -82,7 +84,7 @@ class RunOptions:
     command: tuple[str, ...] = ()  # recorded in config.json
     threads: int | None = None
     deterministic: bool = False
-    trackers: tuple[str, ...] = ()  # experiment trackers the run also logs to (poolbench.tracking)
+    trackers: tuple[str, ...] = ()  # experiment trackers the run also logs to (poolbench.storage.tracking)
 
 
 class RunRefused(Exception):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..outcomes import ExitCode
+from ..core.outcomes import ExitCode
 
 #: The signals a job scheduler stops a process with: each is handled like SIGTERM.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)

@@ -35,11 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import rundir
-from ..outcomes import RunStatus
-from ..sweepdir import Sweep, SweepRun
+from ..core.outcomes import RunStatus
+from ..storage import rundir
+from ..storage.sweepdir import Sweep, SweepRun
 from . import executors
-from .sweep import Outcome, Skipped, SweepError
+from .sweep_runner import Outcome, Skipped, SweepError
 
 try:  # an optional extra: the module is imported by the cli whether or not it is installed
     from submitit.helpers import Checkpointable

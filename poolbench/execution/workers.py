@@ -12,7 +12,7 @@ in memory between runs:
 - decoded data sets (:func:`poolbench.execution.runner.keep_decoded_data`);
 - the check of each pooling file in a child process (:func:`poolbench.execution.isolation.probe`
   is cached by the file's content);
-- nothing else: :func:`poolbench.global_state.run_scope` starts each run from the state the worker
+- nothing else: :func:`poolbench.core.global_state.run_scope` starts each run from the state the worker
   had before its first one (random generators, threads, default dtype, grad mode, deterministic
   flags, environment, working directory) and forgets the changes the run recorded. A run that
   leaves what cannot be put back (the inter-op thread count, a replaced function of torch) ends
@@ -38,8 +38,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .. import global_state
-from ..outcomes import ExitCode
+from ..core import global_state
+from ..core.outcomes import ExitCode
 from .runner import keep_decoded_data
 from .signals import interrupted_code
 

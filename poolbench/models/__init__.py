@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from .. import pools
+from ..core.quoting import quote
+from ..core.setting_spec import is_custom_arch
 from ..pools import registry as pool_registry
-from ..quoting import quote
-from ..setting_spec import is_custom_arch
 from . import adapters, mobilenetv2, resnet, vgg
 from .adapters import ModelSpecError, pooling_of
 from .mobilenetv2 import MobileNetV2
@@ -190,7 +190,7 @@ def _pool_input_shape(arch: str, height: int, width: int, num_classes: int, opti
 
 def fixes_the_generator(arch: str) -> bool:
     """Whether building ``arch`` leaves torch's generator in one state whatever it was seeded with:
-    the factory set it in a way :func:`poolbench.global_state.seeding_ignored` cannot see
+    the factory set it in a way :func:`poolbench.core.global_state.seeding_ignored` cannot see
     (``torch.set_rng_state``, ``torch.default_generator.manual_seed``, a ``manual_seed`` imported
     before the build), so every seed would get the same weights. Two builds; the generator is left
     as it was."""

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import global_state, pools
+from .. import pools
+from ..core import global_state
+from ..core.setting_spec import arch_prefix, is_arch_file, split_pool_site
 from ..pools.attach import AttachedPool
 from ..pools.registry import import_user_file
-from ..setting_spec import arch_prefix, is_arch_file, split_pool_site
 
 
 class ModelSpecError(ValueError):

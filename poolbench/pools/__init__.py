@@ -51,8 +51,8 @@ _DEPRECATED = {  # old name -> (helper in poolbench.pools.registry, what to use 
     "load_file": ("load_file", _CREATE),
     "accepts_channels": ("accepts_channels", "inspect.signature"),
     "hyper_parameters": ("hyper_parameters", "inspect.signature"),
-    "is_file_spec": ("is_file_spec", "poolbench.poolspec.is_file_spec"),
-    "normalise_spec": ("normalise_spec", "poolbench.poolspec.normalise_spec"),
+    "is_file_spec": ("is_file_spec", "poolbench.core.poolspec.is_file_spec"),
+    "normalise_spec": ("normalise_spec", "poolbench.core.poolspec.normalise_spec"),
 }
 
 

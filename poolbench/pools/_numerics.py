@@ -14,8 +14,8 @@ from typing import overload
 import torch
 from torch import nn
 
-from ..poolspec import HyperParameterError
-from ..quoting import quote
+from ..core.poolspec import HyperParameterError
+from ..core.quoting import quote
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

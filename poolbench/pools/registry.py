@@ -4,7 +4,7 @@
 the other functions here are internal helpers of the harness, the contract and the CLI.
 
 A spec is a registered name (``gem``), a registered name with hyper-parameters
-(``topk(k=0.5)``, ``gem(p=4, learnable=False)``; see :mod:`poolbench.poolspec`) or a file
+(``topk(k=0.5)``, ``gem(p=4, learnable=False)``; see :mod:`poolbench.core.poolspec`) or a file
 (``path.py[:Class]``). A pooling constructor may take ``channels`` (the C it will see) or nothing
 at all (the original task's ``CustomPool()`` style). :func:`create` hides that difference.
 """
@@ -25,8 +25,8 @@ from typing import Any
 
 from torch import nn
 
-from .. import global_state
-from ..poolspec import (
+from ..core import global_state
+from ..core.poolspec import (
     USAGE,
     HyperParameterError,
     PoolSpecError,
@@ -36,7 +36,7 @@ from ..poolspec import (
     normalise_spec,
     parse_call,
 )
-from ..quoting import quote, shorten
+from ..core.quoting import quote, shorten
 
 PoolFactory = Callable[..., nn.Module]
 
@@ -120,7 +120,7 @@ def instantiate(factory: PoolFactory, channels: int | None = None, **kwargs) -> 
     """Call ``factory`` with ``channels`` when it takes it, with no channel argument otherwise.
 
     Global settings the constructor changes (threads, default dtype, grad mode ...: see
-    :mod:`poolbench.global_state`) are put back and recorded; the random generators are left
+    :mod:`poolbench.core.global_state`) are put back and recorded; the random generators are left
     as it leaves them, since drawing initial values is a constructor's job.
     """
     if channels is not None and accepts_channels(factory):
@@ -146,7 +146,7 @@ def import_user_file(path_text: str, kind: str, error: type[ValueError]) -> Modu
     The module is named by the file's resolved path, the same in every process, so that pickles of
     its classes load elsewhere, and is registered in ``sys.modules`` so that dataclasses, pickling
     and torch.compile find it. Whatever global state the import changes (a ``torch.manual_seed``,
-    ``torch.set_num_threads`` ...) is put back and recorded (see :mod:`poolbench.global_state`):
+    ``torch.set_num_threads`` ...) is put back and recorded (see :mod:`poolbench.core.global_state`):
     importing a file cannot change the experiment around it.
     """
     path = existing_file(path_text, kind, error)
@@ -303,7 +303,7 @@ def create(spec: str | PoolFactory, channels: int | None = None, **kwargs: Any) 
     tensor(4.)
     >>> create("gem(p=4)", 64, p=5)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    poolbench.poolspec.PoolSpecError: bad pooling spec 'gem(p=4)': p is given both in the spec and ... once
+    poolbench.core.poolspec.PoolSpecError: bad pooling spec 'gem(p=4)': p is given both in the spec and ... once
     """
     if isinstance(spec, str):
         factory = resolve(spec)
