@@ -11,7 +11,7 @@ under test):
 
 Debian's FashionMNIST (``/usr/share/datasets/fashion-mnist``), which poolbench uses when a data root
 holds none, is hidden from every test (``_hide_system_fmnist``): a test sees only the data it made,
-whatever the machine has installed. Tests of the real files (tests/test_fmnist.py) ask for it.
+whatever the machine has installed. Tests of the real files (tests/data/test_fmnist.py) ask for it.
 
 The suite runs in parallel (pytest-xdist, ``-n auto`` in pyproject.toml's addopts): nothing a test
 writes may be shared with another worker. Every test gets a decode cache of its own session

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_report import QUICK, run_report, write_run, write_sweep
+from run_folders import QUICK, run_report, write_run, write_sweep
 
 from poolbench.analysis import sweep_analysis
 from poolbench.cli import status_verb as status_cli

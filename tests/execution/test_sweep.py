@@ -393,7 +393,7 @@ def test_a_pooling_file_whose_name_is_no_folder_name_gets_a_safe_label(fake_run,
 
 def test_a_pooling_failing_the_contract_is_checked_once_refused_and_listed_then_rechecked(
         fake_run, pool_files, tmp_path, capsys, monkeypatch):
-    broken = (Path(__file__).parent / "broken_pools" / "wrong_shape.py").read_text()
+    broken = (Path(__file__).parent.parent / "broken_pools" / "wrong_shape.py").read_text()
     (pool_files / "wrong.py").write_text(broken)
     checked: list[str] = []
     real = sw.check_poolings

@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
-from test_report import write_run
+from run_folders import write_run
 
 from poolbench.analysis.sweep_analysis import SCORES, collect_runs, run_score
 from poolbench.cli import main

@@ -17,7 +17,7 @@ from poolbench.cli.check_verb import run_checks
 from poolbench.contract import BENCHMARK_POOL_INPUTS, CHECKS, ContractReport, check_pool
 from poolbench.core.settings import BENCHMARK_SETTINGS, get_setting
 
-BROKEN = Path(__file__).parent / "broken_pools"
+BROKEN = Path(__file__).parent.parent / "broken_pools"
 pytestmark = pytest.mark.filterwarnings("ignore:std\\(\\)")  # torch warns about the very mistake tested
 
 # file in tests/broken_pools -> (the check that must fail, words its message must contain)

@@ -9,10 +9,10 @@ import re
 
 import numpy as np
 import pytest
+from run_folders import QUICK, RESNET, SEEDS, VGG, run_report, write_run, write_sweep
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import DescrStatsW
-from test_report import QUICK, RESNET, SEEDS, VGG, run_report, write_run, write_sweep
 
 from poolbench.analysis import sweep_analysis
 from poolbench.render import report as rep

@@ -172,7 +172,7 @@ def test_poolbench_imports_and_locks_without_fcntl(tmp_path):
         "assert not is_locked(run)\n"
         "assert 'fcntl' not in sys.modules or sys.modules['fcntl'] is None\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
                           timeout=120)

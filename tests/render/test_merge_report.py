@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_report import run_report, write_run
+from run_folders import run_report, write_run
 
 from poolbench.analysis.sweep_analysis import Report, build_report
 from poolbench.cli import main

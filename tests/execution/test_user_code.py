@@ -238,7 +238,7 @@ def test_a_hostile_pooling_gives_the_result_of_gap_and_cannot_forge_it(tmp_path,
 
 def test_a_contract_refusal_removes_the_folder_it_made(tmp_path, capsys):
     out_dir = tmp_path / "deep" / "run"
-    spec = str(Path(__file__).parent / "broken_pools" / "wrong_shape.py")
+    spec = str(Path(__file__).parent.parent / "broken_pools" / "wrong_shape.py")
     code, _, err = call(capsys, "run", *FAST, "--pool", spec, "--output-dir", str(out_dir))
     assert code == 2 and "fails the contract check" in error_line(err)
     assert not (tmp_path / "deep").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from poolbench.cli import main
 
-BROKEN = Path(__file__).parent / "broken_pools"
+BROKEN = Path(__file__).parent.parent / "broken_pools"
 METRICS_LINE = re.compile(
     r"^TRAIN_METRICS: epoch=(\d+) train_loss=\d+\.\d{4} train_acc=\d+\.\d{2} "
     r"test_loss=\d+\.\d{4} test_acc=(\d+\.\d{2}) lr=(\d+\.\d{6})$")
@@ -215,7 +215,7 @@ def test_the_embedded_default_reaches_90_percent_with_gap(default_quick_run):
 
 
 def test_a_tensor_that_does_not_follow_to_is_a_warning_in_a_cpu_run_and_a_fail_in_check(tmp_path, capsys):
-    pool = str(Path(__file__).parent / "broken_pools" / "plain_tensor_attr.py")
+    pool = str(Path(__file__).parent.parent / "broken_pools" / "plain_tensor_attr.py")
     assert main(["check", pool]) == 1  # it breaks on a GPU: check refuses it
     capsys.readouterr()
     code, out, err = run(capsys, "--setting", "quick", "--pool", pool, "--epochs", "1", "--image-size", "16",

@@ -7,12 +7,12 @@ import re
 
 import numpy as np
 import pytest
-from poolbench.analysis.paired import Decision, holm_adjust, non_inferiority, paired
-from poolbench.analysis.tradeoff import TaskCheck, TradeOffCheck
+from run_folders import write_run
 from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
-from test_report import write_run
 
 from poolbench.analysis import sweep_analysis
+from poolbench.analysis.paired import Decision, holm_adjust, non_inferiority, paired
+from poolbench.analysis.tradeoff import TaskCheck, TradeOffCheck
 from poolbench.cli import main
 from poolbench.render.report import tradeoff_cell
 

@@ -7,25 +7,21 @@ exactly the property its label claims.
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from poolbench.analysis.fingerprint import fingerprint
-from poolbench.analysis.power import detectable_difference, paired_power, plan_seeds, seeds_needed
+from run_folders import write_run
 from scipy import stats
 
 from poolbench import data, models
 from poolbench.analysis import sweep_analysis
+from poolbench.analysis.fingerprint import fingerprint
+from poolbench.analysis.power import detectable_difference, paired_power, plan_seeds, seeds_needed
 from poolbench.cli import main
 from poolbench.contract import check_pool
 from poolbench.core.settings import SETTINGS, SUITES
 from poolbench.data.diagnostics import CELL, COUNTS, DIAGNOSTICS, GRID, PALETTE
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_report import write_run  # noqa: E402  (the run-folder writer the report tests use)
 
 
 def decode(image: torch.Tensor) -> list[tuple[int, float]]:
