@@ -1,9 +1,10 @@
 """The package's layout: one folder per layer, no two modules with one file name, and tests that
 mirror the package (the tests of ``poolbench/X/`` are in ``tests/X/``)."""
 
-import tomllib
 from collections import Counter
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "poolbench"
