@@ -36,6 +36,22 @@ def test_pool_overhead_prints_a_ratio_per_pooling():
     assert re.search(r"^gem\(p=4, learnable=False\)\s+[\d.]+ ms/step\s+[\d.]+x$", out, flags=re.M)
 
 
+def test_cpu_step_measures_both_layouts_on_the_same_numbers():
+    """benchmarks/cpu_step.py's measurement, in this process: the same steps from the same weights in
+    NCHW and channels-last end at the same loss, to float32 rounding."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import cpu_step
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    threads = __import__("torch").get_num_threads()
+    nchw = cpu_step.train_steps("contiguous", False, 4, 2, threads)
+    nhwc = cpu_step.train_steps("channels_last", False, 4, 2, threads)
+    assert nchw["step_ms"] > 0 and nhwc["step_ms"] > 0 and nchw["first_step_s"] > 0
+    assert nchw["loss"] == pytest.approx(nhwc["loss"], rel=1e-4)
+    assert 0.5 < nchw["loss"] < 3.0  # cross-entropy of 4 classes near log(4) after two steps
+
+
 @pytest.fixture(scope="module")
 def gpu_session(tmp_path_factory) -> Path:
     """benchmarks/gpu_session.sh run once on the CPU on tiny sizes (`--device cpu --smoke`): its
