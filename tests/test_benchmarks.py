@@ -36,6 +36,12 @@ def test_pool_overhead_prints_a_ratio_per_pooling():
     assert re.search(r"^gem\(p=4, learnable=False\)\s+[\d.]+ ms/step\s+[\d.]+x$", out, flags=re.M)
 
 
+def test_pool_overhead_over_rounds_prints_the_median_ratio_and_its_range():
+    out = run_benchmark("pool_overhead.py", "--arch", "resnet20", "--batch-size", "8", "--repeats", "1",
+                        "--rounds", "2", "--pools", "gem")
+    assert re.search(r"^gem\s+[\d.]+ ms/step\s+[\d.]+x  \([\d.]+x-[\d.]+x\)$", out, flags=re.M)
+
+
 def test_cpu_step_measures_both_layouts_on_the_same_numbers():
     """benchmarks/cpu_step.py's measurement, in this process: the same steps from the same weights in
     NCHW and channels-last end at the same loss, to float32 rounding."""

@@ -76,7 +76,21 @@ class GlobalWeightedAvgPool(nn.Module):
     the channels and normalised to sum 1 over positions. The sigmoid as the positive map is our
     documented choice (public implementations differ: softmax, ``exp(sigmoid(s))``); it is
     computed as in :func:`sigmoid_weighted_mean`. The score convolution starts at zero, so the
-    pooling starts as GAP. No hyper-parameters.
+    pooling starts as GAP.
+
+    Args:
+        channels: C (the score convolution's input); no hyper-parameters.
+
+    >>> import torch
+    >>> pool = GlobalWeightedAvgPool(channels=1)
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> pool(x).detach()  # zero scores at init: every weight 1/4, GAP
+    tensor([[3.]])
+    >>> with torch.no_grad():
+    ...     _ = pool.score.weight.fill_(10.0)
+    ...     _ = pool.score.bias.fill_(-55.0)  # scores 10 (x - 5.5): sigmoid near 0 but at the 6
+    >>> pool(x).detach()
+    tensor([[6.]])
     """
 
     def __init__(self, channels: int | None = None):
@@ -102,6 +116,18 @@ class SimPool(nn.Module):
     ``a = softmax_i(q . k_i / sqrt(C / heads))`` per head and ``y = sum_i a_i v_i``, so C stays C.
     ``W_q, W_k`` are ``C x C`` without bias (the paper's defaults); ``num_heads`` (default 1)
     splits the channels. The optional GeM on the values (the paper's ``gamma``) is not used.
+
+    Args:
+        channels: C (the projections are ``C x C``).
+        num_heads: attention heads, a divisor of C (1).
+        eps: the LayerNorm's epsilon (1e-6).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> pool = SimPool(channels=2)
+    >>> x = torch.tensor([1.0, 3.0]).view(1, 2, 1, 1).expand(1, 2, 3, 3)  # every position holds (1, 3)
+    >>> pool(x).detach()  # equal tokens, so whatever the attention: y = LN((1, 3))
+    tensor([[-1.0000,  1.0000]])
     """
 
     def __init__(self, channels: int | None = None, num_heads: int = 1, eps: float = 1e-6):
@@ -143,6 +169,20 @@ class SpatialAttentionPool(nn.Module):
     over its hidden channels and positions): BatchNorm2d in training raises on a 1x1 map with
     batch size 1 (a single value per channel), couples the samples of a batch, and was the
     source of the proposal's failures; GroupNorm behaves the same in training and evaluation.
+
+    Args:
+        channels: C (the scoring convolutions' input).
+        reduction: the hidden width is ``max(C // reduction, min_hidden)`` (16).
+        min_hidden: the smallest hidden width (8).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.rand(2, 16, 4, 4)
+    >>> y = SpatialAttentionPool(channels=16)(x).detach()
+    >>> y.shape
+    torch.Size([2, 16])
+    >>> bool((x.amin(dim=(2, 3)) <= y).all() and (y <= x.amax(dim=(2, 3))).all())  # weighted mean and max mixed
+    True
     """
 
     def __init__(self, channels: int | None = None, reduction: int = 16, min_hidden: int = 8):
@@ -182,6 +222,20 @@ class SpatialChannelAttentionPool(nn.Module):
     ``forward()`` on the first call, so the optimizer never saw them (its defect, which withdrew
     it); here they are built in ``__init__`` from ``channels`` (the only change). The BatchNorm is
     kept: it cannot train on a batch of one 1x1 map (the contract check warns).
+
+    Args:
+        channels: C (the attention convolutions' input; hidden width ``max(C // 8, 8)``).
+        w: the initial gate weight (0.5).
+        b: the initial gate bias (0).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.rand(2, 16, 4, 4)
+    >>> y = SpatialChannelAttentionPool(channels=16).eval()(x).detach()
+    >>> y.shape
+    torch.Size([2, 16])
+    >>> bool((x.amin(dim=(2, 3)) <= y).all() and (y <= x.amax(dim=(2, 3))).all())  # attended mean and max mixed
+    True
     """
 
     def __init__(self, channels: int | None = None, w: float = 0.5, b: float = 0.0):

@@ -47,6 +47,18 @@ class MixedMaxAvgPool(nn.Module):
     proportion ``a = sigmoid(alpha)`` learned through the free parameter ``alpha`` so that it
     stays in ``[0, 1]`` (the paper's "one a per layer"; ``per_channel=True`` learns one per
     channel, the paper's finer option). ``a`` is the initial proportion (default 0.5, avg+max).
+
+    Args:
+        channels: C; needed only with ``per_channel=True``.
+        a: the initial proportion of the max, strictly between 0 and 1 (0.5).
+        per_channel: learn one ``a`` per channel instead of one for all (False).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])  # mean 3, max 6
+    >>> MixedMaxAvgPool()(x).detach()  # a = 0.5 at init: avg+max
+    tensor([[4.5000]])
+    >>> MixedMaxAvgPool(a=0.25)(x).detach()  # 0.25 * 6 + 0.75 * 3
+    tensor([[3.7500]])
     """
 
     def __init__(self, channels: int | None = None, a: float = 0.5, per_channel: bool = False):
@@ -70,6 +82,19 @@ class GatedMaxAvgPool(nn.Module):
     a mask over the pixels of a fixed pooling region, shared across channels; a global pool has
     no fixed region, so here ``w`` runs over the channels of the GAP descriptor instead (one
     scalar gate per sample, independent of H, W). ``w`` starts at 0, i.e. ``a = 0.5``.
+
+    Args:
+        channels: C (the gate's weights ``w``); no hyper-parameters.
+
+    >>> import torch
+    >>> pool = GatedMaxAvgPool(channels=1)
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])  # mean 3, max 6
+    >>> pool(x).detach()  # w = 0 at init: the gate is 0.5, avg+max
+    tensor([[4.5000]])
+    >>> with torch.no_grad():
+    ...     _ = pool.w.fill_(10.0)  # 10 * mean 3: the gate is sigmoid(30), all max
+    >>> pool(x).detach()
+    tensor([[6.]])
     """
 
     def __init__(self, channels: int | None = None):
@@ -95,6 +120,18 @@ class ChannelGatePool(nn.Module):
     (init 1.0). The original sized ``w`` with 2048 slots sliced to C, so that most of it never
     trained and a C > 2048 crashed; here ``w`` has exactly C entries (the only change). At the
     published init ``w = 0`` the gradient of ``tau`` is 0 until ``w`` moves (the contract warns).
+
+    Args:
+        channels: C (one logit ``w_c`` per channel).
+        tau: the initial temperature, finite and not 0 (1.0).
+
+    >>> import torch
+    >>> pool = ChannelGatePool(channels=2)
+    >>> x = torch.tensor([1.0, 2.0, 3.0, 6.0]).repeat(2).view(1, 2, 2, 2)  # two channels holding 1, 2, 3, 6
+    >>> with torch.no_grad():
+    ...     _ = pool.w.copy_(torch.tensor([0.0, 30.0]))  # channel 0 at the init, channel 1 all average
+    >>> pool(x).detach()  # g = 0.5: (3 + 6) / 2; g = sigmoid(30): the mean 3
+    tensor([[4.5000, 3.0000]])
     """
 
     def __init__(self, channels: int | None = None, tau: float = 1.0):
@@ -150,7 +187,18 @@ class StochasticPool(nn.Module):
     ``p_{c,i} = relu(x_{c,i}) / sum_j relu(x_{c,j})`` over the H*W positions (uniform for a
     channel with no positive value). Training: ``y_c = x_{c,l}`` with ``l ~ Multinomial(p_c)``
     drawn with the torch RNG, so the gradient reaches the sampled position only. Evaluation
-    (probabilistic weighting): ``y_c = sum_i p_{c,i} x_{c,i}``. No hyper-parameters.
+    (probabilistic weighting): ``y_c = sum_i p_{c,i} x_{c,i}``. Computed by :func:`stochastic_pool`.
+
+    Args:
+        channels: unused (accepted like every pooling's); no hyper-parameters.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> StochasticPool().eval()(x)  # (1 * 1 + 2 * 2 + 3 * 3 + 6 * 6) / (1 + 2 + 3 + 6)
+    tensor([[4.1667]])
+    >>> _ = torch.manual_seed(0)
+    >>> StochasticPool().train()(x).item() in (1.0, 2.0, 3.0, 6.0)  # training: one position's value
+    True
     """
 
     def __init__(self, channels: int | None = None):

@@ -45,7 +45,20 @@ class LogSumExpPool(nn.Module):
     ``y_c = 1/r log(1/(HW) sum_{h,w} exp(r x_{c,h,w}))``: the mean as ``r -> 0``, the max as
     ``r -> inf``, always between them. One scalar ``r`` (init 5), learnable by default and
     clamped to ``r >= r_min`` (0.1) in the forward pass, where the formula is still well
-    conditioned in float32.
+    conditioned in float32. Computed as :func:`lse` (shifted by the max: no overflow).
+
+    Args:
+        channels: unused (one ``r`` for all channels).
+        r: the initial sharpness (5).
+        r_min: the floor of ``r`` in the forward pass (0.1).
+        learnable: ``r`` is a parameter (default) or a fixed buffer.
+
+    >>> import torch
+    >>> LogSumExpPool()(torch.full((1, 2, 3, 3), 4.0)).detach()  # a constant map gives the constant
+    tensor([[4., 4.]])
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> LogSumExpPool(r=50.0, learnable=False)(x)  # large r: near the max, 6 - log(4) / 50
+    tensor([[5.9723]])
     """
 
     def __init__(self, channels: int | None = None, r: float = 5.0, r_min: float = 0.1,
@@ -126,6 +139,19 @@ class TopKPool(nn.Module):
     clamped to H*W so every map size works. Default ``k=0.25`` (a quarter of the positions).
     A float above 1 is refused, integral or not: ``k=2.5`` is no fraction, and ``k=2.0`` would
     read as a count here but as a fraction beside ``k=1.0``; the count is written ``k=2``.
+
+    Args:
+        channels: unused (accepted like every pooling's).
+        k: how many of the largest values are averaged, a count (``int``) or a fraction of H*W
+            (``float``); default 0.25.
+
+    >>> import torch
+    >>> from poolbench import pools
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> pools.create("topk(k=2)")(x)  # the mean of the 2 largest
+    tensor([[4.5000]])
+    >>> TopKPool(k=1)(x), TopKPool(k=1.0)(x)  # the max; the mean
+    (tensor([[6.]]), tensor([[3.]]))
     """
 
     def __init__(self, channels: int | None = None, k: int | float = 0.25):
@@ -213,6 +239,16 @@ class PowerNormAvgPool(nn.Module):
     per position it would have an infinite slope at every zero of a post-ReLU map. Fixed
     ``a`` (default 0.5, in ``(0, 1]``; ``a=1`` is GAP), smoothed at 0 with ``eps`` (1e-3) as in
     :func:`power_normalize`.
+
+    Args:
+        channels: unused (accepted like every pooling's).
+        a: the fixed power, in (0, 1] (0.5: the signed square root).
+        eps: the smoothing at 0, which caps the slope at ``eps^(a-1)`` (1e-3).
+
+    >>> import torch
+    >>> x = torch.stack([torch.full((2, 2), 4.0), torch.full((2, 2), -9.0)])[None]  # means 4 and -9
+    >>> PowerNormAvgPool(a=0.5)(x)  # sign(m) sqrt|m|
+    tensor([[ 2., -3.]])
     """
 
     def __init__(self, channels: int | None = None, a: float = 0.5, eps: float = 1e-3):

@@ -96,6 +96,12 @@ class GeMSpectrum(nn.Module):
         width_rate: how fast the shared width learns, ``w = 1 + tanh(width_rate * omega)``: it
             narrows the spread to one GeM (w -> 0) or widens it up to twice (w -> 2). 2 is the
             rate measured on the diagnostics; 0 fixes the width at 1 (the version without it).
+
+    >>> import torch
+    >>> GeMSpectrum(channels=3).p.detach()  # the spread at init: 32 ** ((c / 2) ** 2)
+    tensor([ 1.0000,  2.3784, 32.0000])
+    >>> GeMSpectrum(channels=3, readout=0.0)(torch.full((1, 3, 2, 2), 2.0)).detach()  # every GeM of a constant
+    tensor([[2., 2., 2.]])
     """
 
     def __init__(self, channels: int | None = None, p_max: float = 32.0, eps: float = 1e-6,

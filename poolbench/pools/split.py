@@ -1,10 +1,10 @@
 """Channel-split average/max pooling: the first design tried for poolbench's own pooling.
 
-The diagnostics show the standard poolings trading off: an average reads counts and proportions
-(gap 90+ on the majority and count tasks, gmp near chance), a maximum singles out one position
-(avgmax, gem and gmp ahead of gap on the brightest and salient tasks). avg+max mixes both
-statistics *inside every channel*, so the count a channel's average carries is blurred by its
-maximum, and it is nearly as poor as gmp on the mean-side tasks.
+The diagnostics (``docs/diagnostics.md``) show the standard poolings trading off: an average
+reads counts and proportions (gap leads the majority and count tasks, gmp trails them), a
+maximum singles out one position (avgmax, gem and gmp lead gap on the brightest and salient
+tasks). avg+max mixes both statistics *inside every channel*, so the count a channel's average
+carries is blurred by its maximum, and it is nearly as poor as gmp on the mean-side tasks.
 
 The split pooling gives each statistic channels of its own: the first ``C - k`` channels are
 averaged and the last ``k = round(max_fraction * C)`` are max-pooled,
@@ -66,6 +66,14 @@ class SplitPool(nn.Module):
     Args:
         channels: unused (the split is taken of the C it sees); accepted like every pooling's.
         max_fraction: the share of channels that are max-pooled, in [0, 1] (0 is GAP, 1 is GMP).
+
+    >>> import torch
+    >>> from poolbench import pools
+    >>> x = torch.arange(16.0).view(1, 4, 2, 2)  # channel c holds 4c, ..., 4c + 3
+    >>> pools.create("split", channels=4)(x)  # two channels averaged, two max-pooled
+    tensor([[ 1.5000,  5.5000, 11.0000, 15.0000]])
+    >>> SplitPool(max_fraction=0.25)(x)  # round(0.25 * 4) = 1 channel max-pooled
+    tensor([[ 1.5000,  5.5000,  9.5000, 15.0000]])
     """
 
     def __init__(self, channels: int | None = None, max_fraction: float = 0.5):

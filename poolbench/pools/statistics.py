@@ -54,6 +54,19 @@ class MeanStdPool(nn.Module):
     ``y_c = mu_c + lam sigma_c`` with ``mu_c, sigma_c^2`` the mean and (biased) variance over the
     H*W positions (``sigma`` as in :func:`spatial_std`, ``eps=1e-6``) and one scalar ``lam``
     (init 1), learnable by default. On a 1x1 map ``sigma = 0`` and ``y = x``.
+
+    Args:
+        channels: unused (one ``lam`` for all channels).
+        lam: the initial weight of the std (1).
+        learnable: ``lam`` is a parameter (default) or a fixed buffer.
+        eps: inside the std, ``sqrt(var + eps) - sqrt(eps)`` (1e-6).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])  # mean 3, std sqrt(3.5) = 1.8708
+    >>> MeanStdPool(learnable=False)(x)  # 3 + 1.8708, less sqrt(eps) = 0.001
+    tensor([[4.8698]])
+    >>> MeanStdPool(lam=0.0, learnable=False)(x)  # lam = 0: GAP
+    tensor([[3.]])
     """
 
     def __init__(self, channels: int | None = None, lam: float = 1.0, learnable: bool = True,
@@ -119,8 +132,22 @@ class SecondOrderPool(nn.Module):
     covariance as in GSoP), row-wise reduction ``u_j = sum_k R_jk P_jk`` (GSoP's row-wise
     convolution, ``R`` in R^{d x d}), then ``y = GAP(x) * 2 sigmoid(W_e u + b_e)``
     (``W_e: d -> C``; the factor 2 makes a zero logit leave GAP unchanged). On a 1x1 map the
-    covariance is 0, ``u = 0`` and the gate is ``2 sigmoid(b_e)``. Defaults ``dim=64``,
-    ``iterations=5`` (iSQRT-COV's choice), ``eps=1e-5``.
+    covariance is 0, ``u = 0`` and the gate is ``2 sigmoid(b_e)``.
+
+    Args:
+        channels: C.
+        dim: d, the width of the reduction, capped at C (64).
+        iterations: Newton-Schulz steps, 0 for the plain covariance (5, iSQRT-COV's choice).
+        eps: added to the trace (1e-5).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> pool = SecondOrderPool(channels=16, dim=8)
+    >>> pool(torch.rand(2, 16, 4, 4)).shape
+    torch.Size([2, 16])
+    >>> x = torch.rand(2, 16, 1, 1)  # 1x1: no covariance, so GAP times 2 sigmoid(b_e)
+    >>> torch.allclose(pool(x), x.flatten(1) * 2 * torch.sigmoid(pool.expand.bias))
+    True
     """
 
     def __init__(self, channels: int | None = None, dim: int = 64, iterations: int = 5,
@@ -153,8 +180,23 @@ class ChannelAdaptivePool(nn.Module):
     The per-channel statistics ``[mu, max, sigma]`` of a sample (``3C`` values; ``sigma`` as in
     :func:`spatial_std`, 0 on 1x1 maps where the proposal's Bessel-corrected std was NaN) feed
     an SE-style MLP ``Linear(3C, h) -> ReLU -> Linear(h, C) -> sigmoid`` giving a gate
-    ``g_c``, and ``y_c = g_c mu_c + (1 - g_c) max_c``. ``h = max(C // reduction, min_hidden)``
-    (``reduction=16``, ``min_hidden=8``). On a 1x1 map ``mu = max`` so ``y = x``.
+    ``g_c``, and ``y_c = g_c mu_c + (1 - g_c) max_c``. ``h = max(C // reduction, min_hidden)``.
+    On a 1x1 map ``mu = max`` so ``y = x``.
+
+    Args:
+        channels: C (the MLP reads 3C statistics and gates C channels).
+        reduction: the hidden width is ``max(C // reduction, min_hidden)`` (16).
+        min_hidden: the smallest hidden width (8).
+        eps: inside the std, as in :func:`spatial_std` (1e-6).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.rand(2, 16, 4, 4)
+    >>> y = ChannelAdaptivePool(channels=16)(x).detach()
+    >>> y.shape
+    torch.Size([2, 16])
+    >>> bool((x.mean(dim=(2, 3)) <= y).all() and (y <= x.amax(dim=(2, 3))).all())  # gated between mean and max
+    True
     """
 
     def __init__(self, channels: int | None = None, reduction: int = 16, min_hidden: int = 8,
@@ -191,6 +233,18 @@ class StdResidualPool(nn.Module):
     ``sigma`` is :func:`spatial_std` (``sqrt(var + eps) - sqrt(eps)``, no Bessel correction),
     which is within ``sqrt(eps) = 1e-3`` of ``sqrt(var)`` and exactly 0 on a 1x1 map, where
     ``y = mu`` as the proposal states, with a finite gradient there.
+
+    Args:
+        channels: unused (one ``alpha`` for all channels).
+        alpha: the initial logit of the gate between the std and ``max - mu`` (0.5).
+        eps: inside the std (1e-6).
+
+    >>> import torch
+    >>> StdResidualPool()(torch.full((1, 2, 3, 3), 2.0)).detach()  # a constant map: no std, max = mean
+    tensor([[2., 2.]])
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> StdResidualPool(alpha=-30.0)(x).detach()  # gate ~0: mu + (max - mu), the max
+    tensor([[6.]])
     """
 
     def __init__(self, channels: int | None = None, alpha: float = 0.5, eps: float = 1e-6):
@@ -234,7 +288,22 @@ class VarianceSoftmaxPool(nn.Module):
     ``y_c = mu_c + g_c (s_c - mu_c)``. Learnable scalars ``alpha`` (init 1.0) and ``b`` (init
     -0.5), ``eps = 1e-6``; ``mu, var`` over the H*W positions (no Bessel correction). On a 1x1 map
     ``s = mu`` and ``y = mu``. Numerical fix: ``sqrt(var)`` is :func:`safe_sqrt`, the same value
-    with a zero instead of a NaN gradient where ``var = 0`` (1x1 and constant maps).
+    with a zero instead of a NaN gradient where ``var = 0`` (1x1 and constant maps). Computed by
+    :func:`var_softmax`.
+
+    Args:
+        channels: unused (the parameters are scalars).
+        alpha: the initial sharpness logit of the position softmax (1.0).
+        b: the initial bias of the gate (-0.5).
+        eps: in the gate's denominator (1e-6).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> y = VarianceSoftmaxPool()(x).detach()
+    >>> bool(3.0 < y < 6.0)  # moved from the mean 3 towards the softmax-attended value
+    True
+    >>> VarianceSoftmaxPool()(torch.full((1, 2, 3, 3), 2.0)).detach()  # a constant map: no variance, the mean
+    tensor([[2., 2.]])
     """
 
     def __init__(self, channels: int | None = None, alpha: float = 1.0, b: float = -0.5, eps: float = 1e-6):
@@ -267,6 +336,21 @@ class SignedGeMStdPool(nn.Module):
     correction). Numerical fix: ``(|x| + eps)^p`` overflows float32 for ``|x|^p > 3e38`` (e.g.
     ``|x| = 100`` at ``p = 20``), so ``G`` is computed as GeM's max-normalised form
     (:func:`.classic.gem`), the same value without the overflow.
+
+    Args:
+        channels: unused (the parameters are scalars).
+        p: the initial exponent, strictly between ``p_min`` and ``p_max`` (3).
+        w: the initial logit of the std's weight ``a = 0.1 sigmoid(w)`` (0).
+        eps: added to ``|x|`` and to the variance (1e-6).
+        p_min, p_max: the clamp of ``p`` in the forward pass (1, 20).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> y = SignedGeMStdPool()(torch.cat([x, -x], dim=1)).detach()
+    >>> y.shape
+    torch.Size([1, 2])
+    >>> bool(y[0, 0] == -y[0, 1] and y[0, 0] > 3.0)  # odd in x; GeM at p = 3 lies above the mean
+    True
     """
 
     def __init__(self, channels: int | None = None, p: float = 3.0, w: float = 0.0, eps: float = 1e-6,
@@ -312,6 +396,21 @@ class ChannelWiseAdaptivePool(nn.Module):
     default init. Numerical fix: the attempt's std had Bessel's correction, NaN over the one
     position of a 1x1 map (VGG-16-BN diverged and was scored 1.00); here ``sigma`` is the std over
     the H*W positions without it, ``sqrt(var)`` by :func:`safe_sqrt`: 0 on a 1x1 map, finite gradient.
+
+    Args:
+        channels: unused (the same MLP for every channel).
+        hidden: the MLP's hidden width (16).
+        scale: the initial scale of the gate's logit (1).
+        bias: the initial bias of the gate's logit (0).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.rand(2, 16, 4, 4)
+    >>> y = ChannelWiseAdaptivePool()(x).detach()
+    >>> y.shape
+    torch.Size([2, 16])
+    >>> bool((x.mean(dim=(2, 3)) <= y).all() and (y <= x.amax(dim=(2, 3))).all())  # gated between mean and max
+    True
     """
 
     def __init__(self, channels: int | None = None, hidden: int = 16, scale: float = 1.0, bias: float = 0.0):
