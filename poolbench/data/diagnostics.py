@@ -35,15 +35,23 @@ What they test: whether a pooling can read a count or proportion (mean side) and
 can single out one position (max side), and how fast it learns to at the task's learning rate.
 What they do not test: accuracy on natural images. A pooling's profile across these tasks,
 its *fingerprint*, describes the pooling; it does not predict CIFAR accuracy.
+
+Each task of :data:`DIAGNOSTICS` is registered in :data:`poolbench.data.datasets.DATASETS` with
+:func:`load` and :func:`available`; a new task is one entry of :data:`DIAGNOSTICS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from .common import record
+from .images import DataSet, ImageData
 
 #: Colours as RGB in [0, 1]; the four-class tasks use the first four.
 PALETTE = np.array([
@@ -152,3 +160,19 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
     Diagnostic("brightest", 4, "max", draw_brightest),
     Diagnostic("salient", 4, "max", draw_salient),
 ]}
+
+
+def load(dataset: DataSet, root: Path, download: bool, image_size: int | None = None) -> ImageData:
+    """Task ``dataset.name``'s generated splits; ``root``, ``download`` and ``image_size`` are not used
+    (the caller resizes). Mostly black images: the statistics are measured, not ImageNet's."""
+    train_images, train_labels, test_images, test_labels = DIAGNOSTICS[dataset.name].generate()
+    mean, std = dataset.stats(train_images)
+    return ImageData(name=dataset.name, train_images=train_images, train_labels=train_labels,
+                     test_images=test_images, test_labels=test_labels, num_classes=dataset.num_classes,
+                     mean=mean, std=std)
+
+
+def available(dataset: DataSet, root: Path, found: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Always found: generated on load."""
+    return record(dataset.name, found=True, where="generated", train_images=dataset.train_size,
+                  test_images=dataset.test_size)

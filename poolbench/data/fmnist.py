@@ -4,7 +4,9 @@ A copy may sit in torchvision's folder (``ROOT/FashionMNIST/raw``), directly in 
 the folder of Debian's package ``dataset-fashion-mnist``; each file may be gzipped or not. Copies are
 verified by the SHA-256 of their *decompressed* content, never by the bytes of an archive: Debian's
 ``.gz`` files are recompressed (torchvision's md5s of the archives do not match them) yet hold the
-original data, and a copy gzipped again at any level is the same data set too.
+original data, and a copy gzipped again at any level is the same data set too. :func:`load` and
+:func:`available` are the loader and availability check it is registered with in
+:data:`poolbench.data.datasets.DATASETS`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import gzip
 import hashlib
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision import datasets as tvd
 
-from .common import DOWNLOAD_TIMEOUT_S, DataMissingError, one_line, socket_timeout
+from . import common
+from .common import DataMissingError, one_line, record, socket_timeout
+from .images import DataSet, ImageData, checked, grey_to_rgb
 
 #: File name (without ``.gz``) -> SHA-256 of its decompressed content, measured on Debian's copy.
 #: Looked up at call time, so tests of tiny fake files can point it at their own hashes.
@@ -129,14 +135,14 @@ def load_fmnist_arrays(root: Path, download: bool, *, timeout_s: float | None = 
 
     With ``download`` and no copy anywhere, torchvision downloads the data set into
     ``root/FashionMNIST/raw`` (with its socket timeout ``timeout_s``, default
-    :data:`DOWNLOAD_TIMEOUT_S`); so it does when that folder holds an incomplete copy, which an
+    :data:`.common.DOWNLOAD_TIMEOUT_S`); so it does when that folder holds an incomplete copy, which an
     interrupted download leaves. Any failure is one :class:`DataMissingError`.
     """
     copy = find_copy(root)
     failure = None
     if download and (copy is None or (copy.layout == "torchvision" and len(copy.files) < len(_FILES))):
         try:
-            with socket_timeout(DOWNLOAD_TIMEOUT_S if timeout_s is None else timeout_s):
+            with socket_timeout(common.DOWNLOAD_TIMEOUT_S if timeout_s is None else timeout_s):
                 tvd.FashionMNIST(str(root), train=True, download=True)
         except Exception as err:  # whatever torchvision raised, the download did not give us the files
             failure = one_line(err)
@@ -159,6 +165,40 @@ def load_fmnist_arrays(root: Path, download: bool, *, timeout_s: float | None = 
         if failure is None:
             raise
         raise DataMissingError(f"{err}; the download to complete it failed ({failure})") from err
+
+
+def load(dataset: DataSet, root: Path, download: bool, image_size: int | None = None) -> ImageData:
+    """Both splits from the copy :func:`load_fmnist_arrays` finds (or downloads), resized once from
+    their 28 x 28 originals to ``image_size`` (32 when None), as the reference harness resizes to 32,
+    grey copied to 3 channels, normalised with the registered statistics."""
+    (train_images, train_labels, test_images, test_labels), _ = load_fmnist_arrays(root, download)
+    size = image_size or 32
+    train = grey_to_rgb(train_images.unsqueeze(1), size)
+    mean, std = dataset.stats(train)
+    return checked(root, ImageData(
+        name=dataset.name,
+        train_images=train,
+        train_labels=train_labels,
+        test_images=grey_to_rgb(test_images.unsqueeze(1), size),
+        test_labels=test_labels,
+        num_classes=dataset.num_classes,
+        mean=mean,
+        std=std,
+    ))
+
+
+def available(dataset: DataSet, root: Path, found: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Whether a copy :func:`find_copy` finds is intact (:func:`verify`), with its image counts."""
+    copy = find_copy(root)
+    if copy is None:
+        return record(dataset.name)
+    where = {"where": str(copy.folder), "layout": copy.layout}
+    try:
+        verify(copy)
+    except DataMissingError as err:
+        return record(dataset.name, found=True, verified=False, problem=str(err), **where)
+    train, test = image_counts(copy)
+    return record(dataset.name, found=True, verified=True, train_images=train, test_images=test, **where)
 
 
 # ---------------------------------------------------------------------------------------------------

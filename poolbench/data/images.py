@@ -1,16 +1,25 @@
 """The in-memory form every data set takes (:class:`ImageData`), what is known of it before decoding
-(:class:`DataInfo`), and its channel statistics.
+(:class:`DataInfo`), the record a built-in data set is registered with (:class:`DataSet`), and
+what their loaders share (:func:`channel_stats`, :func:`grey_to_rgb`, :func:`checked`).
 
-Its own module, below both ``datasets.py`` (the named data sets) and ``custom.py`` (the researcher's
-own folders and ``.npz`` files), so that each can use them and ``datasets.load`` can call into
-``custom.py`` without an import cycle. ``datasets.py`` re-exports them.
+Its own module, below ``datasets.py`` (the registry of the named data sets), their loader modules
+(``cifar.py``, ``fmnist.py``, ``digits.py``, ``diagnostics.py``) and ``custom.py`` (the
+researcher's own folders and ``.npz`` files), so that each can use them and ``datasets.load`` can
+call into the others without an import cycle. ``datasets.py`` re-exports them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from .common import DataMissingError
 
 #: The smallest std :func:`channel_stats` gives: one grey level, in [0, 1] units.
 STD_FLOOR = 1 / 255
@@ -56,6 +65,49 @@ class DataInfo:
                 + 8 * (self.train_images + self.test_images))
 
 
+#: A built-in data set's loader: ``(data set, data root, download allowed, --image-size or None)`` ->
+#: both splits. It may resize to the image size itself (FashionMNIST resizes its 28 x 28 originals
+#: once); :func:`poolbench.data.datasets.load` resizes whatever comes back at another size.
+Loader = Callable[["DataSet", Path, bool, "int | None"], ImageData]
+#: A built-in data set's availability check: ``(data set, data root, the records of the data sets
+#: registered before it)`` -> its ``poolbench data`` record (:func:`poolbench.data.common.record`).
+#: It never downloads.
+Availability = Callable[["DataSet", Path, Mapping[str, dict[str, Any]]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A data set poolbench names: every fact about it, in one record of
+    :data:`poolbench.data.datasets.DATASETS`.
+
+    ``num_classes``, ``train_size`` and ``test_size`` are what :func:`~poolbench.data.datasets.describe`
+    answers without decoding; ``mean`` and ``std`` are published per-channel training-set statistics
+    in [0, 1] units that ``load`` normalises with (None: measured on the training split as loaded,
+    :func:`channel_stats`); ``load`` reads both splits (:data:`Loader`) and ``available`` says whether
+    this machine holds them, intact (:data:`Availability`).
+    """
+
+    name: str
+    num_classes: int
+    train_size: int
+    test_size: int
+    load: Loader
+    available: Availability
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def stats(self, train_images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (mean, std) to normalise with: the published ones, else measured on ``train_images``."""
+        if self.mean is not None and self.std is not None:
+            return self.mean, self.std
+        return channel_stats(train_images)
+
+    def info(self, image_size: int | None = None) -> DataInfo:
+        """Its classes, image shape (3 x ``image_size`` squared, 32 when None) and split sizes."""
+        side = image_size or 32
+        return DataInfo(self.name, self.num_classes, (3, side, side), self.train_size, self.test_size)
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and population std of uint8 images ``[N, C, H, W]``, in [0, 1] units.
 
@@ -79,3 +131,31 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     mean = total / count
     std = (total_sq / count - mean * mean).clamp_min(0).sqrt().clamp_min(STD_FLOOR)
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def grey_to_rgb(grey: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """uint8 ``[N, 1, h, w]`` -> uint8 ``[N, 3, size, size]`` (32 unless ``--image-size`` says otherwise):
+    bilinear resize once, grey copied to 3 channels.
+
+    torchvision's uint8 bilinear resize with antialias matches PIL's ``Image.resize(BILINEAR)``, i.e.
+    what ``transforms.Resize(32)`` does to each PIL image in the reference harness.
+    """
+    resized = TF.resize(grey, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return resized.expand(-1, 3, -1, -1).contiguous()
+
+
+def checked(root: Path, data: ImageData) -> ImageData:
+    """``data``, or DataMissingError for files that parsed but hold the wrong shapes or labels
+    (e.g. a different data set under the expected file names)."""
+    problems = []
+    for split, images, labels in (("train", data.train_images, data.train_labels),
+                                  ("test", data.test_images, data.test_labels)):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            problems.append(f"{split} images are {images.dtype} {tuple(images.shape)}")
+        if len(labels) != len(images):
+            problems.append(f"{split} has {len(images)} images but {len(labels)} labels")
+        elif len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < data.num_classes):
+            problems.append(f"{split} labels outside 0..{data.num_classes - 1}")
+    if problems:
+        raise DataMissingError(f"{data.name} under {root} is corrupt: {'; '.join(problems)}")
+    return data

@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision import datasets as tvd
 
 from poolbench import data
-from poolbench.data import datasets as datasets_module
+from poolbench.data import common
 
 # ---------------------------------------------------------------------------------------------------
 # data sets
@@ -219,7 +219,7 @@ def test_download_that_hangs_fails_fast(tmp_path: Path, monkeypatch: pytest.Monk
         server.bind(("127.0.0.1", 0))
         server.listen(8)
         _point_downloads_at(monkeypatch, "cifar10", f"http://127.0.0.1:{server.getsockname()[1]}")
-        monkeypatch.setattr(datasets_module, "DOWNLOAD_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(common, "DOWNLOAD_TIMEOUT_S", 0.5)
         before = socket.getdefaulttimeout()
         start = time.perf_counter()
         with pytest.raises(data.DataMissingError, match="download failed"):
