@@ -39,7 +39,7 @@ export POOLBENCH_FAKE_CIFAR="$WORK/data"
 step() { echo "== $(date +%T) $*" | tee -a "$OUT/session.log"; }
 
 if [ "$SMOKE" = 1 ]; then
-  TRAIN=256; TEST=100; BENCH=(--smoke); RUN=(--epochs 1 --batch-size 32); MEMORY=("resnet56 --dataset cifar100")
+  TRAIN=64; TEST=32; BENCH=(--smoke); RUN=(--epochs 1 --batch-size 32); MEMORY=("resnet56 --dataset cifar100")
   DIAG=(--settings diag-count --seeds 42,123 --epochs 1 --image-size 16); DIAG_JOBS=2; BASELINES=gap  # 4 runs: seconds
   export POOLBENCH_COMPILE_BACKEND=eager  # CPU inductor compiles for minutes; eager still traces
   T_RUN=120; T_BENCH=120

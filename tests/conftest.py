@@ -199,7 +199,8 @@ def cache(tmp_path: Path) -> Path:
 def merge_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder where docs/running.md's example of one report of two machines ran, command by command:
     two halves of a quick grid swept (runs/laptop: seed 1, runs/gpu-box: seed 2), one exported
-    (gpu-box.csv), and their one report (report.md). Trained once, read by the tests that need real runs."""
+    (gpu-box.csv), and their one report (report.md). Trained once, read by the tests that need real runs;
+    they carry ``xdist_group("merge_example")``, so that one xdist worker trains it."""
     text = (Path(__file__).parent.parent / "docs" / "running.md").read_text()
     block = next(block for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)
                  if "poolbench report runs/laptop" in block)

@@ -152,6 +152,7 @@ def test_the_hand_written_mean_example_computes_gap_exactly(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("merge_example")  # conftest.merge_example: one worker trains it, once
 def test_the_merge_example_makes_one_report_of_both_machines(merge_example):
     """docs/running.md's grid in two halves, one sent as a table (run by conftest.merge_example)."""
     report = (merge_example / "report.md").read_text()

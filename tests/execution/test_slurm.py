@@ -155,8 +155,9 @@ def comparable(run_dir: Path) -> list[dict]:
 def test_end_to_end_local_array_with_a_requeue_ends_like_an_uninterrupted_run(local_cluster, tmp_path, capsys):
     out = tmp_path / "runs"
     watcher = interrupt_after_first_epoch(out, "quick/gem/seed1")
-    assert sweep("--pools", "gap,gem", "--seeds", "1", "--epochs", "2", "--threads", "1", "--out", out,
-                 "--executor", "slurm", "--jobs", "1") == 0
+    # 16x16 images: a requeue needs an epoch to stop in, not the protocol's image size.
+    assert sweep("--pools", "gap,gem", "--seeds", "1", "--epochs", "2", "--threads", "1", "--image-size", "16",
+                 "--out", out, "--executor", "slurm", "--jobs", "1") == 0
     watcher.join()
     assert "2 completed, 0 diverged, 0 failed" in capsys.readouterr().err
     gem = out / "quick" / "gem" / "seed1"
@@ -164,7 +165,7 @@ def test_end_to_end_local_array_with_a_requeue_ends_like_an_uninterrupted_run(lo
 
     straight = tmp_path / "straight"
     command = [sys.executable, "-m", "poolbench", "run", "--setting", "quick", "--pool", "gem", "--seed", "1",
-               "--epochs", "2", "--threads", "1", "--output-dir", str(straight)]
+               "--epochs", "2", "--threads", "1", "--image-size", "16", "--output-dir", str(straight)]
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     assert comparable(gem) == comparable(straight)
 

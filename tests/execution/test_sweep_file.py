@@ -270,7 +270,7 @@ def test_status_and_report_commands_read_a_variant_sweep(diagnostic_variants, tm
 def test_end_to_end_a_yaml_sweep_over_two_learning_rates_reported_side_by_side(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"out: {tmp_path / 'runs'}\npools: [gap, gmp]\nsettings: quick\nseeds: [1]\nepochs: 1\n"
-                    "lr: [0.05, 0.01]\njobs: 2\n")
+                    "lr: [0.05, 0.01]\njobs: 2\nimage_size: 16\n")
     done = subprocess.run([sys.executable, "-m", "poolbench", "sweep", "--config", str(grid)], capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr

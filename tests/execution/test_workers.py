@@ -74,6 +74,9 @@ class CustomPool(nn.Module):
 '''
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Every run trains on 16x16 images for one or two epochs: what these tests show (the same numbers, a
+# run ending alone, a clean stop and resume, nothing leaking) needs each kind of run once, not the protocol.
+SMALL = ("--image-size", "16")
 
 
 def sweep(out: Path, *args: str, **popen) -> subprocess.CompletedProcess:
@@ -98,7 +101,7 @@ def test_runs_trained_in_a_worker_give_the_numbers_of_runs_in_their_own_process(
     pool_file = tmp_path / "mine.py"
     pool_file.write_text(MEAN_POOL)
     grid = ["--pools", f"gap,gem,{pool_file}", "--settings", "quick,diag-majority", "--seeds", "3",
-            "--epochs", "1", "--jobs", "2"]
+            "--epochs", "1", "--jobs", "2", *SMALL]
     in_workers = sweep(tmp_path / "workers", *grid)
     assert in_workers.returncode == 0, in_workers.stderr
     in_processes = sweep(tmp_path / "processes", *grid, "--worker-processes", "off")
@@ -128,7 +131,7 @@ def test_a_pooling_that_ends_its_process_fails_that_run_and_the_others_complete(
     quitting.write_text(QUITTING_POOL)
     out = tmp_path / "runs"
     done = sweep(out, "--pools", f"{quitting},gap", "--settings", "quick", "--seeds", "1,2", "--epochs", "1",
-                 "--jobs", "1")
+                 "--jobs", "1", *SMALL)
     assert done.returncode == 1, done.stderr
     reason = ("the run's process ended without a result (exit code 0): the pooling or model may end the process "
               "(os._exit, signals)")
@@ -142,7 +145,7 @@ def test_a_pooling_that_ends_its_process_fails_that_run_and_the_others_complete(
 @pytest.mark.slow
 def test_a_worker_sweep_stopped_by_sigterm_and_by_ctrl_c_resumes_to_the_end(tmp_path):
     out = tmp_path / "runs"
-    grid = ["--pools", "gap,gem", "--settings", "quick", "--seeds", "1,2", "--epochs", "2", "--jobs", "1"]
+    grid = ["--pools", "gap,gem", "--settings", "quick", "--seeds", "1,2", "--epochs", "2", "--jobs", "1", *SMALL]
 
     def stop_during_an_epoch(how: str, after_runs: int) -> tuple[int, str]:
         process = subprocess.Popen([sys.executable, "-m", "poolbench", "sweep", "--out", str(out), *grid],
@@ -184,7 +187,7 @@ def test_a_worker_sweep_stopped_by_sigterm_and_by_ctrl_c_resumes_to_the_end(tmp_
 def _run(worker: Worker, folder: Path, *args: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     return worker.run(["-m", "poolbench", "run", "--setting", "quick", "--epochs", "1", "--seed", "5",
-                       "--output-dir", str(folder), *args], folder / "stdout.log", folder / "stderr.log")
+                       "--output-dir", str(folder), *SMALL, *args], folder / "stdout.log", folder / "stderr.log")
 
 
 @pytest.mark.slow
@@ -192,7 +195,7 @@ def test_what_a_run_changes_does_not_reach_the_next_run_of_its_worker(tmp_path):
     (tmp_path / "leaky.py").write_text(LEAKY_POOL)
     (tmp_path / "patching.py").write_text(PATCHING_POOL)
     alone = subprocess.run([sys.executable, "-m", "poolbench", "run", "--setting", "quick", "--epochs", "1",
-                            "--seed", "5", "--pool", "gap", "--output-dir", str(tmp_path / "alone")],
+                            "--seed", "5", "--pool", "gap", *SMALL, "--output-dir", str(tmp_path / "alone")],
                            env=ENV, capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr
 

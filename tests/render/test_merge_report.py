@@ -56,6 +56,7 @@ def _one_line_error(capsys, *words: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("merge_example")  # conftest.merge_example: one worker trains it, once
 @pytest.mark.parametrize("options", [{}, {"margin": 0.25, "score": "final", "baseline": "gem"}, {"seeds": [2]}])
 def test_two_halves_report_as_the_same_grid_in_one_folder(grid, options):
     whole = build_report(grid["whole"], **options)
@@ -69,6 +70,7 @@ def test_two_halves_report_as_the_same_grid_in_one_folder(grid, options):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("merge_example")  # conftest.merge_example: one worker trains it, once
 @pytest.mark.parametrize("table", ["b.csv", "b.parquet"])
 def test_an_exported_table_joins_a_folder_as_its_runs_would(grid, table, tmp_path, capsys):
     merged = build_report(gather([grid["a"], grid[table]]))
@@ -81,6 +83,7 @@ def test_an_exported_table_joins_a_folder_as_its_runs_would(grid, table, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("merge_example")  # conftest.merge_example: one worker trains it, once
 def test_runs_found_twice_with_the_same_result_are_counted_once(grid, capsys):
     merged = build_report(gather([grid["a"], grid["whole"], grid["b.csv"]]))
     assert to_csv(merged) == to_csv(build_report(grid["whole"]))

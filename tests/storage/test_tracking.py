@@ -18,7 +18,8 @@ from wandb.proto import wandb_internal_pb2
 from poolbench.cli import main
 from poolbench.storage import tracking
 
-RUN = ["run", "--setting", "quick", "--epochs", "2", "--threads", "1"]
+# 16x16 images: what the trackers receive is the same at any image size.
+RUN = ["run", "--setting", "quick", "--epochs", "2", "--threads", "1", "--image-size", "16"]
 EPOCH_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s")
 
 
@@ -209,7 +210,7 @@ def test_a_resumed_run_continues_the_same_tracker_runs_and_logs_no_epoch_twice(o
 def test_a_sweep_carries_log_to_each_run_a_tensorboard_folder_and_an_mlflow_run_each(offline, capsys):
     out = offline / "sweep"
     code = main(["sweep", "--pools", "gap", "--settings", "quick", "--seeds", "1,2", "--epochs", "2",
-                 "--threads", "1", "--log", "tensorboard,mlflow", "--out", str(out)])
+                 "--threads", "1", "--image-size", "16", "--log", "tensorboard,mlflow", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert json.loads((out / "sweep.json").read_text())["options"]["log"] == "tensorboard,mlflow"
 

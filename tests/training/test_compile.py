@@ -94,7 +94,8 @@ def test_run_compile_is_part_of_the_run_config(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv(BACKEND_ENV, "eager")
     torch._dynamo.reset()
     out_dir = tmp_path / "run"
-    args = ["run", "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--output-dir", str(out_dir)]
+    args = ["run", "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16",
+            "--output-dir", str(out_dir)]
     assert main([*args, "--compile"]) == 0, capfd.readouterr().err
     assert json.loads((out_dir / "config.json").read_text())["config"]["compile"] is True
     assert json.loads((out_dir / "result.json").read_text())["compile"] == "compiled"
@@ -108,8 +109,8 @@ def test_run_compile_falls_back_with_one_warning_line(tmp_path, capfd, monkeypat
     torch._dynamo.register_backend(failing_backend, name="poolbench_test_failing")
     monkeypatch.setenv(BACKEND_ENV, "poolbench_test_failing")
     out_dir = tmp_path / "run"
-    code = main(["run", "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--compile",
-                 "--output-dir", str(out_dir)])
+    code = main(["run", "--setting", "quick", "--epochs", "1", "--batch-size", "256", "--image-size", "16",
+                 "--compile", "--output-dir", str(out_dir)])
     err = capfd.readouterr().err
     assert code == 0, err
     assert [line for line in err.splitlines() if "warning" in line.lower()] == [
