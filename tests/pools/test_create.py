@@ -136,16 +136,25 @@ FUNCTIONAL_FORMS = {
     "genmax": lambda m, x: PF.generalized_max(x, m.lam),
     "fca": lambda m, x: PF.dct_pool(x, *m.frequencies(*x.shape[1:])),
 }
-# Poolings built from layers whose forward is not a composition of the functional forms.
-LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap", "lip",
-                  "gated_attention", "pma", "clip_attention", "class_attention", "isqrt_cov", "compact_bilinear",
-                  "netvlad", "ghostvlad"}
 
 
-def test_every_built_in_pooling_is_classified_as_functional_or_built_from_layers():
-    built_in = {name for name in pools.names() if registry.get(name).__module__.startswith("poolbench.pools.")}
-    assert built_in == set(FUNCTIONAL_FORMS) | LAYER_POOLINGS
-    assert not set(FUNCTIONAL_FORMS) & LAYER_POOLINGS
+def test_every_pooling_declaring_a_functional_form_has_its_check_here():
+    """A pooling registered with ``Traits(functional=...)`` is checked against its functional form
+    below, so its entry in FUNCTIONAL_FORMS is required; one built from layers declares none."""
+    declared = {name for name in pools.names() if registry.traits(name).functional}
+    assert declared == set(FUNCTIONAL_FORMS)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL_FORMS))
+def test_the_check_is_written_with_the_functional_forms_the_pooling_declares(name):
+    """The declared main form (first) is used by the check, and every form used is declared."""
+    check = FUNCTIONAL_FORMS[name]
+    names = set(check.__code__.co_names)
+    for helper in [globals()[n] for n in names if inspect.isfunction(globals().get(n))]:  # signed_gem_std
+        names |= set(helper.__code__.co_names)
+    used = names & set(PF.__all__)
+    declared = [function.__name__ for function in registry.traits(name).functional]
+    assert declared[0] in used and used <= set(declared), (used, declared)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL_FORMS))
