@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,6 +172,22 @@ def test_the_functional_form_computes_what_the_module_computes(name, train):
     expected = FUNCTIONAL_FORMS[name](module, x)
     torch.manual_seed(1)  # the same draw for stochastic pooling in training
     torch.testing.assert_close(module(x), expected)
+
+
+def test_functional_exports_the_forms_the_poolings_declare_and_nothing_else():
+    assert PF.__all__ == list(registry.functional_forms())
+    from poolbench.pools.functional import gem  # importable by name, as a module's own functions
+
+    assert gem is registry.traits("gem").functional[0] and PF.topk_mean is registry.traits("topk").functional[0]
+    assert "``topk``" in PF.__doc__ and ":func:`topk_mean`" in PF.__doc__  # its table, made from the registry
+
+
+def test_every_family_file_is_imported_without_a_line_of_its_own():
+    """A pooling in a new file under poolbench/pools/ is registered: pools/__init__ imports every file."""
+    folder = Path(pools.__file__).parent
+    families = {path.stem for path in folder.glob("*.py") if re.search(r"^@register\(", path.read_text(), re.M)}
+    registered_from = {registry.get(name).__module__ for name in pools.names()}
+    assert len(families) >= 9 and {f"poolbench.pools.{family}" for family in families} <= registered_from
 
 
 def test_every_functional_form_gives_its_formula():
