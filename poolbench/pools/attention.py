@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._numerics import autocast_off, check_eps, check_value, like, positions, require_channels, upcast
-from .registry import register
+from .registry import Traits, register
 
 
 def sigmoid_weighted_mean(x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,8 @@ def _check_heads(pool: str, channels: int, num_heads: int) -> None:
                 f"a divisor of the {channels} channels", f"use e.g. {pool}(num_heads=1)")
 
 
-@register("gwap")
+@register("gwap", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                         functional=(sigmoid_weighted_mean,)))
 class GlobalWeightedAvgPool(nn.Module):
     """Global weighted average pooling (Qiu, "Global Weighted Average Pooling Bridges Pixel-level
     Localization and Image-level Classification", arXiv:1809.08264, 2018).
@@ -106,7 +107,7 @@ class GlobalWeightedAvgPool(nn.Module):
             return sigmoid_weighted_mean(x32, scores).to(x.dtype)
 
 
-@register("simpool")
+@register("simpool", Traits(permutation_invariant=True))
 class SimPool(nn.Module):
     """Attention pooling with a GAP query, SimPool (Psomas et al., "Keep It SimPool: Who Said
     Supervised Transformers Suffer from Attention Deficit?", ICCV 2023), CNN form.
@@ -153,7 +154,7 @@ class SimPool(nn.Module):
             return multi_head_attention(query, keys, values, self.num_heads).reshape(batch, channels).to(x.dtype)
 
 
-@register("spatial_attention")
+@register("spatial_attention", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True))
 class SpatialAttentionPool(nn.Module):
     """Spatial-channel attention pooling: poolbench's variant of the spatial-channel attention
     attempt (SCAP) withdrawn in the public record of MLS-Bench cv-pooling-aggregation, which
@@ -209,7 +210,7 @@ class SpatialAttentionPool(nn.Module):
             return (g * attended + (1 - g) * x32.amax(dim=(2, 3))).to(x.dtype)
 
 
-@register("scap")
+@register("scap", Traits(permutation_invariant=True, batch_norm=True))
 class SpatialChannelAttentionPool(nn.Module):
     """Spatial-channel attention pooling (SCAP), a withdrawn attempt in the public record of the
     MLS-Bench task cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
@@ -267,7 +268,7 @@ class SpatialChannelAttentionPool(nn.Module):
             return (g * attended + (1 - g) * x32.amax(dim=(2, 3))).to(x.dtype)
 
 
-@register("lip")
+@register("lip", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True))
 class LIPPool(nn.Module):
     """Local importance-based pooling (LIP; Gao, Wang & Wu, "LIP: Local Importance-based Pooling",
     ICCV 2019), global form: the pooling window is the whole map.
@@ -311,7 +312,7 @@ class LIPPool(nn.Module):
             return (torch.softmax(importance, dim=-1) * positions(x32)).sum(dim=-1).to(x.dtype)
 
 
-@register("gated_attention")
+@register("gated_attention", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True))
 class GatedAttentionPool(nn.Module):
     """Gated-attention MIL pooling (Ilse, Tomczak & Welling, "Attention-based Deep Multiple Instance
     Learning", ICML 2018), the positions as the bag's instances.
@@ -351,7 +352,7 @@ class GatedAttentionPool(nn.Module):
             return (weights * tokens).sum(dim=1).to(x.dtype)
 
 
-@register("pma")
+@register("pma", Traits(permutation_invariant=True))
 class LatentAttentionPool(nn.Module):
     """Attention pooling with a learned latent query: pooling by multi-head attention (PMA; Lee et al.,
     "Set Transformer", ICML 2019) with one seed vector, as timm's ``AttentionPoolLatent`` computes
@@ -390,7 +391,7 @@ class LatentAttentionPool(nn.Module):
             return multi_head_attention(query, keys, values, self.num_heads)[:, 0].to(x.dtype)
 
 
-@register("clip_attention")
+@register("clip_attention", Traits(permutation_invariant=True))
 class CLIPAttentionPool(nn.Module):
     """CLIP's attention pooling with the mean as its query (Radford et al., "Learning Transferable
     Visual Models From Natural Language Supervision", ICML 2021; timm's ``AttentionPool2d``), without
@@ -432,7 +433,7 @@ class CLIPAttentionPool(nn.Module):
             return linear(attended, self.proj).to(x.dtype)
 
 
-@register("class_attention")
+@register("class_attention", Traits(permutation_invariant=True))
 class ClassAttentionPool(nn.Module):
     """Class-attention pooling: one class-attention layer of CaiT (Touvron et al., "Going deeper with
     Image Transformers", ICCV 2021; timm's ``ClassAttn``) reading the positions into a learned
@@ -489,7 +490,7 @@ def attentional_pool(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (tokens * attention[:, None]).mean(dim=-1).to(dtype)
 
 
-@register("rank1_attention")
+@register("rank1_attention", Traits(permutation_invariant=True, functional=(attentional_pool,)))
 class AttentionalPool(nn.Module):
     """Rank-1 attentional pooling (Girdhar & Ramanan, "Attentional Pooling for Action Recognition",
     NeurIPS 2017).

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, require_channels, upcast
-from .registry import register
+from .registry import Traits, register
 
 
 def global_avg(x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +51,8 @@ def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> to
     return (m * (c / m).pow(p).mean(dim=(2, 3), keepdim=True).pow(1.0 / p)).flatten(1).to(dtype)
 
 
-@register("gap")
+@register("gap", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                        functional=(global_avg,)))
 class GlobalAvgPool(nn.Module):
     """Global average pooling (Lin, Chen & Yan, "Network in Network", ICLR 2014).
 
@@ -75,7 +76,8 @@ class GlobalAvgPool(nn.Module):
         return global_avg(x)
 
 
-@register("gmp")
+@register("gmp", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                        functional=(global_max,)))
 class GlobalMaxPool(nn.Module):
     """Global max pooling (Oquab, Bottou, Laptev & Sivic, "Is object localization for free? --
     Weakly-supervised learning with convolutional neural networks", CVPR 2015).
@@ -99,7 +101,7 @@ class GlobalMaxPool(nn.Module):
         return global_max(x)
 
 
-@register("gem")
+@register("gem", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True, functional=(gem,)))
 class GeM(nn.Module):
     """Generalised-mean pooling (Radenovic, Tolias & Chum, "Fine-tuning CNN Image Retrieval with No
     Human Annotation", TPAMI 2018).
@@ -143,7 +145,8 @@ class GeM(nn.Module):
         return f"p={self.p.item():.3f}, eps={self.eps}, p_min={self.p_min}"
 
 
-@register("avgmax")
+@register("avgmax", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                           functional=(avg_max,)))
 class AvgMaxPool(nn.Module):
     """Average of global average and global max pooling, as timm's ``adaptive_avgmax_pool2d``
     (Wightman, "PyTorch Image Models", 2019; the ``avgmax`` of its ``SelectAdaptivePool2d``).
@@ -167,7 +170,8 @@ class AvgMaxPool(nn.Module):
         return avg_max(x)
 
 
-@register("gem_channel")
+@register("gem_channel", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                                functional=(gem,)))
 class GeMPerChannel(nn.Module):
     """Generalised-mean pooling with one learnable exponent per channel, the per-feature-map ``p_k``
     of Radenovic, Tolias & Chum ("Fine-tuning CNN Image Retrieval with No Human Annotation",

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._numerics import autocast_off, check_value, like, positions, require_channels, upcast
-from .registry import register
+from .registry import Traits, register
 
 
 def vlad(tokens: torch.Tensor, logits: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -69,7 +69,7 @@ class _VLADPool(nn.Module):
             return y.to(x.dtype)
 
 
-@register("netvlad")
+@register("netvlad", Traits(permutation_invariant=True))
 class NetVLADPool(_VLADPool):
     """NetVLAD (Arandjelovic, Gronat, Torii, Pajdla & Sivic, "NetVLAD: CNN architecture for weakly
     supervised place recognition", CVPR 2016), projected back to C.
@@ -96,7 +96,7 @@ class NetVLADPool(_VLADPool):
         super().__init__("netvlad", channels, clusters, 0, dim)
 
 
-@register("ghostvlad")
+@register("ghostvlad", Traits(permutation_invariant=True))
 class GhostVLADPool(_VLADPool):
     """GhostVLAD (Zhong, Arandjelovic & Zisserman, "GhostVLAD for set-based face recognition", ACCV
     2018), projected back to C.

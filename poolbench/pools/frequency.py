@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._numerics import check_value, positions, upcast
-from .registry import register
+from .registry import Traits, register
 
 # FcaNet's frequency ranking on its 7x7 grid ("top" selection, its get_freq_indices): (u, v) pairs,
 # u along the height, v along the width, best first.
@@ -52,7 +52,7 @@ def dct_pool(x: torch.Tensor, u: Sequence[int], v: Sequence[int]) -> torch.Tenso
     return (positions(x32) * filters.flatten(1)).mean(dim=-1).to(dtype)
 
 
-@register("fca")
+@register("fca", Traits(identity_on_1x1=True, functional=(dct_pool,)))
 class FcaPool(nn.Module):
     """FcaNet's multi-spectral DCT pooling (Qin, Zhang, Wu & Li, "FcaNet: Frequency Channel Attention
     Networks", ICCV 2021) as the global pooling itself (FcaNet feeds it to an SE gate).

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ._numerics import autocast_off, check_value, like, positions, require_channels, upcast
-from .registry import register
+from .classic import global_avg
+from .registry import Traits, register
 
 
 def mix_max_avg(x: torch.Tensor, a: torch.Tensor | float) -> torch.Tensor:
@@ -39,7 +40,8 @@ def _logit(a: float, name: str) -> float:
     return math.log(a / (1 - a))
 
 
-@register("mixed")
+@register("mixed", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                          functional=(mix_max_avg,)))
 class MixedMaxAvgPool(nn.Module):
     """Mixed max-average pooling (Lee, Gallagher & Tu, AISTATS 2016), applied globally.
 
@@ -73,7 +75,8 @@ class MixedMaxAvgPool(nn.Module):
         return f"a={torch.sigmoid(self.alpha.detach().float()).mean().item():.3f}"
 
 
-@register("gated")
+@register("gated", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                          functional=(mix_max_avg, global_avg)))
 class GatedMaxAvgPool(nn.Module):
     """Gated max-average pooling (Lee, Gallagher & Tu, AISTATS 2016), applied globally.
 
@@ -109,7 +112,7 @@ class GatedMaxAvgPool(nn.Module):
             return (a * peak + (1 - a) * avg).to(x.dtype)
 
 
-@register("channel_gate")
+@register("channel_gate", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True))
 class ChannelGatePool(nn.Module):
     """Per-channel avg/max gate (LCGP), the seed document's final attempt on the public benchmark,
     MLS-Bench cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
@@ -179,7 +182,8 @@ def stochastic_pool(x: torch.Tensor, training: bool, generator: torch.Generator 
     return (stochastic_probabilities(x32) * x32).sum(dim=-1).to(x.dtype)
 
 
-@register("stochastic")
+@register("stochastic", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                               functional=(stochastic_pool,)))
 class StochasticPool(nn.Module):
     """Stochastic pooling (Zeiler & Fergus, "Stochastic Pooling for Regularization of Deep
     Convolutional Neural Networks", ICLR 2013), applied globally.

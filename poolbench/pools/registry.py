@@ -7,6 +7,10 @@ A spec is a registered name (``gem``), a registered name with hyper-parameters
 (``topk(k=0.5)``, ``gem(p=4, learnable=False)``; see :mod:`poolbench.core.poolspec`) or a file
 (``path.py[:Class]``). A pooling constructor may take ``channels`` (the C it will see) or nothing
 at all (the original task's ``CustomPool()`` style). :func:`create` hides that difference.
+
+A pooling declares its :class:`Traits` where it is registered (``@register("gem", Traits(...))``);
+the tests of ``tests/pools`` read them, so a new pooling is tested for what it declares without
+joining hand-kept lists, and :mod:`poolbench.pools.functional` exports the functional forms they name.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import inspect
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..core import global_state
@@ -39,29 +45,80 @@ from ..core.poolspec import (
 from ..core.quoting import quote, shorten
 
 PoolFactory = Callable[..., nn.Module]
+FunctionalForm = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a pooling declares about itself where it is registered; nothing is claimed by default.
+
+    The tests check each property on every pooling that declares it (``tests/pools``), so a
+    declaration that does not hold fails there. For ``x`` of shape ``[B, C, H, W]`` and output ``y``:
+
+    - ``identity_on_1x1``: ``y = x[:, :, 0, 0]`` on a 1x1 map with ``x > 0``, in training and in
+      evaluation, for any parameters.
+    - ``between_min_and_max``: ``min_hw x <= y <= max_hw x`` per channel for any parameters, on
+      non-negative maps (a possibly learned, data-dependent mix of weighted means and the max).
+    - ``permutation_invariant``: in evaluation, ``y`` does not change when the positions are
+      permuted (each position is reduced alike; not so for fca's DCT frequencies).
+    - ``batch_norm``: it keeps a BatchNorm over its pooled values, which refuses to train on one
+      value per channel (a batch of one 1x1 map).
+    - ``functional``: the functions of the feature map its ``forward`` is computed from, the
+      main one first (``gem`` for ``GeM``); :mod:`poolbench.pools.functional` exports them. Empty
+      for a pooling built from layers, whose forward is no composition of such functions.
+    """
+
+    identity_on_1x1: bool = False
+    between_min_and_max: bool = False
+    permutation_invariant: bool = False
+    batch_norm: bool = False
+    functional: tuple[FunctionalForm, ...] = ()
+
 
 _REGISTRY: dict[str, PoolFactory] = {}
+_TRAITS: dict[str, Traits] = {}
 
-__all__ = ["HyperParameterError", "PoolFactory", "PoolSpecError", "accepts_channels", "create", "existing_file",
-           "get", "hyper_parameters", "instantiate", "is_file_spec", "load_file", "names", "normalise_spec",
-           "register", "resolve"]
+__all__ = ["FunctionalForm", "HyperParameterError", "PoolFactory", "PoolSpecError", "Traits", "accepts_channels",
+           "create", "existing_file", "functional_forms", "get", "hyper_parameters", "instantiate", "is_file_spec",
+           "load_file", "names", "normalise_spec", "register", "resolve", "traits"]
 
 
-def register(name: str) -> Callable[[PoolFactory], PoolFactory]:
-    """Decorator that registers a pooling class (or factory) under ``name``.
+def register(name: str, traits: Traits | None = None) -> Callable[[PoolFactory], PoolFactory]:
+    """Decorator that registers a pooling class (or factory) under ``name``, with its ``traits``.
 
     >>> @register("my_pool")
     ... class MyPool(nn.Module): ...
+    >>> traits("my_pool").between_min_and_max, traits("gem").between_min_and_max  # gem's own declaration
+    (False, True)
     """
     key = name.lower()
+    declared = traits or Traits()
 
     def decorator(factory: PoolFactory) -> PoolFactory:
         if key in _REGISTRY and _REGISTRY[key] is not factory:
             raise ValueError(f"pooling {name!r} is already registered; choose another name")
+        known = functional_forms()
+        for function in declared.functional:
+            if known.get(function.__name__, function) is not function:
+                raise ValueError(f"pooling {name!r}: another functional form is already named "
+                                 f"{function.__name__!r}; rename one of them")
         _REGISTRY[key] = factory
+        _TRAITS[key] = declared
         return factory
 
     return decorator
+
+
+def traits(name: str) -> Traits:
+    """The traits the pooling ``name`` declared where it was registered (see :class:`Traits`)."""
+    get(name)  # an unknown name: the error with the closest names
+    return _TRAITS[name.lower()]
+
+
+def functional_forms() -> dict[str, FunctionalForm]:
+    """Every functional form the registered poolings declare, by function name, sorted."""
+    forms = {function.__name__: function for declared in _TRAITS.values() for function in declared.functional}
+    return dict(sorted(forms.items()))
 
 
 def names() -> list[str]:

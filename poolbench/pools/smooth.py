@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._numerics import add_scalar, check_eps, check_floor, check_value, is_positive, positions, require_channels, upcast
-from .registry import register
+from .registry import Traits, register
 
 
 def lse(x: torch.Tensor, r: torch.Tensor | float = 5.0) -> torch.Tensor:
@@ -37,7 +37,7 @@ def lse(x: torch.Tensor, r: torch.Tensor | float = 5.0) -> torch.Tensor:
     return y.squeeze(-1).to(dtype)
 
 
-@register("lse")
+@register("lse", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True, functional=(lse,)))
 class LogSumExpPool(nn.Module):
     """Log-sum-exp pooling (Pinheiro & Collobert, "From Image-level to Pixel-level Labeling with
     Convolutional Networks", CVPR 2015).
@@ -87,7 +87,8 @@ def softpool(x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return (weights * x).sum(dim=-1).to(dtype)
 
 
-@register("softpool")
+@register("softpool", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                             functional=(softpool,)))
 class SoftPool(nn.Module):
     """SoftPool (Stergiou, Poppe & Kalliatakis, "Refining activation downsampling with SoftPool",
     ICCV 2021), applied globally.
@@ -128,7 +129,8 @@ def topk_mean(x: torch.Tensor, k: int | float = 0.25) -> torch.Tensor:
     return x.topk(count, dim=-1, sorted=False).values.mean(dim=-1).to(dtype)
 
 
-@register("topk")
+@register("topk", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                         functional=(topk_mean,)))
 class TopKPool(nn.Module):
     """Top-k mean pooling, global k-max pooling followed by averaging (k-max pooling:
     Kalchbrenner, Grefenstette & Blunsom, ACL 2014; top-k region scoring: Durand et al.,
@@ -182,7 +184,8 @@ def lp_pool(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     return (norm / x.shape[-1] ** (1.0 / p)).to(dtype)
 
 
-@register("rms")
+@register("rms", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                        functional=(lp_pool,)))
 class LpPool(nn.Module):
     """Lp pooling (Sermanet, Chintala & LeCun, "Convolutional neural networks applied to house
     numbers digit classification", ICPR 2012), registered as ``rms`` for its default ``p=2``.
@@ -228,7 +231,7 @@ def power_normalized_avg(x: torch.Tensor, a: float = 0.5, eps: float = 1e-3) -> 
     return power_normalize(upcast(x).mean(dim=(2, 3)), a, eps).to(x.dtype)
 
 
-@register("powernorm")
+@register("powernorm", Traits(permutation_invariant=True, functional=(power_normalized_avg, power_normalize)))
 class PowerNormAvgPool(nn.Module):
     """Power-normalised average pooling (Perronnin, Sanchez & Mensink, "Improving the Fisher
     kernel for large-scale image classification", ECCV 2010; Koniusz et al., "Higher-order
@@ -282,7 +285,8 @@ def _check_quantile(q: float) -> None:
     check_value(0 <= q <= 1, "quantile", "q", q, "in [0, 1] (0 is the min, 1 the max)", "use e.g. quantile(q=0.75)")
 
 
-@register("median")
+@register("median", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                           functional=(quantile_pool,)))
 class MedianPool(nn.Module):
     """Global median pooling: the order statistic at rank 1/2, robust to a few outlying positions
     (a fixed-weight case of ordinal pooling, Deliege et al., "Ordinal Pooling", BMVC 2019).
@@ -306,7 +310,8 @@ class MedianPool(nn.Module):
         return quantile_pool(x, 0.5)
 
 
-@register("quantile")
+@register("quantile", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                             functional=(quantile_pool,)))
 class QuantilePool(nn.Module):
     """Global quantile pooling: the ``q``-quantile of each channel's values, an order statistic
     between the min (``q = 0``), the median (0.5) and the max (1) (a fixed-weight case of ordinal
@@ -364,7 +369,8 @@ def rank_weighted_mean(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(dim=-1).to(dtype)
 
 
-@register("rank_weighted")
+@register("rank_weighted", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                                  functional=(rank_weighted_mean, rank_weights)))
 class RankWeightedPool(nn.Module):
     """Rank-weighted (ordinal) pooling (Deliege, Istasse, Kumar, De Vleeschouwer & Van Droogenbroeck,
     "Ordinal Pooling", BMVC 2019; pytorch-toolbelt's ``GlobalRankPooling``), global form.
@@ -408,7 +414,7 @@ def csra(x: torch.Tensor, temperature: float = 1.0, lam: float = 0.1) -> torch.T
     return (x32.mean(dim=(2, 3)) + lam * softpool(x32, temperature)).to(dtype)
 
 
-@register("csra")
+@register("csra", Traits(permutation_invariant=True, functional=(csra,)))
 class CSRAPool(nn.Module):
     """Class-specific residual attention (CSRA; Zhu & Wu, "Residual Attention: A Simple but
     Effective Method for Multi-Label Recognition", ICCV 2021), in the form of a pooling.
@@ -458,7 +464,8 @@ def adapool(x: torch.Tensor, beta: torch.Tensor | float = 0.5, eps: float = 1e-6
     return (beta * dice_pooled + (1 - beta) * softpool(tokens.unsqueeze(-1))).to(dtype)
 
 
-@register("adapool")
+@register("adapool", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                            functional=(adapool,)))
 class AdaPool(nn.Module):
     """AdaPool (Stergiou & Poppe, "AdaPool: Exponential Adaptive Pooling for Information-Retaining
     Downsampling", IEEE TIP 2023), global form: the kernel is the whole map.

@@ -50,7 +50,7 @@ from torch import nn
 
 from ._numerics import check_eps, check_value, require_channels
 from .classic import gem
-from .registry import register
+from .registry import Traits, register
 
 
 def exponent_spectrum(channels: int, p_max: float = 32.0) -> torch.Tensor:
@@ -75,7 +75,7 @@ def gem_spectrum(x: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.T
     return gem(x, p.view(1, -1, 1, 1).to(x.device), eps)
 
 
-@register("spectrum")
+@register("spectrum", Traits(permutation_invariant=True, functional=(gem_spectrum,)))
 class GeMSpectrum(nn.Module):
     """GeM spectrum (poolbench): a generalised mean per channel, exponents spread from 1 to
     ``p_max`` as ``p_max^{(c/(C-1))^2}`` (most channels near the average, a few near the maximum)

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ._numerics import check_value
-from .registry import register
+from .registry import Traits, register
 
 
 def split_avg_max(x: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
@@ -57,7 +57,7 @@ def split_avg_max(x: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
     return torch.cat([averaged, maxed], dim=1)
 
 
-@register("split")
+@register("split", Traits(identity_on_1x1=True, permutation_invariant=True, functional=(split_avg_max,)))
 class SplitPool(nn.Module):
     """Channel-split average/max pooling: ``y_c = mean x_c`` for the first ``C - k`` channels and
     ``y_c = max x_c`` for the last ``k = round(max_fraction C)`` (timm's catavgmax at width C;

@@ -41,12 +41,12 @@ from ._numerics import (
     spatial_std,
     upcast,
 )
-from .classic import gem
-from .registry import register
+from .classic import gem, global_avg, global_max
+from .registry import Traits, register
 from .smooth import power_normalize
 
 
-@register("meanstd")
+@register("meanstd", Traits(identity_on_1x1=True, permutation_invariant=True, functional=(global_avg, spatial_std)))
 class MeanStdPool(nn.Module):
     """Mean + standard deviation pooling, the statistics pooling of x-vectors (Snyder et al.,
     ICASSP 2018) reduced back to C by a weighted sum instead of a concatenation.
@@ -120,7 +120,7 @@ def check_root_arguments(name: str, dim: int, iterations: int, eps: float, plain
     check_eps(name, eps, "a 1x1 map's covariance is 0 and is divided by its trace + eps", 1e-5)
 
 
-@register("cov")
+@register("cov", Traits(permutation_invariant=True))
 class SecondOrderPool(nn.Module):
     """Second-order (covariance) pooling reduced back to C as a channel gate on GAP, in the manner
     of GSoP (Gao et al., "Global Second-order Pooling Convolutional Networks", CVPR 2019) with
@@ -171,7 +171,7 @@ class SecondOrderPool(nn.Module):
             return (x32.mean(dim=(2, 3)) * gate).to(x.dtype)
 
 
-@register("channel_adaptive")
+@register("channel_adaptive", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True))
 class ChannelAdaptivePool(nn.Module):
     """Channel-adaptive pooling: poolbench's SE-style variant of the channel-wise adaptive attempt
     (CAP) withdrawn in the public record of MLS-Bench cv-pooling-aggregation, which ``cap``
@@ -223,7 +223,8 @@ class ChannelAdaptivePool(nn.Module):
             return (g * avg + (1 - g) * peak).to(x.dtype)
 
 
-@register("std_residual")
+@register("std_residual", Traits(identity_on_1x1=True, permutation_invariant=True,
+                                 functional=(global_avg, spatial_std, global_max)))
 class StdResidualPool(nn.Module):
     """Average + gated std + (max - avg) residual, a proposal made on the public benchmark
     (``reference/mls_bench_agent_proposals.json``).
@@ -278,7 +279,8 @@ def var_softmax(x: torch.Tensor, alpha: torch.Tensor | float = 1.0, b: torch.Ten
     return (mean + g * (s - mean)).to(dtype)
 
 
-@register("var_softmax")
+@register("var_softmax", Traits(identity_on_1x1=True, between_min_and_max=True, permutation_invariant=True,
+                                functional=(var_softmax,)))
 class VarianceSoftmaxPool(nn.Module):
     """Variance-calibrated softmax pooling, a proposal made on the public benchmark
     (``reference/mls_bench_agent_proposals.json``).
@@ -324,7 +326,7 @@ def signed_gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6
     return (torch.sign(x32.mean(dim=(2, 3))) * magnitude).to(x.dtype)
 
 
-@register("signed_gem")
+@register("signed_gem", Traits(permutation_invariant=True, functional=(signed_gem, global_avg)))
 class SignedGeMStdPool(nn.Module):
     """Signed GeM + spatial-std mix, a proposal made on the public benchmark
     (``reference/mls_bench_agent_proposals.json``).
@@ -383,7 +385,7 @@ class SignedGeMStdPool(nn.Module):
         return f"p={float(self.p.detach()):.3f}, w={float(self.w.detach()):.3f}, eps={self.eps}"
 
 
-@register("cap")
+@register("cap", Traits(permutation_invariant=True))
 class ChannelWiseAdaptivePool(nn.Module):
     """Channel-wise adaptive pooling (CAP), a withdrawn attempt in the public record of the MLS-Bench
     task cv-pooling-aggregation (its annotations and leaderboard, 2026; restated in
@@ -433,7 +435,7 @@ class ChannelWiseAdaptivePool(nn.Module):
             return (g * avg + (1 - g) * peak).to(x.dtype)
 
 
-@register("isqrt_cov")
+@register("isqrt_cov", Traits(permutation_invariant=True))
 class ISqrtCovPool(nn.Module):
     """iSQRT-COV: matrix square-root normalised covariance pooling by Newton-Schulz iterations (Li,
     Xie, Wang & Gao, "Towards Faster Training of Global Covariance Pooling Networks by Iterative
@@ -501,7 +503,7 @@ def tensor_sketch(tokens: torch.Tensor, sketch1: torch.Tensor, sketch2: torch.Te
     return torch.fft.irfft(spectrum, n=dim, dim=-1)
 
 
-@register("compact_bilinear")
+@register("compact_bilinear", Traits(permutation_invariant=True))
 class CompactBilinearPool(nn.Module):
     """Compact bilinear pooling by tensor sketch (Gao, Beijbom, Zhang & Darrell, "Compact Bilinear
     Pooling", CVPR 2016), projected back to C.
@@ -565,7 +567,7 @@ def generalized_max(x: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
     return psi.squeeze(-1).to(dtype)
 
 
-@register("genmax")
+@register("genmax", Traits(permutation_invariant=True, functional=(generalized_max,)))
 class GeneralizedMaxPool(nn.Module):
     """Generalised max pooling (Murray & Perronnin, "Generalized Max Pooling", CVPR 2014).
 

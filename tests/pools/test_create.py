@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,17 +81,13 @@ def test_a_spec_that_is_not_a_string_or_class_is_a_type_error():
         pools.create(3)  # type: ignore[arg-type]
 
 
-def test_the_old_public_names_still_work_but_warn_and_are_not_exported():
+def test_the_public_names_are_those_of_all_and_no_old_alias_is_left():
     assert sorted(pools.__all__) == ["HyperParameterError", "OWN_POOLING", "PoolSpecError", "attach", "create",
                                      "functional", "names", "register"]
     for old in ("build", "get", "resolve", "instantiate", "load_file", "accepts_channels", "hyper_parameters",
-                "is_file_spec", "normalise_spec"):
-        assert old not in pools.__all__
-        with pytest.warns(DeprecationWarning, match=f"poolbench.pools.{old} is deprecated"):
-            getattr(pools, old)
-    with pytest.warns(DeprecationWarning):
-        assert isinstance(pools.build("topk(k=2)", 8), TopKPool)
-    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+                "is_file_spec", "normalise_spec"):  # aliases of a version never released: pools.create instead
+        assert not hasattr(pools, old), old
+    with pytest.raises(AttributeError, match="has no attribute 'nonexistent'"):
         pools.nonexistent  # noqa: B018
 
 
@@ -136,16 +134,25 @@ FUNCTIONAL_FORMS = {
     "genmax": lambda m, x: PF.generalized_max(x, m.lam),
     "fca": lambda m, x: PF.dct_pool(x, *m.frequencies(*x.shape[1:])),
 }
-# Poolings built from layers whose forward is not a composition of the functional forms.
-LAYER_POOLINGS = {"channel_gate", "simpool", "spatial_attention", "cov", "channel_adaptive", "scap", "cap", "lip",
-                  "gated_attention", "pma", "clip_attention", "class_attention", "isqrt_cov", "compact_bilinear",
-                  "netvlad", "ghostvlad"}
 
 
-def test_every_built_in_pooling_is_classified_as_functional_or_built_from_layers():
-    built_in = {name for name in pools.names() if registry.get(name).__module__.startswith("poolbench.pools.")}
-    assert built_in == set(FUNCTIONAL_FORMS) | LAYER_POOLINGS
-    assert not set(FUNCTIONAL_FORMS) & LAYER_POOLINGS
+def test_every_pooling_declaring_a_functional_form_has_its_check_here():
+    """A pooling registered with ``Traits(functional=...)`` is checked against its functional form
+    below, so its entry in FUNCTIONAL_FORMS is required; one built from layers declares none."""
+    declared = {name for name in pools.names() if registry.traits(name).functional}
+    assert declared == set(FUNCTIONAL_FORMS)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL_FORMS))
+def test_the_check_is_written_with_the_functional_forms_the_pooling_declares(name):
+    """The declared main form (first) is used by the check, and every form used is declared."""
+    check = FUNCTIONAL_FORMS[name]
+    names = set(check.__code__.co_names)
+    for helper in [globals()[n] for n in names if inspect.isfunction(globals().get(n))]:  # signed_gem_std
+        names |= set(helper.__code__.co_names)
+    used = names & set(PF.__all__)
+    declared = [function.__name__ for function in registry.traits(name).functional]
+    assert declared[0] in used and used <= set(declared), (used, declared)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL_FORMS))
@@ -161,6 +168,22 @@ def test_the_functional_form_computes_what_the_module_computes(name, train):
     expected = FUNCTIONAL_FORMS[name](module, x)
     torch.manual_seed(1)  # the same draw for stochastic pooling in training
     torch.testing.assert_close(module(x), expected)
+
+
+def test_functional_exports_the_forms_the_poolings_declare_and_nothing_else():
+    assert PF.__all__ == list(registry.functional_forms())
+    from poolbench.pools.functional import gem  # importable by name, as a module's own functions
+
+    assert gem is registry.traits("gem").functional[0] and PF.topk_mean is registry.traits("topk").functional[0]
+    assert "``topk``" in PF.__doc__ and ":func:`topk_mean`" in PF.__doc__  # its table, made from the registry
+
+
+def test_every_family_file_is_imported_without_a_line_of_its_own():
+    """A pooling in a new file under poolbench/pools/ is registered: pools/__init__ imports every file."""
+    folder = Path(pools.__file__).parent
+    families = {path.stem for path in folder.glob("*.py") if re.search(r"^@register\(", path.read_text(), re.M)}
+    registered_from = {registry.get(name).__module__ for name in pools.names()}
+    assert len(families) >= 9 and {f"poolbench.pools.{family}" for family in families} <= registered_from
 
 
 def test_every_functional_form_gives_its_formula():

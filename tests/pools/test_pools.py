@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import inspect
 import re
@@ -25,33 +26,10 @@ from poolbench.pools.statistics import signed_gem
 NAMES = pools.names()
 C = 5  # small channel count for most tests; an odd one, so sizes that ignore C show
 
-# Every pooling here but fca reduces each position alike (1x1 convolutions and per-token
-# projections included), so they are invariant to permuting positions in eval mode. An entry here
-# exempts a pooling from that test, with the reason as its value.
-NOT_PERMUTATION_INVARIANT: dict[str, str] = {
-    "fca": "FcaNet pools each channel group at a 2D DCT frequency: cosine weights fixed by position",
-}
 
-# Poolings that return x itself on a 1x1 map (for positive x; gem clamps at eps).
-IDENTITY_ON_1X1 = [
-    "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
-    "stochastic", "gwap", "spatial_attention", "meanstd", "channel_adaptive", "std_residual",
-    "var_softmax", "gem_channel", "median", "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
-    "fca",
-]
-
-# Poolings whose output is a (possibly learned, data-dependent) mix of weighted means and the
-# max, hence between the per-channel min and max for any parameters (rms and gem: on
-# non-negative maps).
-BETWEEN_MIN_AND_MAX = [
-    "gap", "gmp", "gem", "avgmax", "lse", "softpool", "topk", "mixed", "gated", "channel_gate",
-    "stochastic", "gwap", "spatial_attention", "channel_adaptive", "var_softmax", "rms", "gem_channel", "median",
-    "quantile", "rank_weighted", "adapool", "lip", "gated_attention",
-]
-
-
-# Poolings that keep a proposal's BatchNorm, which cannot train on one value per channel.
-BATCHNORM_POOLS = {"scap"}
+def declaring(trait: str) -> list[str]:
+    """The registered poolings that declare ``trait`` (``registry.Traits``): each is tested for it below."""
+    return [name for name in NAMES if getattr(registry.traits(name), trait)]
 
 
 def _edge_map(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -143,6 +121,17 @@ def test_docstring_example_runs(name):
     assert runner.failures == 0, "".join(report)
 
 
+def test_every_trait_is_declared_by_some_pooling():
+    for field in dataclasses.fields(registry.Traits):
+        assert declaring(field.name), f"no pooling declares {field.name}: its test would test nothing"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_pooling_declares_batch_norm_exactly_when_it_keeps_one(name):
+    keeps = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in _make(name).modules())
+    assert registry.traits(name).batch_norm == keeps
+
+
 def test_unknown_name_lists_close_matches():
     with pytest.raises(pools.PoolSpecError, match="softpool"):
         pools.create("softpol", channels=C)
@@ -170,7 +159,7 @@ def test_spatial_attention_requires_channels():
 def test_output_shape_for_any_map_size(name, train):
     pool = _make(name, train=train)
     for batch, height, width in [(2, 8, 8), (2, 3, 5), (2, 2, 2), (2, 1, 1), (1, 1, 1), (1, 5, 3)]:
-        if train and name in BATCHNORM_POOLS and batch * height * width == 1:
+        if train and registry.traits(name).batch_norm and batch * height * width == 1:
             with pytest.raises(ValueError, match="more than 1 value per channel"):  # BatchNorm's own refusal
                 pool(torch.rand(batch, C, height, width))
             continue
@@ -207,7 +196,7 @@ def test_autocast_does_not_lower_the_internal_precision(name):
 @pytest.mark.parametrize("shape", [(2, C, 3, 5), (1, C, 1, 1)], ids=["3x5", "1x1"])
 def test_finite_output_and_gradients_on_edge_maps(name, kind, shape):
     for train in (True, False):
-        if train and name in BATCHNORM_POOLS and shape[0] * shape[2] * shape[3] == 1:
+        if train and registry.traits(name).batch_norm and shape[0] * shape[2] * shape[3] == 1:
             continue  # BatchNorm refuses to train on one value (test_output_shape_for_any_map_size)
         _assert_finite_backward(_make(name, train=train), _edge_map(kind, shape))
 
@@ -282,7 +271,7 @@ def test_to_dtype_moves_everything(name):
     assert y.dtype == torch.float64 and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in NOT_PERMUTATION_INVARIANT])
+@pytest.mark.parametrize("name", declaring("permutation_invariant"))
 def test_invariant_to_permuting_positions(name):
     pool = _make(name, perturb=True)
     for shape in [(2, C, 3, 5), (2, C, 4, 4)]:
@@ -323,7 +312,7 @@ def test_gem_equals_the_plain_formula(x, p):
     _close(gem(x, p), plain)
 
 
-@pytest.mark.parametrize("name", BETWEEN_MIN_AND_MAX)
+@pytest.mark.parametrize("name", declaring("between_min_and_max"))
 @PROPERTY
 @given(x=maps())
 def test_between_min_and_max(name, x):
@@ -332,9 +321,7 @@ def test_between_min_and_max(name, x):
     with torch.no_grad():
         y = pool(x)
     low, high = x.amin(dim=(2, 3)), x.amax(dim=(2, 3))
-    tol = 1e-4 * (1 + high.abs())
-    if name in ("gem", "gem_channel"):  # clamp to eps before averaging
-        low, high = low.clamp(min=1e-6), high.clamp(min=1e-6)
+    tol = 1e-4 * (1 + high.abs())  # also covers gem's clamp of x at eps = 1e-6 before averaging
     assert (y >= low - tol).all() and (y <= high + tol).all(), (x, y)
 
 
@@ -369,14 +356,14 @@ def test_mixed_endpoints_are_max_and_avg(x):
     _close(mix_max_avg(x, 0.5), pools.create("avgmax")(x))
 
 
-@pytest.mark.parametrize("name", IDENTITY_ON_1X1)
+@pytest.mark.parametrize("name", declaring("identity_on_1x1"))
 @PROPERTY
 @given(x=maps(1e-3, 50.0, size=1))
 def test_identity_on_1x1_maps(name, x):
     torch.manual_seed(0)
-    pool = _make(name, channels=x.shape[1], train=name == "stochastic", perturb=True)
+    pool = _make(name, channels=x.shape[1], train=True, perturb=True)
     with torch.no_grad():
-        _close(pool(x), x[:, :, 0, 0], tol=1e-5)
+        _close(pool(x), x[:, :, 0, 0], tol=1e-5)  # in training (stochastic draws the one value) and in eval
         _close(pool.eval()(x), x[:, :, 0, 0], tol=1e-5)
 
 
