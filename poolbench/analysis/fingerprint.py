@@ -83,5 +83,6 @@ def fingerprint(scores: dict[str, dict[str, float]], favours: dict[str, str]) ->
     for pool, (mean_side, max_side, accuracy) in sides.items():
         usable = not math.isnan(scale) and scale != 0
         lean = ((max_side - gap_max) - (mean_side - gap_mean)) / scale if usable else math.nan
-        result.rows.append(FingerprintRow(pool, accuracy, mean_side, max_side, lean))
+        result.rows.append(FingerprintRow(pool=pool, accuracy=accuracy, mean_side=mean_side, max_side=max_side,
+                                          lean=lean))
     return result

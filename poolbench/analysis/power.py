@@ -159,7 +159,8 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
     ranked = sorted((name for name, values in scores.items() if values),
                     key=lambda name: -sum(scores[name].values()) / len(scores[name]))
     if len(ranked) < 2:
-        return SeedPlan(setting, "", "", 0, math.nan, math.nan, "", math.nan, detect=detect)
+        return SeedPlan(setting=setting, first="", second="", seeds=0, diff=math.nan, sd=math.nan, source="",
+                        detectable=math.nan, detect=detect)
     first, second = ranked[:2]
     a, b = scores[first], scores[second]
     diffs = _paired_differences(a, b)
@@ -178,9 +179,11 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
                   + (len(b) - 1) * _sample_sd(list(b.values())) ** 2) / df
         sd, source = math.sqrt(2 * pooled), "sqrt(2) x their seed spread: fewer than 2 shared seeds"
     else:
-        return SeedPlan(setting, first, second, len(diffs), math.nan, math.nan, "", math.nan, detect=detect)
+        return SeedPlan(setting=setting, first=first, second=second, seeds=len(diffs), diff=math.nan, sd=math.nan,
+                        source="", detectable=math.nan, detect=detect)
     if not sd > 0:
-        return SeedPlan(setting, first, second, seeds, diff, 0.0, source, math.nan, detect=detect,
-                        identical=identical)
-    return SeedPlan(setting, first, second, seeds, diff, sd, source, detectable_difference(sd, seeds),
-                    seeds_needed(diff, sd), detect, seeds_needed(detect, sd) if detect is not None else None)
+        return SeedPlan(setting=setting, first=first, second=second, seeds=seeds, diff=diff, sd=0.0, source=source,
+                        detectable=math.nan, detect=detect, identical=identical)
+    return SeedPlan(setting=setting, first=first, second=second, seeds=seeds, diff=diff, sd=sd, source=source,
+                    detectable=detectable_difference(sd, seeds), to_tell=seeds_needed(diff, sd), detect=detect,
+                    needed=seeds_needed(detect, sd) if detect is not None else None)

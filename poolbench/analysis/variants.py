@@ -88,11 +88,11 @@ def agreement(first: str, second: str, a: dict[str, float], b: dict[str, float])
     """Kendall's tau-b between the means ``a`` and ``b`` (pooling -> mean) over the poolings in both."""
     common = [pool for pool in a if pool in b]
     if len(common) < 2:
-        return Agreement(first, second, math.nan, len(common))
+        return Agreement(first=first, second=second, tau=math.nan, n=len(common))
     with warnings.catch_warnings():  # a constant input (all poolings tied) is nan, as it should be
         warnings.simplefilter("ignore")
         tau = stats.kendalltau([a[p] for p in common], [b[p] for p in common]).statistic
-    return Agreement(first, second, float(tau), len(common))
+    return Agreement(first=first, second=second, tau=float(tau), n=len(common))
 
 
 def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
@@ -117,7 +117,8 @@ def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
                 ranks.setdefault(pool, {})[variant] = place
         pairs = [agreement(a, b, per_variant.get(a, {}), per_variant.get(b, {}))
                  for a, b in itertools.combinations(reports, 2)]
-        across.append(SettingAcross(setting, pools, means, seeds, ranks, pairs))
+        across.append(SettingAcross(setting=setting, pools=pools, means=means, seeds=seeds, ranks=ranks,
+                                    agreements=pairs))
     return across
 
 
@@ -149,4 +150,4 @@ def build_variants_report(root: str | Path, baseline: str | None = None, detect:
                                             variant=variant)
         except ReportError as error:
             raise ReportError(f"variant {variant}: {error}") from None
-    return VariantsReport(Path(root), values, reports, side_by_side(reports))
+    return VariantsReport(root=Path(root), values=values, reports=reports, settings=side_by_side(reports))

@@ -116,7 +116,8 @@ def gather(inputs: Sequence[str | Path], *, pool_protocols: bool | None = None) 
                 if merged["same"] else "")
              + (f"; {merged['finished']} runs not finished in one input are taken from another, where they "
                 "finished" if merged["finished"] else "")] if len(inputs) > 1 else []
-    return RunSet([copy.summary for copy in kept], list(map(str, inputs)), notes + missing_epochs)
+    return RunSet(summaries=[copy.summary for copy in kept], inputs=list(map(str, inputs)),
+                  notes=notes + missing_epochs)
 
 
 def _add(same_cell: list[_Copy], new: _Copy) -> str | None:

@@ -273,8 +273,9 @@ def bar_data(report: Report) -> dict[str, list[Bar]]:
     for setting in report.settings:
         rows = [r for r in report.rows[setting] + report.references.get(setting, []) if r.values]
         if rows:
-            bars[setting] = [Bar(("published " if r.published else "") + r.pool, r.stats.mean,
-                                 r.stats.ci_low, r.stats.ci_high, r.published, list(r.values.values())) for r in rows]
+            bars[setting] = [Bar(label=("published " if r.published else "") + r.pool, mean=r.stats.mean,
+                                 ci_low=r.stats.ci_low, ci_high=r.stats.ci_high, published=r.published,
+                                 values=list(r.values.values())) for r in rows]
     return bars
 
 
@@ -282,7 +283,8 @@ def difference_data(report: Report) -> dict[str, list[DifferenceBar]]:
     """The forest plot's input: per setting, each measured pooling's paired difference to the baseline."""
     data = {}
     for setting in report.settings:
-        bars = [DifferenceBar(r.pool, r.versus.diff, r.versus.ci_low, r.versus.ci_high, r.versus.significant())
+        bars = [DifferenceBar(label=r.pool, diff=r.versus.diff, ci_low=r.versus.ci_low, ci_high=r.versus.ci_high,
+                              significant=r.versus.significant())
                 for r in report.rows[setting] if r.pool != report.baseline and r.versus.n > 0]
         if bars:
             data[setting] = bars
@@ -337,7 +339,8 @@ def margin_data(report: Report) -> dict[str, list[MarginBar]]:
         for task in check.tasks:
             test = task.not_worse
             data.setdefault(task.task, []).append(
-                MarginBar(check.pool, task.best, test.difference.diff, test.lower, str(test.decision)))
+                MarginBar(label=check.pool, versus=task.best, diff=test.difference.diff, lower=test.lower,
+                          decision=str(test.decision)))
     return data
 
 
