@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from poolbench.analysis.fingerprint import fingerprint
-from poolbench.analysis.paired import ALPHA, Difference, holm_adjust, paired
+from poolbench.analysis.levels import ALPHA
+from poolbench.analysis.paired import Difference, holm_adjust, paired
 from poolbench.core.atomic import atomic_write_bytes
 from poolbench.core.settings import SETTINGS, SUITES, run_protocol
 from poolbench.pools import registry

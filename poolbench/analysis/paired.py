@@ -35,9 +35,9 @@ import numpy as np
 from scipy import stats
 
 from ..core.outcomes import StrEnum
+from .levels import ALPHA
 from .power import seeds_needed
 
-ALPHA = 0.05
 CONSTANT = 1e-9  # a spread below this is float round-off of a constant difference
 PAIRED, WELCH = "paired t", "Welch t"
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from scipy import integrate, optimize, stats
 
-POWER = 0.8
-ALPHA = 0.05
+from .levels import ALPHA, POWER
+
 MAX_SEEDS = 10_000
 
 
@@ -129,7 +129,7 @@ class SeedPlan:
                     "shared seeds, so their spread cannot be measured yet: add seeds")
         line = (f"{self.setting}: {pair}, differ by {self.diff:+.2f} points (sd of paired differences "
                 f"{self.sd:.2f}, {self.source}); {self.seeds} seeds detect {self.detectable:.2f} points between "
-                f"them with 80% power (paired t, alpha 0.05)")
+                f"them with {POWER:.0%} power (paired t, alpha {ALPHA:g})")
         line += (f"; the measured {abs(self.diff):.2f} needs about {self.to_tell} seeds" if self.to_tell
                  else f"; the measured {abs(self.diff):.2f} needs more than {MAX_SEEDS} seeds")
         if self.detect is not None:

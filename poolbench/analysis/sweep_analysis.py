@@ -29,12 +29,12 @@ from ..core.settings import SETTINGS, Protocol, is_1x1
 from ..storage import rundir
 from ..storage.sweepdir import load_refusals, load_sweep
 from .fingerprint import Fingerprint, fingerprint
+from .levels import ALPHA, MARGIN
 from .paired import Difference, holm_adjust, non_inferiority, nothing, paired, welch
 from .power import SeedPlan, plan_seeds
 from .tradeoff import TaskCheck, TradeOffCheck
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
-MARGIN = 1.0  # accuracy points: the default non-inferiority margin of the no-trade-off check
 #: score name -> what it is, as the report's tables name it
 SCORES = {"best": "best test accuracy over all epochs",
           "final": "test accuracy of the last epoch",
@@ -84,7 +84,7 @@ def describe(values: list[float]) -> Stats:
     if n < 2:
         return Stats(n=1, mean=mean, std=math.nan, ci_low=math.nan, ci_high=math.nan)
     std = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
     low, high = ACCURACY_RANGE
     return Stats(n=n, mean=mean, std=std, ci_low=max(low, mean - half), ci_high=min(high, mean + half))
 

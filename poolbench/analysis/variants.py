@@ -27,7 +27,8 @@ from typing import Any
 from scipy import stats
 
 from ..storage.sweepdir import load_sweep, variant_grid
-from .sweep_analysis import MARGIN, Report, ReportError, build_report, ordered
+from .levels import MARGIN
+from .sweep_analysis import Report, ReportError, build_report, ordered
 
 
 @dataclass

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
-from ..analysis.paired import ALPHA, Decision, Difference
+from ..analysis.levels import ALPHA, POWER
+from ..analysis.paired import Decision, Difference
 from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p, ordered
 from ..analysis.tradeoff import RULE as TRADEOFF_RULE
 from ..analysis.tradeoff import TaskCheck
@@ -201,9 +202,10 @@ FINGERPRINT_INTRO = ("Fingerprint: the mean score (%) on each diagnostic task; *
                      "the pooling; it does not predict accuracy on natural images.")
 
 SEED_PLAN_INTRO = ("Seed planning, per setting for its two leading poolings: the smallest difference their seeds "
-                   "detect with 80% power in a paired t-test at alpha 0.05 (statsmodels' power solver agrees), from "
-                   "the spread of their own paired differences, and the seeds the measured difference needs "
-                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs).")
+                   f"detect with {POWER:.0%} power in a paired t-test at alpha {ALPHA:g} (statsmodels' power "
+                   "solver agrees), from the spread of their own paired differences, and the seeds the measured "
+                   "difference needs (`poolbench report DIR --detect D` adds the seeds a difference of D points "
+                   "needs).")
 
 
 def intro(report: Report) -> str:
@@ -211,8 +213,8 @@ def intro(report: Report) -> str:
     return (f"Score: {SCORES[report.score]} (%) (`--score {report.score}`); mean ± sample std over the completed "
             f"seeds (n = completed/runs), 95% CI of the mean: {CI_METHOD}. Δ: the mean difference to the "
             "baseline paired by seed, with its 95% CI, Cohen's d_z and the paired t-test's p, raw and Holm-adjusted "
-            "over every comparison of the report (* adjusted p < 0.05). Diverged, failed, refused and unfinished "
-            "runs are never in the mean: they are listed in the last column.")
+            f"over every comparison of the report (* adjusted p < {ALPHA:g}). Diverged, failed, refused and "
+            "unfinished runs are never in the mean: they are listed in the last column.")
 
 
 CSV_COLUMNS = ["setting", "pool", "source", "score", "rank", "n", "runs", "diverged", "failed", "refused",
