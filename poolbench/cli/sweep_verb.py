@@ -13,9 +13,10 @@ from typing import Any
 from ..analysis.sweep_analysis import NOT_STARTED_WHEN_REFUSED
 from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
+from ..core.precision import AMP_DTYPES
 from ..core.settings import suite_settings
 from ..execution import memory_estimate
-from ..execution.device import AMP_DTYPES, resolve_device
+from ..execution.device import resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
 from ..execution.runner import SEED_MAX
 from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt

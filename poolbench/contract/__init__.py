@@ -32,6 +32,7 @@ from typing import cast
 import torch
 
 from ..core import global_state
+from ..core.precision import AMP_DTYPES
 from ..core.settings import BENCHMARK_SETTINGS, get_setting
 from ..pools.registry import PoolSpecError, accepts_channels, is_file_spec, resolve
 from . import numeric, structure
@@ -56,8 +57,8 @@ CHECKS: list[tuple[str, Check]] = [
     ("finite_large", numeric.finite_check("large")),
     ("finite_negative", numeric.finite_check("negative")),
     ("finite_1x1", numeric.check_finite_1x1),
-    ("bfloat16", numeric.low_precision_check(torch.bfloat16)),
-    ("float16", numeric.low_precision_check(torch.float16)),
+    *((str(dtype).removeprefix("torch."), numeric.low_precision_check(dtype))  # every --amp precision
+      for dtype in AMP_DTYPES.values() if dtype is not None),
     ("gradients", numeric.check_gradients),
     ("hidden_params", structure.check_hidden_params),
     ("fixed_buffer", structure.check_fixed_buffer),
