@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..core.unique import unique
+
 FAMILIES = ("mean", "max")
 
 
@@ -68,7 +70,7 @@ def fingerprint(scores: dict[str, dict[str, float]], favours: dict[str, str]) ->
     if not tasks:
         return None
     favours = {task: favours[task] for task in tasks}
-    pools = list(dict.fromkeys(pool for task in tasks for pool in scores[task]))
+    pools = unique(pool for task in tasks for pool in scores[task])
     result = Fingerprint(tasks, favours)
     sides = {}
     for pool in pools:

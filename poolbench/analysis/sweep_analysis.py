@@ -26,6 +26,7 @@ from scipy import stats
 
 from ..core.outcomes import RunStatus
 from ..core.settings import SETTINGS, Protocol, is_1x1
+from ..core.unique import unique
 from ..storage import rundir
 from ..storage.sweepdir import load_refusals, load_sweep
 from .fingerprint import Fingerprint, fingerprint
@@ -326,8 +327,8 @@ def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
     if not found:
         raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
                           f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
-    settings = ordered((sweep.settings if sweep else []) + sorted(k[1] for k in found))
-    pools = ordered((list(sweep.pools) if sweep else []) + sorted(k[2] for k in found))
+    settings = unique((sweep.settings if sweep else []) + sorted(k[1] for k in found))
+    pools = unique((list(sweep.pools) if sweep else []) + sorted(k[2] for k in found))
     return sorted(found.values(), key=lambda s: (variants.index(s.variant), settings.index(s.setting),
                                                  pools.index(s.pool), s.seed))
 
@@ -375,7 +376,7 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
     if score not in SCORES:
         raise ReportError(f"--score {score!r} is not a score: choose one of {', '.join(SCORES)}")
     summaries = root.summaries if isinstance(root, RunSet) else collect_runs(root)
-    variants = ordered([s.variant for s in summaries])
+    variants = unique([s.variant for s in summaries])
     if variant is None and variants != [""]:
         raise ReportError(f"{root} holds protocol variants ({', '.join(variants)}): report one with variant=..., "
                           "or all side by side (poolbench.analysis.variants.build_variants_report)")
@@ -396,8 +397,8 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
         raise ReportError(f"--score val needs runs trained with --val-split N: {len(unscored)} of the "
                           f"{len(completed)} completed runs in {root} held no images out (e.g. {unscored[0].path}); "
                           "run the sweep with --val-split N into a new --out, or use --score best|final")
-    settings = ordered([s.setting for s in summaries])
-    pools = ordered([s.pool for s in summaries])
+    settings = unique([s.setting for s in summaries])
+    pools = unique([s.pool for s in summaries])
     rows = {(s, p): Row(s, p) for s in settings for p in pools}
     curves: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
     unreadable: list[str] = []
@@ -533,10 +534,6 @@ def _pool_input(setting: str, summaries: list[rundir.RunSummary]) -> tuple[int, 
         if isinstance(shape, list) and len(shape) == 3:
             return tuple(int(d) for d in shape)
     return None
-
-
-def ordered(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
 
 
 def _describe_protocol(p: Protocol) -> str:

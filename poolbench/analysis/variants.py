@@ -26,9 +26,10 @@ from typing import Any
 
 from scipy import stats
 
+from ..core.unique import unique
 from ..storage.sweepdir import load_sweep, variant_grid
 from .levels import MARGIN
-from .sweep_analysis import Report, ReportError, build_report, ordered
+from .sweep_analysis import Report, ReportError, build_report
 
 
 @dataclass
@@ -99,7 +100,7 @@ def agreement(first: str, second: str, a: dict[str, float], b: dict[str, float])
 def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
     """Per setting (in report order), each pooling's mean and rank in every variant, and the
     agreement of every pair of variants."""
-    settings = ordered([s for report in reports.values() for s in report.settings])
+    settings = unique([s for report in reports.values() for s in report.settings])
     across = []
     for setting in settings:
         means: dict[str, dict[str, float]] = {}
@@ -111,7 +112,7 @@ def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
                     means.setdefault(row.pool, {})[variant] = row.stats.mean
                     seeds.setdefault(row.pool, {})[variant] = row.stats.n
                     per_variant.setdefault(variant, {})[row.pool] = row.stats.mean
-        pools = ordered([row.pool for report in reports.values() for row in report.rows.get(setting, [])])
+        pools = unique([row.pool for report in reports.values() for row in report.rows.get(setting, [])])
         ranks: dict[str, dict[str, int]] = {}
         for variant, scores in per_variant.items():
             for pool, place in rank(scores).items():

@@ -15,6 +15,7 @@ from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..core.precision import AMP_DTYPES
 from ..core.settings import suite_settings
+from ..core.unique import unique
 from ..execution import memory_estimate
 from ..execution.device import resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
@@ -334,7 +335,7 @@ def _settings(settings: str | None, suites: str | None, pool_at: str | None = No
             named = [with_pool_at(spec, pool_at) for spec in named]
         except ValueError as error:
             raise SweepError(str(error)) from None
-    return list(dict.fromkeys(named))
+    return unique(named)
 
 
 def _seeds(text: str | None) -> list[int]:

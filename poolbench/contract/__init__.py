@@ -34,6 +34,7 @@ import torch
 from ..core import global_state
 from ..core.precision import AMP_DTYPES
 from ..core.settings import BENCHMARK_SETTINGS, get_setting
+from ..core.unique import unique
 from ..pools.registry import PoolSpecError, accepts_channels, is_file_spec, resolve
 from . import numeric, structure
 from .findings import CheckResult, ContractReport, Status
@@ -115,7 +116,7 @@ def _global_state_result(at_import_or_construction: list[str], in_forward: list[
     unaffected, but the file does something it should not)."""
     if in_forward:
         also = f" (and, put back: {'; '.join(at_import_or_construction)})" if at_import_or_construction else ""
-        return CheckResult("global_state", "FAIL", f"{'; '.join(dict.fromkeys(in_forward))}{also}: a pooling must "
+        return CheckResult("global_state", "FAIL", f"{'; '.join(unique(in_forward))}{also}: a pooling must "
                            f"not change global settings while it trains (that changes the whole run); remove the call")
     if at_import_or_construction:
         return CheckResult("global_state", "WARN", f"{'; '.join(at_import_or_construction)}: poolbench puts it "

@@ -16,11 +16,12 @@ from typing import Generic, NamedTuple, TypeVar
 
 from ..analysis.levels import ALPHA, POWER
 from ..analysis.paired import Decision, Difference
-from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p, ordered
+from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p
 from ..analysis.tradeoff import RULE as TRADEOFF_RULE
 from ..analysis.tradeoff import TaskCheck
 from ..analysis.variants import SettingAcross, VariantsReport
 from ..core.settings import BENCHMARK_SETTINGS, SETTINGS
+from ..core.unique import unique
 from .plots import (
     Bar,
     DifferenceBar,
@@ -599,7 +600,7 @@ def variant_fingerprint_table(vr: VariantsReport) -> tuple[list[str], list[list[
     header = ["pooling", *(f"{v} {part}" for v in fingerprints for part in ("mean side", "max side", "lean"))]
     rows = {v: {row.pool: row for row in fp.rows} for v, fp in fingerprints.items()}
     body = []
-    for pool in ordered([pool for by_pool in rows.values() for pool in by_pool]):
+    for pool in unique([pool for by_pool in rows.values() for pool in by_pool]):
         cells = [pool]
         for variant in fingerprints:
             row = rows[variant].get(pool)
