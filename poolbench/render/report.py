@@ -423,7 +423,7 @@ def _published_marks(report: Report, setting: str) -> list[bool]:
 SECTIONS: list[Section[Report]] = [
     Section(title=lambda r, s: setting_title(s, r), intro=lambda r, s: [setting_facts(r, s)],
             body=lambda r, s: Table(*setting_table(r, s), _published_marks(r, s)), per_setting=True,
-            records=lambda r, s: setting_records(r, s)),
+            records=setting_records),
     Section("Fingerprint", intro=lambda r, _: [FINGERPRINT_INTRO], body=lambda r, _: Table(*fingerprint_table(r)),
             shown=lambda r: r.fingerprint is not None),
     Section("No trade-off", intro=lambda r, _: [tradeoff_rule(r)], body=lambda r, _: Table(*tradeoff_table(r)),
