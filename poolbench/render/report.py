@@ -470,19 +470,20 @@ def md_sections(report: R, sections: list[Section[R]], level: int = 2,
     out: list[str] = []
     for section in sections:
         for key in section.keys(report):
-            body = section.body(report, key)
+            body: Body = section.body(report, key)
             if isinstance(body, Plots):  # no heading of its own: each image has its title
                 for name, path in (images or {}).items():
                     out += [f"![{PLOT_TITLES[name]}]({path})", ""]
                 continue
-            paragraphs = section.intro(report, key)
+            paragraphs: list[str] = section.intro(report, key)
             out += [f"{'#' * level} {section.heading(report, key)}", "", *paragraphs] + ([""] if paragraphs else [])
             if isinstance(body, Table):
                 out += [md_table(body.header, body.rows), ""]
             elif isinstance(body, Items):
-                out += [*(f"- {item}" for item in body.items), ""]
+                out += [f"- {item}" for item in body.items] + [""]
             else:
-                out += [body.caption, "", "```", *(line for group in body.groups for line in group), "```", ""]
+                lines: list[str] = [line for group in body.groups for line in group]
+                out += [body.caption, "", "```", *lines, "```", ""]
     return out
 
 
@@ -508,10 +509,11 @@ def _html_table(header: list[str], body: list[list[str]], published: list[bool] 
 
 def html_sections(report: R, sections: list[Section[R]], level: int = 2) -> list[str]:
     """The HTML lines of ``sections`` (headings of ``level``); plots are inlined as base64 PNG."""
-    e, out = html.escape, []
+    e = html.escape
+    out: list[str] = []
     for section in sections:
         for key in section.keys(report):
-            body = section.body(report, key)
+            body: Body = section.body(report, key)
             if isinstance(body, Plots):
                 assert isinstance(report, Report), "plots belong to one report"
                 out += [f"<h{level}>{PLOT_TITLES[name]}</h{level}>"
@@ -519,17 +521,17 @@ def html_sections(report: R, sections: list[Section[R]], level: int = 2) -> list
                         for name, png in plots(report).items()]
                 continue
             heading = f"<h{level}>{e(section.heading(report, key))}</h{level}>"
-            paragraphs = [f"<p>{e(text)}</p>" for text in section.intro(report, key)]
+            paragraphs: list[str] = [f"<p>{e(text)}</p>" for text in section.intro(report, key)]
             # one paragraph shares the heading's line; several follow it, one a line
             out += [heading + paragraphs[0]] if len(paragraphs) == 1 else [heading, *paragraphs]
             if isinstance(body, Table):
                 out.append(_html_table(*body))
             elif isinstance(body, Items):
                 out[-1] += "<ul>"
-                out += [*(f"<li>{e(item)}</li>" for item in body.items), "</ul>"]
+                out += [f"<li>{html.escape(item)}</li>" for item in body.items] + ["</ul>"]
             else:
                 out[-1] += "<pre>"
-                out += [e("\n".join(group)) + "\n" for group in body.groups] + ["</pre>"]
+                out += [html.escape("\n".join(group)) + "\n" for group in body.groups] + ["</pre>"]
     return out
 
 
