@@ -41,9 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from poolbench.analysis.fingerprint import fingerprint
-from poolbench.analysis.paired import ALPHA, Difference, holm_adjust, paired
+from poolbench.analysis.levels import ALPHA
+from poolbench.analysis.paired import Difference, holm_adjust, paired
 from poolbench.core.atomic import atomic_write_bytes
 from poolbench.core.settings import SETTINGS, SUITES, run_protocol
+from poolbench.core.unique import unique
 from poolbench.pools import registry
 from poolbench.render import export
 
@@ -114,7 +116,7 @@ def missing_runs(table: list[dict[str, str]], pools: list[str], suites: list[str
 
 
 def sweep_command(folder: Path, suite: str, todo: list[tuple[str, str, int]], args: argparse.Namespace) -> list[str]:
-    pools = ",".join(dict.fromkeys(pool for _, pool, _ in todo))
+    pools = ",".join(unique(pool for _, pool, _ in todo))
     seeds = ",".join(str(seed) for seed in sorted({seed for _, _, seed in todo}))
     command = [sys.executable, "-m", "poolbench", "sweep", "--out", str(folder), "--suite", suite, "--pools", pools,
                "--seeds", seeds, "--jobs", str(args.jobs), "--threads", str(args.threads)]

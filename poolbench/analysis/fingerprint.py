@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..core.unique import unique
+
 FAMILIES = ("mean", "max")
 
 
@@ -68,7 +70,7 @@ def fingerprint(scores: dict[str, dict[str, float]], favours: dict[str, str]) ->
     if not tasks:
         return None
     favours = {task: favours[task] for task in tasks}
-    pools = list(dict.fromkeys(pool for task in tasks for pool in scores[task]))
+    pools = unique(pool for task in tasks for pool in scores[task])
     result = Fingerprint(tasks, favours)
     sides = {}
     for pool in pools:
@@ -83,5 +85,6 @@ def fingerprint(scores: dict[str, dict[str, float]], favours: dict[str, str]) ->
     for pool, (mean_side, max_side, accuracy) in sides.items():
         usable = not math.isnan(scale) and scale != 0
         lean = ((max_side - gap_max) - (mean_side - gap_mean)) / scale if usable else math.nan
-        result.rows.append(FingerprintRow(pool, accuracy, mean_side, max_side, lean))
+        result.rows.append(FingerprintRow(pool=pool, accuracy=accuracy, mean_side=mean_side, max_side=max_side,
+                                          lean=lean))
     return result

@@ -35,9 +35,9 @@ import numpy as np
 from scipy import stats
 
 from ..core.outcomes import StrEnum
+from .levels import ALPHA
 from .power import seeds_needed
 
-ALPHA = 0.05
 CONSTANT = 1e-9  # a spread below this is float round-off of a constant difference
 PAIRED, WELCH = "paired t", "Welch t"
 
@@ -69,13 +69,13 @@ class Difference:
 
     def mirrored(self) -> Difference:
         """``b - a``: the same test seen from the other side."""
-        return Difference(self.n, -self.diff, -self.ci_high, -self.ci_low, self.p_value, -self.effect, self.test,
-                          self.sd, self.p_holm, self.family)
+        return Difference(n=self.n, diff=-self.diff, ci_low=-self.ci_high, ci_high=-self.ci_low, p_value=self.p_value,
+                          effect=-self.effect, test=self.test, sd=self.sd, p_holm=self.p_holm, family=self.family)
 
 
 def nothing() -> Difference:
     """No comparison possible (no shared seed, no runs)."""
-    return Difference(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    return Difference(n=0, diff=math.nan, ci_low=math.nan, ci_high=math.nan, p_value=math.nan, effect=math.nan)
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> Difference:
@@ -86,15 +86,17 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Difference:
         return nothing()
     mean = float(diffs.mean())
     if len(diffs) < 2:
-        return Difference(1, mean, math.nan, math.nan, math.nan, math.nan)
+        return Difference(n=1, diff=mean, ci_low=math.nan, ci_high=math.nan, p_value=math.nan, effect=math.nan)
     sd = float(diffs.std(ddof=1))
     if sd < CONSTANT:
         p = 1.0 if abs(mean) < CONSTANT else 0.0
         effect = 0.0 if p == 1.0 else math.copysign(math.inf, mean)
-        return Difference(len(diffs), mean, mean, mean, p, effect, PAIRED, 0.0)
+        return Difference(n=len(diffs), diff=mean, ci_low=mean, ci_high=mean, p_value=p, effect=effect, test=PAIRED,
+                          sd=0.0)
     result = stats.ttest_1samp(diffs, 0.0)
     ci = result.confidence_interval(1 - ALPHA)
-    return Difference(len(diffs), mean, float(ci.low), float(ci.high), float(result.pvalue), mean / sd, PAIRED, sd)
+    return Difference(n=len(diffs), diff=mean, ci_low=float(ci.low), ci_high=float(ci.high),
+                      p_value=float(result.pvalue), effect=mean / sd, test=PAIRED, sd=sd)
 
 
 def welch(a: list[float], b: list[float]) -> Difference:
@@ -104,11 +106,13 @@ def welch(a: list[float], b: list[float]) -> Difference:
     diff = float(np.mean(a) - np.mean(b))
     n = min(len(a), len(b))
     if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return Difference(n, diff, math.nan, math.nan, math.nan, math.nan, WELCH)
+        return Difference(n=n, diff=diff, ci_low=math.nan, ci_high=math.nan, p_value=math.nan, effect=math.nan,
+                          test=WELCH)
     result = stats.ttest_ind(a, b, equal_var=False)
     ci = result.confidence_interval(1 - ALPHA)
     pooled = math.sqrt(((len(a) - 1) * np.var(a, ddof=1) + (len(b) - 1) * np.var(b, ddof=1)) / (len(a) + len(b) - 2))
-    return Difference(n, diff, float(ci.low), float(ci.high), float(result.pvalue), diff / pooled, WELCH)
+    return Difference(n=n, diff=diff, ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(result.pvalue),
+                      effect=diff / pooled, test=WELCH)
 
 
 def holm_adjust(differences: list[Difference]) -> None:
@@ -160,18 +164,23 @@ def non_inferiority(a: dict[int, float], b: dict[int, float], margin: float) -> 
     difference = paired(a, b)
     n, mean, sd = difference.n, difference.diff, difference.sd
     if n < 2:
-        return NonInferiority(margin, difference, math.nan, math.nan, math.nan, Decision.UNDECIDED)
+        return NonInferiority(margin=margin, difference=difference, lower=math.nan, upper=math.nan, p_value=math.nan,
+                              decision=Decision.UNDECIDED)
     if sd == 0:  # a constant difference: the bounds are the point
         decision = Decision.SHOWN if mean > -margin else Decision.NOT
-        return NonInferiority(margin, difference, mean, mean, 0.0 if mean > -margin else 1.0, decision)
+        return NonInferiority(margin=margin, difference=difference, lower=mean, upper=mean,
+                              p_value=0.0 if mean > -margin else 1.0, decision=decision)
     diffs_scale = sd / math.sqrt(n)
     critical = float(stats.t.ppf(1 - ALPHA, n - 1))
     lower, upper = mean - critical * diffs_scale, mean + critical * diffs_scale
     p = float(stats.t.sf((mean + margin) / diffs_scale, n - 1))
     if lower > -margin:
-        return NonInferiority(margin, difference, lower, upper, p, Decision.SHOWN)
+        return NonInferiority(margin=margin, difference=difference, lower=lower, upper=upper, p_value=p,
+                              decision=Decision.SHOWN)
     if upper < -margin:
-        return NonInferiority(margin, difference, lower, upper, p, Decision.NOT)
+        return NonInferiority(margin=margin, difference=difference, lower=lower, upper=upper, p_value=p,
+                              decision=Decision.NOT)
     # Whichever way the measured difference points, the seeds that would show it at 80% power.
     needed = seeds_needed(abs(mean + margin), sd, one_sided=True)
-    return NonInferiority(margin, difference, lower, upper, p, Decision.UNDECIDED, needed)
+    return NonInferiority(margin=margin, difference=difference, lower=lower, upper=upper, p_value=p,
+                          decision=Decision.UNDECIDED, seeds_needed=needed)

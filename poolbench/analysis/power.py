@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from scipy import integrate, optimize, stats
 
-POWER = 0.8
-ALPHA = 0.05
+from .levels import ALPHA, POWER
+
 MAX_SEEDS = 10_000
 
 
@@ -129,7 +129,7 @@ class SeedPlan:
                     "shared seeds, so their spread cannot be measured yet: add seeds")
         line = (f"{self.setting}: {pair}, differ by {self.diff:+.2f} points (sd of paired differences "
                 f"{self.sd:.2f}, {self.source}); {self.seeds} seeds detect {self.detectable:.2f} points between "
-                f"them with 80% power (paired t, alpha 0.05)")
+                f"them with {POWER:.0%} power (paired t, alpha {ALPHA:g})")
         line += (f"; the measured {abs(self.diff):.2f} needs about {self.to_tell} seeds" if self.to_tell
                  else f"; the measured {abs(self.diff):.2f} needs more than {MAX_SEEDS} seeds")
         if self.detect is not None:
@@ -159,7 +159,8 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
     ranked = sorted((name for name, values in scores.items() if values),
                     key=lambda name: -sum(scores[name].values()) / len(scores[name]))
     if len(ranked) < 2:
-        return SeedPlan(setting, "", "", 0, math.nan, math.nan, "", math.nan, detect=detect)
+        return SeedPlan(setting=setting, first="", second="", seeds=0, diff=math.nan, sd=math.nan, source="",
+                        detectable=math.nan, detect=detect)
     first, second = ranked[:2]
     a, b = scores[first], scores[second]
     diffs = _paired_differences(a, b)
@@ -178,9 +179,11 @@ def plan_seeds(setting: str, scores: dict[str, dict[int, float]], detect: float 
                   + (len(b) - 1) * _sample_sd(list(b.values())) ** 2) / df
         sd, source = math.sqrt(2 * pooled), "sqrt(2) x their seed spread: fewer than 2 shared seeds"
     else:
-        return SeedPlan(setting, first, second, len(diffs), math.nan, math.nan, "", math.nan, detect=detect)
+        return SeedPlan(setting=setting, first=first, second=second, seeds=len(diffs), diff=math.nan, sd=math.nan,
+                        source="", detectable=math.nan, detect=detect)
     if not sd > 0:
-        return SeedPlan(setting, first, second, seeds, diff, 0.0, source, math.nan, detect=detect,
-                        identical=identical)
-    return SeedPlan(setting, first, second, seeds, diff, sd, source, detectable_difference(sd, seeds),
-                    seeds_needed(diff, sd), detect, seeds_needed(detect, sd) if detect is not None else None)
+        return SeedPlan(setting=setting, first=first, second=second, seeds=seeds, diff=diff, sd=0.0, source=source,
+                        detectable=math.nan, detect=detect, identical=identical)
+    return SeedPlan(setting=setting, first=first, second=second, seeds=seeds, diff=diff, sd=sd, source=source,
+                    detectable=detectable_difference(sd, seeds), to_tell=seeds_needed(diff, sd), detect=detect,
+                    needed=seeds_needed(detect, sd) if detect is not None else None)

@@ -26,15 +26,16 @@ from scipy import stats
 
 from ..core.outcomes import RunStatus
 from ..core.settings import SETTINGS, Protocol, is_1x1
+from ..core.unique import unique
 from ..storage import rundir
 from ..storage.sweepdir import load_refusals, load_sweep
 from .fingerprint import Fingerprint, fingerprint
+from .levels import ALPHA, MARGIN
 from .paired import Difference, holm_adjust, non_inferiority, nothing, paired, welch
 from .power import SeedPlan, plan_seeds
 from .tradeoff import TaskCheck, TradeOffCheck
 
 BASELINES = ("gap", "gmp", "gem", "avgmax")
-MARGIN = 1.0  # accuracy points: the default non-inferiority margin of the no-trade-off check
 #: score name -> what it is, as the report's tables name it
 SCORES = {"best": "best test accuracy over all epochs",
           "final": "test accuracy of the last epoch",
@@ -79,14 +80,14 @@ def describe(values: list[float]) -> Stats:
     """
     n = len(values)
     if n == 0:
-        return Stats(0, math.nan, math.nan, math.nan, math.nan)
+        return Stats(n=0, mean=math.nan, std=math.nan, ci_low=math.nan, ci_high=math.nan)
     mean = float(np.mean(values))
     if n < 2:
-        return Stats(1, mean, math.nan, math.nan, math.nan)
+        return Stats(n=1, mean=mean, std=math.nan, ci_low=math.nan, ci_high=math.nan)
     std = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
     low, high = ACCURACY_RANGE
-    return Stats(n, mean, std, max(low, mean - half), min(high, mean + half))
+    return Stats(n=n, mean=mean, std=std, ci_low=max(low, mean - half), ci_high=min(high, mean + half))
 
 
 def format_p(p: float) -> str:
@@ -326,8 +327,8 @@ def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
     if not found:
         raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
                           f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
-    settings = ordered((sweep.settings if sweep else []) + sorted(k[1] for k in found))
-    pools = ordered((list(sweep.pools) if sweep else []) + sorted(k[2] for k in found))
+    settings = unique((sweep.settings if sweep else []) + sorted(k[1] for k in found))
+    pools = unique((list(sweep.pools) if sweep else []) + sorted(k[2] for k in found))
     return sorted(found.values(), key=lambda s: (variants.index(s.variant), settings.index(s.setting),
                                                  pools.index(s.pool), s.seed))
 
@@ -375,7 +376,7 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
     if score not in SCORES:
         raise ReportError(f"--score {score!r} is not a score: choose one of {', '.join(SCORES)}")
     summaries = root.summaries if isinstance(root, RunSet) else collect_runs(root)
-    variants = ordered([s.variant for s in summaries])
+    variants = unique([s.variant for s in summaries])
     if variant is None and variants != [""]:
         raise ReportError(f"{root} holds protocol variants ({', '.join(variants)}): report one with variant=..., "
                           "or all side by side (poolbench.analysis.variants.build_variants_report)")
@@ -396,8 +397,8 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
         raise ReportError(f"--score val needs runs trained with --val-split N: {len(unscored)} of the "
                           f"{len(completed)} completed runs in {root} held no images out (e.g. {unscored[0].path}); "
                           "run the sweep with --val-split N into a new --out, or use --score best|final")
-    settings = ordered([s.setting for s in summaries])
-    pools = ordered([s.pool for s in summaries])
+    settings = unique([s.setting for s in summaries])
+    pools = unique([s.pool for s in summaries])
     rows = {(s, p): Row(s, p) for s in settings for p in pools}
     curves: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
     unreadable: list[str] = []
@@ -436,7 +437,7 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
                             key=lambda r: -r.stats.mean if r.values else math.inf) for s in settings}
 
     published = published_reference()
-    references = {s: [Row(s, pool, dict(values), published=True) for pool, values in published[s].items()]
+    references = {s: [Row(s, pool, values=dict(values), published=True) for pool, values in published[s].items()]
                   for s in settings if s in published}
     for setting, rows_there in published_proposals().items():
         if setting in settings:
@@ -491,9 +492,11 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
     tradeoffs = tradeoff_checks(family, rows, [s for s in settings if s in favours], pools, margin)
     family.adjust()  # every comparison is made: now Holm over all of them
     name = str(root) if isinstance(root, RunSet) else Path(root)
-    return Report(name, settings, by_setting, references, baseline, verdicts, protocols, reference_in_verdict,
-                  curves, notes, pool_inputs, plans, fingerprint(means, favours), tradeoffs,
-                  {setting: text for setting, text in sources.items() if text}, score, margin, family, seeds)
+    return Report(root=name, settings=settings, rows=by_setting, references=references, baseline=baseline,
+                  verdicts=verdicts, protocols=protocols, reference_in_verdict=reference_in_verdict, curves=curves,
+                  notes=notes, pool_inputs=pool_inputs, seed_plans=plans, fingerprint=fingerprint(means, favours),
+                  tradeoffs=tradeoffs, sources={setting: text for setting, text in sources.items() if text},
+                  score=score, margin=margin, family=family, seeds=seeds)
 
 
 def tradeoff_checks(family: Family, rows: dict[tuple[str, str], Row], tasks: list[str], pools: list[str],
@@ -515,8 +518,9 @@ def tradeoff_checks(family: Family, rows: dict[tuple[str, str], Row], tasks: lis
             means = {b: rows[task, b].stats.mean for b in BASELINES}
             best, worst = max(means, key=means.__getitem__), min(means, key=means.__getitem__)
             own = rows[task, pool]
-            per_task.append(TaskCheck(task, best, worst, non_inferiority(own.values, rows[task, best].values, margin),
-                                      family.compare(task, own, rows[task, worst])))
+            per_task.append(TaskCheck(task=task, best=best, worst=worst,
+                                      not_worse=non_inferiority(own.values, rows[task, best].values, margin),
+                                      ahead=family.compare(task, own, rows[task, worst])))
         checks.append(TradeOffCheck(pool, tuple(per_task)))
     return checks
 
@@ -530,10 +534,6 @@ def _pool_input(setting: str, summaries: list[rundir.RunSummary]) -> tuple[int, 
         if isinstance(shape, list) and len(shape) == 3:
             return tuple(int(d) for d in shape)
     return None
-
-
-def ordered(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
 
 
 def _describe_protocol(p: Protocol) -> str:
@@ -556,7 +556,8 @@ def _compare(family: Family, rows: dict[tuple[str, str], Row], references: dict[
         return Comparison(setting, problem="no baseline to compare with")
     best = max(candidates, key=lambda r: r.stats.mean)
     if not own.values:
-        return Comparison(setting, best, problem="no completed run")
+        return Comparison(setting, best=best, problem="no completed run")
     if own.diverged or own.failed or own.refused or own.unreadable:  # scored at chance by the original harness: no win
-        return Comparison(setting, best, problem=f"{own.not_in_mean()}: cannot count as a win")
-    return Comparison(setting, best, family.compare(setting, own, best), own.stats.mean - best.stats.mean)
+        return Comparison(setting, best=best, problem=f"{own.not_in_mean()}: cannot count as a win")
+    return Comparison(setting, best=best, versus=family.compare(setting, own, best),
+                      lead=own.stats.mean - best.stats.mean)

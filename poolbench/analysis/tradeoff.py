@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .paired import ALPHA, Decision, Difference, NonInferiority
+from .levels import ALPHA
+from .paired import Decision, Difference, NonInferiority
 from .power import MAX_SEEDS, seeds_needed
 
 

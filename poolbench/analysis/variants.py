@@ -26,8 +26,10 @@ from typing import Any
 
 from scipy import stats
 
+from ..core.unique import unique
 from ..storage.sweepdir import load_sweep, variant_grid
-from .sweep_analysis import MARGIN, Report, ReportError, build_report, ordered
+from .levels import MARGIN
+from .sweep_analysis import Report, ReportError, build_report
 
 
 @dataclass
@@ -88,17 +90,17 @@ def agreement(first: str, second: str, a: dict[str, float], b: dict[str, float])
     """Kendall's tau-b between the means ``a`` and ``b`` (pooling -> mean) over the poolings in both."""
     common = [pool for pool in a if pool in b]
     if len(common) < 2:
-        return Agreement(first, second, math.nan, len(common))
+        return Agreement(first=first, second=second, tau=math.nan, n=len(common))
     with warnings.catch_warnings():  # a constant input (all poolings tied) is nan, as it should be
         warnings.simplefilter("ignore")
         tau = stats.kendalltau([a[p] for p in common], [b[p] for p in common]).statistic
-    return Agreement(first, second, float(tau), len(common))
+    return Agreement(first=first, second=second, tau=float(tau), n=len(common))
 
 
 def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
     """Per setting (in report order), each pooling's mean and rank in every variant, and the
     agreement of every pair of variants."""
-    settings = ordered([s for report in reports.values() for s in report.settings])
+    settings = unique([s for report in reports.values() for s in report.settings])
     across = []
     for setting in settings:
         means: dict[str, dict[str, float]] = {}
@@ -110,14 +112,15 @@ def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
                     means.setdefault(row.pool, {})[variant] = row.stats.mean
                     seeds.setdefault(row.pool, {})[variant] = row.stats.n
                     per_variant.setdefault(variant, {})[row.pool] = row.stats.mean
-        pools = ordered([row.pool for report in reports.values() for row in report.rows.get(setting, [])])
+        pools = unique([row.pool for report in reports.values() for row in report.rows.get(setting, [])])
         ranks: dict[str, dict[str, int]] = {}
         for variant, scores in per_variant.items():
             for pool, place in rank(scores).items():
                 ranks.setdefault(pool, {})[variant] = place
         pairs = [agreement(a, b, per_variant.get(a, {}), per_variant.get(b, {}))
                  for a, b in itertools.combinations(reports, 2)]
-        across.append(SettingAcross(setting, pools, means, seeds, ranks, pairs))
+        across.append(SettingAcross(setting=setting, pools=pools, means=means, seeds=seeds, ranks=ranks,
+                                    agreements=pairs))
     return across
 
 
@@ -149,4 +152,4 @@ def build_variants_report(root: str | Path, baseline: str | None = None, detect:
                                             variant=variant)
         except ReportError as error:
             raise ReportError(f"variant {variant}: {error}") from None
-    return VariantsReport(Path(root), values, reports, side_by_side(reports))
+    return VariantsReport(root=Path(root), values=values, reports=reports, settings=side_by_side(reports))

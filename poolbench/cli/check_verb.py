@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from ..contract import BENCHMARK_POOL_INPUTS, ContractReport, check_pool
 from ..core.outcomes import ExitCode
 from ..core.settings import run_protocol
+from ..core.unique import unique
 from ..execution import isolation
 from ..execution.sweep_runner import split_list
 from ..pools.registry import is_file_spec
@@ -48,7 +49,7 @@ def settings_pool_inputs(specs: list[str], image_size: int | None) -> list[tuple
         setting = get_setting(spec)
         size = run_protocol(setting, {"image_size": image_size}).image_size
         shapes.append(isolation.model_pool_input(setting.arch, setting.dataset, size))
-    return list(dict.fromkeys(shapes)) or None
+    return unique(shapes) or None
 
 
 def run_checks(specs: list[str], as_json: bool, pool_inputs: list[tuple[int, int, int]] | None = None,

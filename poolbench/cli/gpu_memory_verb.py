@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 
 from ..core.outcomes import ExitCode
-from ..execution.memory_estimate import AMP_BYTES, GIB, RunSpec, estimate_bytes, measure_here
+from ..core.precision import AMP_DTYPES
+from ..execution.memory_estimate import GIB, RunSpec, estimate_bytes, measure_here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, default=100)
     parser.add_argument("--dataset", default="cifar100")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--amp", choices=sorted(AMP_BYTES), default="none")
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
     parser.add_argument("--compile", action="store_true")
     return parser
 

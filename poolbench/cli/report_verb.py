@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..analysis.sweep_analysis import MARGIN, SCORES, Report, ReportError, build_report
+from ..analysis.levels import MARGIN
+from ..analysis.sweep_analysis import SCORES, Report, ReportError, build_report
 from ..analysis.variants import VariantsReport, build_variants_report, has_variants
 from ..core.outcomes import ExitCode
 from ..execution.sweep_runner import split_list

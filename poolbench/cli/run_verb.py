@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from ..core.outcomes import ExitCode
+from ..core.precision import AMP_DTYPES
 from ..core.setting_spec import normalise_arch, normalise_dataset, with_pool_site
 from ..core.settings import SETTINGS, run_protocol
 from ..data import DataMissingError
-from ..execution.device import AMP_DTYPES
 from ..execution.runner import RunOptions, run
 from ..pools import registry as pool_registry
 from ..storage.rundir import RunConfig, input_hashes, run_path

@@ -13,9 +13,11 @@ from typing import Any
 from ..analysis.sweep_analysis import NOT_STARTED_WHEN_REFUSED
 from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
+from ..core.precision import AMP_DTYPES
 from ..core.settings import suite_settings
+from ..core.unique import unique
 from ..execution import memory_estimate
-from ..execution.device import AMP_DTYPES, resolve_device
+from ..execution.device import resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
 from ..execution.runner import SEED_MAX
 from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
@@ -333,7 +335,7 @@ def _settings(settings: str | None, suites: str | None, pool_at: str | None = No
             named = [with_pool_at(spec, pool_at) for spec in named]
         except ValueError as error:
             raise SweepError(str(error)) from None
-    return list(dict.fromkeys(named))
+    return unique(named)
 
 
 def _seeds(text: str | None) -> list[int]:

@@ -32,7 +32,9 @@ from typing import cast
 import torch
 
 from ..core import global_state
+from ..core.precision import AMP_DTYPES
 from ..core.settings import BENCHMARK_SETTINGS, get_setting
+from ..core.unique import unique
 from ..pools.registry import PoolSpecError, accepts_channels, is_file_spec, resolve
 from . import numeric, structure
 from .findings import CheckResult, ContractReport, Status
@@ -56,8 +58,8 @@ CHECKS: list[tuple[str, Check]] = [
     ("finite_large", numeric.finite_check("large")),
     ("finite_negative", numeric.finite_check("negative")),
     ("finite_1x1", numeric.check_finite_1x1),
-    ("bfloat16", numeric.low_precision_check(torch.bfloat16)),
-    ("float16", numeric.low_precision_check(torch.float16)),
+    *((str(dtype).removeprefix("torch."), numeric.low_precision_check(dtype))  # every --amp precision
+      for dtype in AMP_DTYPES.values() if dtype is not None),
     ("gradients", numeric.check_gradients),
     ("hidden_params", structure.check_hidden_params),
     ("fixed_buffer", structure.check_fixed_buffer),
@@ -114,7 +116,7 @@ def _global_state_result(at_import_or_construction: list[str], in_forward: list[
     unaffected, but the file does something it should not)."""
     if in_forward:
         also = f" (and, put back: {'; '.join(at_import_or_construction)})" if at_import_or_construction else ""
-        return CheckResult("global_state", "FAIL", f"{'; '.join(dict.fromkeys(in_forward))}{also}: a pooling must "
+        return CheckResult("global_state", "FAIL", f"{'; '.join(unique(in_forward))}{also}: a pooling must "
                            f"not change global settings while it trains (that changes the whole run); remove the call")
     if at_import_or_construction:
         return CheckResult("global_state", "WARN", f"{'; '.join(at_import_or_construction)}: poolbench puts it "

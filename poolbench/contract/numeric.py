@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core.unique import unique
 from .findings import Status
 from .subject import (
     BATCH,
@@ -42,7 +43,7 @@ def _spread(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def check_shape(subject: Subject) -> tuple[Status, str]:
     """Output is exactly [B, C] for the pool inputs, odd sizes, batch 1 and 4, train and eval."""
-    shapes = list(dict.fromkeys([*subject.pool_inputs, *_extra_shapes(not subject.takes_channels)]))
+    shapes = unique([*subject.pool_inputs, *_extra_shapes(not subject.takes_channels)])
     shared = None if subject.takes_channels else subject.build(shapes[0][0], materialise=shapes[0][1:])
     first_channels = shapes[0][0]
     widest_input = max(c for c, _, _ in subject.pool_inputs)
@@ -158,7 +159,7 @@ def finite_check(kind: str) -> Check:
     cause, one FAIL): this check then only warns that it could not test its own case.
     """
     def check(subject: Subject) -> tuple[Status, str]:
-        for shape in dict.fromkeys(map(_spread, subject.pool_inputs)):
+        for shape in unique(map(_spread, subject.pool_inputs)):
             problem = _nonfinite(subject, kind, shape)
             if problem is None:
                 continue
@@ -179,7 +180,7 @@ def check_finite_1x1(subject: Subject) -> tuple[Status, str]:
     failure that constant or dead-channel maps with spatial extent also show is left to those
     checks. What remains is specific to a single position, such as Bessel's N-1 = 0.
     """
-    channel_counts = list(dict.fromkeys([*subject.channel_counts, 16]))
+    channel_counts = unique([*subject.channel_counts, 16])
     explained = []
     for kind in ("relu", "dead_channels", "large", "negative"):
         for channels in channel_counts:
@@ -187,7 +188,7 @@ def check_finite_1x1(subject: Subject) -> tuple[Status, str]:
             if problem is None:
                 continue
             spread = _spread((channels, 1, 1))
-            by = [other for other in dict.fromkeys((kind, "constant", "dead_channels"))
+            by = [other for other in unique((kind, "constant", "dead_channels"))
                   if _nonfinite(subject, other, spread) is not None]
             if by:
                 explained.append(f"finite_{by[0]}")

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.unique import unique
 from ..pools.registry import PoolFactory, instantiate
 from .findings import Status
 
@@ -59,7 +60,7 @@ class Subject:
     @property
     def channel_counts(self) -> list[int]:
         """The distinct C of the pool inputs, in order."""
-        return list(dict.fromkeys(c for c, _, _ in self.pool_inputs))
+        return unique(c for c, _, _ in self.pool_inputs)
 
     def call_text(self, channels: int | None = None) -> str:
         """How the pooling is constructed, for messages: ``GeM(channels=64)``, ``CustomPool()`` or,

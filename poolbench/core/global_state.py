@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .unique import unique
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -172,7 +174,7 @@ _RECORDED: list[str] = []
 
 def recorded(since: int = 0) -> list[str]:
     """The changes user code made in this process (from the ``since``-th on), each once."""
-    return list(dict.fromkeys(_RECORDED[since:]))
+    return unique(_RECORDED[since:])
 
 
 def recorded_count() -> int:
@@ -228,7 +230,7 @@ def seeding_ignored(what: str) -> Iterator[list[str]]:
     finally:
         for module, name, original in saved:
             setattr(module, name, original)
-        _RECORDED.extend(dict.fromkeys(calls))
+        _RECORDED.extend(unique(calls))
 
 
 # --- Many runs in one process ----------------------------------------------------------------------

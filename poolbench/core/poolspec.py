@@ -25,6 +25,7 @@ from typing import Any
 
 from .labels import UNSAFE, safe_label
 from .quoting import quote, shorten
+from .unique import unique
 
 USAGE = "use name(key=value, ...)"
 _VALUE_TYPES = "finite numbers, True/False, None, quoted strings or tuples of them"
@@ -203,4 +204,4 @@ def split_specs(text: str | None) -> list[str]:
         else:
             current.append(char)
     items.append("".join(current).strip())
-    return list(dict.fromkeys(item for item in items if item))
+    return unique(item for item in items if item)

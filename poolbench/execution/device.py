@@ -15,7 +15,6 @@ from .. import __version__
 from ..core.quoting import quote
 
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:

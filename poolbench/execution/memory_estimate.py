@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import data, models
+from ..core.precision import AMP_DTYPES, amp_bytes
 from ..storage.sweepdir import Sweep, SweepRun
 from ..training.catalog import get_setting
 from . import executors
@@ -37,7 +38,6 @@ CONTEXT_BYTES = 600 * 1024 ** 2  # CUDA context + cuDNN/cuBLAS handles and works
 ALLOCATOR_SLACK = 1.25  # the caching allocator's reserved/allocated ratio, fragmentation included
 BACKWARD_PEAK = 1.3  # gradients of activations alive at once during backward, over the saved tensors
 EVAL_BATCH = 1000  # the harness's test batch size
-AMP_BYTES = {"none": 4, "bf16": 2, "fp16": 2}
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def estimate_bytes(spec: RunSpec) -> int:
 
 
 def _autocast(amp: str):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.bfloat16}.get(amp)  # fp16 and bf16 are both 2 bytes
+    dtype = torch.bfloat16 if AMP_DTYPES.get(amp) is not None else None  # on the CPU: fp16 and bf16 are both 2 bytes
     return torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
@@ -127,7 +127,7 @@ def _largest_activation_bytes(model, amp: str, image_shape: tuple[int, int] = (3
         model(torch.zeros(1, 3, *image_shape))
     for handle in handles:
         handle.remove()
-    return largest * AMP_BYTES.get(amp, 4)
+    return largest * amp_bytes(amp)
 
 
 def measure_cuda_bytes(spec: RunSpec, device: int = 0) -> int:
@@ -139,7 +139,7 @@ def measure_cuda_bytes(spec: RunSpec, device: int = 0) -> int:
     start = torch.cuda.memory_allocated(cuda)
     model = models.create(spec.arch, spec.num_classes).to(cuda).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.amp)
+    dtype = AMP_DTYPES.get(spec.amp)
     images = torch.randn(spec.batch_size, 3, *spec.image_shape, device=cuda)
     images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.zeros(spec.batch_size, dtype=torch.long, device=cuda)

@@ -28,6 +28,7 @@ from ..contract import check_pool
 from ..core import global_state
 from ..core.atomic import disk_message, is_disk_full_or_read_only
 from ..core.outcomes import ExitCode, RunStatus
+from ..core.precision import AMP_DTYPES
 from ..core.quoting import quote, shorten
 from ..data import holdout
 from ..pools import registry as pool_registry
@@ -62,7 +63,7 @@ from ..training.train import (
     load_checkpoint,
 )
 from . import isolation
-from .device import AMP_DTYPES, configure_determinism, free_memory_bytes, resolve_device, versions
+from .device import configure_determinism, free_memory_bytes, resolve_device, versions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound

@@ -34,6 +34,7 @@ from ..core.outcomes import RunStatus, StrEnum
 from ..core.poolspec import is_file_spec, split_specs
 from ..core.quoting import quote
 from ..core.settings import Protocol, normalise_setting, run_protocol, setting_label
+from ..core.unique import unique
 from ..data import DataMissingError
 from ..pools import registry as pool_registry
 from ..storage import rundir, tracking
@@ -105,7 +106,7 @@ class Outcome:
 def split_list(text: str | None) -> list[str]:
     """``"a, b,,a"`` -> ``["a", "b"]``: comma-separated, blanks and repeats dropped."""
     items = [item.strip() for item in (text or "").split(",")]
-    return list(dict.fromkeys(item for item in items if item))
+    return unique(item for item in items if item)
 
 
 def split_pools(text: str | None) -> list[str]:
@@ -183,8 +184,8 @@ def _extend(root: Path, entries: list[tuple[str, str, str]], settings: list[str]
     if "log" not in options:  # given now: prepare checked it before the folder was made
         refuse_unusable_trackers(sweep.options.get("log"), root)
     _check_variants(sweep.settings, sweep.overrides, sweep.variants, root)
-    file_inputs = list(dict.fromkeys(_pool_input(sweep, setting, variant) for setting in sweep.settings
-                                     for variant in sweep.variant_labels())) if given_files(entries) else []
+    file_inputs = unique(_pool_input(sweep, setting, variant) for setting in sweep.settings
+                         for variant in sweep.variant_labels()) if given_files(entries) else []
     for given, _, _ in entries:
         if is_file_spec(given):  # imported and built only in a child process (check_poolings)
             _refuse_unbuildable_file(given, file_inputs)
@@ -298,7 +299,7 @@ def _refuse_clashing_settings(settings: list[str]) -> None:
 
 
 def _union(old: list, new: list) -> list:
-    return list(dict.fromkeys([*old, *new]))
+    return unique([*old, *new])
 
 
 def _check_protocols(settings: list[str], old: dict[str, Any], new: dict[str, Any], root: Path,
@@ -483,10 +484,10 @@ def refuse_failing_poolings(sweep: Sweep, todo: list[SweepRun]) -> dict[str, dic
 
     A failure the run itself would only warn about (to_dtype_device in a CPU run) refuses nothing.
     """
-    labels = list(dict.fromkeys(run.pool for run in todo))
+    labels = unique(run.pool for run in todo)
     specs = {label: _checkable_spec(sweep, sweep.pools[label]) for label in labels}
-    settings = dict.fromkeys((run.setting_spec or run.setting, run.variant) for run in todo)
-    inputs = list(dict.fromkeys(_pool_input(sweep, setting, variant) for setting, variant in settings))
+    settings = unique((run.setting_spec or run.setting, run.variant) for run in todo)
+    inputs = unique(_pool_input(sweep, setting, variant) for setting, variant in settings)
     reports = check_poolings(list(specs.values()), inputs) if labels else {}
     on_cpu = resolve_device(sweep.options.get("device") or "auto").type == "cpu"
     refusals = {}

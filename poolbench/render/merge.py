@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..analysis.sweep_analysis import ReportError, RunSet, collect_runs, ordered
+from ..analysis.sweep_analysis import ReportError, RunSet, collect_runs
 from ..core.outcomes import RunStatus
 from ..core.settings import Protocol
+from ..core.unique import unique
 from ..storage.rundir import RunSummary
 from .export import epochs_path, read_tables
 
@@ -108,15 +109,16 @@ def gather(inputs: Sequence[str | Path], *, pool_protocols: bool | None = None) 
     kept = [copy for same_cell in copies.values() for copy in same_cell]
     if not pool_protocols:
         _refuse_mixed_protocols(kept)
-    settings = ordered([copy.summary.setting for copy in kept])
-    pools = ordered([copy.summary.pool for copy in kept])
+    settings = unique([copy.summary.setting for copy in kept])
+    pools = unique([copy.summary.pool for copy in kept])
     kept.sort(key=lambda c: (settings.index(c.summary.setting), pools.index(c.summary.pool), c.summary.seed))
     notes = [f"one report of {len(inputs)} inputs: {'; '.join(counts)}"
              + (f"; {merged['same']} runs found in more than one input with the same result are counted once"
                 if merged["same"] else "")
              + (f"; {merged['finished']} runs not finished in one input are taken from another, where they "
                 "finished" if merged["finished"] else "")] if len(inputs) > 1 else []
-    return RunSet([copy.summary for copy in kept], list(map(str, inputs)), notes + missing_epochs)
+    return RunSet(summaries=[copy.summary for copy in kept], inputs=list(map(str, inputs)),
+                  notes=notes + missing_epochs)
 
 
 def _add(same_cell: list[_Copy], new: _Copy) -> str | None:

@@ -10,13 +10,18 @@ import csv
 import html
 import io
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
 
-from ..analysis.paired import ALPHA, Decision, Difference
-from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p, ordered
+from ..analysis.levels import ALPHA, POWER
+from ..analysis.paired import Decision, Difference
+from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p
 from ..analysis.tradeoff import RULE as TRADEOFF_RULE
 from ..analysis.tradeoff import TaskCheck
 from ..analysis.variants import SettingAcross, VariantsReport
 from ..core.settings import BENCHMARK_SETTINGS, SETTINGS
+from ..core.unique import unique
 from .plots import (
     Bar,
     DifferenceBar,
@@ -198,9 +203,10 @@ FINGERPRINT_INTRO = ("Fingerprint: the mean score (%) on each diagnostic task; *
                      "the pooling; it does not predict accuracy on natural images.")
 
 SEED_PLAN_INTRO = ("Seed planning, per setting for its two leading poolings: the smallest difference their seeds "
-                   "detect with 80% power in a paired t-test at alpha 0.05 (statsmodels' power solver agrees), from "
-                   "the spread of their own paired differences, and the seeds the measured difference needs "
-                   "(`poolbench report DIR --detect D` adds the seeds a difference of D points needs).")
+                   f"detect with {POWER:.0%} power in a paired t-test at alpha {ALPHA:g} (statsmodels' power "
+                   "solver agrees), from the spread of their own paired differences, and the seeds the measured "
+                   "difference needs (`poolbench report DIR --detect D` adds the seeds a difference of D points "
+                   "needs).")
 
 
 def intro(report: Report) -> str:
@@ -208,41 +214,8 @@ def intro(report: Report) -> str:
     return (f"Score: {SCORES[report.score]} (%) (`--score {report.score}`); mean ± sample std over the completed "
             f"seeds (n = completed/runs), 95% CI of the mean: {CI_METHOD}. Δ: the mean difference to the "
             "baseline paired by seed, with its 95% CI, Cohen's d_z and the paired t-test's p, raw and Holm-adjusted "
-            "over every comparison of the report (* adjusted p < 0.05). Diverged, failed, refused and unfinished "
-            "runs are never in the mean: they are listed in the last column.")
-
-
-# --- Formats ----------------------------------------------------------------------------------
-
-def md_table(header: list[str], body: list[list[str]]) -> str:
-    """A Markdown table padded to line up in a terminal too."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
-
-
-def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
-    """The report as Markdown; ``images`` (plot name -> file) are linked after the tables."""
-    out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", intro(report), ""]
-    out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
-    for setting in report.settings:
-        out += [f"## {setting_title(setting, report)}", "", setting_facts(report, setting), "",
-                md_table(*setting_table(report, setting)), ""]
-    if report.fingerprint is not None:
-        out += ["## Fingerprint", "", FINGERPRINT_INTRO, "", md_table(*fingerprint_table(report)), ""]
-    if report.tradeoffs:
-        out += ["## No trade-off", "", tradeoff_rule(report), "", md_table(*tradeoff_table(report)), ""]
-    for name, path in (images or {}).items():
-        out += [f"![{PLOT_TITLES[name]}]({path})", ""]
-    out += ["## Seed planning", "", SEED_PLAN_INTRO, "", *(f"- {plan.text()}" for plan in report.seed_plans), ""]
-    out += ["## Verdict", "", *verdict_rule(report), "", md_table(*verdict_table(report)), ""]
-    if report.family.members():
-        out += ["## Comparisons", "", comparisons_intro(report), "", md_table(*comparisons_table(report)), ""]
-    out += ["## Final metrics", "", "The original tooling's summary lines (mean over completed seeds):", "",
-            "```"]
-    for pool, lines in final_metrics(report).items():
-        out += [f"# {pool}", *lines]
-    return "\n".join(out + ["```", ""])
+            f"over every comparison of the report (* adjusted p < {ALPHA:g}). Diverged, failed, refused and "
+            "unfinished runs are never in the mean: they are listed in the last column.")
 
 
 CSV_COLUMNS = ["setting", "pool", "source", "score", "rank", "n", "runs", "diverged", "failed", "refused",
@@ -260,43 +233,40 @@ def _difference_columns(d: Difference, prefix: str, ci: str, effect: str) -> dic
             f"p_vs_{prefix}": format_p_exact(d.p_value), f"p_holm_vs_{prefix}": format_p_exact(d.p_holm)}
 
 
-def to_csv(report: Report) -> str:
-    """One row per setting and pooling (published rows too), every statistic in its own column."""
+def setting_records(report: Report, setting: str) -> list[dict[str, object]]:
+    """The CSV rows of one setting (CSV_COLUMNS): its measured rows, then the published ones."""
     verdicts = {v.pool: v for v in report.verdicts}
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for setting in report.settings:
-        for rank, row in enumerate(report.rows[setting] + report.references.get(setting, []), start=1):
-            st, values = row.stats, list(row.values.values())
-            record = {
-                "setting": setting, "pool": row.pool,
-                "source": ("published proposal" if row.proposal else "published") if row.published else "measured",
-                "score": "best" if row.published else report.score,
-                "rank": "" if row.published else rank, "n": st.n, "runs": row.runs,
-                "diverged": len(row.diverged), "failed": len(row.failed), "refused": len(row.refused),
-                "unfinished": len(row.unfinished),
-                "mean": format_number(st.mean, 4), "std": format_number(st.std, 4),
-                "ci95_low": format_number(st.ci_low, 4), "ci95_high": format_number(st.ci_high, 4),
-                "min": format_number(min(values, default=math.nan), 4),
-                "max": format_number(max(values, default=math.nan), 4),
-                "score_by_seed": ";".join(f"{k}:{acc}" for k, acc in sorted(row.values.items())),
-                "holm_family_size": report.family.size,
-            }
-            if not row.published and report.baseline not in (None, row.pool):
-                record.update(baseline=report.baseline, n_paired=row.versus.n,
-                              **_difference_columns(row.versus, "baseline", "diff_ci95", "d_z_vs_baseline"))
-            verdict = verdicts.get(row.pool) if not row.published else None
-            if verdict is not None:
-                c = verdict.comparisons[report.settings.index(setting)]
-                record.update(best_baseline=c.best.label if c.best else "",
-                              best_baseline_mean=format_number(c.best.stats.mean, 4) if c.best else "",
-                              test_vs_best_baseline=c.versus.test if c.best and not c.problem else "",
-                              beats_best_baseline=c.beats, significant=c.significant, wins=verdict.wins,
-                              **_difference_columns(c.versus, "best_baseline", "diff_vs_best_ci95",
-                                                    "effect_vs_best_baseline"))
-            writer.writerow(record)
-    return buffer.getvalue()
+    records: list[dict[str, object]] = []
+    for rank, row in enumerate(report.rows[setting] + report.references.get(setting, []), start=1):
+        st, values = row.stats, list(row.values.values())
+        record: dict[str, object] = {
+            "setting": setting, "pool": row.pool,
+            "source": ("published proposal" if row.proposal else "published") if row.published else "measured",
+            "score": "best" if row.published else report.score,
+            "rank": "" if row.published else rank, "n": st.n, "runs": row.runs,
+            "diverged": len(row.diverged), "failed": len(row.failed), "refused": len(row.refused),
+            "unfinished": len(row.unfinished),
+            "mean": format_number(st.mean, 4), "std": format_number(st.std, 4),
+            "ci95_low": format_number(st.ci_low, 4), "ci95_high": format_number(st.ci_high, 4),
+            "min": format_number(min(values, default=math.nan), 4),
+            "max": format_number(max(values, default=math.nan), 4),
+            "score_by_seed": ";".join(f"{k}:{acc}" for k, acc in sorted(row.values.items())),
+            "holm_family_size": report.family.size,
+        }
+        if not row.published and report.baseline not in (None, row.pool):
+            record.update(baseline=report.baseline, n_paired=row.versus.n,
+                          **_difference_columns(row.versus, "baseline", "diff_ci95", "d_z_vs_baseline"))
+        verdict = verdicts.get(row.pool) if not row.published else None
+        if verdict is not None:
+            c = verdict.comparisons[report.settings.index(setting)]
+            record.update(best_baseline=c.best.label if c.best else "",
+                          best_baseline_mean=format_number(c.best.stats.mean, 4) if c.best else "",
+                          test_vs_best_baseline=c.versus.test if c.best and not c.problem else "",
+                          beats_best_baseline=c.beats, significant=c.significant, wins=verdict.wins,
+                          **_difference_columns(c.versus, "best_baseline", "diff_vs_best_ci95",
+                                                "effect_vs_best_baseline"))
+        records.append(record)
+    return records
 
 
 def bar_data(report: Report) -> dict[str, list[Bar]]:
@@ -306,8 +276,9 @@ def bar_data(report: Report) -> dict[str, list[Bar]]:
     for setting in report.settings:
         rows = [r for r in report.rows[setting] + report.references.get(setting, []) if r.values]
         if rows:
-            bars[setting] = [Bar(("published " if r.published else "") + r.pool, r.stats.mean,
-                                 r.stats.ci_low, r.stats.ci_high, r.published, list(r.values.values())) for r in rows]
+            bars[setting] = [Bar(label=("published " if r.published else "") + r.pool, mean=r.stats.mean,
+                                 ci_low=r.stats.ci_low, ci_high=r.stats.ci_high, published=r.published,
+                                 values=list(r.values.values())) for r in rows]
     return bars
 
 
@@ -315,7 +286,8 @@ def difference_data(report: Report) -> dict[str, list[DifferenceBar]]:
     """The forest plot's input: per setting, each measured pooling's paired difference to the baseline."""
     data = {}
     for setting in report.settings:
-        bars = [DifferenceBar(r.pool, r.versus.diff, r.versus.ci_low, r.versus.ci_high, r.versus.significant())
+        bars = [DifferenceBar(label=r.pool, diff=r.versus.diff, ci_low=r.versus.ci_low, ci_high=r.versus.ci_high,
+                              significant=r.versus.significant())
                 for r in report.rows[setting] if r.pool != report.baseline and r.versus.n > 0]
         if bars:
             data[setting] = bars
@@ -370,7 +342,8 @@ def margin_data(report: Report) -> dict[str, list[MarginBar]]:
         for task in check.tasks:
             test = task.not_worse
             data.setdefault(task.task, []).append(
-                MarginBar(check.pool, task.best, test.difference.diff, test.lower, str(test.decision)))
+                MarginBar(label=check.pool, versus=task.best, diff=test.difference.diff, lower=test.lower,
+                          decision=str(test.decision)))
     return data
 
 
@@ -379,6 +352,146 @@ def fingerprint_points(report: Report) -> list[tuple[str, float, float]]:
     fp = report.fingerprint
     rows = fp.rows if fp is not None else []
     return [(r.pool, r.mean_side, r.max_side) for r in rows if not (math.isnan(r.mean_side) or math.isnan(r.max_side))]
+
+
+# --- Sections ---------------------------------------------------------------------------------
+
+class Table(NamedTuple):
+    """A section's table; ``published``: per row, whether the HTML shows it in the published style."""
+
+    header: list[str]
+    rows: list[list[str]]
+    published: list[bool] | None = None
+
+
+class Items(NamedTuple):
+    """A bulleted list."""
+
+    items: list[str]
+
+
+class Code(NamedTuple):
+    """Preformatted lines in groups; ``caption``: the line Markdown writes above its fence (the HTML
+    page shows the block alone)."""
+
+    caption: str
+    groups: list[list[str]]
+
+
+class Plots(NamedTuple):
+    """The report's plots, each under its title: files linked from Markdown, PNGs inlined in HTML."""
+
+
+Body = Table | Items | Code | Plots
+R = TypeVar("R", Report, VariantsReport)
+
+
+@dataclass(frozen=True)
+class Section(Generic[R]):
+    """One section of a report, written by every renderer (to_markdown, to_html, to_csv) in the order
+    of SECTIONS. A section is written once, or once per setting (``per_setting``); its functions
+    take the report and the setting ("" for a section written once).
+
+    ``title``: its heading; ``intro``: the paragraphs under it; ``body``: what follows them;
+    ``shown``: whether the report has its data; ``records``: its rows of the CSV (CSV_COLUMNS), if any.
+    """
+
+    title: str | Callable[[R, str], str]
+    intro: Callable[[R, str], list[str]]
+    body: Callable[[R, str], Body]
+    shown: Callable[[R], bool] = lambda report: True
+    per_setting: bool = False
+    records: Callable[[R, str], list[dict[str, object]]] | None = None
+
+    def keys(self, report: R) -> list[str]:
+        """The settings it is written for, or [""] once, or [] when not shown."""
+        if not self.shown(report):
+            return []
+        if not self.per_setting:
+            return [""]
+        return list(report.settings) if isinstance(report, Report) else [a.setting for a in report.settings]
+
+    def heading(self, report: R, key: str) -> str:
+        return self.title if isinstance(self.title, str) else self.title(report, key)
+
+
+def _published_marks(report: Report, setting: str) -> list[bool]:
+    return [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
+
+
+#: The sections of a report, in order: a new section is one entry here (and its data in the analysis).
+SECTIONS: list[Section[Report]] = [
+    Section(title=lambda r, s: setting_title(s, r), intro=lambda r, s: [setting_facts(r, s)],
+            body=lambda r, s: Table(*setting_table(r, s), _published_marks(r, s)), per_setting=True,
+            records=setting_records),
+    Section("Fingerprint", intro=lambda r, _: [FINGERPRINT_INTRO], body=lambda r, _: Table(*fingerprint_table(r)),
+            shown=lambda r: r.fingerprint is not None),
+    Section("No trade-off", intro=lambda r, _: [tradeoff_rule(r)], body=lambda r, _: Table(*tradeoff_table(r)),
+            shown=lambda r: bool(r.tradeoffs)),
+    Section("", intro=lambda r, _: [], body=lambda r, _: Plots()),
+    Section("Seed planning", intro=lambda r, _: [SEED_PLAN_INTRO],
+            body=lambda r, _: Items([plan.text() for plan in r.seed_plans])),
+    Section("Verdict", intro=lambda r, _: verdict_rule(r), body=lambda r, _: Table(*verdict_table(r))),
+    Section("Comparisons", intro=lambda r, _: [comparisons_intro(r)], body=lambda r, _: Table(*comparisons_table(r)),
+            shown=lambda r: bool(r.family.members())),
+    Section("Final metrics", intro=lambda r, _: [],
+            body=lambda r, _: Code("The original tooling's summary lines (mean over completed seeds):",
+                                   [[f"# {pool}", *lines] for pool, lines in final_metrics(r).items()])),
+]
+
+
+def _across(vr: VariantsReport, setting: str) -> SettingAcross:
+    return next(across for across in vr.settings if across.setting == setting)
+
+
+#: The side-by-side sections of a sweep of protocol variants (each variant's own report follows them).
+VARIANT_SECTIONS: list[Section[VariantsReport]] = [
+    Section(title=lambda vr, s: setting_title(s, next(iter(vr.reports.values()))), intro=lambda vr, s: [],
+            body=lambda vr, s: Table(*variant_setting_table(vr, _across(vr, s))), per_setting=True),
+    Section("How much the ranking moves", intro=lambda vr, _: [],
+            body=lambda vr, _: Table(*variant_agreement_table(vr))),
+    Section("Fingerprint per variant", intro=lambda vr, _: [FINGERPRINT_INTRO],
+            body=lambda vr, _: Table(*variant_fingerprint_table(vr)), shown=lambda vr: vr.has_fingerprints()),
+]
+
+
+# --- Formats: each walks the sections ---------------------------------------------------------
+
+def md_table(header: list[str], body: list[list[str]]) -> str:
+    """A Markdown table padded to line up in a terminal too."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
+
+
+def md_sections(report: R, sections: list[Section[R]], level: int = 2,
+                images: dict[str, str] | None = None) -> list[str]:
+    """The Markdown lines of ``sections`` (headings of ``level``); ``images``: plot name -> file."""
+    out: list[str] = []
+    for section in sections:
+        for key in section.keys(report):
+            body: Body = section.body(report, key)
+            if isinstance(body, Plots):  # no heading of its own: each image has its title
+                for name, path in (images or {}).items():
+                    out += [f"![{PLOT_TITLES[name]}]({path})", ""]
+                continue
+            paragraphs: list[str] = section.intro(report, key)
+            out += [f"{'#' * level} {section.heading(report, key)}", "", *paragraphs] + ([""] if paragraphs else [])
+            if isinstance(body, Table):
+                out += [md_table(body.header, body.rows), ""]
+            elif isinstance(body, Items):
+                out += [f"- {item}" for item in body.items] + [""]
+            else:
+                lines: list[str] = [line for group in body.groups for line in group]
+                out += [body.caption, "", "```", *lines, "```", ""]
+    return out
+
+
+def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
+    """The report as Markdown; ``images`` (plot name -> file) are linked after the tables."""
+    out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", intro(report), ""]
+    out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
+    return "\n".join(out + md_sections(report, SECTIONS, images=images))
 
 
 HTML_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -394,34 +507,56 @@ def _html_table(header: list[str], body: list[list[str]], published: list[bool] 
     return f"<table><tr>{cells('th', header)}</tr>{''.join(rows)}</table>"
 
 
+def html_sections(report: R, sections: list[Section[R]], level: int = 2) -> list[str]:
+    """The HTML lines of ``sections`` (headings of ``level``); plots are inlined as base64 PNG."""
+    e = html.escape
+    out: list[str] = []
+    for section in sections:
+        for key in section.keys(report):
+            body: Body = section.body(report, key)
+            if isinstance(body, Plots):
+                assert isinstance(report, Report), "plots belong to one report"
+                out += [f"<h{level}>{PLOT_TITLES[name]}</h{level}>"
+                        f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                        for name, png in plots(report).items()]
+                continue
+            heading = f"<h{level}>{e(section.heading(report, key))}</h{level}>"
+            paragraphs: list[str] = [f"<p>{e(text)}</p>" for text in section.intro(report, key)]
+            # one paragraph shares the heading's line; several follow it, one a line
+            out += [heading + paragraphs[0]] if len(paragraphs) == 1 else [heading, *paragraphs]
+            if isinstance(body, Table):
+                out.append(_html_table(*body))
+            elif isinstance(body, Items):
+                out[-1] += "<ul>"
+                out += [f"<li>{html.escape(item)}</li>" for item in body.items] + ["</ul>"]
+            else:
+                out[-1] += "<pre>"
+                out += [html.escape("\n".join(group)) + "\n" for group in body.groups] + ["</pre>"]
+    return out
+
+
+HTML_HEAD = (f"<!doctype html><html><head><meta charset='utf-8'><title>poolbench report</title>"
+             f"<style>{HTML_STYLE}</style></head><body>")
+
+
 def to_html(report: Report) -> str:
     """One self-contained HTML file: tables, verdict, and the plots inlined as base64 PNG."""
     e = html.escape
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>poolbench report</title>"
-           f"<style>{HTML_STYLE}</style></head><body>",
-           f"<h1>poolbench report: {e(str(report.root))}</h1><p>{e(_counts(report))}.</p><p>{e(intro(report))}</p>"]
-    out += [f"<p class=note>Note: {e(note)}</p>" for note in report.notes]
-    for setting in report.settings:
-        published = [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
-        out += [f"<h2>{e(setting_title(setting, report))}</h2><p>{e(setting_facts(report, setting))}</p>",
-                _html_table(*setting_table(report, setting), published)]
-    if report.fingerprint is not None:
-        out += [f"<h2>Fingerprint</h2><p>{e(FINGERPRINT_INTRO)}</p>", _html_table(*fingerprint_table(report))]
-    if report.tradeoffs:
-        out += [f"<h2>No trade-off</h2><p>{e(tradeoff_rule(report))}</p>", _html_table(*tradeoff_table(report))]
-    for name, png in plots(report).items():
-        out.append(f"<h2>{PLOT_TITLES[name]}</h2>"
-                   f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
-    out += [f"<h2>Seed planning</h2><p>{e(SEED_PLAN_INTRO)}</p><ul>",
-            *(f"<li>{e(plan.text())}</li>" for plan in report.seed_plans), "</ul>"]
-    out += ["<h2>Verdict</h2>", *(f"<p>{e(line)}</p>" for line in verdict_rule(report)),
-            _html_table(*verdict_table(report))]
-    if report.family.members():
-        out += [f"<h2>Comparisons</h2><p>{e(comparisons_intro(report))}</p>", _html_table(*comparisons_table(report))]
-    out.append("<h2>Final metrics</h2><pre>")
-    for pool, lines in final_metrics(report).items():
-        out.append(e("\n".join([f"# {pool}", *lines])) + "\n")
-    return "\n".join(out + ["</pre></body></html>", ""])
+    head = f"<h1>poolbench report: {e(str(report.root))}</h1><p>{e(_counts(report))}.</p><p>{e(intro(report))}</p>"
+    notes = [f"<p class=note>Note: {e(note)}</p>" for note in report.notes]
+    return "\n".join([HTML_HEAD, head, *notes, *html_sections(report, SECTIONS)]) + "</body></html>\n"
+
+
+def to_csv(report: Report) -> str:
+    """One row per setting and pooling (published rows too), every statistic in its own column."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for section in SECTIONS:
+        if section.records is not None:
+            for key in section.keys(report):
+                writer.writerows(section.records(report, key))
+    return buffer.getvalue()
 
 
 # --- Protocol variants side by side -----------------------------------------------------------
@@ -467,7 +602,7 @@ def variant_fingerprint_table(vr: VariantsReport) -> tuple[list[str], list[list[
     header = ["pooling", *(f"{v} {part}" for v in fingerprints for part in ("mean side", "max side", "lean"))]
     rows = {v: {row.pool: row for row in fp.rows} for v, fp in fingerprints.items()}
     body = []
-    for pool in ordered([pool for by_pool in rows.values() for pool in by_pool]):
+    for pool in unique([pool for by_pool in rows.values() for pool in by_pool]):
         cells = [pool]
         for variant in fingerprints:
             row = rows[variant].get(pool)
@@ -489,13 +624,8 @@ def _demoted_markdown(text: str, title: str) -> list[str]:
 
 def variants_to_markdown(vr: VariantsReport, images: dict[str, dict[str, str]] | None = None) -> str:
     """The variants side by side, then each variant's own report (``images``: variant -> plot -> file)."""
-    first = next(iter(vr.reports.values()))
     out = [f"# poolbench report: {vr.root}", "", variants_intro(vr), "", "## Protocol variants side by side", ""]
-    for across in vr.settings:
-        out += [f"### {setting_title(across.setting, first)}", "", md_table(*variant_setting_table(vr, across)), ""]
-    out += ["### How much the ranking moves", "", md_table(*variant_agreement_table(vr)), ""]
-    if vr.has_fingerprints():
-        out += ["### Fingerprint per variant", "", FINGERPRINT_INTRO, "", md_table(*variant_fingerprint_table(vr)), ""]
+    out += md_sections(vr, VARIANT_SECTIONS, level=3)
     for variant, report in vr.reports.items():
         text = to_markdown(report, (images or {}).get(variant))
         out += _demoted_markdown(text, f"Variant {variant_title(vr, variant)}: {report.root}")
@@ -505,17 +635,8 @@ def variants_to_markdown(vr: VariantsReport, images: dict[str, dict[str, str]] |
 def variants_to_html(vr: VariantsReport) -> str:
     """One self-contained HTML page: the variants side by side, then each variant's report."""
     e = html.escape
-    first = next(iter(vr.reports.values()))
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>poolbench report</title>"
-           f"<style>{HTML_STYLE}</style></head><body>",
-           f"<h1>poolbench report: {e(str(vr.root))}</h1><p>{e(variants_intro(vr))}</p>",
-           "<h2>Protocol variants side by side</h2>"]
-    for across in vr.settings:
-        out += [f"<h3>{e(setting_title(across.setting, first))}</h3>", _html_table(*variant_setting_table(vr, across))]
-    out += ["<h3>How much the ranking moves</h3>", _html_table(*variant_agreement_table(vr))]
-    if vr.has_fingerprints():
-        out += [f"<h3>Fingerprint per variant</h3><p>{e(FINGERPRINT_INTRO)}</p>",
-                _html_table(*variant_fingerprint_table(vr))]
+    out = [HTML_HEAD, f"<h1>poolbench report: {e(str(vr.root))}</h1><p>{e(variants_intro(vr))}</p>",
+           "<h2>Protocol variants side by side</h2>", *html_sections(vr, VARIANT_SECTIONS, level=3)]
     for variant, report in vr.reports.items():
         body = to_html(report).split("<body>", 1)[1].rsplit("</body>", 1)[0]
         for tag in ("h2", "h1"):  # one level down, h2 first so that h1 becomes h2 only once

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..analysis.sweep_analysis import ordered, problems_by_pool
+from ..analysis.sweep_analysis import problems_by_pool
 from ..core.outcomes import RunStatus
+from ..core.unique import unique
 from ..storage.rundir import RESULT_FILE, RunSummary
 from .report import md_table, setting_title
 
@@ -37,12 +38,12 @@ def status_text(root: Path, summaries: list[RunSummary]) -> str:
     failed without a result at the bottom."""
     counts = status_counts(summaries)
     out = [f"{root}: {len(summaries)} runs: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())]
-    for variant, setting in dict.fromkeys((s.variant, s.setting) for s in summaries):
+    for variant, setting in unique((s.variant, s.setting) for s in summaries):
         in_setting = [s for s in summaries if (s.variant, s.setting) == (variant, setting)]
         seeds = sorted({s.seed for s in in_setting})
         cells = {(s.pool, s.seed): status_cell(s) for s in in_setting}
         body = [[pool, *(cells.get((pool, seed), "") for seed in seeds)]
-                for pool in ordered([s.pool for s in in_setting])]
+                for pool in unique([s.pool for s in in_setting])]
         title = f"{variant}: {setting_title(setting)}" if variant else setting_title(setting)
         out += ["", title, md_table(["pooling", *(f"seed {k}" for k in seeds)], body)]
     problems = problems_by_pool(summaries)

@@ -29,6 +29,7 @@ from typing import Any
 from ..core.labels import RULE, is_safe_label, safe_label
 from ..core.quoting import quote
 from ..core.settings import setting_label
+from ..core.unique import unique
 from .rundir import DamagedFileError, read_json_object, run_path, write_json
 
 SWEEP_FILE = "sweep.json"
@@ -100,7 +101,7 @@ def split_variants(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, li
         if not isinstance(value, list):
             overrides[name] = value
             continue
-        distinct = list(dict.fromkeys(value))
+        distinct = unique(value)
         if not distinct:
             raise ValueError(f"{name} is given no value: give one or more (e.g. --{name.replace('_', '-')} 1,2), "
                              f"or leave it out for the setting's own")

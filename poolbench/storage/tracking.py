@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..core.unique import unique
 from ..training.train import EpochRecord
 from .rundir import DamagedFileError, RunConfig, pool_label, read_json_object, write_json
 
@@ -72,7 +73,7 @@ def parse(text: str | None) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"--log {unknown[0]!r} is no tracker: give a comma-separated list of "
                          f"{', '.join(TRACKERS)} (or none)")
-    return tuple(dict.fromkeys(names))
+    return tuple(unique(names))
 
 
 def install_fix(name: str) -> str:

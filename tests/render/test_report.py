@@ -7,6 +7,7 @@ reference rows against means computed here from the shipped JSON file.
 import argparse
 import base64
 import csv
+import html
 import io
 import json
 import math
@@ -187,6 +188,32 @@ def test_csv_parses_with_the_expected_columns(sweep_dir):
     assert gem["rank"] == "4"  # by mean: allbetter 94.0, mine 93.0, better2of3 93.0, gem 92.03
     assert {r["wins"] for r in measured if r["pool"] == "allbetter"} == {"True"}
 
+
+
+def test_markdown_and_html_write_the_same_sections_in_the_order_of_SECTIONS(sweep_dir, monkeypatch):
+    report = sweep_analysis.build_report(sweep_dir)
+    monkeypatch.setattr(rep, "plots", lambda report: {})  # the plots have their own tests
+    md = re.findall(r"^## (.+)$", rep.to_markdown(report), flags=re.M)
+    assert [html.escape(title) for title in md] == re.findall(r"<h2>(.+?)</h2>", rep.to_html(report))
+    expected = [rep.setting_title(s, report) for s in report.settings] + ["Seed planning", "Verdict", "Comparisons",
+                                                                         "Final metrics"]
+    assert md == expected  # no diagnostic task in this sweep: no fingerprint, no trade-off check
+
+
+def test_a_section_added_to_SECTIONS_is_written_by_every_renderer(sweep_dir, monkeypatch):
+    """The recipe of CONTRIBUTING: one entry in SECTIONS, and Markdown and HTML both show it in its place."""
+    report = sweep_analysis.build_report(sweep_dir)
+    extra = rep.Section("Seeds per pooling", intro=lambda r, _: ["How many seeds each pooling <completed>."],
+                        body=lambda r, _: rep.Table(["pooling", "seeds"], [["gap", "3"]]))
+    monkeypatch.setattr(rep, "SECTIONS", [*rep.SECTIONS[:-1], extra, rep.SECTIONS[-1]])
+    monkeypatch.setattr(rep, "plots", lambda report: {})
+    md, page = rep.to_markdown(report), rep.to_html(report)
+    assert "## Seeds per pooling\n\nHow many seeds each pooling <completed>.\n\n| pooling | seeds |" in md
+    assert md.index("## Seeds per pooling") < md.index("## Final metrics")
+    assert ("<h2>Seeds per pooling</h2><p>How many seeds each pooling &lt;completed&gt;.</p>\n"
+            "<table><tr><th>pooling</th><th>seeds</th></tr><tr><td>gap</td><td>3</td></tr></table>") in page
+    assert page.index("Seeds per pooling") < page.index("<h2>Final metrics")
+    assert rep.to_csv(report) == rep.to_csv(sweep_analysis.build_report(sweep_dir))  # no CSV rows of its own
 
 
 def test_html_is_one_self_contained_file_with_plots(sweep_dir, tmp_path):
