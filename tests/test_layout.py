@@ -34,5 +34,5 @@ def test_tests_mirror_the_package():
         tests = list((ROOT / "tests" / folder).glob("test_*.py"))
         assert tests, f"poolbench/{folder}/ has no tests/{folder}/"
     stray = sorted(p.name for p in (ROOT / "tests").iterdir()
-                   if p.is_dir() and p.name not in layer_folders() and p.name not in {"broken_pools", "__pycache__"})
+                   if p.is_dir() and not p.name.startswith((".", "__")) and p.name not in {*layer_folders(), "broken_pools"})
     assert stray == [], f"test folders that mirror no package folder: {stray}"
