@@ -15,8 +15,9 @@ from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..core.settings import suite_settings
 from ..execution import memory_estimate
-from ..execution.device import AMP_DTYPES, resolve_device
+from ..execution.device import resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
+from ..execution.run_options import PASSED_ON
 from ..execution.runner import SEED_MAX
 from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
 from ..execution.slurm import cluster, import_submitit, parse_time, run_slurm, sbatch_script
@@ -32,10 +33,9 @@ from ..execution.sweep_runner import (
 )
 from ..storage import rundir
 from ..storage.sweepdir import Sweep, SweepRun, load_refusals, split_variants
-from ..storage.tracking import TRACKERS
 from ..storage.tracking import parse as parse_trackers
 from ..training.catalog import with_pool_at
-from .flags import add_protocol_arguments, protocol_overrides, say
+from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides, say
 from .sweep_config import apply_config
 
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
@@ -79,21 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="write the sweep folder's sweep.json and print the plan; run nothing")
     add_protocol_arguments(parser, many=True)
-    parser.add_argument("--data-root", help="data folder given to every run")
-    parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
-    parser.add_argument("--amp", choices=list(AMP_DTYPES),
-                        help="mixed precision of every run (default none: the published protocol is float32)")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="every run torch.compiles its model (see `poolbench run --compile`)")
-    parser.add_argument("--no-download", dest="download", action="store_false", default=None,
-                        help="runs never try to download a missing data set")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads of each run (default: $OMP_NUM_THREADS if set, else cores / jobs)")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="bit-for-bit reproducible CUDA runs (see `poolbench run --help`)")
-    parser.add_argument("--log", metavar="TRACKERS",
-                        help=f"every run also logs to these experiment trackers: comma-separated "
-                             f"{', '.join(TRACKERS)}, or none (see docs/running.md)")
+    add_option_arguments(parser, sweep=True)  # the RunOptions passed on to every run
 
 
 def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -256,10 +242,9 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         raise SweepError(str(error)) from None
     slurm_options = _slurm_options(args)
     settings = _settings(args.settings, args.suite, args.pool_at)
+    options = {flag.name: getattr(args, flag.name) for flag in PASSED_ON}
     return prepare(root, split_pools(args.pools), settings, _seeds(args.seeds), overrides,
-                   {"data_root": args.data_root, "device": args.device, "download": args.download,
-                    "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
-                    "compile": args.compile, "log": trackers, **slurm_options}, variants)
+                   {**options, "log": trackers, **slurm_options}, variants)
 
 
 def _shape(sweep: Sweep) -> str:

@@ -16,7 +16,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from ..training.train import (
 )
 from . import isolation
 from .device import AMP_DTYPES, configure_determinism, free_memory_bytes, resolve_device, versions
+from .run_options import RunOptions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
@@ -70,21 +70,6 @@ TEST_BATCH_SIZE = 1000
 
 Log = Callable[[str], None]
 Emit = Callable[[str], None]  # writes one machine-readable line (TRAIN_METRICS, TEST_METRICS) to stdout
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run is executed: where its data is, on which device, with which checks. The run's
-    results are determined by its RunConfig; these only say how to get them here."""
-
-    data_root: str | None = None
-    download: bool = True
-    device: str = "auto"
-    check: bool = True  # the pooling contract check before any data is loaded
-    command: tuple[str, ...] = ()  # recorded in config.json
-    threads: int | None = None
-    deterministic: bool = False
-    trackers: tuple[str, ...] = ()  # experiment trackers the run also logs to (poolbench.storage.tracking)
 
 
 class RunRefused(Exception):
