@@ -15,10 +15,9 @@ from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..core.settings import suite_settings
 from ..execution import memory_estimate
-from ..execution.device import resolve_device
 from ..execution.executors import import_ray, run_local, run_ray
 from ..execution.run_options import PASSED_ON
-from ..execution.runner import SEED_MAX
+from ..execution.runner import argument_problem
 from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
 from ..execution.slurm import cluster, import_submitit, parse_time, run_slurm, sbatch_script
 from ..execution.sweep_runner import (
@@ -218,18 +217,10 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         raise SweepError(f"{root} is a file: give a folder for the sweep (--out DIR)")
     if args.jobs is not None and args.jobs < 1:
         raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise SweepError(f"--threads must be >= 1, got {args.threads}")
-    if args.device:
-        try:
-            resolve_device(args.device)
-        except ValueError as error:
-            raise SweepError(str(error)) from None
-    if args.data_root and Path(args.data_root).expanduser().is_file():
-        raise SweepError(f"--data-root {args.data_root} is a file: give a folder (it is created if missing)")
-    bad_seeds = [seed for seed in _seeds(args.seeds) if not 0 <= seed <= SEED_MAX]
-    if bad_seeds:
-        raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
+    problem = argument_problem(seeds=_seeds(args.seeds), seed_flag="--seeds", device=args.device or None,
+                               threads=args.threads, data_root=args.data_root or None)  # as each run checks them
+    if problem is not None:
+        raise SweepError(problem)
     try:
         overrides, variants = split_variants(protocol_overrides(args))
     except ValueError as error:
