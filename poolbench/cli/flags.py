@@ -1,4 +1,6 @@
-"""What the verbs share: human output on stderr, and the protocol's flags made from its fields."""
+"""What the verbs share: human output on stderr, and the flags made from declared fields: the
+protocol's (``core.settings.Protocol``), the run's options (``execution.run_options.RunOptions``) and
+the executors' own (``execution.executor_registry``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import typing
 from typing import Any
 
 from ..core.settings import Protocol
+from ..execution.option_fields import flags
+from ..execution.run_options import RunOptions
 from ..execution.sweep_runner import protocol_flags
 
 
@@ -47,3 +51,26 @@ def comma_list(kind: type) -> Any:
 def protocol_overrides(args: argparse.Namespace, protocol: type = Protocol) -> dict[str, Any]:
     """Field -> value of the protocol flags (None where a flag was not given)."""
     return {name: getattr(args, name) for name in protocol_flags(protocol)}
+
+
+def add_option_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, options: type = RunOptions,
+                         sweep: bool = False) -> None:
+    """One flag per field of the dataclass ``options`` declared with ``option_fields.option``: its name,
+    help, type, choices and default (a bool as a switch, ``--x`` or ``--no-x``; a list as a repeated flag).
+
+    With ``sweep``, only the run options a sweep passes on to each run, with the sweep's help and no
+    default (None: the value the sweep folder keeps, else the run's own default).
+    """
+    for flag in flags(options):
+        if sweep and flag.sweep_help is None:
+            continue
+        names = (flag.flag, *flag.aliases)
+        common: dict[str, Any] = dict(dest=flag.name, help=flag.sweep_help if sweep else flag.help,
+                                      default=None if sweep else flag.default)
+        if flag.switch:
+            parser.add_argument(*names, action="store_false" if flag.default else "store_true", **common)
+        elif flag.repeated:
+            parser.add_argument(*names, action="append", metavar=flag.metavar, **common)
+        else:
+            parser.add_argument(*names, type=flag.kind, metavar=flag.metavar,
+                                choices=list(flag.choices) if flag.choices else None, **common)

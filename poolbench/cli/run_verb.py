@@ -6,17 +6,17 @@ import argparse
 import sys
 
 from ..core.outcomes import ExitCode
-from ..core.precision import AMP_DTYPES
 from ..core.setting_spec import normalise_arch, normalise_dataset, with_pool_site
 from ..core.settings import SETTINGS, run_protocol
 from ..data import DataMissingError
-from ..execution.runner import RunOptions, run
+from ..execution.option_fields import values
+from ..execution.run_options import RunOptions, identity
+from ..execution.runner import run
 from ..pools import registry as pool_registry
 from ..storage.rundir import RunConfig, input_hashes, run_path
-from ..storage.tracking import TRACKERS
 from ..storage.tracking import parse as parse_trackers
 from ..training.catalog import get_setting, setting_for
-from .flags import add_protocol_arguments, protocol_overrides, say
+from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,30 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", help="run folder (default runs/<setting>/<pool>/seed<k>)")
     add_protocol_arguments(parser)
-    add_execution_arguments(parser)
-
-
-def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where and how runs execute: data, device, precision, the contract check."""
-    parser.add_argument("--data-root", help="data folder (default: $POOLBENCH_DATA or the user cache dir)")
-    parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="never try to download a missing data set")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
-                        help="mixed precision (default none: the published protocol is float32)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model (CUDA graphs on CUDA); falls back with a warning")
-    parser.add_argument("--no-check", dest="check", action="store_false",
-                        help="train even if the pooling fails the contract check")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores); on a busy "
-                             "or shared machine use 1 (see docs/running.md)")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="bit-for-bit reproducible CUDA runs: deterministic algorithms, no cuDNN "
-                             "autotuning (slower); CPU runs are reproducible without it")
-    parser.add_argument("--log", metavar="TRACKERS",
-                        help=f"also log epochs, configuration and result to experiment trackers: comma-separated "
-                             f"{', '.join(TRACKERS)} (optional extras; see docs/running.md)")
+    add_option_arguments(parser)  # where and how the run executes: RunOptions' fields
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -85,18 +62,16 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
                      num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
                      protocol=run_protocol(protocol_of, protocol_overrides(args)),
-                     amp=args.amp, compile=args.compile, **hashes)
+                     **{**identity(vars(args)), **hashes})  # amp and compile: part of what the run is
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        trackers = parse_trackers(args.log)
+        parse_trackers(args.log)  # a bad --log is refused first
         config = run_config_from_args(args)
     except (ValueError, TypeError) as error:
         say(f"error: {error}")
         return ExitCode.BAD_INPUT
     output_dir = args.output_dir or run_path("runs", config.setting, config.pool, config.seed)
-    options = RunOptions(data_root=args.data_root, download=args.download, device=args.device, check=args.check,
-                         command=tuple(sys.argv), threads=args.threads, deterministic=args.deterministic,
-                         trackers=trackers)
+    options = RunOptions(**values(RunOptions, args), command=tuple(sys.argv))
     return run(config, output_dir, options, log=say)

@@ -5,23 +5,18 @@ poolbench.execution.sweep_runner for the grid, poolbench.execution.executors for
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
-from typing import Any
 
 from ..analysis.sweep_analysis import NOT_STARTED_WHEN_REFUSED
 from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
-from ..core.precision import AMP_DTYPES
 from ..core.settings import suite_settings
 from ..core.unique import unique
-from ..execution import memory_estimate
-from ..execution.device import resolve_device
-from ..execution.executors import import_ray, run_local, run_ray
-from ..execution.runner import SEED_MAX
+from ..execution.executor_registry import EXECUTORS, flags_of
+from ..execution.run_options import PASSED_ON
+from ..execution.runner import argument_problem
 from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
-from ..execution.slurm import cluster, import_submitit, parse_time, run_slurm, sbatch_script
 from ..execution.sweep_runner import (
     Outcome,
     Skipped,
@@ -33,11 +28,10 @@ from ..execution.sweep_runner import (
     split_pools,
 )
 from ..storage import rundir
-from ..storage.sweepdir import Sweep, SweepRun, load_refusals, split_variants
-from ..storage.tracking import TRACKERS
+from ..storage.sweepdir import Sweep, load_refusals, split_variants
 from ..storage.tracking import parse as parse_trackers
 from ..training.catalog import with_pool_at
-from .flags import add_protocol_arguments, protocol_overrides, say
+from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides, say
 from .sweep_config import apply_config
 
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again
@@ -68,52 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "real, spatial, benchmark (see `poolbench list`)")
     parser.add_argument("--seeds", help="comma-separated seeds (default 42,123,456)")
     parser.add_argument("--jobs", type=int, help="runs at a time (local default 1; ray default: all)")
-    parser.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
-                        help="local: this machine (default; CPU runs in --jobs worker processes, see "
-                             "--worker-processes); ray: Ray tasks; slurm: one Slurm job array through submitit")
-    parser.add_argument("--worker-processes", choices=["on", "off"], default="on",
-                        help="on (default): on the CPU, each of the --jobs is one process that trains its runs "
-                             "one after another; off: a new process for every run (see docs/running.md)")
-    parser.add_argument("--ray-address", help="Ray cluster to use (default: start a local one)")
-    parser.add_argument("--ray-max-retries", type=int, default=3,
-                        help="retries of a run whose worker or process dies (default 3)")
-    _add_slurm_arguments(parser)
+    parser.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                        help="; ".join(f"{name}: {executor.help}" for name, executor in EXECUTORS.items()))
+    for executor in EXECUTORS.values():  # each executor's own flags, in its own help section if it has one
+        if executor.flags is not None:
+            group = parser.add_argument_group(*executor.flag_group) if executor.flag_group else parser
+            add_option_arguments(group, executor.flags)
     parser.add_argument("--dry-run", action="store_true",
                         help="write the sweep folder's sweep.json and print the plan; run nothing")
     add_protocol_arguments(parser, many=True)
-    parser.add_argument("--data-root", help="data folder given to every run")
-    parser.add_argument("--device", help="device given to every run (default: the run's, auto)")
-    parser.add_argument("--amp", choices=list(AMP_DTYPES),
-                        help="mixed precision of every run (default none: the published protocol is float32)")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="every run torch.compiles its model (see `poolbench run --compile`)")
-    parser.add_argument("--no-download", dest="download", action="store_false", default=None,
-                        help="runs never try to download a missing data set")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads of each run (default: $OMP_NUM_THREADS if set, else cores / jobs)")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="bit-for-bit reproducible CUDA runs (see `poolbench run --help`)")
-    parser.add_argument("--log", metavar="TRACKERS",
-                        help=f"every run also logs to these experiment trackers: comma-separated "
-                             f"{', '.join(TRACKERS)}, or none (see docs/running.md)")
-
-
-def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of --executor slurm, kept in sweep.json's options (slurm_*) for the next command."""
-    group = parser.add_argument_group("slurm", "--executor slurm (submitit): the job array's resources, "
-                                               "remembered in sweep.json; --jobs: array tasks at a time")
-    group.add_argument("--slurm-partition", metavar="NAME", help="partition of the array's jobs")
-    group.add_argument("--slurm-time", metavar="TIME", help="time limit of each run's job: minutes, H:MM:SS or "
-                       "D-HH:MM:SS; a run reaching it is checkpointed and requeued")
-    group.add_argument("--slurm-gpus-per-node", type=int, metavar="N", help="GPUs of each run's job")
-    group.add_argument("--slurm-cpus-per-task", type=int, metavar="N",
-                       help="CPUs of each run's job (its threads unless --threads)")
-    group.add_argument("--slurm-mem", metavar="SIZE", help="memory of each run's job (e.g. 16G)")
-    group.add_argument("--slurm-extra", action="append", metavar="KEY=VALUE",
-                       help="an extra #SBATCH line (e.g. account=proj, qos=normal, constraint=a100); repeat it")
-    group.add_argument("--no-wait", "--detach", dest="wait", action="store_false",
-                       help="submit and return: `poolbench status DIR` shows the jobs; the same sweep command "
-                            "run again collects and resumes")
+    add_option_arguments(parser, sweep=True)  # the RunOptions passed on to every run
 
 
 def main(args: argparse.Namespace) -> int:
@@ -151,7 +109,8 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
     todo = [run for run in grid if before[run] not in (*DONE, RunStatus.RUNNING)]
     done = sum(before[run] in DONE for run in grid)
     elsewhere = sum(before[run] == RunStatus.RUNNING for run in grid)
-    jobs = args.jobs or (1 if args.executor == "local" else None)
+    executor = EXECUTORS[args.executor]
+    jobs = args.jobs or executor.jobs
     root = _sweep_folder(args)  # as the user wrote it (sweep.root is resolved)
     if args.dry_run:
         refusals = load_refusals(sweep.root)  # what the last sweep command found; none is checked now
@@ -161,15 +120,15 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
             shown = RunStatus.REFUSED if run.pool in refusals and before[run] in NOT_STARTED_WHEN_REFUSED \
                 else before[run]
             print(f"{run.name:40s} {shown}")
-        if args.executor == "slurm":  # the submission script of the array, as it would be submitted now
-            print(f"\n{sbatch_script(sweep, len(todo), jobs)}", end="")
+        if executor.plan is not None:  # what it would submit now (slurm: the array's submission script)
+            print(f"\n{executor.plan(sweep, len(todo), jobs)}", end="")
         return ExitCode.COMPLETED
 
     refused = refuse_failing_poolings(sweep, todo)  # each pooling once, before any of its runs
     not_started = [run for run in todo if run.pool in refused]
     todo = [run for run in todo if run.pool not in refused]
-    if args.executor == "local":
-        problem = _gpu_memory_problem(sweep, todo, jobs or 1)
+    if executor.refuse is not None:  # local: whether --jobs runs fit in the GPUs' memory
+        problem = executor.refuse(sweep, todo, jobs or 1, say)
         if problem:
             say(f"error: {problem}")
             return ExitCode.BAD_INPUT
@@ -189,17 +148,10 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
     start = time.perf_counter()
     try:
         with sigterm_as_interrupt():  # SIGTERM (Slurm, Kubernetes, timeout) is passed on to the runs
-            if args.executor == "ray":
-                run_ray(sweep, todo, on_outcome, address=args.ray_address, max_retries=args.ray_max_retries,
-                        jobs=jobs)
-            elif args.executor == "slurm":
-                run_slurm(sweep, todo, jobs, on_outcome, wait=args.wait, note=say)
-                if not args.wait:
-                    say(f"not waiting: `poolbench status {root}` shows the runs and their jobs; the same sweep "
-                        f"command run again once they end collects them and resumes any that stopped")
-                    return ExitCode.COMPLETED
-            else:
-                run_local(sweep, todo, jobs or 1, on_outcome, worker_processes=args.worker_processes == "on")
+            if not executor.run(sweep, todo, jobs, on_outcome, flags_of(executor, args), say):
+                say(f"not waiting: `poolbench status {root}` shows the runs and their jobs; the same sweep "
+                    f"command run again once they end collects them and resumes any that stopped")
+                return ExitCode.COMPLETED
     except KeyboardInterrupt as error:
         how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
         say(f"{how} after {len(outcomes)} of {len(todo)} runs, their checkpoints kept; "
@@ -234,34 +186,27 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         raise SweepError(f"{root} is a file: give a folder for the sweep (--out DIR)")
     if args.jobs is not None and args.jobs < 1:
         raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise SweepError(f"--threads must be >= 1, got {args.threads}")
-    if args.device:
-        try:
-            resolve_device(args.device)
-        except ValueError as error:
-            raise SweepError(str(error)) from None
-    if args.data_root and Path(args.data_root).expanduser().is_file():
-        raise SweepError(f"--data-root {args.data_root} is a file: give a folder (it is created if missing)")
-    bad_seeds = [seed for seed in _seeds(args.seeds) if not 0 <= seed <= SEED_MAX]
-    if bad_seeds:
-        raise SweepError(f"--seeds {bad_seeds[0]} is out of range: use integers from 0 to {SEED_MAX}")
+    problem = argument_problem(seeds=_seeds(args.seeds), seed_flag="--seeds", device=args.device or None,
+                               threads=args.threads, data_root=args.data_root or None)  # as each run checks them
+    if problem is not None:
+        raise SweepError(problem)
     try:
         overrides, variants = split_variants(protocol_overrides(args))
     except ValueError as error:
         raise SweepError(str(error)) from None
-    if args.executor == "ray":
-        import_ray()
+    executor = EXECUTORS[args.executor]
+    if executor.check is not None:  # what it needs (Ray, submitit, Slurm's commands), before anything is written
+        executor.check(args.dry_run)
     try:
         trackers = None if args.log is None else ",".join(parse_trackers(args.log))
     except ValueError as error:
         raise SweepError(str(error)) from None
-    slurm_options = _slurm_options(args)
+    stored = {key: value for other in EXECUTORS.values() if other.stored is not None  # slurm's resources
+              for key, value in other.stored(flags_of(other, args)).items()}
     settings = _settings(args.settings, args.suite, args.pool_at)
+    options = {flag.name: getattr(args, flag.name) for flag in PASSED_ON}
     return prepare(root, split_pools(args.pools), settings, _seeds(args.seeds), overrides,
-                   {"data_root": args.data_root, "device": args.device, "download": args.download,
-                    "amp": args.amp, "threads": args.threads, "deterministic": args.deterministic,
-                    "compile": args.compile, "log": trackers, **slurm_options}, variants)
+                   {**options, "log": trackers, **stored}, variants)
 
 
 def _shape(sweep: Sweep) -> str:
@@ -269,45 +214,6 @@ def _shape(sweep: Sweep) -> str:
     shape = f"{len(sweep.pools)} poolings x {len(sweep.settings)} settings x {len(sweep.seeds)} seeds"
     labels = [label for label in sweep.variant_labels() if label]
     return shape + (f" x {len(labels)} protocol variants ({', '.join(labels)})" if labels else "")
-
-
-def _slurm_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The --slurm-* flags as sweep.json options (submitit's names, slurm_*); SweepError for a bad one."""
-    if args.executor == "slurm":
-        import_submitit()
-        if not args.dry_run:
-            cluster()  # Slurm's commands are here (or the local executor was asked for)
-    for flag in ("slurm_gpus_per_node", "slurm_cpus_per_task"):
-        value = getattr(args, flag)
-        if value is not None and value < (0 if flag == "slurm_gpus_per_node" else 1):
-            raise SweepError(f"--{flag.replace('_', '-')} must be >= {0 if 'gpus' in flag else 1}, got {value}")
-    if args.slurm_mem is not None and not re.fullmatch(r"\d+[KMGT]?", args.slurm_mem.strip()):
-        raise SweepError(f"--slurm-mem {args.slurm_mem!r} is not a size: give megabytes or a number with K, M, G "
-                         f"or T (e.g. 16G)")
-    extra: dict[str, str | bool] = {}
-    for item in args.slurm_extra or []:
-        key, equals, value = item.partition("=")
-        key = key.strip().removeprefix("--")
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key) or (equals and not value.strip()) or "\n" in value:
-            raise SweepError(f"--slurm-extra {item!r} is not an #SBATCH option: give KEY=VALUE (e.g. account=proj) "
-                             f"or KEY alone for a flag (e.g. requeue)")
-        extra[key] = value.strip() if equals else True
-    try:
-        time_limit = parse_time(args.slurm_time) if args.slurm_time is not None else None
-    except ValueError as error:
-        raise SweepError(str(error)) from None
-    return {"slurm_partition": args.slurm_partition, "slurm_time": time_limit,
-            "slurm_gpus_per_node": args.slurm_gpus_per_node, "slurm_cpus_per_task": args.slurm_cpus_per_task,
-            "slurm_mem": args.slurm_mem and args.slurm_mem.strip(), "slurm_additional_parameters": extra or None}
-
-
-def _gpu_memory_problem(sweep: Sweep, todo: list[SweepRun], jobs: int) -> str | None:
-    """Why ``jobs`` runs at a time would not fit in the GPUs' free memory (see poolbench.execution.memory_estimate)."""
-    try:
-        return memory_estimate.sweep_problem(sweep, todo, jobs)
-    except (RuntimeError, OSError, ValueError) as error:
-        say(f"warning: cannot estimate the runs' GPU memory ({error}); starting them unchecked")
-        return None
 
 
 def _sweep_folder(args: argparse.Namespace) -> Path:

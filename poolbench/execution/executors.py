@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from ..core.outcomes import ExitCode, RunStatus
 from ..storage import rundir
 from ..storage.sweepdir import Sweep, SweepRun
 from .device import resolve_device
+from .option_fields import option
 from .signals import STOP_SIGNALS, Terminated, how_it_ended
 from .sweep_runner import Outcome, Skipped, SweepError, run_arguments, split_list
 from .workers import Worker, runs_in_a_worker
@@ -218,15 +220,26 @@ def in_worker_processes(sweep: Sweep) -> bool:
     return not sweep.options.get("compile") and resolve_device(str(sweep.options.get("device") or "auto")).type == "cpu"
 
 
-def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[Outcome], None], *,
-              worker_processes: bool = True) -> None:
-    """Run ``todo`` ``jobs`` at a time; each gets its own GPU when there are GPUs (round robin),
-    else ``cores // jobs`` CPU threads. Reports each outcome as it ends.
+@dataclass(frozen=True)
+class LocalFlags:
+    """The local executor's own flags (poolbench.execution.executor_registry)."""
+
+    worker_processes: str = option(
+        "on", "--worker-processes", "on (default): on the CPU, each of the --jobs is one process that trains its "
+                                    "runs one after another; off: a new process for every run (see docs/running.md)",
+        choices=("on", "off"))
+
+
+def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None],
+              flags: LocalFlags = LocalFlags(), note: Callable[[str], None] = print) -> bool:
+    """Run ``todo`` ``jobs`` at a time (None: one); each gets its own GPU when there are GPUs (round robin),
+    else ``cores // jobs`` CPU threads. Reports each outcome as it ends; True: they all ended here.
 
     A run is its own ``python -m poolbench run`` process, but on the CPU (see in_worker_processes)
     each job slot is one worker process that trains its runs one after another, unless
-    ``worker_processes`` is False; a run that ends its worker gets a new one for the next run.
+    ``--worker-processes off``; a run that ends its worker gets a new one for the next run.
     """
+    jobs = jobs or 1
     gpus = visible_gpus()
     # The user's own thread setting wins (--threads, else an exported OMP_NUM_THREADS).
     threads = str(sweep.options.get("threads") or max(1, cpu_count() // jobs))
@@ -236,7 +249,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
     live: set[subprocess.Popen] = set()
     stop = threading.Event()
     workers: dict[int, Worker] = {}  # a slot's worker process, when the runs are trained in workers
-    in_workers = worker_processes and in_worker_processes(sweep)
+    in_workers = flags.worker_processes == "on" and in_worker_processes(sweep)
 
     def train(run: SweepRun, slot: int, env: dict[str, str]) -> int:
         """The run's exit code, from its own process or from the slot's worker."""
@@ -302,6 +315,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int, report: Callable[[O
             worker.connection.close()  # all told at once, then waited for
         for worker in workers.values():
             worker.close()
+    return True
 
 
 def import_ray() -> Any:
@@ -313,14 +327,28 @@ def import_ray() -> Any:
     return ray
 
 
-def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None], *,
-            address: str | None = None, max_retries: int = 3, jobs: int | None = None) -> None:
-    """Run ``todo`` as Ray tasks on the cluster at ``address`` (None: the running or a new
-    local one). One CPU per run, one GPU per run when the cluster has GPUs; a task whose
-    worker or run process dies is retried ``max_retries`` times and resumes from the run's
-    checkpoint. The sweep folder must be on a file system every node shares, and poolbench
-    installed on every node.
+def check_ray(dry_run: bool) -> None:
+    """SweepError before anything is written when Ray is not installed."""
+    import_ray()
+
+
+@dataclass(frozen=True)
+class RayFlags:
+    """The Ray executor's own flags (poolbench.execution.executor_registry)."""
+
+    ray_address: str | None = option(None, "--ray-address", "Ray cluster to use (default: start a local one)")
+    ray_max_retries: int = option(3, "--ray-max-retries", "retries of a run whose worker or process dies (default 3)")
+
+
+def run_ray(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None],
+            flags: RayFlags = RayFlags(), note: Callable[[str], None] = print) -> bool:
+    """Run ``todo`` as Ray tasks (``jobs`` at a time, None: all) on the cluster at ``--ray-address``
+    (None: the running or a new local one). One CPU per run, one GPU per run when the cluster has GPUs;
+    a task whose worker or run process dies is retried ``--ray-max-retries`` times and resumes from the
+    run's checkpoint. The sweep folder must be on a file system every node shares, and poolbench
+    installed on every node. True: the runs all ended here.
     """
+    address, max_retries = flags.ray_address, flags.ray_max_retries
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -366,3 +394,4 @@ def run_ray(sweep: Sweep, todo: list[SweepRun], report: Callable[[Outcome], None
     finally:
         if started_here:
             ray.shutdown()
+    return True

@@ -14,9 +14,8 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ from ..training.train import (
 )
 from . import isolation
 from .device import configure_determinism, free_memory_bytes, resolve_device, versions
+from .run_options import RunOptions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
@@ -71,21 +71,6 @@ TEST_BATCH_SIZE = 1000
 
 Log = Callable[[str], None]
 Emit = Callable[[str], None]  # writes one machine-readable line (TRAIN_METRICS, TEST_METRICS) to stdout
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run is executed: where its data is, on which device, with which checks. The run's
-    results are determined by its RunConfig; these only say how to get them here."""
-
-    data_root: str | None = None
-    download: bool = True
-    device: str = "auto"
-    check: bool = True  # the pooling contract check before any data is loaded
-    command: tuple[str, ...] = ()  # recorded in config.json
-    threads: int | None = None
-    deterministic: bool = False
-    trackers: tuple[str, ...] = ()  # experiment trackers the run also logs to (poolbench.storage.tracking)
 
 
 class RunRefused(Exception):
@@ -174,21 +159,15 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
 def validate(config: RunConfig, *, data_root: str | None = None, device: str = "auto",
              threads: int | None = None) -> str | None:
     """The one-line refusal of a run whose arguments cannot work, or None; writes nothing."""
-    try:
-        resolved = resolve_device(device)
-    except ValueError as error:
-        return str(error)
+    problem = argument_problem(seeds=[config.seed], device=device, threads=threads, data_root=data_root)
+    if problem is not None:
+        return problem
+    resolved = resolve_device(device)  # argument_problem refused one that cannot be
     if config.amp == "fp16" and resolved.type == "cpu":
         # Measured here: a ResNet-20 backward under float16 autocast took 42 s on the CPU against
         # 0.5 s in float32 (no native half-precision kernels): a run would never finish.
         return ("--amp fp16 needs a CUDA device: float16 training on the CPU is emulated, about 80x "
                 "slower than float32; use --amp bf16 or --amp none there")
-    if not 0 <= config.seed <= SEED_MAX:
-        return f"--seed {quote(config.seed)} is out of range: use an integer from 0 to {SEED_MAX}"
-    if threads is not None and threads < 1:
-        return f"--threads {quote(threads)}: give a number of CPU threads >= 1"
-    if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
-        return f"--data-root {shorten(data_root)} is a file: give a folder (it is created if missing)"
     if config.amp not in AMP_DTYPES:
         return f"--amp {config.amp!r}: use one of {', '.join(AMP_DTYPES)}"
     try:
@@ -210,6 +189,30 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
     except (ValueError, TypeError) as error:  # an unknown model, a size it cannot take
         return " ".join(str(error).split())
     return isolation.unbuildable_pool(config.pool, shape[0])
+
+
+def argument_problem(*, seeds: Iterable[int] = (), device: str | None = None, threads: int | None = None,
+                     data_root: str | None = None, seed_flag: str = "--seed") -> str | None:
+    """The one-line refusal of the seeds and options a run is given, or None; writes nothing.
+
+    ``poolbench run`` (validate) and ``poolbench sweep`` (for all its runs, before its folder is written)
+    both call it, so a value one refuses the other does too. None leaves an option out (a sweep's unset
+    ``--device`` is each run's default). ``seed_flag`` names the flag the seeds came from (``--seeds``).
+    """
+    if device is not None:
+        try:
+            resolve_device(device)
+        except ValueError as error:
+            return str(error)
+    for seed in seeds:
+        if not 0 <= seed <= SEED_MAX:
+            return (f"{seed_flag} {quote(seed)} is out of range: use "
+                    f"{'integers' if seed_flag == '--seeds' else 'an integer'} from 0 to {SEED_MAX}")
+    if threads is not None and threads < 1:
+        return f"--threads {quote(threads)}: give a number of CPU threads >= 1"
+    if data_root is not None and Path(data_root).expanduser().exists() and not Path(data_root).expanduser().is_dir():
+        return f"--data-root {shorten(data_root)} is a file: give a folder (it is created if missing)"
+    return None
 
 
 def too_big(info: datasets.DataInfo, crop_padding: int, device: torch.device) -> str | None:

@@ -24,6 +24,7 @@ each run's job id in ``slurm.json``, which ``poolbench status`` shows, with the 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -32,6 +33,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from ..core.outcomes import RunStatus
 from ..storage import rundir
 from ..storage.sweepdir import Sweep, SweepRun
 from . import executors
+from .option_fields import option
 from .sweep_runner import Outcome, Skipped, SweepError
 
 try:  # an optional extra: the module is imported by the cli whether or not it is installed
@@ -235,14 +238,69 @@ def job_rows(root: str | Path, states: dict[str, RunStatus]) -> list[dict[str, s
     return rows
 
 
-def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None], *,
-              wait: bool = True, note: Callable[[str], None] = print) -> None:
+@dataclass(frozen=True)
+class SlurmFlags:
+    """The Slurm executor's own flags (poolbench.execution.executor_registry): the job array's
+    resources, kept in sweep.json's options (slurm_*, stored_options) for the next command."""
+
+    slurm_partition: str | None = option(None, "--slurm-partition", "partition of the array's jobs", metavar="NAME")
+    slurm_time: str | None = option(None, "--slurm-time", "time limit of each run's job: minutes, H:MM:SS or "
+                                    "D-HH:MM:SS; a run reaching it is checkpointed and requeued", metavar="TIME")
+    slurm_gpus_per_node: int | None = option(None, "--slurm-gpus-per-node", "GPUs of each run's job", metavar="N")
+    slurm_cpus_per_task: int | None = option(None, "--slurm-cpus-per-task",
+                                             "CPUs of each run's job (its threads unless --threads)", metavar="N")
+    slurm_mem: str | None = option(None, "--slurm-mem", "memory of each run's job (e.g. 16G)", metavar="SIZE")
+    slurm_extra: list[str] | None = option(None, "--slurm-extra", "an extra #SBATCH line (e.g. account=proj, "
+                                           "qos=normal, constraint=a100); repeat it", metavar="KEY=VALUE")
+    wait: bool = option(True, "--no-wait", "submit and return: `poolbench status DIR` shows the jobs; the same sweep "
+                        "command run again collects and resumes", aliases=("--detach",))
+
+
+def check_slurm(dry_run: bool) -> None:
+    """SweepError before anything is written when submitit is not installed, or (unless ``dry_run``)
+    Slurm's commands are missing (see cluster)."""
+    import_submitit()
+    if not dry_run:
+        cluster()
+
+
+def stored_options(flags: SlurmFlags) -> dict[str, Any]:
+    """The --slurm-* flags as sweep.json options (submitit's names, slurm_*), given with any executor
+    (kept for a later ``--executor slurm``); SweepError for a bad one."""
+    for name in ("slurm_gpus_per_node", "slurm_cpus_per_task"):
+        value = getattr(flags, name)
+        if value is not None and value < (0 if name == "slurm_gpus_per_node" else 1):
+            raise SweepError(f"--{name.replace('_', '-')} must be >= {0 if 'gpus' in name else 1}, got {value}")
+    if flags.slurm_mem is not None and not re.fullmatch(r"\d+[KMGT]?", flags.slurm_mem.strip()):
+        raise SweepError(f"--slurm-mem {flags.slurm_mem!r} is not a size: give megabytes or a number with K, M, G "
+                         f"or T (e.g. 16G)")
+    extra: dict[str, str | bool] = {}
+    for item in flags.slurm_extra or []:
+        key, equals, value = item.partition("=")
+        key = key.strip().removeprefix("--")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key) or (equals and not value.strip()) or "\n" in value:
+            raise SweepError(f"--slurm-extra {item!r} is not an #SBATCH option: give KEY=VALUE (e.g. account=proj) "
+                             f"or KEY alone for a flag (e.g. requeue)")
+        extra[key] = value.strip() if equals else True
+    try:
+        time_limit = parse_time(flags.slurm_time) if flags.slurm_time is not None else None
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+    return {"slurm_partition": flags.slurm_partition, "slurm_time": time_limit,
+            "slurm_gpus_per_node": flags.slurm_gpus_per_node, "slurm_cpus_per_task": flags.slurm_cpus_per_task,
+            "slurm_mem": flags.slurm_mem and flags.slurm_mem.strip(), "slurm_additional_parameters": extra or None}
+
+
+def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None],
+              flags: SlurmFlags = SlurmFlags(), note: Callable[[str], None] = print) -> bool:
     """Submit ``todo`` as one job array (Slurm; ``jobs`` at a time) or as local jobs (``jobs`` at a
-    time) and, when ``wait``, report each outcome as its task ends; ``note`` gets the job ids.
+    time) and, unless ``--no-wait``, report each outcome as its task ends; ``note`` gets the job ids.
+    True when the runs ended here, False when they were left to Slurm (``--no-wait``).
 
     Interrupting the wait (Ctrl-C) leaves the jobs running: Slurm owns them; the same sweep command
     run again skips finished runs and resubmits the others.
     """
+    wait = flags.wait
     name = cluster()
     executor = make_executor(sweep, jobs, name)
     env = task_environment(sweep.options)
@@ -270,7 +328,7 @@ def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Call
             pending.update({job: run for run, job in batch})
             note("submitted " + ", ".join(f"{run.name} (job {job.job_id})" for run, job in batch))
         if not wait:
-            return
+            return False
         finished = [job for job in pending if job.done()]
         for job in finished:
             outcome = _outcome(pending.pop(job), job, sweep)
@@ -279,6 +337,7 @@ def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Call
             report(outcome)
         if not finished:
             time.sleep(POLL_S)
+    return wait
 
 
 def _outcome(run: SweepRun, job: Any, sweep: Sweep) -> Outcome:

@@ -50,6 +50,7 @@ from ..storage.sweepdir import (
 from ..training.catalog import get_setting
 from . import isolation
 from .device import resolve_device
+from .run_options import passed_on_arguments
 from .runner import HARMLESS_ON_CPU, SEED_MAX
 
 DEFAULT_SEEDS = (42, 123, 456)
@@ -533,20 +534,4 @@ def run_arguments(sweep: Sweep, run: SweepRun) -> list[str]:
             arguments.append(PROTOCOL_FLAGS[key] if value else "--no-" + PROTOCOL_FLAGS[key][2:])
         else:
             arguments += [PROTOCOL_FLAGS[key], str(value)]
-    if sweep.options.get("data_root"):
-        arguments += ["--data-root", sweep.options["data_root"]]
-    if sweep.options.get("device"):
-        arguments += ["--device", sweep.options["device"]]
-    if sweep.options.get("amp"):
-        arguments += ["--amp", sweep.options["amp"]]
-    if sweep.options.get("compile"):
-        arguments.append("--compile")
-    if sweep.options.get("download") is False:
-        arguments.append("--no-download")
-    if sweep.options.get("threads"):
-        arguments += ["--threads", str(sweep.options["threads"])]
-    if sweep.options.get("deterministic"):
-        arguments.append("--deterministic")
-    if sweep.options.get("log"):
-        arguments += ["--log", sweep.options["log"]]
-    return arguments
+    return arguments + passed_on_arguments(sweep.options)  # RunOptions the sweep keeps

@@ -317,6 +317,9 @@ def test_extending_a_sweep_keeps_its_grid(fake_run, tmp_path):
     (["--pools", "gap", "--seeds", "1,x"], "--seeds takes comma-separated integers"),
     (["--pools", "gap", "--epochs", "0"], "epochs must be >= 1"),
     (["--pools", "gap", "--jobs", "0"], "--jobs must be >= 1"),
+    (["--pools", "gap", "--threads", "0"], "--threads 0: give a number of CPU threads >= 1"),
+    (["--pools", "gap", "--seeds", "1,-1"], "--seeds -1 is out of range: use integers from 0 to 4294967295"),
+    (["--pools", "gap", "--device", "gpu0"], "'gpu0'"),
     ([], "holds no sweep.json"),
     (["--pools", "gap", "--settings", ""], "--settings '' names nothing: give comma-separated settings"),
     (["--pools", "gap", "--seeds", ""], "--seeds '' names nothing"),
@@ -329,6 +332,21 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, arg
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error:") and message in err, err
     assert not out.exists()
+
+
+def test_run_and_sweep_refuse_a_bad_option_in_the_same_line(tmp_path, capsys):
+    """One validator (runner.argument_problem) checks a run's options for `run` and for every run of `sweep`."""
+    from poolbench.cli import main
+
+    (tmp_path / "data").write_text("")
+    for flag, value in (("--threads", "0"), ("--data-root", tmp_path / "data"), ("--device", "gpu0"),
+                        ("--data-root", os.devnull)):  # not a folder, and not a file either
+        assert sweep("--pools", "gap", "--out", tmp_path / "runs", flag, value) == 2
+        sweep_line = capsys.readouterr().err.strip()
+        assert main(["run", "--setting", "quick", flag, str(value), "--output-dir", str(tmp_path / "run")]) == 2
+        run_line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert sweep_line == run_line and run_line.startswith(f"error: {flag}" if "root" in flag else "error:")
+        assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
 
 
 def test_changing_the_protocol_of_a_sweep_is_refused(fake_run, tmp_path, capsys):
