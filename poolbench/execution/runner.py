@@ -1,4 +1,4 @@
-"""One run end to end, as named steps: validate, lock, check the folder, check the pooling's
+"""One run end to end, as named steps: plan (every argument checked), lock, check the folder, check the pooling's
 contract, resume, load the data, write the configuration, build and fit, write the result.
 
 ``run`` is what ``poolbench run`` calls (a sweep starts each of its runs as that command). It
@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,6 @@ from ..storage.rundir import (
     write_jsonl,
 )
 from ..storage.sweepdir import SWEEP_FILE
-from ..training.catalog import pool_input
 from ..training.compile import CompiledForward
 from ..training.train import (
     CheckpointMismatchError,
@@ -97,11 +97,11 @@ def run(config: RunConfig, output_dir: str | Path, options: RunOptions, log: Log
 
     try:
         with redirect_stdout(sys.stderr):
-            refuse_bad_arguments(config, output_dir, options)
+            plan = refuse_bad_arguments(config, output_dir, options)
             if options.threads is not None:
                 torch.set_num_threads(options.threads)
             with sigterm_as_interrupt(), holding_lock(output_dir):
-                return run_locked(config, output_dir, options, log, emit)
+                return run_locked(config, output_dir, options, plan, log, emit)
     except RunRefused as refusal:
         log(f"error: {refusal}")
         return refusal.code
@@ -117,29 +117,43 @@ def run(config: RunConfig, output_dir: str | Path, options: RunOptions, log: Log
         return ExitCode.DISK
 
 
-def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, log: Log, emit: Emit) -> ExitCode:
+def run_locked(config: RunConfig, output_dir: Path, options: RunOptions, plan: RunPlan, log: Log,
+               emit: Emit) -> ExitCode:
     """The steps of a run whose folder this process holds."""
     finished = finished_result(config, output_dir, log)
     if finished is not None:
         return report_finished(output_dir, finished, log, emit)
-    device = resolve_device(options.device)
+    device = plan.device
     if options.check:
-        check_contract(config, device, log)
+        check_contract(config, plan, log)
     resumed = resumed_epochs(config, output_dir, log)
     data = load_data(config, options, log)
     # Written only once nothing refused the run: a refused command must not block its own fix.
     write_json(output_dir / CONFIG_FILE, {"config": config.to_dict(), "command": list(options.command),
                                           "versions": versions(), "device": str(device),
                                           "deterministic": options.deterministic})
-    return train_and_record(config, output_dir, data, device, resumed, options, log, emit)
+    return train_and_record(config, output_dir, data, plan, resumed, options, log, emit)
 
 
 # --- Before the lock: arguments that cannot work ---------------------------------------------------
 
-def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOptions) -> None:
-    """RunRefused for arguments that cannot work; called before the run folder exists, so a
-    refused command leaves nothing behind."""
-    problem = validate(config, data_root=options.data_root, device=options.device, threads=options.threads)
+@dataclass(frozen=True)
+class RunPlan:
+    """A run resolved once, before its folder is written: the device it trains on, its data set as
+    described (nothing decoded) and the (C, H, W) its pooling sees. The later steps read these
+    instead of asking the data set, the device or the model again."""
+
+    device: torch.device
+    data: datasets.DataInfo
+    pool_input: tuple[int, int, int]
+    probe: isolation.Probe | None = None  # a pooling or model file: what its child process found
+
+
+def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOptions) -> RunPlan:
+    """The run's plan, or RunRefused for arguments that cannot work; called before the run folder
+    exists, so a refused command leaves nothing behind."""
+    planned = plan_run(config, data_root=options.data_root, device=options.device, threads=options.threads)
+    problem = planned if isinstance(planned, str) else None
     if problem is None and output_dir.exists() and not output_dir.is_dir():
         problem = f"--output-dir {shorten(str(output_dir))} is a file: give a folder"
     file_above = next((folder for folder in output_dir.absolute().parents if folder.is_file()), None)
@@ -154,11 +168,13 @@ def refuse_bad_arguments(config: RunConfig, output_dir: Path, options: RunOption
         problem = tracking.problem(options.trackers)
     if problem is not None:
         raise RunRefused(problem)
+    assert isinstance(planned, RunPlan)
+    return planned
 
 
-def validate(config: RunConfig, *, data_root: str | None = None, device: str = "auto",
-             threads: int | None = None) -> str | None:
-    """The one-line refusal of a run whose arguments cannot work, or None; writes nothing."""
+def plan_run(config: RunConfig, *, data_root: str | None = None, device: str = "auto",
+             threads: int | None = None) -> RunPlan | str:
+    """The run's plan, or the one-line refusal of a run whose arguments cannot work; writes nothing."""
     problem = argument_problem(seeds=[config.seed], device=device, threads=threads, data_root=data_root)
     if problem is not None:
         return problem
@@ -181,21 +197,25 @@ def validate(config: RunConfig, *, data_root: str | None = None, device: str = "
     if problem is not None:
         return problem
     if isolation.runs_user_code(config.pool, config.arch):
-        return isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
-                               config.pool_sha256, config.arch_sha256).problem
+        probe = isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
+                                config.pool_sha256, config.arch_sha256)
+        if probe.problem is not None:
+            return probe.problem
+        assert probe.pool_input is not None  # the child found no problem, so it measured the pool input
+        return RunPlan(resolved, info, probe.pool_input, probe)
     try:
         shape = models.pool_input_shape(config.arch, (info.image_shape[1], info.image_shape[2]),
                                          num_classes=config.num_classes)
     except (ValueError, TypeError) as error:  # an unknown model, a size it cannot take
         return " ".join(str(error).split())
-    return isolation.unbuildable_pool(config.pool, shape[0])
+    return isolation.unbuildable_pool(config.pool, shape[0]) or RunPlan(resolved, info, shape)
 
 
 def argument_problem(*, seeds: Iterable[int] = (), device: str | None = None, threads: int | None = None,
                      data_root: str | None = None, seed_flag: str = "--seed") -> str | None:
     """The one-line refusal of the seeds and options a run is given, or None; writes nothing.
 
-    ``poolbench run`` (validate) and ``poolbench sweep`` (for all its runs, before its folder is written)
+    ``poolbench run`` (plan_run) and ``poolbench sweep`` (for all its runs, before its folder is written)
     both call it, so a value one refuses the other does too. None leaves an option out (a sweep's unset
     ``--device`` is each run's default). ``seed_flag`` names the flag the seeds came from (``--seeds``).
     """
@@ -330,17 +350,16 @@ def _finished_result(output_dir: Path, log: Log) -> dict[str, Any] | None:
 HARMLESS_ON_CPU = frozenset({"to_dtype_device"})
 
 
-def check_contract(config: RunConfig, device: torch.device, log: Log) -> None:
-    """The pooling contract at the setting's pool input (seconds): a pooling that would waste this
+def check_contract(config: RunConfig, plan: RunPlan, log: Log) -> None:
+    """The pooling contract at the run's pool input (seconds): a pooling that would waste this
     run ends it before any data is loaded; what only wastes it elsewhere is a WARN line. A pooling
-    or model file was checked in a child process by :func:`validate` (isolation.probe)."""
-    if isolation.runs_user_code(config.pool, config.arch):
-        report = isolation.probe(config.arch, config.dataset, config.protocol.image_size, config.pool,
-                                 config.pool_sha256, config.arch_sha256).report
-        assert report is not None  # validate refused the run otherwise
+    or model file was checked in a child process by :func:`plan_run` (isolation.probe)."""
+    device = plan.device
+    if plan.probe is not None:
+        report = plan.probe.report
+        assert report is not None  # plan_run refused the run otherwise
     else:
-        report = check_pool(config.pool, include_cost=False,
-                            pool_inputs=[pool_input(config.arch, config.dataset, config.protocol.image_size)])
+        report = check_pool(config.pool, include_cost=False, pool_inputs=[plan.pool_input])
     for warning in report.warnings():
         if warning.name != "global_state":  # the run says what it put back itself (train_and_record)
             log(f"WARN {warning.name}: {warning.message}")
@@ -466,7 +485,7 @@ def build_loaders(config: RunConfig, data: datasets.ImageData, device: torch.dev
     return train_loader, test_loader, val_loader
 
 
-def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageData, device: torch.device,
+def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageData, plan: RunPlan,
                      resumed: list[EpochRecord], options: RunOptions, log: Log, emit: Emit) -> ExitCode:
     """Build the model and loaders, fit the protocol, write result.json; the run's exit code.
 
@@ -474,8 +493,8 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     as a recorded divergence; an interrupt keeps the checkpoint and writes no result.
     """
     start = time.perf_counter()
+    device, pool_input_shape = plan.device, plan.pool_input
     image_size = (data.train_images.shape[2], data.train_images.shape[3])  # as loaded: no second look at the files
-    pool_input_shape = models.pool_input_shape(config.arch, image_size, num_classes=config.num_classes)
     history: list[EpochRecord] = list(resumed)
     result: dict[str, Any] = {
         "setting": config.setting, "arch": config.arch, "dataset": config.dataset, "pool": config.pool,
