@@ -37,10 +37,10 @@ from ..core.settings import BENCHMARK_SETTINGS, get_setting
 from ..core.unique import unique
 from ..pools.registry import PoolSpecError, accepts_channels, is_file_spec, resolve
 from . import numeric, structure
-from .findings import CheckResult, ContractReport, Status
+from .findings import CheckResult, CheckStatus, ContractReport
 from .subject import Check, ContractViolation, Subject, one_line
 
-__all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "Status", "check_pool"]
+__all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "CheckStatus", "check_pool"]
 
 BENCHMARK_POOL_INPUTS: tuple[tuple[int, int, int], ...] = tuple(
     shape for name in BENCHMARK_SETTINGS if (shape := get_setting(name).pool_input_shape) is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-Status = Literal["PASS", "WARN", "FAIL"]
+CheckStatus = Literal["PASS", "WARN", "FAIL"]
 
 
 @dataclass
@@ -16,7 +16,7 @@ class CheckResult:
     """
 
     name: str
-    status: Status
+    status: CheckStatus
     message: str
 
 

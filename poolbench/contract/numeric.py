@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..core.unique import unique
-from .findings import Status
+from .findings import CheckStatus
 from .subject import (
     BATCH,
     BATCHNORM_ONE_VALUE,
@@ -41,7 +41,7 @@ def _spread(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     return (channels, height, width) if height * width > 1 else (channels, 4, 4)
 
 
-def check_shape(subject: Subject) -> tuple[Status, str]:
+def check_shape(subject: Subject) -> tuple[CheckStatus, str]:
     """Output is exactly [B, C] for the pool inputs, odd sizes, batch 1 and 4, train and eval."""
     shapes = unique([*subject.pool_inputs, *_extra_shapes(not subject.takes_channels)])
     shared = None if subject.takes_channels else subject.build(shapes[0][0], materialise=shapes[0][1:])
@@ -104,7 +104,7 @@ def _shape_hint(shape: torch.Size, channels: int) -> str:
     return "reduce over H and W only and keep the C channels"
 
 
-def check_dtype(subject: Subject) -> tuple[Status, str]:
+def check_dtype(subject: Subject) -> tuple[CheckStatus, str]:
     """Output dtype equals input dtype (float32, and float64 with the module in float64)."""
     for channels, height, width in subject.pool_inputs:
         for dtype in (torch.float32, torch.float64):
@@ -158,7 +158,7 @@ def finite_check(kind: str) -> Check:
     A failure that post-ReLU maps already show is left to the ``finite_relu`` line (one root
     cause, one FAIL): this check then only warns that it could not test its own case.
     """
-    def check(subject: Subject) -> tuple[Status, str]:
+    def check(subject: Subject) -> tuple[CheckStatus, str]:
         for shape in unique(map(_spread, subject.pool_inputs)):
             problem = _nonfinite(subject, kind, shape)
             if problem is None:
@@ -173,7 +173,7 @@ def finite_check(kind: str) -> Check:
     return check
 
 
-def check_finite_1x1(subject: Subject) -> tuple[Status, str]:
+def check_finite_1x1(subject: Subject) -> tuple[CheckStatus, str]:
     """Finite on 1x1 maps, where VGG-16-BN and MobileNetV2 pool and every spatial statistic is trivial.
 
     A 1x1 map is a constant map, and on a post-ReLU one about half the channels are zero: a
@@ -245,7 +245,7 @@ def low_precision_check(dtype: torch.dtype) -> Check:
     """The check that ``dtype`` inputs give finite outputs (see the package docstring for the policy)."""
     name = str(dtype).removeprefix("torch.")
 
-    def check(subject: Subject) -> tuple[Status, str]:
+    def check(subject: Subject) -> tuple[CheckStatus, str]:
         problems, skipped = _low_precision(subject, dtype)
         note = f" ({skipped} inputs skipped: not finite in float32 either)" if skipped else ""
         if not problems:
@@ -262,7 +262,7 @@ def low_precision_check(dtype: torch.dtype) -> Check:
     return check
 
 
-def check_gradients(subject: Subject) -> tuple[Status, str]:
+def check_gradients(subject: Subject) -> tuple[CheckStatus, str]:
     """The input and every learnable parameter get a gradient from a random projection loss."""
     warnings = []
     for channels, height, width in map(_spread, subject.pool_inputs):
@@ -292,7 +292,7 @@ def check_gradients(subject: Subject) -> tuple[Status, str]:
         "gradient reaches the input (no learnable parameters)"
 
 
-def check_identity_1x1(subject: Subject) -> tuple[Status, str]:
+def check_identity_1x1(subject: Subject) -> tuple[CheckStatus, str]:
     """Information, never a failure: what the pooling computes on a 1x1 map at its initial parameters.
 
     On a 1x1 pool input (VGG-16-BN and MobileNetV2 on 32x32 images) every parameter-free spatial

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..pools.classic import GlobalAvgPool
-from .findings import Status
+from .findings import CheckStatus
 from .subject import (
     BATCH,
     BATCHNORM_ONE_VALUE,
@@ -49,7 +49,7 @@ def _listing(keys: list[str], limit: int = 4) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def check_forward_params(subject: Subject) -> tuple[Status, str]:
+def check_forward_params(subject: Subject) -> tuple[CheckStatus, str]:
     """No parameter or buffer is created inside ``forward()``, and no parameter re-created."""
     lazy = []
     for channels, height, width in subject.pool_inputs:
@@ -87,7 +87,7 @@ def check_forward_params(subject: Subject) -> tuple[Status, str]:
     return "PASS", "forward() creates no parameters or buffers"
 
 
-def check_hidden_params(subject: Subject) -> tuple[Status, str]:
+def check_hidden_params(subject: Subject) -> tuple[CheckStatus, str]:
     """No parameter or module sits in a plain list/dict/tuple, where nothing registers it."""
     channels, height, width = subject.pool_inputs[0]
     module = subject.build(channels, materialise=(height, width))
@@ -103,7 +103,7 @@ def check_hidden_params(subject: Subject) -> tuple[Status, str]:
     return "PASS", "all parameters and submodules are registered"
 
 
-def check_fixed_buffer(subject: Subject) -> tuple[Status, str]:
+def check_fixed_buffer(subject: Subject) -> tuple[CheckStatus, str]:
     """A parameter that is a fixed-size slot buffer sliced to C (e.g. ``w = ones(2048); w[:C]``):
     WARN where every pool input's C fits (it trains correctly; the other slots are wasted), FAIL
     where a pool input's C exceeds the slots (that run would crash).
@@ -147,7 +147,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, scale), equal_nan=True)
 
 
-def check_eval_independence(subject: Subject) -> tuple[Status, str]:
+def check_eval_independence(subject: Subject) -> tuple[CheckStatus, str]:
     """In eval mode a sample's output does not depend on the rest of the batch, and is deterministic."""
     for channels, height, width in subject.pool_inputs:
         module = subject.build(channels, materialise=(height, width))
@@ -170,7 +170,7 @@ def check_eval_independence(subject: Subject) -> tuple[Status, str]:
     return "PASS", "eval output is per sample and deterministic"
 
 
-def check_train_batch1(subject: Subject) -> tuple[Status, str]:
+def check_train_batch1(subject: Subject) -> tuple[CheckStatus, str]:
     """Training works with batch 1 on a 1x1 map (a last incomplete batch of one image)."""
     for channels in subject.channel_counts:
         module = subject.build(channels, materialise=(1, 1))
@@ -195,7 +195,7 @@ def check_train_batch1(subject: Subject) -> tuple[Status, str]:
     return "PASS", "trains with batch 1 on 1x1 maps"
 
 
-def check_state_dict(subject: Subject) -> tuple[Status, str]:
+def check_state_dict(subject: Subject) -> tuple[CheckStatus, str]:
     """A fresh instance loaded with the state_dict gives the same eval output."""
     for channels, height, width in subject.pool_inputs:
         source = subject.build(channels, materialise=(height, width))
@@ -248,7 +248,7 @@ def _stale_tensors(module: nn.Module, dtype: torch.dtype | None, device: torch.d
 _DEVICE_ERRORS = ("is not on the expected device", "Expected all tensors to be on the same device")
 
 
-def check_to_dtype_device(subject: Subject) -> tuple[Status, str]:
+def check_to_dtype_device(subject: Subject) -> tuple[CheckStatus, str]:
     """After ``.to(float64)`` and ``.to(<other device>)`` every tensor moved and forward works."""
     channels, height, width = subject.pool_inputs[0]
     module = subject.build(channels, materialise=(height, width)).to(torch.float64)
@@ -289,7 +289,7 @@ def check_to_dtype_device(subject: Subject) -> tuple[Status, str]:
 COST_WARN_RATIO = 100  # forward+backward time relative to GAP above which the cost check warns
 
 
-def check_cost(subject: Subject) -> tuple[Status, str]:
+def check_cost(subject: Subject) -> tuple[CheckStatus, str]:
     """Forward+backward time relative to GAP at 64x8x8 with batch 128 (the ResNet-56 pool input)."""
     shape = (128, 64, 8, 8)
     x = subject.maps("relu", shape).requires_grad_()
@@ -323,5 +323,5 @@ def check_cost(subject: Subject) -> tuple[Status, str]:
     ratio = pool / max(gap, 1e-9)
     text = (f"forward+backward on {shape_text(shape)}: {pool * 1e3:.2f} ms, {ratio:.1f}x GAP "
             f"({gap * 1e3:.2f} ms)")
-    status: Status = "WARN" if ratio > COST_WARN_RATIO else "PASS"
+    status: CheckStatus = "WARN" if ratio > COST_WARN_RATIO else "PASS"
     return status, text + ("; expect slower training" if status == "WARN" else "")

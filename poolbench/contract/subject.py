@@ -13,7 +13,7 @@ from torch import nn
 
 from ..core.unique import unique
 from ..pools.registry import PoolFactory, instantiate
-from .findings import Status
+from .findings import CheckStatus
 
 BATCH = 4  # small batches keep the whole check at a few seconds on a CPU
 # What PyTorch's BatchNorm raises in train mode when a channel has a single value.
@@ -154,7 +154,7 @@ INPLACE_INPUT = ("forward() changes its input in place (x.relu_(), x.clamp_(...)
 
 
 # A check returns (status, message) or raises ContractViolation with the message of a FAIL.
-Check = Callable[[Subject], tuple[Status, str]]
+Check = Callable[[Subject], tuple[CheckStatus, str]]
 
 
 @dataclass
