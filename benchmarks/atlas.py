@@ -48,6 +48,7 @@ from poolbench.core.settings import SETTINGS, SUITES, run_protocol
 from poolbench.core.unique import unique
 from poolbench.pools import registry
 from poolbench.render import export
+from poolbench.training.catalog import num_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 FINISHED = ("completed", "diverged")  # never run again; a failed or refused run is tried in the next sitting
@@ -178,7 +179,7 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
     printed = fingerprint(mean_acc, favours)
     lean = {row.pool: row.lean for row in printed.rows} if printed else {}
     for task in tasks:
-        chance = 100.0 / SETTINGS[task].num_classes
+        chance = 100.0 / num_classes(SETTINGS[task])
         for pool, accuracy in mean_acc[task].items():
             if accuracy < chance + CHANCE_MARGIN:
                 notes[pool].append(f"at chance on {task} ({accuracy:.1f}%, chance {chance:.0f}%)")

@@ -42,6 +42,7 @@ from torchvision import transforms
 from poolbench import models
 from poolbench.core.settings import BENCHMARK_SETTINGS, Protocol, get_setting
 from poolbench.data import DeviceLoader, describe
+from poolbench.training.catalog import num_classes
 from poolbench.training.compile import CompiledForward
 from poolbench.training.train import evaluate, make_optimizer, train_one_epoch
 
@@ -67,7 +68,7 @@ def sync(device: torch.device) -> None:
 def make_data(setting: str, sizes: Sizes, device: torch.device, seed: int = 0):
     """Random uint8 images and labels of the setting's format, made on ``device``."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    classes = get_setting(setting).num_classes
+    classes = num_classes(get_setting(setting))
     n = sizes.train + sizes.test
     labels = torch.randint(0, classes, (n,), device=device, generator=generator)
     if get_setting(setting).dataset == "fmnist":  # the reference sees the 28x28 grey originals
@@ -121,7 +122,7 @@ class Pipeline:
         self.kind, self.device = kind, device
         self.sizes = sizes
         images, rgb32, labels = data
-        arch, classes = get_setting(setting).arch, get_setting(setting).num_classes
+        arch, classes = get_setting(setting).arch, num_classes(get_setting(setting))
         torch.manual_seed(0)
         self.model = models.create(arch, classes)
         self.optimizer = None

@@ -10,6 +10,7 @@ import numpy as np
 from poolbench.cli import report_verb as report_cli
 from poolbench.core.settings import SETTINGS
 from poolbench.storage.rundir import RunConfig
+from poolbench.training import catalog
 
 SEEDS = (42, 123, 456)
 QUICK = {  # pool -> best test accuracy per seed; None: diverged
@@ -55,7 +56,7 @@ def write_run(root: Path, setting: str, pool: str, seed: int, best: float | None
     protocol = base.protocol.replace(epochs=epochs)
     folder = root / setting / pool / f"seed{seed}"
     folder.mkdir(parents=True)
-    config = RunConfig(setting, base.arch, base.dataset, base.num_classes, pool, seed, protocol)
+    config = RunConfig(setting, base.arch, base.dataset, catalog.num_classes(base), pool, seed, protocol)
     write_json(folder / "config.json", {"config": config.to_dict(), "command": [], "versions": {}})
     if accs is None:
         accs = [best - 4.0, best - 1.0, best] if best is not None else [30.0, 10.0]

@@ -29,6 +29,7 @@ from ..core.settings import SETTINGS, Protocol, is_1x1
 from ..core.unique import unique
 from ..storage import rundir
 from ..storage.sweepdir import load_refusals, load_sweep
+from ..training import catalog
 from .fingerprint import Fingerprint, fingerprint
 from .levels import ALPHA, MARGIN
 from .paired import Difference, holm_adjust, non_inferiority, nothing, paired, welch
@@ -239,7 +240,11 @@ class RunSet:
 
 
 @dataclass
-class Report:
+class SweepAnalysis:
+    """What `poolbench report` shows of a sweep, computed once: the measured and published rows per
+    setting, the verdicts, the fingerprint and the pairwise comparisons (rendered by
+    poolbench.render.report). Not the contract check's ContractReport."""
+
     root: Path | str  # the sweep folder; a merged report's inputs joined by " + "
     settings: list[str]
     rows: dict[str, list[Row]]  # per setting, measured, best mean first
@@ -286,7 +291,7 @@ def published_proposals() -> dict[str, list[Row]]:
     for proposal in data["proposals"]:
         for setting, acc in zip(settings, proposal.get("published_seed42") or [], strict=False):
             row = Row(setting, PROPOSAL_POOLS.get(proposal["name"], proposal["name"]), published=True, proposal=True)
-            chance = 100.0 / SETTINGS[setting].num_classes if setting in SETTINGS else None
+            chance = 100.0 / catalog.num_classes(SETTINGS[setting]) if setting in SETTINGS else None
             if chance is not None and float(acc) <= chance:
                 row.diverged.append(42)
             else:
@@ -359,7 +364,7 @@ def run_score(summary: rundir.RunSummary, score: str) -> float | None:
 
 def build_report(root: str | Path | RunSet, baseline: str | None = None, detect: float | None = None, *,
                  margin: float = MARGIN, score: str = "best", seeds: list[int] | None = None,
-                 variant: str | None = None) -> Report:
+                 variant: str | None = None) -> SweepAnalysis:
     """Read every run under ``root`` (a sweep folder, or the RunSet of several inputs that
     poolbench.render.merge gathers) and compute the report; ReportError on a user error.
 
@@ -492,7 +497,7 @@ def build_report(root: str | Path | RunSet, baseline: str | None = None, detect:
     tradeoffs = tradeoff_checks(family, rows, [s for s in settings if s in favours], pools, margin)
     family.adjust()  # every comparison is made: now Holm over all of them
     name = str(root) if isinstance(root, RunSet) else Path(root)
-    return Report(root=name, settings=settings, rows=by_setting, references=references, baseline=baseline,
+    return SweepAnalysis(root=name, settings=settings, rows=by_setting, references=references, baseline=baseline,
                   verdicts=verdicts, protocols=protocols, reference_in_verdict=reference_in_verdict, curves=curves,
                   notes=notes, pool_inputs=pool_inputs, seed_plans=plans, fingerprint=fingerprint(means, favours),
                   tradeoffs=tradeoffs, sources={setting: text for setting, text in sources.items() if text},

@@ -29,7 +29,7 @@ from scipy import stats
 from ..core.unique import unique
 from ..storage.sweepdir import load_sweep, variant_grid
 from .levels import MARGIN
-from .sweep_analysis import Report, ReportError, build_report
+from .sweep_analysis import ReportError, SweepAnalysis, build_report
 
 
 @dataclass
@@ -60,12 +60,12 @@ class SettingAcross:
 
 
 @dataclass
-class VariantsReport:
+class VariantsAnalysis:
     """The report of a sweep of protocol variants: each variant's own, and the variants side by side."""
 
     root: Path
     values: dict[str, dict[str, Any]]  # variant -> the protocol values that make it
-    reports: dict[str, Report]  # variant -> its report (poolings compared within it)
+    reports: dict[str, SweepAnalysis]  # variant -> its report (poolings compared within it)
     settings: list[SettingAcross]
 
     @property
@@ -97,7 +97,7 @@ def agreement(first: str, second: str, a: dict[str, float], b: dict[str, float])
     return Agreement(first=first, second=second, tau=float(tau), n=len(common))
 
 
-def side_by_side(reports: dict[str, Report]) -> list[SettingAcross]:
+def side_by_side(reports: dict[str, SweepAnalysis]) -> list[SettingAcross]:
     """Per setting (in report order), each pooling's mean and rank in every variant, and the
     agreement of every pair of variants."""
     settings = unique([s for report in reports.values() for s in report.settings])
@@ -135,7 +135,7 @@ def has_variants(root: str | Path) -> bool:
 
 def build_variants_report(root: str | Path, baseline: str | None = None, detect: float | None = None, *,
                           margin: float = MARGIN, score: str = "best",
-                          seeds: list[int] | None = None) -> VariantsReport:
+                          seeds: list[int] | None = None) -> VariantsAnalysis:
     """Every variant's report (poolbench.analysis.sweep_analysis.build_report with the same arguments) and the
     variants side by side; ReportError when ``root`` is no sweep of protocol variants."""
     try:
@@ -152,4 +152,4 @@ def build_variants_report(root: str | Path, baseline: str | None = None, detect:
                                             variant=variant)
         except ReportError as error:
             raise ReportError(f"variant {variant}: {error}") from None
-    return VariantsReport(root=Path(root), values=values, reports=reports, settings=side_by_side(reports))
+    return VariantsAnalysis(root=Path(root), values=values, reports=reports, settings=side_by_side(reports))

@@ -12,6 +12,7 @@ from ..core.outcomes import ExitCode
 from ..core.settings import SETTINGS, SUITES, Setting, is_1x1, run_protocol
 from ..execution import isolation
 from ..execution.sweep_runner import split_list
+from ..training import catalog
 from ..training.catalog import get_setting
 from .flags import say
 
@@ -31,7 +32,8 @@ def setting_record(setting: Setting, image_size: int | None = None) -> dict[str,
     if shape is None:
         shape = isolation.model_pool_input(setting.arch, setting.dataset, protocol.image_size)
     return {"name": setting.name, "arch": setting.arch, "dataset": setting.dataset,
-            "num_classes": setting.num_classes, "pool_input_shape": list(shape), "suites": list(setting.suites),
+            "num_classes": catalog.num_classes(setting), "pool_input_shape": list(shape),
+            "suites": list(setting.suites),
             "favours": setting.favours, "pool_is_1x1": is_1x1(shape),
             "protocol": dataclasses.asdict(protocol), "description": setting.description}
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from ..analysis.levels import MARGIN
-from ..analysis.sweep_analysis import SCORES, Report, ReportError, build_report
-from ..analysis.variants import VariantsReport, build_variants_report, has_variants
+from ..analysis.sweep_analysis import SCORES, ReportError, SweepAnalysis, build_report
+from ..analysis.variants import VariantsAnalysis, build_variants_report, has_variants
 from ..core.outcomes import ExitCode
 from ..execution.sweep_runner import split_list
 from ..render.export import epochs_path
@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
         if output is not None:
             output = _output_file(output, folders)
         one_folder = len(folders) == 1 and not (folders[0].is_file() and folders[0].suffix in TABLE_SUFFIXES)
-        report: Report | VariantsReport
+        report: SweepAnalysis | VariantsAnalysis
         if one_folder and has_variants(args.folder[0]):  # each variant within itself, the variants side by side
             report = build_variants_report(args.folder[0], args.baseline, args.detect, margin=args.margin,
                                            score=args.score, seeds=_seeds(args.seeds))
@@ -124,10 +124,10 @@ def _seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
-def write_report(report: Report | VariantsReport, fmt: str, output: Path | None) -> None:
+def write_report(report: SweepAnalysis | VariantsAnalysis, fmt: str, output: Path | None) -> None:
     """The report in ``fmt`` to ``output`` (atomically) or stdout; a Markdown file gets its plots
     as PNG files beside it (``REPORT-<variant>-<plot>.png`` for each protocol variant)."""
-    if isinstance(report, VariantsReport):
+    if isinstance(report, VariantsAnalysis):
         text = _variants_text(report, fmt, output)
     elif fmt == "html":
         text = to_html(report)
@@ -144,7 +144,7 @@ def write_report(report: Report | VariantsReport, fmt: str, output: Path | None)
     _write(text, output)
 
 
-def _variants_text(report: VariantsReport, fmt: str, output: Path | None) -> str:
+def _variants_text(report: VariantsAnalysis, fmt: str, output: Path | None) -> str:
     if fmt == "html":
         return variants_to_html(report)
     if fmt == "csv":

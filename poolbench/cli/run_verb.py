@@ -15,6 +15,7 @@ from ..execution.runner import run
 from ..pools import registry as pool_registry
 from ..storage.rundir import RunConfig, input_hashes, run_path
 from ..storage.tracking import parse as parse_trackers
+from ..training import catalog
 from ..training.catalog import get_setting, setting_for
 from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides, say
 
@@ -60,7 +61,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     except (OSError, DataMissingError) as error:
         raise ValueError(" ".join(str(error).split())) from None
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
-                     num_classes=args.num_classes or setting.num_classes, pool=pool, seed=args.seed,
+                     num_classes=args.num_classes or catalog.num_classes(setting), pool=pool, seed=args.seed,
                      protocol=run_protocol(protocol_of, protocol_overrides(args)),
                      **{**identity(vars(args)), **hashes})  # amp and compile: part of what the run is
 

@@ -17,11 +17,11 @@ from . import executors, memory_estimate, slurm
 from .option_fields import values as flag_values
 from .sweep_runner import Outcome
 
-Report = Callable[[Outcome], None]  # called with each run's outcome as it ends
+OnOutcome = Callable[[Outcome], None]  # called with each run's outcome as it ends
 Note = Callable[[str], None]  # a human line (stderr)
 #: run(sweep, todo, jobs, report, flags, note): start the runs of ``todo`` (``jobs`` at a time, None: all),
 #: report each outcome; True when they ended here, False when they were left running (a detached submission).
-Start = Callable[[Sweep, list[SweepRun], int | None, Report, Any, Note], bool]
+Start = Callable[[Sweep, list[SweepRun], int | None, OnOutcome, Any, Note], bool]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .. import data, models
 from ..core.precision import AMP_DTYPES, amp_bytes
 from ..storage.sweepdir import Sweep, SweepRun
-from ..training.catalog import get_setting
+from ..training.catalog import get_setting, num_classes
 from . import executors
 
 GIB = 1024 ** 3
@@ -213,7 +213,7 @@ def sweep_problem(sweep: Sweep, todo: list[SweepRun], jobs: int, probe_gpus: Any
         setting = get_setting(run.setting_spec)
         overrides = sweep.protocol_overrides(run.variant)
         batch_size = overrides.get("batch_size") or setting.protocol.batch_size
-        specs.add(RunSpec(setting.arch, setting.num_classes, setting.dataset, int(batch_size),
+        specs.add(RunSpec(setting.arch, num_classes(setting), setting.dataset, int(batch_size),
                           sweep.options.get("amp") or "none", bool(sweep.options.get("compile")),
                           overrides.get("image_size")))
     found = probe_gpus(sorted(specs, key=lambda spec: spec.label))

@@ -567,7 +567,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
 
     result.update(_score(history))
     if config.compile:
-        result["compile"] = forward.status if forward is not None else None
+        result["compile"] = forward.compiled_as if forward is not None else None
     result.update(status=status, epochs_completed=len(history), wall_time_s=round(time.perf_counter() - start, 3))
     write_json(output_dir / RESULT_FILE, result)
     trackers.finish(result)

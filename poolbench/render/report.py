@@ -16,10 +16,10 @@ from typing import Generic, NamedTuple, TypeVar
 
 from ..analysis.levels import ALPHA, POWER
 from ..analysis.paired import Decision, Difference
-from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, Report, difference_text, format_p
+from ..analysis.sweep_analysis import BASELINES, CI_METHOD, SCORES, SweepAnalysis, difference_text, format_p
 from ..analysis.tradeoff import RULE as TRADEOFF_RULE
 from ..analysis.tradeoff import TaskCheck
-from ..analysis.variants import SettingAcross, VariantsReport
+from ..analysis.variants import SettingAcross, VariantsAnalysis
 from ..core.settings import BENCHMARK_SETTINGS, SETTINGS
 from ..core.unique import unique
 from .plots import (
@@ -55,7 +55,7 @@ def holm_cell(d: Difference) -> str:
     return "" if math.isnan(d.p_holm) else format_p(d.p_holm) + (" *" if d.significant() else "")
 
 
-def setting_table(report: Report, setting: str) -> tuple[list[str], list[list[str]]]:
+def setting_table(report: SweepAnalysis, setting: str) -> tuple[list[str], list[list[str]]]:
     """The leaderboard of one setting: measured rows by mean, then the published ones; each measured
     pooling's paired difference to the baseline with its CI, effect size, raw and Holm-adjusted p."""
     versus = report.baseline or "baseline"
@@ -75,12 +75,12 @@ def setting_table(report: Report, setting: str) -> tuple[list[str], list[list[st
     return header, body
 
 
-def verdict_table(report: Report) -> tuple[list[str], list[list[str]]]:
+def verdict_table(report: SweepAnalysis) -> tuple[list[str], list[list[str]]]:
     header = ["pooling", "verdict", *report.settings]
     return header, [[v.pool, v.text(), *(c.text() for c in v.comparisons)] for v in report.verdicts]
 
 
-def verdict_rule(report: Report) -> list[str]:
+def verdict_rule(report: SweepAnalysis) -> list[str]:
     with_published = [s for s in report.settings if report.reference_in_verdict[s]]
     lines = [
         "Rule (MLS-Bench): a pooling wins when its mean strictly beats the best baseline's mean on every "
@@ -100,7 +100,7 @@ def verdict_rule(report: Report) -> list[str]:
     return lines
 
 
-def final_metrics(report: Report) -> dict[str, list[str]]:
+def final_metrics(report: SweepAnalysis) -> dict[str, list[str]]:
     """The original tooling's summary lines, per pooling: the mean best accuracy of completed seeds."""
     lines: dict[str, list[str]] = {}
     for verdict in report.verdicts:  # the sweep's pooling order
@@ -112,7 +112,7 @@ def final_metrics(report: Report) -> dict[str, list[str]]:
     return lines
 
 
-def _counts(report: Report) -> str:
+def _counts(report: SweepAnalysis) -> str:
     measured = [row for s in report.settings for row in report.rows[s]]
     total = sum(row.runs for row in measured)
     parts = [f"{sum(len(row.values) for row in measured)} completed"] + [
@@ -121,7 +121,7 @@ def _counts(report: Report) -> str:
     return f"{total} runs: " + ", ".join(parts)
 
 
-def setting_title(setting: str, report: Report | None = None) -> str:
+def setting_title(setting: str, report: SweepAnalysis | None = None) -> str:
     """``name: description``; an ad-hoc setting is described by the model and data set of its runs."""
     description = SETTINGS[setting].description if setting in SETTINGS else ""
     if not description and report is not None:
@@ -129,7 +129,7 @@ def setting_title(setting: str, report: Report | None = None) -> str:
     return f"{setting}: {description}" if description else setting
 
 
-def setting_facts(report: Report, setting: str) -> str:
+def setting_facts(report: SweepAnalysis, setting: str) -> str:
     """The line under a setting's title: its protocol, pool input and, for a diagnostic task, its side."""
     shape = report.pool_inputs.get(setting)
     text = f"Protocol: {report.protocols[setting]}."
@@ -144,7 +144,7 @@ def setting_facts(report: Report, setting: str) -> str:
     return text
 
 
-def fingerprint_table(report: Report) -> tuple[list[str], list[list[str]]]:
+def fingerprint_table(report: SweepAnalysis) -> tuple[list[str], list[list[str]]]:
     """Per pooling: accuracy on each diagnostic task, the two side averages and the lean (gap 0, gmp 1)."""
     fp = report.fingerprint
     assert fp is not None, "no diagnostic task in this report"
@@ -169,18 +169,18 @@ def tradeoff_cell(check: TaskCheck) -> str:
     return f"{first}; {second}"
 
 
-def tradeoff_table(report: Report) -> tuple[list[str], list[list[str]]]:
+def tradeoff_table(report: SweepAnalysis) -> tuple[list[str], list[list[str]]]:
     """Per pooling beyond the baselines: whether it escapes the trade-off, and each task's two comparisons."""
     tasks = [t.task for t in report.tradeoffs[0].tasks]
     return ["pooling", "no trade-off", *tasks], [[c.pool, c.text(), *map(tradeoff_cell, c.tasks)]
                                                  for c in report.tradeoffs]
 
 
-def tradeoff_rule(report: Report) -> str:
+def tradeoff_rule(report: SweepAnalysis) -> str:
     return TRADEOFF_RULE.format(baselines=", ".join(BASELINES), alpha=ALPHA, margin=report.margin)
 
 
-def comparisons_table(report: Report) -> tuple[list[str], list[list[str]]]:
+def comparisons_table(report: SweepAnalysis) -> tuple[list[str], list[list[str]]]:
     """Every comparison the report makes, each once: the family its Holm adjustment is over."""
     header = ["setting", "pooling", "versus", "n", "Δ [95% CI]", "effect", "test", "p", "p Holm"]
     body = [[setting, first, second, str(d.n), interval(d),
@@ -190,7 +190,7 @@ def comparisons_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def comparisons_intro(report: Report) -> str:
+def comparisons_intro(report: SweepAnalysis) -> str:
     return (f"Every comparison this report makes, each once: {report.family.size} tests with a p-value, "
             f"Holm-adjusted together so that the chance of any false * among them is at most {ALPHA}. Δ is the "
             "mean difference (the first pooling minus the second) with its 95% CI; effect is Cohen's d_z (paired: "
@@ -209,7 +209,7 @@ SEED_PLAN_INTRO = ("Seed planning, per setting for its two leading poolings: the
                    "needs).")
 
 
-def intro(report: Report) -> str:
+def intro(report: SweepAnalysis) -> str:
     """What the tables hold: the score, the statistics and what is left out of them."""
     return (f"Score: {SCORES[report.score]} (%) (`--score {report.score}`); mean ± sample std over the completed "
             f"seeds (n = completed/runs), 95% CI of the mean: {CI_METHOD}. Δ: the mean difference to the "
@@ -233,7 +233,7 @@ def _difference_columns(d: Difference, prefix: str, ci: str, effect: str) -> dic
             f"p_vs_{prefix}": format_p_exact(d.p_value), f"p_holm_vs_{prefix}": format_p_exact(d.p_holm)}
 
 
-def setting_records(report: Report, setting: str) -> list[dict[str, object]]:
+def setting_records(report: SweepAnalysis, setting: str) -> list[dict[str, object]]:
     """The CSV rows of one setting (CSV_COLUMNS): its measured rows, then the published ones."""
     verdicts = {v.pool: v for v in report.verdicts}
     records: list[dict[str, object]] = []
@@ -269,7 +269,7 @@ def setting_records(report: Report, setting: str) -> list[dict[str, object]]:
     return records
 
 
-def bar_data(report: Report) -> dict[str, list[Bar]]:
+def bar_data(report: SweepAnalysis) -> dict[str, list[Bar]]:
     """The bar chart's input: per setting, measured rows with a mean, then the published ones, each
     with its seeds' scores."""
     bars = {}
@@ -282,7 +282,7 @@ def bar_data(report: Report) -> dict[str, list[Bar]]:
     return bars
 
 
-def difference_data(report: Report) -> dict[str, list[DifferenceBar]]:
+def difference_data(report: SweepAnalysis) -> dict[str, list[DifferenceBar]]:
     """The forest plot's input: per setting, each measured pooling's paired difference to the baseline."""
     data = {}
     for setting in report.settings:
@@ -310,7 +310,7 @@ PLOT_TITLES = {"curves": CURVES["test_acc"][1], "val-curves": CURVES["val_acc"][
 _CURVE_PLOTS = {"curves": "test_acc", "val-curves": "val_acc", "loss-curves": "train_loss", "lr-curves": "lr"}
 
 
-def plots(report: Report) -> dict[str, bytes]:
+def plots(report: SweepAnalysis) -> dict[str, bytes]:
     """Name (a PLOT_TITLES key) -> PNG of the report's plots; none when no run completed."""
     images = {}
     score = SCORES[report.score]
@@ -335,7 +335,7 @@ def plots(report: Report) -> dict[str, bytes]:
     return images
 
 
-def margin_data(report: Report) -> dict[str, list[MarginBar]]:
+def margin_data(report: SweepAnalysis) -> dict[str, list[MarginBar]]:
     """The no-trade-off plot's input: per task, each checked pooling against the best baseline there."""
     data: dict[str, list[MarginBar]] = {}
     for check in report.tradeoffs:
@@ -347,7 +347,7 @@ def margin_data(report: Report) -> dict[str, list[MarginBar]]:
     return data
 
 
-def fingerprint_points(report: Report) -> list[tuple[str, float, float]]:
+def fingerprint_points(report: SweepAnalysis) -> list[tuple[str, float, float]]:
     """(pooling, mean side, max side) of every pooling that ran all diagnostic tasks."""
     fp = report.fingerprint
     rows = fp.rows if fp is not None else []
@@ -383,7 +383,7 @@ class Plots(NamedTuple):
 
 
 Body = Table | Items | Code | Plots
-R = TypeVar("R", Report, VariantsReport)
+R = TypeVar("R", SweepAnalysis, VariantsAnalysis)
 
 
 @dataclass(frozen=True)
@@ -409,18 +409,18 @@ class Section(Generic[R]):
             return []
         if not self.per_setting:
             return [""]
-        return list(report.settings) if isinstance(report, Report) else [a.setting for a in report.settings]
+        return list(report.settings) if isinstance(report, SweepAnalysis) else [a.setting for a in report.settings]
 
     def heading(self, report: R, key: str) -> str:
         return self.title if isinstance(self.title, str) else self.title(report, key)
 
 
-def _published_marks(report: Report, setting: str) -> list[bool]:
+def _published_marks(report: SweepAnalysis, setting: str) -> list[bool]:
     return [False] * len(report.rows[setting]) + [True] * len(report.references.get(setting, []))
 
 
 #: The sections of a report, in order: a new section is one entry here (and its data in the analysis).
-SECTIONS: list[Section[Report]] = [
+SECTIONS: list[Section[SweepAnalysis]] = [
     Section(title=lambda r, s: setting_title(s, r), intro=lambda r, s: [setting_facts(r, s)],
             body=lambda r, s: Table(*setting_table(r, s), _published_marks(r, s)), per_setting=True,
             records=setting_records),
@@ -440,12 +440,12 @@ SECTIONS: list[Section[Report]] = [
 ]
 
 
-def _across(vr: VariantsReport, setting: str) -> SettingAcross:
+def _across(vr: VariantsAnalysis, setting: str) -> SettingAcross:
     return next(across for across in vr.settings if across.setting == setting)
 
 
 #: The side-by-side sections of a sweep of protocol variants (each variant's own report follows them).
-VARIANT_SECTIONS: list[Section[VariantsReport]] = [
+VARIANT_SECTIONS: list[Section[VariantsAnalysis]] = [
     Section(title=lambda vr, s: setting_title(s, next(iter(vr.reports.values()))), intro=lambda vr, s: [],
             body=lambda vr, s: Table(*variant_setting_table(vr, _across(vr, s))), per_setting=True),
     Section("How much the ranking moves", intro=lambda vr, _: [],
@@ -487,7 +487,7 @@ def md_sections(report: R, sections: list[Section[R]], level: int = 2,
     return out
 
 
-def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
+def to_markdown(report: SweepAnalysis, images: dict[str, str] | None = None) -> str:
     """The report as Markdown; ``images`` (plot name -> file) are linked after the tables."""
     out = [f"# poolbench report: {report.root}", "", _counts(report) + ".", "", intro(report), ""]
     out += [f"Note: {note}" for note in report.notes] + ([""] if report.notes else [])
@@ -515,7 +515,7 @@ def html_sections(report: R, sections: list[Section[R]], level: int = 2) -> list
         for key in section.keys(report):
             body: Body = section.body(report, key)
             if isinstance(body, Plots):
-                assert isinstance(report, Report), "plots belong to one report"
+                assert isinstance(report, SweepAnalysis), "plots belong to one report"
                 out += [f"<h{level}>{PLOT_TITLES[name]}</h{level}>"
                         f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
                         for name, png in plots(report).items()]
@@ -539,7 +539,7 @@ HTML_HEAD = (f"<!doctype html><html><head><meta charset='utf-8'><title>poolbench
              f"<style>{HTML_STYLE}</style></head><body>")
 
 
-def to_html(report: Report) -> str:
+def to_html(report: SweepAnalysis) -> str:
     """One self-contained HTML file: tables, verdict, and the plots inlined as base64 PNG."""
     e = html.escape
     head = f"<h1>poolbench report: {e(str(report.root))}</h1><p>{e(_counts(report))}.</p><p>{e(intro(report))}</p>"
@@ -547,7 +547,7 @@ def to_html(report: Report) -> str:
     return "\n".join([HTML_HEAD, head, *notes, *html_sections(report, SECTIONS)]) + "</body></html>\n"
 
 
-def to_csv(report: Report) -> str:
+def to_csv(report: SweepAnalysis) -> str:
     """One row per setting and pooling (published rows too), every statistic in its own column."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
@@ -561,12 +561,12 @@ def to_csv(report: Report) -> str:
 
 # --- Protocol variants side by side -----------------------------------------------------------
 
-def variant_title(vr: VariantsReport, variant: str) -> str:
+def variant_title(vr: VariantsAnalysis, variant: str) -> str:
     """``lr0.05 (lr 0.05)``: a variant's folder and the protocol values that make it."""
     return f"{variant} ({', '.join(f'{name} {value}' for name, value in vr.values[variant].items())})"
 
 
-def variants_intro(vr: VariantsReport) -> str:
+def variants_intro(vr: VariantsAnalysis) -> str:
     return (f"This sweep ran its grid under {len(vr.variants)} protocol variants: "
             f"{'; '.join(variant_title(vr, v) for v in vr.variants)}. Each variant is reported on its own below: "
             "its poolings are compared with each other, never with another variant's runs (each has its own Holm "
@@ -576,7 +576,7 @@ def variants_intro(vr: VariantsReport) -> str:
             "describes the sweep, it is no test).")
 
 
-def variant_setting_table(vr: VariantsReport, across: SettingAcross) -> tuple[list[str], list[list[str]]]:
+def variant_setting_table(vr: VariantsAnalysis, across: SettingAcross) -> tuple[list[str], list[list[str]]]:
     """One setting: per pooling its mean (n) and rank under each variant, and how far its rank moves."""
     header = ["pooling", *(f"{v} mean (n)" for v in vr.variants), *(f"rank {v}" for v in vr.variants), "moves"]
     body = []
@@ -589,14 +589,14 @@ def variant_setting_table(vr: VariantsReport, across: SettingAcross) -> tuple[li
     return header, body
 
 
-def variant_agreement_table(vr: VariantsReport) -> tuple[list[str], list[list[str]]]:
+def variant_agreement_table(vr: VariantsAnalysis) -> tuple[list[str], list[list[str]]]:
     """Per setting and pair of variants: Kendall's tau of their orders of the poolings."""
     header = ["setting", "variants", "Kendall tau", "poolings ranked in both"]
     return header, [[across.setting, f"{a.first} vs {a.second}", format_number(a.tau), str(a.n)]
                     for across in vr.settings for a in across.agreements]
 
 
-def variant_fingerprint_table(vr: VariantsReport) -> tuple[list[str], list[list[str]]]:
+def variant_fingerprint_table(vr: VariantsAnalysis) -> tuple[list[str], list[list[str]]]:
     """Per pooling, its fingerprint's mean side, max side and lean under each variant."""
     fingerprints = {v: r.fingerprint for v, r in vr.reports.items() if r.fingerprint is not None}
     header = ["pooling", *(f"{v} {part}" for v in fingerprints for part in ("mean side", "max side", "lean"))]
@@ -622,7 +622,7 @@ def _demoted_markdown(text: str, title: str) -> list[str]:
     return lines
 
 
-def variants_to_markdown(vr: VariantsReport, images: dict[str, dict[str, str]] | None = None) -> str:
+def variants_to_markdown(vr: VariantsAnalysis, images: dict[str, dict[str, str]] | None = None) -> str:
     """The variants side by side, then each variant's own report (``images``: variant -> plot -> file)."""
     out = [f"# poolbench report: {vr.root}", "", variants_intro(vr), "", "## Protocol variants side by side", ""]
     out += md_sections(vr, VARIANT_SECTIONS, level=3)
@@ -632,7 +632,7 @@ def variants_to_markdown(vr: VariantsReport, images: dict[str, dict[str, str]] |
     return "\n".join(out)
 
 
-def variants_to_html(vr: VariantsReport) -> str:
+def variants_to_html(vr: VariantsAnalysis) -> str:
     """One self-contained HTML page: the variants side by side, then each variant's report."""
     e = html.escape
     out = [HTML_HEAD, f"<h1>poolbench report: {e(str(vr.root))}</h1><p>{e(variants_intro(vr))}</p>",
@@ -645,7 +645,7 @@ def variants_to_html(vr: VariantsReport) -> str:
     return "\n".join(out + ["</body></html>", ""])
 
 
-def variants_to_csv(vr: VariantsReport) -> str:
+def variants_to_csv(vr: VariantsAnalysis) -> str:
     """Every variant's CSV rows (to_csv), each with the variant in a first column."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, ["variant", *CSV_COLUMNS], lineterminator="\n")

@@ -8,7 +8,7 @@ and the published protocol; its runs scale the crop padding to the images' size 
 
 >>> from poolbench.training import catalog
 >>> setting = catalog.get_setting("resnet20@cifar10")
->>> setting.name, setting.num_classes, setting.protocol.epochs
+>>> setting.name, catalog.num_classes(setting), setting.protocol.epochs
 ('resnet20-cifar10', 10, 200)
 >>> catalog.get_setting("resnet56@cifar100").name  # a pair that is a named setting is that setting
 'resnet56-cifar100'
@@ -63,8 +63,14 @@ def setting_for(arch: str, dataset: str) -> Setting:
         info = data.describe(dataset)
     except data.DataMissingError as error:
         raise ValueError(str(error)) from None
-    return Setting(pair_label(arch, dataset), arch, dataset, info.num_classes, None, Protocol(),
+    return Setting(pair_label(arch, dataset), arch, dataset, None, Protocol(),
                    description=f"{arch} on {dataset}", image_size=min(info.image_shape[1:]))
+
+
+def num_classes(setting: Setting) -> int:
+    """The classes ``setting`` is trained on: its data set's, from the data registry (or read from
+    the data for an own data set; see :func:`poolbench.data.describe`)."""
+    return data.describe(setting.dataset).num_classes
 
 
 def pool_input(arch: str, dataset: str, image_size: int | None = None) -> tuple[int, int, int]:

@@ -54,7 +54,7 @@ class CompiledForward:
             self._fall_back(error)
 
     @property
-    def status(self) -> str:
+    def compiled_as(self) -> str:
         """``compiled`` (``+cudagraphs`` on CUDA), or why the run went on uncompiled."""
         if self.failure is not None:
             return f"uncompiled: {self.failure}"

@@ -25,7 +25,7 @@ def sweep_dir(tmp_path_factory):
     return root
 
 
-def recompute(report: sweep_analysis.Report) -> dict[tuple[str, str, str], float]:
+def recompute(report: sweep_analysis.SweepAnalysis) -> dict[tuple[str, str, str], float]:
     """(setting, pooling, versus) -> raw p of every comparison, from the rows' scores (scipy)."""
     rows = {(r.setting, r.label): r for s in report.settings
             for r in report.rows[s] + report.references.get(s, [])}

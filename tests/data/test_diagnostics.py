@@ -22,6 +22,7 @@ from poolbench.cli import main
 from poolbench.contract import check_pool
 from poolbench.core.settings import SETTINGS, SUITES
 from poolbench.data.diagnostics import CELL, COUNTS, DIAGNOSTICS, GRID, PALETTE
+from poolbench.training import catalog
 
 
 def decode(image: torch.Tensor) -> list[tuple[int, float]]:
@@ -91,7 +92,8 @@ def test_diagnostic_settings_declare_their_side_and_form_the_suite():
     diagnostics = [SETTINGS[name] for name in SUITES["diagnostics"]]
     assert {s.favours for s in diagnostics} == {"mean", "max"}
     for setting in diagnostics:
-        assert setting.dataset in DIAGNOSTICS and setting.num_classes == DIAGNOSTICS[setting.dataset].num_classes
+        assert setting.dataset in DIAGNOSTICS
+        assert catalog.num_classes(setting) == DIAGNOSTICS[setting.dataset].num_classes
         assert DIAGNOSTICS[setting.dataset].favours == setting.favours
         assert setting.pool_input_shape == models.pool_input_shape(setting.arch)
 
@@ -103,7 +105,7 @@ def test_diagnostic_settings_declare_their_side_and_form_the_suite():
 ])
 def test_spatial_settings_keep_the_parameters_and_see_more_than_one_position(name, params, shape):
     setting = SETTINGS[name]
-    model = models.create(setting.arch, setting.num_classes)
+    model = models.create(setting.arch, catalog.num_classes(setting))
     assert sum(p.numel() for p in model.parameters()) == params
     assert models.pool_input_shape(setting.arch) == shape == setting.pool_input_shape
     assert name in SUITES["spatial"]

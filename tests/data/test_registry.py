@@ -17,6 +17,7 @@ from poolbench import data, models
 from poolbench.core.settings import SETTINGS
 from poolbench.data import datasets
 from poolbench.data.diagnostics import DIAGNOSTICS
+from poolbench.training import catalog
 
 CHEAP = ["digits", *DIAGNOSTICS]
 
@@ -71,11 +72,12 @@ def test_a_subset_is_described_from_its_source() -> None:
 
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_every_named_setting_agrees_with_its_data_set_and_model(name: str) -> None:
-    """A setting declares its classes and pool input (read without building a model or reading data,
-    e.g. by ``poolbench list`` and the report); both must be what the registry and the model say."""
+    """A setting's classes are its data set's; its pool input is declared (read without building a
+    model, e.g. by ``poolbench check`` and the report) and must be what the model measures."""
     setting = SETTINGS[name]
     info = data.describe(setting.dataset)
-    assert setting.num_classes == info.num_classes
+    assert catalog.num_classes(setting) == info.num_classes
+    assert not hasattr(setting, "num_classes")  # one source: the data registry
     assert setting.image_size == info.image_shape[1] == info.image_shape[2]
     assert setting.pool_input_shape == models.pool_input_shape(setting.arch, info.image_shape[1:],
                                                                num_classes=info.num_classes)

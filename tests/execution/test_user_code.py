@@ -25,6 +25,7 @@ from poolbench.core.settings import run_protocol
 from poolbench.execution import isolation
 from poolbench.execution.runner import build_model
 from poolbench.storage.rundir import RunConfig
+from poolbench.training import catalog
 from poolbench.training import train as train_module
 from poolbench.training.catalog import get_setting
 
@@ -104,7 +105,7 @@ def test_a_constructor_keeps_its_random_draws_but_not_its_settings():
 def run_config(pool: str, seed: int) -> RunConfig:
     setting = get_setting("quick")
     return RunConfig(setting=setting.name, arch=setting.arch, dataset=setting.dataset,
-                     num_classes=setting.num_classes, pool=pool, seed=seed, protocol=run_protocol(setting, {}))
+                     num_classes=catalog.num_classes(setting), pool=pool, seed=seed, protocol=run_protocol(setting, {}))
 
 
 def initial_weights(pool: str, seed: int) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from run_folders import run_report, write_run
 
-from poolbench.analysis.sweep_analysis import Report, build_report
+from poolbench.analysis.sweep_analysis import SweepAnalysis, build_report
 from poolbench.cli import main
 from poolbench.render.merge import gather
 from poolbench.render.report import to_csv, to_html, to_markdown
@@ -41,7 +41,7 @@ def grid(merge_example, tmp_path_factory) -> dict[str, Path]:
     return {"a": a, "b": b, "whole": whole, "b.csv": merge_example / "gpu-box.csv", "b.parquet": root / "b.parquet"}
 
 
-def _body(report: Report) -> tuple[str, str, str, list[str]]:
+def _body(report: SweepAnalysis) -> tuple[str, str, str, list[str]]:
     """What a merged report must share with the single folder's: its Markdown and HTML after the notes,
     its CSV, and its notes but the merge's own."""
     return (to_markdown(report).split("\n## ", 1)[1], to_html(report).split("<h2>", 1)[1], to_csv(report),

@@ -62,7 +62,7 @@ def test_the_last_smaller_batch_does_not_recompile_after_the_first_epoch():
     assert forward.compiled_sizes == {True: 8, False: 12}
     # per epoch: 2 full train batches and the test batch compiled, the last train batch (4) eager
     assert forward.calls == {"compiled": 3 * 3, "eager": 3 * 1}
-    assert forward.status == "compiled"
+    assert forward.compiled_as == "compiled"
 
 
 def test_compiled_training_is_the_same_training():
@@ -86,7 +86,7 @@ def test_a_compilation_that_cannot_work_falls_back_with_one_warning():
                                                                    warn=warnings.append))
     assert len(warnings) == 1
     assert "no C++ compiler here" in warnings[0] and "second line" not in warnings[0]
-    assert forward.status.startswith("uncompiled: ") and forward.calls["compiled"] == 0
+    assert forward.compiled_as.startswith("uncompiled: ") and forward.calls["compiled"] == 0
     assert [r.train_loss for r in compiled] == pytest.approx([r.train_loss for r in eager], rel=1e-6)
 
 
