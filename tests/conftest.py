@@ -68,6 +68,25 @@ def fake_data_sizes() -> dict[str, tuple[int, int]]:
     }
 
 
+DEBIAN_FMNIST = fmnist.SYSTEM_FOLDER  # read at import, before _hide_system_fmnist hides it for each test
+
+
+def require_debian_fmnist(folder: Path = DEBIAN_FMNIST) -> Path:
+    """``folder`` when it holds Debian's four files; otherwise the test FAILS: the package is part of
+    every machine the tests run on, so its absence is a broken setup, not a reason to skip."""
+    if not all((folder / f"{name}.gz").is_file() for name in fmnist.FMNIST_SHA256):
+        pytest.fail(f"needs Debian's package {fmnist.DEBIAN_PACKAGE} (apt-get install {fmnist.DEBIAN_PACKAGE}): "
+                    f"{folder} lacks its four .gz files")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def debian_fmnist() -> Path:
+    """Debian's folder of the real FashionMNIST (poolbench does not see it unless a test sets
+    SYSTEM_FOLDER or passes it as the data root)."""
+    return require_debian_fmnist()
+
+
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 

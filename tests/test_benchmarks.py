@@ -201,11 +201,16 @@ def test_an_atlas_sitting_adds_its_runs_to_the_table_and_the_next_one_resumes_fr
 
 
 @pytest.mark.slow
-def test_sweep_workers_times_both_ways_and_prints_the_ratio_and_the_machine():
+def test_sweep_workers_times_both_ways_and_prints_the_ratio_the_machine_and_the_real_suite(debian_fmnist):
     out = run_benchmark("sweep_workers.py", "--settings", "diag-majority", "--pools", "gap", "--seeds", "1",
-                        "--epochs", "1", "--jobs", "1")
+                        "--epochs", "1", "--jobs", "1", "--image-size", "16", "--real-pools", "gap",
+                        "--real-seeds", "1", "--real-epochs", "1", "--data-root", str(debian_fmnist))
     assert re.search(r"^machine: .+, \d+ cores; ", out, flags=re.M)
     assert re.search(r"^process per run: +1 runs in +[\d.]+ s", out, flags=re.M)
     assert re.search(r"^worker processes: +1 runs in +[\d.]+ s", out, flags=re.M)
     assert re.search(r"^ratio workers / process per run: \d+\.\d\d \(goal <= 0\.75: (met|not met)\)$", out, flags=re.M)
+    assert re.search(r"^real suite: poolbench sweep --suite real --pools gap --seeds 1 --jobs 1 --epochs 1 ", out,
+                     flags=re.M)
+    assert re.search(r"^real suite: 1 runs in +[\d.]+ s \([\d.]+ s a run; a subset: the goal is for the whole suite\)$",
+                     out, flags=re.M)
     assert "metrics.jsonl identical both ways (wall time aside): 1 of 1 runs" in out

@@ -21,27 +21,12 @@ import pytest
 import torch
 from torchvision import datasets as tvd
 
+from conftest import require_debian_fmnist
 from poolbench import data
 from poolbench.cli import main
 from poolbench.data import fmnist
 
-DEBIAN_FOLDER = fmnist.SYSTEM_FOLDER  # read at import, before conftest hides it for each test
-NEEDS_DEBIAN = f"needs Debian's package {fmnist.DEBIAN_PACKAGE} (apt-get install {fmnist.DEBIAN_PACKAGE})"
 FILES = list(fmnist.FMNIST_SHA256)  # train images, train labels, test images, test labels
-
-
-def require_debian_fmnist(folder: Path = DEBIAN_FOLDER) -> Path:
-    """``folder`` when it holds Debian's four files; otherwise the test FAILS: the package is part of
-    every machine the tests run on, so its absence is a broken setup, not a reason to skip."""
-    if not all((folder / f"{name}.gz").is_file() for name in FILES):
-        pytest.fail(f"{NEEDS_DEBIAN}: {folder} lacks its four .gz files")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def debian_fmnist() -> Path:
-    """Debian's folder of the real FashionMNIST (poolbench does not see it unless a test sets SYSTEM_FOLDER)."""
-    return require_debian_fmnist()
 
 
 @pytest.fixture(scope="session")

@@ -9,21 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_fmnist import require_debian_fmnist
 
 from poolbench import data
 from poolbench.cli import main
 from poolbench.core.settings import SUITES, get_setting
 
 
-@pytest.fixture(scope="module")
-def real_fmnist() -> Path:
-    return require_debian_fmnist()
-
-
-def test_the_balanced_subset_is_the_first_500_of_each_class_in_file_order(real_fmnist: Path) -> None:
-    full = data.load("fmnist", root=real_fmnist, download=False)
-    subset = data.load("fmnist-5k", root=real_fmnist, download=False)
+def test_the_balanced_subset_is_the_first_500_of_each_class_in_file_order(debian_fmnist: Path) -> None:
+    full = data.load("fmnist", root=debian_fmnist, download=False)
+    subset = data.load("fmnist-5k", root=debian_fmnist, download=False)
     assert subset.name == "fmnist-5k" and len(subset.train_labels) == 5_000 and len(subset.test_labels) == 10_000
     assert torch.bincount(subset.train_labels).tolist() == [500] * 10
     expected = torch.cat([torch.nonzero(full.train_labels == k).flatten()[:500] for k in range(10)]).sort().values
@@ -33,10 +27,10 @@ def test_the_balanced_subset_is_the_first_500_of_each_class_in_file_order(real_f
 
 
 @pytest.mark.slow
-def test_resnet8_learns_real_fashion_mnist_in_a_few_hundred_steps(real_fmnist: Path, tmp_path: Path, capsys) -> None:
+def test_resnet8_learns_real_fashion_mnist_in_a_few_hundred_steps(debian_fmnist: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     # 5,000 images at batch 16: 313 steps in the one epoch, at a gentle lr; chance is 10 %.
-    code = main(["run", "--setting", "resnet8-fmnist-5k", "--data-root", str(real_fmnist), "--no-download",
+    code = main(["run", "--setting", "resnet8-fmnist-5k", "--data-root", str(debian_fmnist), "--no-download",
                  "--epochs", "1", "--batch-size", "16", "--lr", "0.02", "--pool", "gem", "--seed", "1",
                  "--threads", "1", "--output-dir", str(out)])
     assert code == 0, capsys.readouterr().err
