@@ -531,9 +531,10 @@ def tradeoff_checks(family: Family, rows: dict[tuple[str, str], Row], tasks: lis
 
 
 def _pool_input(setting: str, summaries: list[rundir.RunSummary]) -> tuple[int, ...] | None:
-    """The (C, H, W) the setting's pooling sees: the named setting's, else from its runs' results."""
-    if setting in SETTINGS and SETTINGS[setting].pool_input_shape is not None:
-        return SETTINGS[setting].pool_input_shape
+    """The (C, H, W) the setting's pooling sees: a named setting's measured on its model, else from
+    its runs' results."""
+    if setting in SETTINGS:
+        return catalog.pool_input(SETTINGS[setting].arch, SETTINGS[setting].dataset)
     for summary in summaries:
         shape = (summary.result or {}).get("pool_input_shape") if summary.setting == setting else None
         if isinstance(shape, list) and len(shape) == 3:

@@ -7,7 +7,7 @@ import json
 import sys
 from contextlib import redirect_stdout
 
-from ..contract import BENCHMARK_POOL_INPUTS, ContractReport, check_pool
+from ..contract import ContractReport, benchmark_pool_inputs, check_pool
 from ..core.outcomes import ExitCode
 from ..core.settings import run_protocol
 from ..core.unique import unique
@@ -74,7 +74,7 @@ def run_checks(specs: list[str], as_json: bool, pool_inputs: list[tuple[int, int
 
 
 def check_one(spec: str, pool_inputs: list[tuple[int, int, int]] | None, time_limit_s: float) -> ContractReport:
-    shapes = BENCHMARK_POOL_INPUTS if pool_inputs is None else pool_inputs
+    shapes = benchmark_pool_inputs() if pool_inputs is None else pool_inputs
     if is_file_spec(spec):
         return isolation.check_in_child(spec, pool_inputs=shapes, time_limit_s=time_limit_s)
     return check_pool(spec, pool_inputs=shapes)

@@ -28,9 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def setting_record(setting: Setting, image_size: int | None = None) -> dict[str, Any]:
     """A setting as plain data, for ``list --json``; ``image_size`` as ``--image-size`` would resize."""
     protocol = run_protocol(setting, {"image_size": image_size})
-    shape = setting.pool_input_shape if image_size is None else None
-    if shape is None:
-        shape = isolation.model_pool_input(setting.arch, setting.dataset, protocol.image_size)
+    shape = isolation.model_pool_input(setting.arch, setting.dataset, protocol.image_size)
     return {"name": setting.name, "arch": setting.arch, "dataset": setting.dataset,
             "num_classes": catalog.num_classes(setting), "pool_input_shape": list(shape),
             "suites": list(setting.suites),

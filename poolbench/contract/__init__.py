@@ -8,7 +8,7 @@ keep its state where PyTorch can move and save it, and evaluate each sample on i
 >>> report.ok
 True
 
-``poolbench run`` calls ``check_pool(spec, pool_inputs=[setting.pool_input_shape],
+``poolbench run`` calls ``check_pool(spec, pool_inputs=[its pool input],
 include_cost=False)`` before loading data and refuses a failing pooling; ``poolbench check``
 prints :meth:`ContractReport.format` (see poolbench.cli.check_verb).
 
@@ -25,12 +25,14 @@ on CPU, whose autocast casts other ops than CUDA's; an op missing in low precisi
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
 
+from .. import models
 from ..core import global_state
 from ..core.precision import AMP_DTYPES
 from ..core.settings import BENCHMARK_SETTINGS, get_setting
@@ -40,11 +42,14 @@ from . import numeric, structure
 from .findings import CheckResult, CheckStatus, ContractReport
 from .subject import Check, ContractViolation, Subject, one_line
 
-__all__ = ["BENCHMARK_POOL_INPUTS", "CHECKS", "CheckResult", "ContractReport", "CheckStatus", "check_pool"]
+__all__ = ["CHECKS", "CheckResult", "ContractReport", "CheckStatus", "benchmark_pool_inputs", "check_pool"]
 
-BENCHMARK_POOL_INPUTS: tuple[tuple[int, int, int], ...] = tuple(
-    shape for name in BENCHMARK_SETTINGS if (shape := get_setting(name).pool_input_shape) is not None
-)
+@functools.cache
+def benchmark_pool_inputs() -> tuple[tuple[int, int, int], ...]:
+    """The (C, H, W) each benchmark setting's pooling sees, measured on its model (once per process,
+    a fraction of a second): what a pooling is checked at unless told otherwise."""
+    return tuple(models.pool_input_shape(setting.arch, setting.image_size)
+                 for setting in map(get_setting, BENCHMARK_SETTINGS))
 
 # Every check after "construct", in report order.
 CHECKS: list[tuple[str, Check]] = [
@@ -134,19 +139,22 @@ def _ignore(_: object) -> None:
 
 
 def check_pool(spec: str | Callable, *,
-               pool_inputs: Sequence[tuple[int, int, int]] = BENCHMARK_POOL_INPUTS, include_cost: bool = True,
+               pool_inputs: Sequence[tuple[int, int, int]] | None = None, include_cost: bool = True,
                device: str | torch.device = "cpu", seed: int = 0,
                on_stage: Stage = _ignore, on_result: Done = _ignore) -> ContractReport:
     """Run the contract checks on a pooling and return the report; never raises for a bad pooling.
 
     ``spec`` is a registered name, ``path.py[:Class]`` (class ``CustomPool`` by default) or a
-    factory. ``pool_inputs`` are the ``(C, H, W)`` the pooling will see; the checks add odd sizes.
+    factory. ``pool_inputs`` are the ``(C, H, W)`` the pooling will see (default: the benchmark
+    settings', :func:`benchmark_pool_inputs`); the checks add odd sizes.
     The global RNG state and torch's thread count are restored afterwards, so checking does not
     change a run. The pooling runs in this process: ``poolbench check`` and ``poolbench run`` run
     a pooling file's check in a child process with a time limit instead
     (:mod:`poolbench.execution.isolation`), told where it is by ``on_stage`` and ``on_result``.
     """
     start = time.perf_counter()
+    if pool_inputs is None:
+        pool_inputs = benchmark_pool_inputs()
     pool_inputs = cast(list[tuple[int, int, int]], [tuple(shape) for shape in pool_inputs])  # checked below
     if not pool_inputs or any(len(s) != 3 or min(s) < 1 for s in pool_inputs):
         raise ValueError(f"pool_inputs must be a non-empty list of (C, H, W), got {pool_inputs}")

@@ -90,15 +90,13 @@ class Setting:
     ``suites`` are the groups ``sweep --suite`` runs it in; ``favours`` is the pooling family
     theory favours on a diagnostic task (``"mean"`` or ``"max"``), None elsewhere. Its classes are
     the data set's (``poolbench.data.describe(setting.dataset).num_classes``, read through
-    ``poolbench.training.catalog.num_classes``). ``pool_input_shape`` is stated rather than
-    measured because measuring builds the model (seconds for the three benchmark models, at every
-    ``check``); tests/models/test_models.py measures each one against it.
+    ``poolbench.training.catalog.num_classes``) and the (C, H, W) its pooling sees is measured on the
+    model (``catalog.pool_input``): neither is restated here.
     """
 
     name: str
     arch: str
     dataset: str
-    pool_input_shape: tuple[int, int, int] | None  # (C, H, W) the pooling sees; None: not tabled
     protocol: Protocol = Protocol()
     description: str = ""
     suites: tuple[str, ...] = ()
@@ -125,36 +123,36 @@ REAL_PROTOCOL = Protocol(epochs=5, batch_size=64, lr=0.05)
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
-        Setting("resnet56-cifar100", "resnet56", "cifar100", (64, 8, 8),
+        Setting("resnet56-cifar100", "resnet56", "cifar100",
                 description="ResNet-56 (CIFAR style) on CIFAR-100", suites=("benchmark", "spatial")),
-        Setting("vgg16bn-cifar100", "vgg16bn", "cifar100", (512, 1, 1),
+        Setting("vgg16bn-cifar100", "vgg16bn", "cifar100",
                 description="VGG-16-BN (CIFAR style) on CIFAR-100", suites=("benchmark",)),
-        Setting("mobilenetv2-fmnist", "mobilenetv2", "fmnist", (1280, 1, 1),
+        Setting("mobilenetv2-fmnist", "mobilenetv2", "fmnist",
                 description="MobileNetV2 (width 1.0) on FashionMNIST resized to 32x32", suites=("benchmark",)),
         # The spatial suite: real data where the pooling sees more than one position.
-        Setting("vgg16bn-2x2-cifar100", "vgg16bn-2x2", "cifar100", (512, 2, 2),
+        Setting("vgg16bn-2x2-cifar100", "vgg16bn-2x2", "cifar100",
                 description="VGG-16-BN without its last max-pool on CIFAR-100", suites=("spatial",)),
-        Setting("mobilenetv2-4x4-fmnist", "mobilenetv2-4x4", "fmnist", (1280, 4, 4),
+        Setting("mobilenetv2-4x4-fmnist", "mobilenetv2-4x4", "fmnist",
                 description="MobileNetV2 (width 1.0) with CIFAR strides on FashionMNIST resized to 32x32",
                 suites=("spatial",)),
         # The diagnostic suite: generated data whose label one pooling family can read and the other cannot.
-        Setting("diag-majority", "resnet8", "majority", (64, 8, 8), MEAN_TASK_PROTOCOL,
+        Setting("diag-majority", "resnet8", "majority", MEAN_TASK_PROTOCOL,
                 "ResNet-8: which colour do most squares have (generated)", ("diagnostics",), "mean"),
-        Setting("diag-count", "resnet8", "count", (64, 8, 8), MEAN_TASK_PROTOCOL,
+        Setting("diag-count", "resnet8", "count", MEAN_TASK_PROTOCOL,
                 "ResNet-8: how many squares are there (generated)", ("diagnostics",), "mean"),
-        Setting("diag-brightest", "resnet8", "brightest", (64, 8, 8), MAX_TASK_PROTOCOL,
+        Setting("diag-brightest", "resnet8", "brightest", MAX_TASK_PROTOCOL,
                 "ResNet-8: the colour of the single brightest square (generated)", ("diagnostics",), "max"),
         # Not in the suite (its budget would push the suite past a few minutes): one bright square
         # among dim ones, where gap's accuracy depends much on the seed.
-        Setting("diag-salient", "resnet8", "salient", (64, 8, 8), MAX_TASK_PROTOCOL,
+        Setting("diag-salient", "resnet8", "salient", MAX_TASK_PROTOCOL,
                 "ResNet-8: the colour of the one bright square among dim ones (generated)", (), "max"),
         # The real-data suite: real images where the pooling sees an 8x8 map, sized for 2 CPU cores
         # (5 poolings x 5 seeds in under 15 minutes with --jobs 2; see docs/real.md).
-        Setting("resnet8-fmnist-5k", "resnet8", "fmnist-5k", (64, 8, 8), REAL_PROTOCOL,
+        Setting("resnet8-fmnist-5k", "resnet8", "fmnist-5k", REAL_PROTOCOL,
                 "ResNet-8 on FashionMNIST (500 training images per class, the full test set), 32x32",
                 ("real",)),
         # The embedded default: real data shipped with scikit-learn, no download, CPU-sized.
-        Setting("quick", "resnet20", "digits", (64, 8, 8),
+        Setting("quick", "resnet20", "digits",
                 protocol=Protocol(epochs=10, batch_size=32, lr=0.01),
                 description="ResNet-20 on scikit-learn's 8x8 digits, upscaled (no download)"),
     ]

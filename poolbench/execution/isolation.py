@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .. import models
-from ..contract import BENCHMARK_POOL_INPUTS, CheckResult, ContractReport, check_pool
+from ..contract import CheckResult, ContractReport, benchmark_pool_inputs, check_pool
 from ..core.quoting import quote, shorten
 from ..core.setting_spec import arch_file, is_arch_file
 from ..pools import registry as pool_registry
@@ -151,7 +151,7 @@ def _check_target(spec: str, pool_inputs: list[tuple[int, int, int]], include_co
     return result.seconds
 
 
-def check_in_child(spec: str, *, pool_inputs: Sequence[tuple[int, int, int]] = BENCHMARK_POOL_INPUTS,
+def check_in_child(spec: str, *, pool_inputs: Sequence[tuple[int, int, int]] | None = None,
                    include_cost: bool = True, time_limit_s: float = CALL_TIME_LIMIT_S) -> ContractReport:
     """:func:`poolbench.contract.check_pool` of ``spec`` in a child process (see the module's text).
 
@@ -159,6 +159,8 @@ def check_in_child(spec: str, *, pool_inputs: Sequence[tuple[int, int, int]] = B
     after it are not run. A file's report is kept for the command by its content (a sweep checks
     a file where the user named it and then its copy): an edited file is checked again.
     """
+    if pool_inputs is None:
+        pool_inputs = benchmark_pool_inputs()
     path_text, _, class_name = spec.partition(":")
     try:
         content = hashlib.sha256(Path(path_text).expanduser().read_bytes()).hexdigest()

@@ -63,7 +63,7 @@ def setting_for(arch: str, dataset: str) -> Setting:
         info = data.describe(dataset)
     except data.DataMissingError as error:
         raise ValueError(str(error)) from None
-    return Setting(pair_label(arch, dataset), arch, dataset, None, Protocol(),
+    return Setting(pair_label(arch, dataset), arch, dataset, Protocol(),
                    description=f"{arch} on {dataset}", image_size=min(info.image_shape[1:]))
 
 

@@ -14,8 +14,9 @@ from torch import nn
 
 import poolbench.pools as pools
 from poolbench.cli.check_verb import run_checks
-from poolbench.contract import BENCHMARK_POOL_INPUTS, CHECKS, ContractReport, check_pool
-from poolbench.core.settings import BENCHMARK_SETTINGS, get_setting
+from poolbench.contract import CHECKS, ContractReport, benchmark_pool_inputs, check_pool
+from poolbench.core.settings import BENCHMARK_SETTINGS
+from poolbench.pools.classic import GlobalAvgPool
 
 BROKEN = Path(__file__).parent.parent / "broken_pools"
 pytestmark = pytest.mark.filterwarnings("ignore:std\\(\\)")  # torch warns about the very mistake tested
@@ -297,8 +298,17 @@ def test_run_style_check_on_one_setting():
     assert report.result("finite_1x1").status == "FAIL"
 
 
-def test_benchmark_pool_inputs_come_from_the_settings():
-    assert BENCHMARK_POOL_INPUTS == tuple(get_setting(n).pool_input_shape for n in BENCHMARK_SETTINGS)
+def test_benchmark_pool_inputs_are_measured_on_the_benchmark_settings_models():
+    assert benchmark_pool_inputs() == ((64, 8, 8), (512, 1, 1), (1280, 1, 1))  # resnet56, vgg16bn, mobilenetv2
+    assert BENCHMARK_SETTINGS == ("resnet56-cifar100", "vgg16bn-cifar100", "mobilenetv2-fmnist")
+    seen: list[int | None] = []
+
+    def recording_gap(channels: int | None = None) -> torch.nn.Module:
+        seen.append(channels)
+        return GlobalAvgPool()
+
+    assert check_pool(recording_gap, include_cost=False).ok  # by default, at the benchmark settings' inputs
+    assert {64, 512, 1280} <= set(seen)
 
 
 def test_cost_is_measured_against_gap_quickly():

@@ -95,7 +95,7 @@ def test_diagnostic_settings_declare_their_side_and_form_the_suite():
         assert setting.dataset in DIAGNOSTICS
         assert catalog.num_classes(setting) == DIAGNOSTICS[setting.dataset].num_classes
         assert DIAGNOSTICS[setting.dataset].favours == setting.favours
-        assert setting.pool_input_shape == models.pool_input_shape(setting.arch)
+        assert catalog.pool_input(setting.arch, setting.dataset) == (64, 8, 8)
 
 
 @pytest.mark.parametrize(("name", "params", "shape"), [
@@ -107,7 +107,7 @@ def test_spatial_settings_keep_the_parameters_and_see_more_than_one_position(nam
     setting = SETTINGS[name]
     model = models.create(setting.arch, catalog.num_classes(setting))
     assert sum(p.numel() for p in model.parameters()) == params
-    assert models.pool_input_shape(setting.arch) == shape == setting.pool_input_shape
+    assert models.pool_input_shape(setting.arch) == shape == catalog.pool_input(setting.arch, setting.dataset)
     assert name in SUITES["spatial"]
 
 

@@ -13,6 +13,7 @@ import torch
 from poolbench import data
 from poolbench.cli import main
 from poolbench.core.settings import SUITES, get_setting
+from poolbench.training import catalog
 
 
 def test_the_balanced_subset_is_the_first_500_of_each_class_in_file_order(debian_fmnist: Path) -> None:
@@ -46,7 +47,7 @@ def test_resnet8_learns_real_fashion_mnist_in_a_few_hundred_steps(debian_fmnist:
 def test_the_real_suite_is_five_poolings_by_five_seeds_of_an_8x8_map(tmp_path: Path, capsys) -> None:
     assert SUITES["real"] == ("resnet8-fmnist-5k",)
     setting = get_setting("resnet8-fmnist-5k")
-    assert setting.pool_input_shape == (64, 8, 8) and setting.dataset == "fmnist-5k"
+    assert catalog.pool_input(setting.arch, setting.dataset) == (64, 8, 8) and setting.dataset == "fmnist-5k"
     assert main(["sweep", "--suite", "real", "--pools", "gap,gmp,gem,avgmax,spectrum", "--seeds", "1,2,3,4,5",
                  "--out", str(tmp_path / "real"), "--dry-run"]) == 0
     assert len(re.findall(r"resnet8-fmnist-5k/\w+/seed\d", capsys.readouterr().out)) == 25

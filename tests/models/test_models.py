@@ -154,7 +154,6 @@ def test_mobilenetv2_width_mult_channels_match_torchvision(width_mult):
 def test_benchmark_pool_input_shapes(setting_name):
     setting = SETTINGS[setting_name]
     shape = models.pool_input_shape(setting.arch)
-    assert shape == setting.pool_input_shape
     assert shape == EXPECTED_POOL_INPUT[setting.arch]
 
 
