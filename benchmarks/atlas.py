@@ -45,7 +45,6 @@ from poolbench.analysis.levels import ALPHA
 from poolbench.analysis.paired import Difference, holm_adjust, paired
 from poolbench.core.atomic import atomic_write_bytes
 from poolbench.core.settings import SETTINGS, SUITES, run_protocol
-from poolbench.core.unique import unique
 from poolbench.pools import registry
 from poolbench.render import export
 from poolbench.training.catalog import num_classes
@@ -116,11 +115,27 @@ def missing_runs(table: list[dict[str, str]], pools: list[str], suites: list[str
                     if (setting, pool, seed) not in done] for suite in suites}
 
 
-def sweep_command(folder: Path, suite: str, todo: list[tuple[str, str, int]], args: argparse.Namespace) -> list[str]:
-    pools = ",".join(unique(pool for _, pool, _ in todo))
-    seeds = ",".join(str(seed) for seed in sorted({seed for _, _, seed in todo}))
-    command = [sys.executable, "-m", "poolbench", "sweep", "--out", str(folder), "--suite", suite, "--pools", pools,
-               "--seeds", seeds, "--jobs", str(args.jobs), "--threads", str(args.threads)]
+def grids(todo: list[tuple[str, str, int]]) -> list[tuple[int, list[str], list[str]]]:
+    """The missing runs as sweep grids that hold nothing else, seed by seed: (seed, settings, poolings),
+    the settings of one grid missing the same poolings. A sweep runs its whole grid, so a grid that
+    also held a finished run would train it again."""
+    missing: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for setting, pool, seed in todo:
+        missing[seed][setting].append(pool)
+    result = []
+    for seed, by_setting in missing.items():
+        same: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for setting, pools in by_setting.items():
+            same[tuple(pools)].append(setting)
+        result += [(seed, settings, list(pools)) for pools, settings in same.items()]
+    return result
+
+
+def sweep_command(folder: Path, seed: int, settings: list[str], pools: list[str],
+                  args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, "-m", "poolbench", "sweep", "--out", str(folder), "--settings", ",".join(settings),
+               "--pools", ",".join(pools), "--seeds", str(seed), "--jobs", str(args.jobs), "--threads",
+               str(args.threads)]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
     return command
@@ -148,13 +163,16 @@ def sitting(args: argparse.Namespace, table_path: Path, overrides: dict[str, obj
     print(f"atlas: {sum(map(len, todo.values()))} runs to go "
           f"({', '.join(f'{suite} {len(runs)}' for suite, runs in todo.items())})", flush=True)
     for suite, runs in todo.items():
-        if not runs or time.monotonic() >= deadline:
-            continue
-        folder = args.work / suite
-        run_until(sweep_command(folder, suite, runs, args), deadline)
-        if (folder / "sweep.json").exists():
-            table = merge(table, export.tables(folder)[0])
-            write_table(table_path, table)  # after each suite: a sitting stopped later loses nothing
+        for seed, settings, pools in grids(runs):
+            if time.monotonic() >= deadline:
+                break
+            # One folder per grid: a later sitting that finds the same grid missing resumes its
+            # unfinished runs' checkpoints; the table is what says which runs are done.
+            folder = args.work / suite / f"seed{seed}-{'+'.join(settings)}"
+            run_until(sweep_command(folder, seed, settings, pools, args), deadline)
+            if (folder / "sweep.json").exists():
+                table = merge(table, export.tables(folder)[0])
+                write_table(table_path, table)  # after each grid: a sitting stopped later loses nothing
 
 
 # --- The page ----------------------------------------------------------------------------------

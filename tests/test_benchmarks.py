@@ -184,6 +184,22 @@ def test_the_atlas_page_is_computed_from_the_table_by_the_reports_rules(tmp_path
     assert (tmp_path / "atlas" / "atlas.png").stat().st_size > 1000
 
 
+def test_an_atlas_sitting_sweeps_only_the_runs_the_table_lacks():
+    atlas = _atlas()
+    tasks = ["diag-majority", "diag-count", "diag-brightest"]
+    # seed 1 finished everywhere; seed 2: gap finished on diag-majority only, gem diverged on diag-count
+    table = [_atlas_row(atlas, task, pool, 1, 50.0) for task in tasks for pool in ("gap", "gem")]
+    table += [_atlas_row(atlas, "diag-majority", "gap", 2, 50.0),
+              _atlas_row(atlas, "diag-count", "gem", 2, None, status="diverged")]
+    todo = atlas.missing_runs(table, ["gap", "gem"], ["diagnostics"], [1, 2], {})["diagnostics"]
+    grids = atlas.grids(todo)
+    assert grids == [(2, ["diag-majority"], ["gem"]), (2, ["diag-count"], ["gap"]),
+                     (2, ["diag-brightest"], ["gap", "gem"])]
+    # every grid's cells are missing, and together they are every missing run, each once
+    cells = [(setting, pool, seed) for seed, settings, pools in grids for setting in settings for pool in pools]
+    assert sorted(cells) == sorted(todo) and len(cells) == len(set(cells)) == 4
+
+
 @pytest.mark.slow
 def test_an_atlas_sitting_adds_its_runs_to_the_table_and_the_next_one_resumes_from_it(tmp_path):
     args = ["--pools", "gap", "--seeds", "1", "--suites", "diagnostics", "--epochs", "1", "--minutes", "5",
