@@ -230,7 +230,7 @@ class LocalFlags:
         choices=("on", "off"))
 
 
-def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None],
+def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: Callable[[Outcome], None],
               flags: LocalFlags = LocalFlags(), note: Callable[[str], None] = print) -> bool:
     """Run ``todo`` ``jobs`` at a time (None: one); each gets its own GPU when there are GPUs (round robin),
     else ``cores // jobs`` CPU threads. Reports each outcome as it ends; True: they all ended here.
@@ -299,7 +299,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Call
                 for future in as_completed(futures):
                     outcome = future.result()
                     if outcome is not None:
-                        report(outcome)
+                        on_outcome(outcome)
             except BaseException as error:
                 stop.set()  # start no more runs; leaving the with-block waits for the ones running
                 for future in futures:
@@ -340,7 +340,7 @@ class RayFlags:
     ray_max_retries: int = option(3, "--ray-max-retries", "retries of a run whose worker or process dies (default 3)")
 
 
-def run_ray(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None],
+def run_ray(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: Callable[[Outcome], None],
             flags: RayFlags = RayFlags(), note: Callable[[str], None] = print) -> bool:
     """Run ``todo`` as Ray tasks (``jobs`` at a time, None: all) on the cluster at ``--ray-address``
     (None: the running or a new local one). One CPU per run, one GPU per run when the cluster has GPUs;
@@ -368,7 +368,7 @@ def run_ray(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callab
                     run = waiting.popleft()
                     settled = settled_elsewhere(sweep, run)
                     if settled is not None:
-                        report(settled)
+                        on_outcome(settled)
                         continue
                     ref = task.remote(run_arguments(sweep, run), str(sweep.root), sweep.relative(run), env)
                     pending[ref] = (run, time.perf_counter())
@@ -386,7 +386,7 @@ def run_ray(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callab
                             rundir.record_no_result(sweep.path(run), None, outcome.message)
                     if outcome.kind == Skipped.DISK_FULL:
                         waiting.clear()  # every run would hit the same disk: start no more
-                    report(outcome)
+                    on_outcome(outcome)
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref)  # raises KeyboardInterrupt in the task: run_process stops its process

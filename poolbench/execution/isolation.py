@@ -60,9 +60,9 @@ class ChildOutcome:
 
 def run_in_child(target: Callable[..., Any], args: tuple[Any, ...],
                  time_limit_s: float = CALL_TIME_LIMIT_S) -> ChildOutcome:
-    """Call ``target(*args, stage=..., report=...)`` in a new Python process.
+    """Call ``target(*args, stage=..., event=...)`` in a new Python process.
 
-    The target calls ``stage(name)`` before each call into user code and ``report(value)`` for
+    The target calls ``stage(name)`` before each call into user code and ``event(value)`` for
     each partial result the parent should keep if it later hangs or dies; its return value must
     be picklable. The child runs with one torch thread (the calls are small); its stdout is this
     process's stderr. A plain subprocess, not multiprocessing: that re-imports the caller's main
@@ -92,7 +92,7 @@ def run_in_child(target: Callable[..., Any], args: tuple[Any, ...],
                                     events=tuple(events))
             if kind == "stage":
                 stage, limit = payload, time_limit_s
-            elif kind == "report":
+            elif kind == "event":
                 events.append(payload)
             elif kind == "error":
                 return ChildOutcome(error=payload, events=tuple(events))
@@ -128,11 +128,11 @@ def _child_main(write_fd: int) -> None:
     def stage(name: str) -> None:
         sender.send(("stage", name))
 
-    def report(value: Any) -> None:
-        sender.send(("report", value))
+    def event(value: Any) -> None:
+        sender.send(("event", value))
 
     try:
-        value = target(*args, stage=stage, report=report)
+        value = target(*args, stage=stage, event=event)
     except (Exception, SystemExit) as error:
         sender.send(("error", " ".join(str(error).split()) or type(error).__name__))
     else:
@@ -145,9 +145,9 @@ def _child_main(write_fd: int) -> None:
 # --- The contract check of a pooling file --------------------------------------------------------
 
 def _check_target(spec: str, pool_inputs: list[tuple[int, int, int]], include_cost: bool, *,
-                  stage: Callable[[str], None], report: Callable[[Any], None]) -> float:
+                  stage: Callable[[str], None], event: Callable[[Any], None]) -> float:
     result = check_pool(spec, pool_inputs=pool_inputs, include_cost=include_cost, on_stage=stage,
-                        on_result=lambda r: report((r.name, r.status, r.message)))
+                        on_result=lambda r: event((r.name, r.status, r.message)))
     return result.seconds
 
 
@@ -227,7 +227,7 @@ def unbuildable_pool(pool: str, channels: int) -> str | None:
 
 
 def _pool_input_target(arch: str, dataset: str, image_size: int | None, *,
-                       stage: Callable[[str], None], report: Callable[[Any], None]) -> tuple[int, int, int]:
+                       stage: Callable[[str], None], event: Callable[[Any], None]) -> tuple[int, int, int]:
     stage(f"building {arch}")
     return pool_input(arch, dataset, image_size)
 
@@ -255,7 +255,7 @@ class Probe:
 
 
 def _probe_target(arch: str, dataset: str, image_size: int | None, pool: str, *,
-                  stage: Callable[[str], None], report: Callable[[Any], None]) -> dict[str, Any]:
+                  stage: Callable[[str], None], event: Callable[[Any], None]) -> dict[str, Any]:
     stage(f"building {arch}")
     try:
         shape = pool_input(arch, dataset, image_size)
@@ -271,7 +271,7 @@ def _probe_target(arch: str, dataset: str, image_size: int | None, pool: str, *,
     if problem is not None:
         return {"problem": problem}
     checked = check_pool(pool, pool_inputs=[shape], include_cost=False, on_stage=stage,
-                         on_result=lambda r: report((r.name, r.status, r.message)))
+                         on_result=lambda r: event((r.name, r.status, r.message)))
     return {"problem": None, "pool_input": shape, "seconds": checked.seconds}
 
 

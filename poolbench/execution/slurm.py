@@ -291,7 +291,7 @@ def stored_options(flags: SlurmFlags) -> dict[str, Any]:
             "slurm_mem": flags.slurm_mem and flags.slurm_mem.strip(), "slurm_additional_parameters": extra or None}
 
 
-def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Callable[[Outcome], None],
+def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: Callable[[Outcome], None],
               flags: SlurmFlags = SlurmFlags(), note: Callable[[str], None] = print) -> bool:
     """Submit ``todo`` as one job array (Slurm; ``jobs`` at a time) or as local jobs (``jobs`` at a
     time) and, unless ``--no-wait``, report each outcome as its task ends; ``note`` gets the job ids.
@@ -334,7 +334,7 @@ def run_slurm(sweep: Sweep, todo: list[SweepRun], jobs: int | None, report: Call
             outcome = _outcome(pending.pop(job), job, sweep)
             if outcome.kind == Skipped.DISK_FULL:
                 waiting.clear()  # every run would hit the same disk: submit no more
-            report(outcome)
+            on_outcome(outcome)
         if not finished:
             time.sleep(POLL_S)
     return wait
