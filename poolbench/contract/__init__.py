@@ -8,7 +8,7 @@ keep its state where PyTorch can move and save it, and evaluate each sample on i
 >>> report.ok
 True
 
-``poolbench run`` calls ``check_pool(spec, pool_inputs=[its pool input],
+``poolbench run`` calls ``check_pool(spec, pool_inputs=[the run's pool input],
 include_cost=False)`` before loading data and refuses a failing pooling; ``poolbench check``
 prints :meth:`ContractReport.format` (see poolbench.cli.check_verb).
 
