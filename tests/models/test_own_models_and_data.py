@@ -100,12 +100,12 @@ def test_specs_are_normalised_to_absolute_paths_and_labelled(tmp_path: Path, mon
 
 def test_an_adhoc_setting_takes_classes_and_size_from_the_data(png_folder: Path, grey_npz: Path) -> None:
     folder = catalog.get_setting(f"resnet8@imagefolder:{png_folder}")
-    assert (folder.name, folder.num_classes, folder.image_size) == ("resnet8-imagefolder-pets", 3, 20)
+    assert (folder.name, catalog.num_classes(folder), folder.image_size) == ("resnet8-imagefolder-pets", 3, 20)
     # Loaded at its own size, the crop padding scaled to it (4 px at 32: 2.5, rounded to even)
     assert run_protocol(folder, {}) == Protocol(crop_padding=2, image_size=20)
     assert run_protocol(folder, {"image_size": 64}).crop_padding == 8
     grey = catalog.get_setting(f"timm:resnet18@npz:{grey_npz}")
-    assert (grey.name, grey.num_classes, grey.image_size, run_protocol(grey, {}).crop_padding) == \
+    assert (grey.name, catalog.num_classes(grey), grey.image_size, run_protocol(grey, {}).crop_padding) == \
         ("timm-resnet18-npz-grey", 4, 12, 2)
     with pytest.raises(ValueError, match="did you mean resnet20"):
         catalog.get_setting(f"resnt20@npz:{grey_npz}")
