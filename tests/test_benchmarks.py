@@ -230,3 +230,15 @@ def test_sweep_workers_times_both_ways_and_prints_the_ratio_the_machine_and_the_
     assert re.search(r"^real suite: 1 runs in +[\d.]+ s \([\d.]+ s a run; a subset: the goal is for the whole suite\)$",
                      out, flags=re.M)
     assert "metrics.jsonl identical both ways (wall time aside): 1 of 1 runs" in out
+
+
+@pytest.mark.slow
+def test_suite_processes_records_each_process_the_tests_start():
+    # the chosen test starts one `python -c` process (poolbench imported where fcntl is missing)
+    out = run_benchmark("suite_processes.py", "tests/execution/test_runs.py", "-k",
+                        "imports_and_locks_without_fcntl", "-n", "0")
+    assert re.search(r": 1 passed, \d+ deselected", out)
+    assert re.search(r"^wall \d+ s; CPU of pytest and everything it started: \d+ s$", out, flags=re.M)
+    assert re.search(r"^2 Python processes recorded, \d+ s of CPU \(\d+%\):$", out, flags=re.M)
+    assert re.search(r"^ +[\d.]+ s +1 x +[\d.]+ s  pytest$", out, flags=re.M)
+    assert re.search(r"^ +[\d.]+ s +1 x +[\d.]+ s  python -c ", out, flags=re.M)
