@@ -7,9 +7,11 @@ can all use them without importing each other.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 # Per-operation socket timeout during a download attempt. Without it a network that silently drops
@@ -47,3 +49,15 @@ def record(name: str, **fields: Any) -> dict[str, Any]:
              "train_images": None, "test_images": None}
     found.update(fields)
     return found
+
+
+def user_folder(variable: str, leaf: str) -> Path:
+    """``$variable`` if set (made absolute), else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/leaf``.
+
+    A relative value is made absolute by the command, in the folder it was started from
+    (``poolbench.cli.anchor_path_variables``), before a sweep starts its runs elsewhere.
+    """
+    if os.environ.get(variable):
+        return Path(os.environ[variable]).expanduser().absolute()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "poolbench" / leaf

@@ -45,7 +45,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..core.quoting import quote
-from .common import DataMissingError, one_line
+from .common import DataMissingError, one_line, user_folder
 from .images import DataInfo, ImageData, channel_stats
 
 # Part of every cache key: bump it when the decoded result for the same files changes (decoding,
@@ -110,15 +110,8 @@ def spec_label(spec: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``.
-
-    A relative ``$POOLBENCH_CACHE`` is made absolute by the command, in the folder it was started
-    from (``poolbench.cli.anchor_path_variables``), before a sweep starts its runs elsewhere.
-    """
-    if os.environ.get("POOLBENCH_CACHE"):
-        return Path(os.environ["POOLBENCH_CACHE"]).expanduser().absolute()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "poolbench" / "decoded"
+    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``."""
+    return user_folder("POOLBENCH_CACHE", "decoded")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,10 @@ from torchvision.transforms.v2 import functional as TF
 from ..core.quoting import quote
 from ..core.setting_spec import dataset_prefix
 from . import cifar, custom, diagnostics, digits, fmnist
-from .common import DataMissingError  # noqa: F401  (defined there, found here as before)
+from .common import (
+    DataMissingError,  # noqa: F401  (defined there, found here as before)
+    user_folder,
+)
 from .images import DataInfo, DataSet, ImageData, channel_stats  # noqa: F401  (defined there, re-exported from here)
 
 # DOWNLOAD_TIMEOUT_S lives in .common, which every loader reads at call time: set it there
@@ -94,10 +96,7 @@ def is_custom(name: str) -> bool:
 
 def default_root() -> Path:
     """``$POOLBENCH_DATA`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/data``."""
-    if os.environ.get("POOLBENCH_DATA"):
-        return Path(os.environ["POOLBENCH_DATA"]).expanduser().absolute()  # see cli.anchor_path_variables
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "poolbench" / "data"
+    return user_folder("POOLBENCH_DATA", "data")
 
 
 def names() -> list[str]:
