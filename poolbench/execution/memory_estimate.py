@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .. import data, models
 from ..core.precision import AMP_DTYPES, amp_bytes
+from ..core.unique import unique
 from ..storage.sweepdir import Sweep, SweepRun
 from ..training.catalog import get_setting, num_classes
 from . import executors
@@ -209,9 +210,10 @@ def sweep_problem(sweep: Sweep, todo: list[SweepRun], jobs: int, probe_gpus: Any
             return None
         probe_gpus = probe
     specs = set()
-    for run in todo:
-        setting = get_setting(run.setting_spec)
-        overrides = sweep.protocol_overrides(run.variant)
+    # Once per setting and variant, not per run: an own data set's classes are read from its files.
+    for setting_spec, variant in unique((run.setting_spec, run.variant) for run in todo):
+        setting = get_setting(setting_spec)
+        overrides = sweep.protocol_overrides(variant)
         batch_size = overrides.get("batch_size") or setting.protocol.batch_size
         specs.add(RunSpec(setting.arch, num_classes(setting), setting.dataset, int(batch_size),
                           sweep.options.get("amp") or "none", bool(sweep.options.get("compile")),
