@@ -16,21 +16,18 @@ images must all have one size. Decoding a folder of PNGs or JPEGs takes seconds 
 or a sweep loads the data set many times, so the decoded tensors are cached in one file per data
 set, named by the SHA-256 of the content (every file's relative path and bytes, or the npz's bytes)
 and of the options: an edited, added or renamed image gives a new key, an unchanged data set is read
-back without decoding, once its content matches the SHA-256 stored in it (:func:`_blob_digest`).
+back without decoding, once its content matches the SHA-256 stored in it (:mod:`.decode_cache`).
 Anything the user can fix raises :class:`DataMissingError` with one line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
 import struct
-import tempfile
-import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +42,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..core.quoting import quote
-from .common import DataMissingError, one_line, user_folder
+from . import decode_cache
+from .common import DataMissingError, one_line
 from .images import DataInfo, ImageData, channel_stats
-
-# Part of every cache key: bump it when the decoded result for the same files changes (decoding,
-# resizing, the cache file's content), so that old cache files are never read as new ones.
-FORMAT_VERSION = 2  # 2: the entry holds the digest of its content
 
 _KINDS = ("imagefolder", "npz")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -58,7 +52,7 @@ _LAYOUT = "PATH/train/<class>/<image> and PATH/test/<class>/<image> (or PATH/val
 _NPZ_HOW = "numpy.savez(FILE, x_train=..., y_train=..., x_test=..., y_test=...)"
 _RESIZE_CHUNK = 1024  # images resized per call when an npz is resized: bounds the temporary memory
 
-Log = Callable[[str], None]
+Log = decode_cache.Log
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -107,11 +101,6 @@ def spec_label(spec: str) -> str:
     kind, path = _split_spec(normalise_spec(spec))
     name = Path(path).name if kind == "imagefolder" else Path(path).stem
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{kind}-{name or 'root'}")
-
-
-def default_cache_dir() -> Path:
-    """``$POOLBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) + ``/poolbench/decoded``."""
-    return user_folder("POOLBENCH_CACHE", "decoded")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -164,7 +153,7 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
 
     ``image_size``: resize every image once to N x N (bilinear, antialiased); ``None`` keeps the
     native size, which must then be the same for all images. ``cache_dir`` (default
-    :func:`default_cache_dir`) holds one file per decoded data set; a damaged or altered file there
+    :func:`.decode_cache.default_dir`) holds one file per decoded data set; a damaged or altered file there
     is deleted and rebuilt, and a cache that cannot be written only costs a decode next time. ``log`` gets one
     line saying where the data came from (default: silent). Mean and std are measured on the
     training split. Raises :class:`DataMissingError` for a data set that cannot be used as it is.
@@ -180,8 +169,6 @@ def load_custom(spec: str, image_size: int | None = None, cache_dir: Path | None
 
 def _load(spec: str, image_size: int | None, cache_dir: Path | None, log: Log | None) -> ImageData:
     kind, path = _split_spec(spec)
-    say: Log = log if log is not None else _silent
-    start = time.perf_counter()
     folder: _Folder | None = None
     npz: _Npz | None = None
     if kind == "imagefolder":
@@ -190,39 +177,23 @@ def _load(spec: str, image_size: int | None, cache_dir: Path | None, log: Log | 
     else:
         npz = _check_npz(Path(path), image_size)
         key = _npz_key(npz, image_size)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else decode_cache.default_dir()
+
+    def decode() -> dict[str, Any]:
+        if folder is not None:
+            train_images, train_labels, test_images, test_labels = _decode_folder(folder, image_size)
+            classes = folder.classes
+        else:
+            assert npz is not None
+            train_images, train_labels, test_images, test_labels = _decode_npz(npz, image_size)
+            classes = _npz_classes(npz.num_classes)
+        mean, std = channel_stats(train_images)
+        return dict(classes=list(classes), mean=list(mean), std=list(std), train_images=train_images,
+                    train_labels=train_labels, test_images=test_images, test_labels=test_labels)
+
     # Named by the key alone (the kind for the reader): a copy of the data set elsewhere shares the file.
-    cache_file = cache_dir / f"{kind}-{key}.pt"
-
-    blob = _read_cache(cache_file, key, say)
-    if blob is not None:
-        data = _image_data(spec, blob)
-        count = len(data.train_labels) + len(data.test_labels)
-        say(f"read {spec} from the cache ({count:,} images in {time.perf_counter() - start:.2f} s, {cache_file})")
-        return data
-
-    if folder is not None:
-        train_images, train_labels, test_images, test_labels = _decode_folder(folder, image_size)
-        classes = folder.classes
-    else:
-        assert npz is not None
-        train_images, train_labels, test_images, test_labels = _decode_npz(npz, image_size)
-        classes = _npz_classes(npz.num_classes)
-    mean, std = channel_stats(train_images)
-    blob = dict(format=FORMAT_VERSION, key=key, classes=list(classes), mean=list(mean), std=list(std),
-                train_images=train_images, train_labels=train_labels,
-                test_images=test_images, test_labels=test_labels)
-    blob["digest"] = _blob_digest(blob)
-    count = len(train_labels) + len(test_labels)
-    took = time.perf_counter() - start
-    try:
-        _write_cache(cache_file, blob)
-    except Exception as err:  # a cache is an optimisation: no failure to write it may fail the load
-        say(f"warning: decoded {count:,} images of {spec} in {took:.1f} s but could not cache them in "
-            f"{cache_dir} ({one_line(err)}); they will be decoded again next time")
-    else:
-        say(f"decoded {count:,} images of {spec} in {took:.1f} s; cached as {cache_file}")
-    return _image_data(spec, blob)
+    entry = decode_cache.load(cache_dir / f"{kind}-{key}.pt", key, spec, decode, log)
+    return _image_data(spec, entry)
 
 
 @contextmanager
@@ -234,10 +205,6 @@ def _memory_refused(spec: str) -> Iterator[None]:
     except MemoryError as err:
         raise DataMissingError(f"not enough memory to load {spec}: free memory, or load less of it (a smaller "
                                f"--image-size, fewer or smaller images)") from err
-
-
-def _silent(line: str) -> None:
-    pass
 
 
 def _check_image_size(image_size: int | None) -> None:
@@ -415,8 +382,8 @@ def _folder_key(folder: _Folder, image_size: int | None) -> str:
     Reads the files one at a time. The path is part of the key because it carries the class and
     the split; the classes are hashed too (they follow from the paths, but being explicit is cheap).
     """
-    digest = _key_start("imagefolder", image_size)
-    _field(digest, "\n".join(folder.classes).encode())
+    digest = decode_cache.new_key("imagefolder", image_size)
+    decode_cache.add_field(digest, "\n".join(folder.classes).encode())
     files = sorted((Path(path).relative_to(folder.root).as_posix(), path) for path, _ in folder.train + folder.test)
     for relative, path in files:
         try:
@@ -424,8 +391,8 @@ def _folder_key(folder: _Folder, image_size: int | None) -> str:
         except OSError as err:
             raise DataMissingError(f"imagefolder: cannot read {path} ({one_line(err)}): make it readable "
                                    f"or remove it") from err
-        _field(digest, relative.encode())
-        _field(digest, content)
+        decode_cache.add_field(digest, relative.encode())
+        decode_cache.add_field(digest, content)
     return digest.hexdigest()
 
 
@@ -697,7 +664,7 @@ def _npz_num_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int
 
 def _npz_key(npz: _Npz, image_size: int | None) -> str:
     """SHA-256 over the options and the file's bytes, read in 1 MiB chunks."""
-    digest = _key_start("npz", image_size)
+    digest = decode_cache.new_key("npz", image_size)
     try:
         with open(npz.path, "rb") as stream:
             digest.update(struct.pack("<Q", os.fstat(stream.fileno()).st_size))
@@ -739,102 +706,6 @@ def _decode_npz(npz: _Npz, image_size: int | None) -> tuple[torch.Tensor, ...]:
     test = _npz_images(x_test, npz.layouts["x_test"], image_size)
     return (train, torch.from_numpy(npz.y_train.astype(np.int64)),
             test, torch.from_numpy(npz.y_test.astype(np.int64)))
-
-
-# ---------------------------------------------------------------------------------------------------
-# the cache
-
-
-def _field(digest: Any, data: bytes | memoryview) -> None:
-    """Feed one length-prefixed field: no two different sequences of fields hash the same bytes."""
-    digest.update(struct.pack("<Q", len(data)))
-    digest.update(data)
-
-
-def _key_start(kind: str, image_size: int | None) -> Any:
-    digest = hashlib.sha256()
-    for part in (f"poolbench decoded data v{FORMAT_VERSION}", kind, f"image_size={image_size}"):
-        _field(digest, part.encode())
-    return digest
-
-
-def _read_cache(path: Path, key: str, log: Log) -> dict[str, Any] | None:
-    """The cached blob, or None when there is none or it cannot be used (a damaged one is deleted)."""
-    try:
-        stream = open(path, "rb")
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # not cached yet (or the cache folder cannot exist: the write will say so)
-    except OSError as err:
-        log(f"warning: cannot read the cache file {path} ({one_line(err)}); decoding again")
-        return None
-    try:
-        with stream:
-            blob = torch.load(stream, map_location="cpu", weights_only=True)
-        _check_blob(blob, key)
-    except Exception as err:  # truncated, overwritten, another format: rebuild it
-        log(f"warning: the cache file {path} is damaged ({one_line(err)}): deleted, decoding again")
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass  # the rebuilt file replaces it, or the write fails and says so
-        return None
-    return blob
-
-
-def _check_blob(blob: Any, key: str) -> None:
-    """Raise ValueError unless ``blob`` is a whole cache entry for ``key``."""
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT_VERSION or blob.get("key") != key:
-        raise ValueError("not a cache entry of this data set and format")
-    classes = blob["classes"]
-    for split in ("train", "test"):
-        images, labels = blob[f"{split}_images"], blob[f"{split}_labels"]
-        if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4
-                and images.shape[1] == 3 and images.is_contiguous()):
-            raise ValueError(f"{split} images are not uint8 [N, 3, H, W]")
-        if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.shape == (len(images),)):
-            raise ValueError(f"{split} labels are not int64 [N]")
-        if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= len(classes):
-            raise ValueError(f"{split} labels outside 0..{len(classes) - 1}")
-    if len(blob["mean"]) != 3 or len(blob["std"]) != 3:
-        raise ValueError("no 3-channel mean and std")
-    if blob.get("digest") != _blob_digest(blob):
-        raise ValueError("its content does not match the digest written with it (altered after it was written)")
-
-
-def _blob_digest(blob: dict[str, Any]) -> str:
-    """SHA-256 of a cache entry's content: key, classes, mean, std and every tensor's shape, dtype and bytes.
-
-    The file's name is the key of the data set it was decoded from, but nothing in the name vouches
-    for what the file holds: a pixel, label or statistic changed after it was written (by a tool, a
-    person, a bad disk) would be trained on as the data set. Checked on every read; hashing the
-    tensors costs about a second per GB, far less than decoding them again.
-    """
-    digest = hashlib.sha256()
-    _field(digest, repr((blob["key"], list(blob["classes"]), list(blob["mean"]), list(blob["std"]))).encode())
-    for name in ("train_images", "train_labels", "test_images", "test_labels"):
-        tensor = blob[name]
-        _field(digest, f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode())
-        _field(digest, memoryview(tensor.contiguous().numpy()).cast("B"))  # no copy of a contiguous tensor
-    return digest.hexdigest()
-
-
-def _write_cache(path: Path, blob: dict[str, Any]) -> None:
-    """Write the blob under a temporary name in the cache folder, then rename it into place.
-
-    Streamed into the file rather than built in memory as bytes (which would double the memory of
-    a large data set). No fsync: a cache file lost or cut short by a crash is found damaged and
-    rebuilt, so durability is not worth its cost here.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp makes 0600; a shared cache folder is read by others
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(blob, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def content_sha256(spec: str) -> str:

@@ -26,7 +26,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from poolbench import data
-from poolbench.data import custom
+from poolbench.data import custom, decode_cache
 from poolbench.data import datasets as datasets_module
 from poolbench.data.custom import DataInfo, describe, load_custom
 
@@ -124,13 +124,13 @@ def test_is_custom_normalise_spec_and_label(tmp_path: Path, monkeypatch: pytest.
 
 def test_default_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "mine"))
-    assert custom.default_cache_dir() == tmp_path / "mine"
+    assert decode_cache.default_dir() == tmp_path / "mine"
     monkeypatch.delenv("POOLBENCH_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert custom.default_cache_dir() == tmp_path / "xdg" / "poolbench" / "decoded"
+    assert decode_cache.default_dir() == tmp_path / "xdg" / "poolbench" / "decoded"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert custom.default_cache_dir() == tmp_path / "home" / ".cache" / "poolbench" / "decoded"
+    assert decode_cache.default_dir() == tmp_path / "home" / ".cache" / "poolbench" / "decoded"
 
 
 def test_moved_names_are_re_exported() -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from test_custom_data import _one_line_error
 
 from poolbench import cli, data
-from poolbench.data import custom
+from poolbench.data import decode_cache
 from poolbench.data.custom import describe, load_custom
 
 
@@ -344,7 +344,7 @@ def test_a_relative_cache_is_anchored_where_the_command_starts(tmp_path: Path, m
     assert os.environ["POOLBENCH_CACHE"] == str(launch / "cache")
     assert os.environ["POOLBENCH_DATA"] == str(Path("~/data").expanduser())
     monkeypatch.chdir(sweep_folder)  # where a sweep starts each run, which inherits the environment
-    assert custom.default_cache_dir() == launch / "cache"
+    assert decode_cache.default_dir() == launch / "cache"
     load_custom(f"imagefolder:{root}")
     assert len(list((launch / "cache").iterdir())) == 1 and not any(sweep_folder.iterdir())
 
@@ -352,7 +352,7 @@ def test_a_relative_cache_is_anchored_where_the_command_starts(tmp_path: Path, m
 def test_default_cache_dir_is_absolute_without_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POOLBENCH_CACHE", "rel/cache")
     monkeypatch.chdir(tmp_path)
-    assert custom.default_cache_dir() == tmp_path / "rel" / "cache"
+    assert decode_cache.default_dir() == tmp_path / "rel" / "cache"
 
 
 # ---------------------------------------------------------------------------------------------------

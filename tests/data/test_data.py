@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 import socket
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -22,7 +25,7 @@ from PIL import Image
 from torchvision import datasets as tvd
 
 from poolbench import data
-from poolbench.data import common
+from poolbench.data import common, datasets, digits
 
 # ---------------------------------------------------------------------------------------------------
 # data sets
@@ -139,6 +142,37 @@ def test_digits_real_data_stratified_split() -> None:
     assert d.std == pytest.approx((pixels.std(),) * 3, abs=1e-9)
     again = data.load("digits")
     assert torch.equal(again.train_labels, d.train_labels) and torch.equal(again.test_images, d.test_images)
+
+
+def test_digits_are_decoded_once_then_read_back_without_scikit_learn(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "cache"))
+    dataset = datasets.DATASETS["digits"]
+    first = digits.load(dataset, tmp_path, download=False)
+    (entry,) = (tmp_path / "cache").glob("digits-*.pt")
+
+    def fingerprint(d: data.ImageData) -> str:
+        tensors = (d.train_images, d.train_labels, d.test_images, d.test_labels)
+        content = b"".join(t.numpy().tobytes() for t in tensors) + repr((d.mean, d.std)).encode()
+        return hashlib.sha256(content).hexdigest()
+
+    # A new process (a run's) reads the entry: the same tensors and statistics, and scikit-learn never imported.
+    code = ("import hashlib, sys; from poolbench.data import datasets, digits; "
+            "d = digits.load(datasets.DATASETS['digits'], None, False); "
+            "t = (d.train_images, d.train_labels, d.test_images, d.test_labels); "
+            "print('sklearn' in sys.modules, hashlib.sha256(b''.join(x.numpy().tobytes() for x in t) "
+            "+ repr((d.mean, d.std)).encode()).hexdigest())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "POOLBENCH_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", fingerprint(first)]
+
+    # An entry changed after it was written is not trained on: it is decoded again and rewritten.
+    entry.write_bytes(entry.read_bytes()[:-100])
+    again = digits.load(dataset, tmp_path, download=False)
+    assert fingerprint(again) == fingerprint(first)
+    assert fingerprint(digits.load(dataset, tmp_path, download=False)) == fingerprint(first)
+    assert entry.stat().st_size > 5_000_000
 
 
 def test_channel_stats_matches_numpy() -> None:
