@@ -58,6 +58,27 @@ def test_cpu_step_measures_both_layouts_on_the_same_numbers():
     assert 0.5 < nchw["loss"] < 3.0  # cross-entropy of 4 classes near log(4) after two steps
 
 
+def test_eval_batch_times_each_size_against_1000_and_each_gives_the_same_numbers(capsys):
+    """benchmarks/eval_batch.py in this process, on a few hundred images."""
+    import torch
+
+    sys.path.insert(0, str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    try:
+        import eval_batch
+
+        eval_batch.main(["--images", "300", "--sizes", "64,128", "--rounds", "1"])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "the runs' CPU test batch: 128" in out
+    assert re.search(r"^\s+1000\s+[\d.]+\s+1\.00  \(reference: loss [\d.]+, accuracy [\d.]+%\)$", out, flags=re.M)
+    rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)  (True|False)$", out, flags=re.M)
+    assert [(size, same) for size, _, _, same in rows] == [("64", "True"), ("128", "True")]
+    assert all(float(seconds) > 0 for _, seconds, _, _ in rows)
+
+
 @pytest.fixture(scope="module")
 def gpu_session(tmp_path_factory) -> Path:
     """benchmarks/gpu_session.sh run once on the CPU on tiny sizes (`--device cpu --smoke`): its

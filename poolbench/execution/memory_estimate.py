@@ -33,12 +33,13 @@ from ..core.unique import unique
 from ..storage.sweepdir import Sweep, SweepRun
 from ..training.catalog import get_setting, num_classes
 from . import executors
+from .runner import test_batch_size
 
 GIB = 1024 ** 3
 CONTEXT_BYTES = 600 * 1024 ** 2  # CUDA context + cuDNN/cuBLAS handles and workspaces, per process
 ALLOCATOR_SLACK = 1.25  # the caching allocator's reserved/allocated ratio, fragmentation included
 BACKWARD_PEAK = 1.3  # gradients of activations alive at once during backward, over the saved tensors
-EVAL_BATCH = 1000  # the harness's test batch size
+EVAL_BATCH = test_batch_size(torch.device("cuda"))  # a run's test batch on a GPU
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,6 @@ from .run_options import RunOptions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
-TEST_BATCH_SIZE = 1000
 
 Log = Callable[[str], None]
 Emit = Callable[[str], None]  # writes one machine-readable line (TRAIN_METRICS, TEST_METRICS) to stdout
@@ -469,19 +468,29 @@ def build_model(config: RunConfig, device: torch.device, channels_last: bool,
     return model
 
 
+def test_batch_size(device: torch.device) -> int:
+    """Images per evaluation batch: 1,000 on a GPU; 128 on the CPU, where a batch of 1,000 32x32 images
+    holds 65 MB per activation, far more than the caches, and evaluating takes about 1.8 times as long
+    (``benchmarks/eval_batch.py``). It changes no number: each image's logits do not depend on its
+    batch on the CPU, and :func:`~poolbench.training.train.evaluate` sums the images' losses once."""
+    return 128 if device.type == "cpu" else 1000
+
+
 def build_loaders(config: RunConfig, data: datasets.ImageData, device: torch.device, channels_last: bool
                   ) -> tuple[datasets.DeviceLoader, datasets.DeviceLoader, datasets.DeviceLoader | None]:
-    """The augmenting train loader (seeded by the run), the whole test set in big batches, and the
-    held-out training images like the test set (None without ``--val-split``)."""
+    """The augmenting train loader (seeded by the run), the whole test set in batches of
+    :func:`test_batch_size`, and the held-out training images like the test set (None without
+    ``--val-split``)."""
     protocol = config.protocol
     options: dict[str, Any] = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
     train_loader = datasets.DeviceLoader(
         data.train_images, data.train_labels, protocol.batch_size, train=True, seed=config.seed,
         crop_padding=protocol.crop_padding, hflip=protocol.hflip, **options)
-    test_loader = datasets.DeviceLoader(data.test_images, data.test_labels, TEST_BATCH_SIZE, train=False, **options)
+    batch_size = test_batch_size(device)
+    test_loader = datasets.DeviceLoader(data.test_images, data.test_labels, batch_size, train=False, **options)
     val_loader = None
     if data.val_images is not None and data.val_labels is not None:
-        val_loader = datasets.DeviceLoader(data.val_images, data.val_labels, TEST_BATCH_SIZE, train=False, **options)
+        val_loader = datasets.DeviceLoader(data.val_images, data.val_labels, batch_size, train=False, **options)
     return train_loader, test_loader, val_loader
 
 

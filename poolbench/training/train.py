@@ -147,21 +147,26 @@ def _raise_if_not_finite(step_losses: torch.Tensor, epoch: int, first_step: int)
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Batches, autocast_dtype: torch.dtype | None = None,
              forward: Forward | None = None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (%) over the whole ``loader``; one sync, at the end."""
+    """Mean cross-entropy and accuracy (%) over the whole ``loader``; one sync, at the end.
+
+    Each image's loss is kept and they are summed once, so the loss does not depend on how the
+    images were batched (the CPU and a GPU use different test batch sizes; each image's logits do
+    not depend on its batch on the CPU).
+    """
     model.eval()
     forward = forward or model
     device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
+    losses = []
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
     for images, labels in loader:
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits = forward(images)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        losses.append(F.cross_entropy(logits.float(), labels, reduction="none"))
         correct += (logits.argmax(dim=1) == labels).sum()
-        seen += labels.numel()
-    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+    every_loss = torch.cat(losses)
+    seen = every_loss.numel()
+    return every_loss.sum().item() / seen, 100.0 * correct.item() / seen
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from poolbench.training.train import (
     DivergedError,
     EpochRecord,
     best_epoch,
+    evaluate,
     fit,
     make_optimizer,
     make_scheduler,
@@ -54,6 +55,25 @@ def tiny_model(seed=0):
 def loaders():
     x, y = blobs()
     return TensorLoader(x, y, 16, shuffle=True), TensorLoader(x, y, 32, shuffle=False)
+
+
+def test_evaluation_gives_the_same_loss_and_accuracy_whatever_the_batch_size():
+    """The CPU evaluates in batches of 128 and a GPU in batches of 1,000: the numbers must not say which."""
+    from poolbench import models
+    from poolbench.data.loader import DeviceLoader
+    from poolbench.execution.runner import test_batch_size
+
+    assert test_batch_size(torch.device("cpu")) == 128 and test_batch_size(torch.device("cuda")) == 1000
+    torch.manual_seed(0)
+    model = models.create("resnet8", num_classes=10, pool="gap").to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (300,), generator=generator)
+    results = {size: evaluate(model, DeviceLoader(images, labels, size, mean=(0.5,) * 3, std=(0.25,) * 3,
+                                                  train=False, channels_last=True))
+               for size in (7, 128, 1000)}
+    assert results[7] == results[128] == results[1000]
+    assert 1.5 < results[7][0] < 4.0 and 0 <= results[7][1] <= 100  # cross-entropy of 10 classes near log(10)
 
 
 def test_cosine_schedule_matches_the_published_lr_values():
