@@ -19,7 +19,8 @@ import sys
 
 from scipy import stats
 
-from poolbench.analysis.sweep_analysis import ReportError, build_report
+from poolbench.analysis.sweep_analysis import build_report
+from poolbench.storage.sweep_runs import ReportError
 
 
 def spearman_exact(x: list[float], y: list[float]) -> tuple[float, float]:

@@ -28,7 +28,7 @@ from ..core.outcomes import RunStatus
 from ..core.settings import SETTINGS, Protocol, is_1x1
 from ..core.unique import unique
 from ..storage import rundir
-from ..storage.sweepdir import load_refusals, load_sweep
+from ..storage.sweep_runs import ReportError, collect_runs, problems_by_pool
 from ..training import catalog
 from .fingerprint import Fingerprint, fingerprint
 from .levels import ALPHA, MARGIN
@@ -50,14 +50,6 @@ PROPOSAL_POOLS = {"avg + gated std + (max - avg) residual": "std_residual",  # p
                   "per-channel avg/max gate (LCGP)": "channel_gate", "global max": "gmp",
                   "variance-calibrated softmax pooling": "var_softmax", "signed GeM + spatial-std mix": "signed_gem"}
 UNFINISHED = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.PENDING)
-#: The states of a run that a sweep refusing its pooling does not start (it would start the others).
-NOT_STARTED_WHEN_REFUSED = (RunStatus.PENDING, RunStatus.INTERRUPTED, RunStatus.FAILED)
-
-
-class ReportError(ValueError):
-    """A user error: the message names the problem and the fix."""
-
-
 # --- Statistics -------------------------------------------------------------------------------
 
 class Stats(NamedTuple):
@@ -298,57 +290,6 @@ def published_proposals() -> dict[str, list[Row]]:
                 row.values[42] = float(acc)
             table.setdefault(setting, []).append(row)
     return table
-
-
-def collect_runs(root: str | Path) -> list[rundir.RunSummary]:
-    """Every run of the sweep in ``root``, in grid order: the cells of its sweep.json (pending
-    when their folder does not exist yet) and any other run folder there. ReportError if none.
-    In a sweep of protocol variants each run's ``variant`` is set, and the runs are in variant order.
-    """
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ReportError(f"{root} is a file, not a sweep folder: give the folder made by poolbench sweep --out")
-    if not root.is_dir():
-        raise ReportError(f"folder {root} not found: give a sweep folder (made by poolbench sweep --out)")
-    try:
-        sweep = load_sweep(root)
-        refusals = load_refusals(root)
-    except rundir.DamagedFileError as error:
-        raise ReportError(str(error)) from None
-    variants = sweep.variant_labels() if sweep else [""]
-    found: dict[tuple[str, str, str, int], rundir.RunSummary] = {}
-    for variant in variants:
-        for summary in map(rundir.summarize, rundir.find_run_dirs(root / variant if variant else root)):
-            summary.variant = variant
-            found[variant, summary.setting, summary.pool, summary.seed] = summary
-    for run in sweep.runs() if sweep else []:
-        key = (run.variant, run.setting, run.pool, run.seed)
-        if sweep is not None and key not in found:
-            found[key] = rundir.RunSummary(sweep.path(run), *key[1:], RunStatus.PENDING, None, 0, None, [], None, None,
-                                           variant=run.variant)
-    for summary in found.values():
-        if summary.pool in refusals and summary.status in NOT_STARTED_WHEN_REFUSED:
-            summary.status, summary.problem = RunStatus.REFUSED, refusals[summary.pool]
-    if not found:
-        raise ReportError(f"no runs in {root} (expected {root}/<setting>/<pool>/seed<k>/): "
-                          f"start a sweep with `poolbench sweep --pools gap,gem --out {root}`")
-    settings = unique((sweep.settings if sweep else []) + sorted(k[1] for k in found))
-    pools = unique((list(sweep.pools) if sweep else []) + sorted(k[2] for k in found))
-    return sorted(found.values(), key=lambda s: (variants.index(s.variant), settings.index(s.setting),
-                                                 pools.index(s.pool), s.seed))
-
-
-def problems_by_pool(summaries: list[rundir.RunSummary]) -> dict[str, str]:
-    """Per pooling, why its runs were refused or failed without a result (each reason once): the
-    notes of a report, the lines under a status table."""
-    runs: dict[str, dict[tuple[str, str], int]] = {}
-    for s in summaries:
-        if s.problem and (s.status == RunStatus.REFUSED or (s.status == RunStatus.FAILED and s.result is None)):
-            by_reason = runs.setdefault(s.pool, {})
-            by_reason[s.status, s.problem] = by_reason.get((s.status, s.problem), 0) + 1
-    return {pool: "; ".join(f"{n} run{'s' if n > 1 else ''} {status}: {problem}"
-                            for (status, problem), n in by_reason.items())
-            for pool, by_reason in runs.items()}
 
 
 CURVE_METRICS = ("test_acc", "val_acc", "train_loss", "lr")  # per-epoch metrics the report plots

@@ -27,9 +27,10 @@ from typing import Any
 from scipy import stats
 
 from ..core.unique import unique
+from ..storage.sweep_runs import ReportError
 from ..storage.sweepdir import load_sweep, variant_grid
 from .levels import MARGIN
-from .sweep_analysis import ReportError, SweepAnalysis, build_report
+from .sweep_analysis import SweepAnalysis, build_report
 
 
 @dataclass

@@ -98,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
 
 
+def say(message: str) -> None:
+    """A human message (progress, ``error: ...``): stderr, so that stdout stays machine-readable."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def console() -> NoReturn:
     """The ``poolbench`` command (and ``python -m poolbench``): :func:`main`, then exit at once."""
     exit_now(main())

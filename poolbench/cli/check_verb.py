@@ -15,7 +15,7 @@ from ..execution import isolation
 from ..execution.sweep_runner import split_list
 from ..pools.registry import is_file_spec
 from ..training.catalog import get_setting
-from .flags import say
+from . import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analysis.sweep_analysis import ReportError
 from ..core.outcomes import ExitCode
 from ..render.export import EPOCH_COLUMNS, RUN_COLUMNS, epochs_path, tables, to_csv, to_parquet
 from ..storage import rundir
-from .flags import say
+from ..storage.sweep_runs import ReportError
+from . import say
 
 FORMATS = ("csv", "parquet")
 

@@ -5,7 +5,6 @@ the executors' own (``execution.executor_registry``)."""
 from __future__ import annotations
 
 import argparse
-import sys
 import typing
 from typing import Any
 
@@ -13,11 +12,6 @@ from ..core.settings import Protocol
 from ..execution.option_fields import flags
 from ..execution.run_options import RunOptions
 from ..execution.sweep_runner import protocol_flags
-
-
-def say(message: str) -> None:
-    """A human message (progress, ``error: ...``): stderr, so that stdout stays machine-readable."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser, protocol: type = Protocol, many: bool = False) -> None:

@@ -14,7 +14,7 @@ from ..execution import isolation
 from ..execution.sweep_runner import split_list
 from ..training import catalog
 from ..training.catalog import get_setting
-from .flags import say
+from . import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

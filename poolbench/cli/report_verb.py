@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..analysis.levels import MARGIN
-from ..analysis.sweep_analysis import SCORES, ReportError, SweepAnalysis, build_report
+from ..analysis.sweep_analysis import SCORES, SweepAnalysis, build_report
 from ..analysis.variants import VariantsAnalysis, build_variants_report, has_variants
 from ..core.outcomes import ExitCode
 from ..execution.sweep_runner import split_list
@@ -27,8 +27,9 @@ from ..render.report import (
     variants_to_markdown,
 )
 from ..storage import rundir
+from ..storage.sweep_runs import ReportError
 from ..storage.sweepdir import REFUSED_FILE, SWEEP_FILE
-from .flags import say
+from . import say
 
 FORMATS = ("md", "html", "csv")
 

@@ -17,7 +17,8 @@ from ..storage.rundir import RunConfig, input_hashes, run_path
 from ..storage.tracking import parse as parse_trackers
 from ..training import catalog
 from ..training.catalog import get_setting, setting_for
-from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides, say
+from . import say
+from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from ..analysis.sweep_analysis import ReportError, collect_runs
 from ..core.outcomes import ExitCode
-from ..execution.slurm import job_rows
-from ..render.report import md_table
+from ..execution.slurm_jobs import job_rows
+from ..render.markdown import md_table
 from ..render.status import status_document, status_text
 from ..storage.rundir import DamagedFileError
-from .flags import say
+from ..storage.sweep_runs import ReportError, collect_runs
+from . import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,6 @@ import argparse
 import time
 from pathlib import Path
 
-from ..analysis.sweep_analysis import NOT_STARTED_WHEN_REFUSED
 from ..core.atomic import is_disk_full_or_read_only
 from ..core.outcomes import FINISHED_STATUSES, ExitCode, RunStatus
 from ..core.settings import suite_settings
@@ -28,10 +27,12 @@ from ..execution.sweep_runner import (
     split_pools,
 )
 from ..storage import rundir
+from ..storage.sweep_runs import NOT_STARTED_WHEN_REFUSED
 from ..storage.sweepdir import Sweep, load_refusals, split_variants
 from ..storage.tracking import parse as parse_trackers
 from ..training.catalog import with_pool_at
-from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides, say
+from . import say
+from .flags import add_option_arguments, add_protocol_arguments, protocol_overrides
 from .sweep_config import apply_config
 
 DONE = (RunStatus.COMPLETED, RunStatus.DIVERGED)  # a sweep never runs these again

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..analysis.sweep_analysis import ReportError, collect_runs
 from ..core.outcomes import FINISHED_STATUSES, RunStatus
 from ..core.quoting import quote
 from ..core.settings import Protocol
 from ..storage.rundir import RunSummary
+from ..storage.sweep_runs import ReportError, collect_runs
 
 PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(Protocol))
 RUN_COLUMNS = ("setting", "arch", "dataset", "pool", "seed", *PROTOCOL_FIELDS, "status", "best_test_acc",

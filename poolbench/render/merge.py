@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..analysis.sweep_analysis import ReportError, RunSet, collect_runs
+from ..analysis.sweep_analysis import RunSet
 from ..core.outcomes import RunStatus
 from ..core.settings import Protocol
 from ..core.unique import unique
 from ..storage.rundir import RunSummary
+from ..storage.sweep_runs import ReportError, collect_runs
 from .export import epochs_path, read_tables
 
 TABLE_SUFFIXES = (".csv", ".parquet")

@@ -22,6 +22,7 @@ from ..analysis.tradeoff import TaskCheck
 from ..analysis.variants import SettingAcross, VariantsAnalysis
 from ..core.settings import BENCHMARK_SETTINGS, SETTINGS
 from ..core.unique import unique
+from .markdown import md_table, setting_title
 from .plots import (
     Bar,
     DifferenceBar,
@@ -119,14 +120,6 @@ def _counts(report: SweepAnalysis) -> str:
         f"{sum(len(getattr(row, kind)) for row in measured)} {kind}"
         for kind in ("diverged", "failed", "refused", "unfinished", "unreadable")]
     return f"{total} runs: " + ", ".join(parts)
-
-
-def setting_title(setting: str, report: SweepAnalysis | None = None) -> str:
-    """``name: description``; an ad-hoc setting is described by the model and data set of its runs."""
-    description = SETTINGS[setting].description if setting in SETTINGS else ""
-    if not description and report is not None:
-        description = report.sources.get(setting, "")
-    return f"{setting}: {description}" if description else setting
 
 
 def setting_facts(report: SweepAnalysis, setting: str) -> str:
@@ -456,13 +449,6 @@ VARIANT_SECTIONS: list[Section[VariantsAnalysis]] = [
 
 
 # --- Formats: each walks the sections ---------------------------------------------------------
-
-def md_table(header: list[str], body: list[list[str]]) -> str:
-    """A Markdown table padded to line up in a terminal too."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
-
 
 def md_sections(report: R, sections: list[Section[R]], level: int = 2,
                 images: dict[str, str] | None = None) -> list[str]:

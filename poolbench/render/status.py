@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..analysis.sweep_analysis import problems_by_pool
 from ..core.outcomes import RunStatus
 from ..core.unique import unique
 from ..storage.rundir import RESULT_FILE, RunSummary
-from .report import md_table, setting_title
+from ..storage.sweep_runs import problems_by_pool
+from .markdown import md_table, setting_title
 
 STATUS_ORDER = (RunStatus.COMPLETED, RunStatus.RUNNING, RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.REFUSED,
                 RunStatus.INTERRUPTED, RunStatus.PENDING, RunStatus.UNREADABLE)

@@ -16,7 +16,7 @@ import pytest
 from test_sweep import fake_run, sweep, trainings  # noqa: F401 - fake_run is a fixture
 
 from poolbench.cli import status_verb as status_cli
-from poolbench.execution import slurm
+from poolbench.execution import slurm, slurm_jobs
 from poolbench.storage.rundir import read_jsonl
 
 SLURM_FLAGS = ("--executor", "slurm", "--slurm-partition", "gpu", "--slurm-time", "1:30:00",
@@ -106,7 +106,7 @@ def interrupt_after_first_epoch(out: Path, run: str, timeout: float = 300.0) -> 
     def watch() -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            jobs = slurm.recorded_jobs(out) if (out / slurm.JOBS_FILE).exists() else {}
+            jobs = slurm_jobs.recorded_jobs(out) if (out / slurm_jobs.JOBS_FILE).exists() else {}
             if run in jobs and len(read_jsonl(out / run / "metrics.jsonl")) >= 1:
                 os.kill(job_process(int(jobs[run]["job_id"])), signal.SIGUSR2)
                 return
@@ -119,7 +119,7 @@ def interrupt_after_first_epoch(out: Path, run: str, timeout: float = 300.0) -> 
 
 def requeued(out: Path, run: str) -> bool:
     """submitit's own log of the run's job says it was checkpointed and requeued."""
-    job = slurm.recorded_jobs(out)[run]["job_id"]
+    job = slurm_jobs.recorded_jobs(out)[run]["job_id"]
     return any("Requeued job" in log.read_text() for log in (out / slurm.SLURM_DIR / job).glob("*_log.*"))
 
 
@@ -138,7 +138,7 @@ def test_local_array_runs_the_grid_records_jobs_and_requeues_an_interrupted_run(
     assert [r["epoch"] for r in read_jsonl(out / "quick" / "gem" / "seed1" / "metrics.jsonl")] == [1, 2, 3]
     assert requeued(out, "quick/gem/seed1")
 
-    jobs = slurm.recorded_jobs(out)
+    jobs = slurm_jobs.recorded_jobs(out)
     assert sorted(jobs) == ["quick/gap/seed1", "quick/gem/seed1"]
     assert status_cli.main(status_cli.argparse.Namespace(folder=str(out), json=True)) == 0
     document = json.loads(capsys.readouterr().out)
@@ -202,7 +202,7 @@ def test_no_wait_submits_one_array_records_its_jobs_and_status_shows_the_queue(t
     assert "submitted job array 4242 (2 runs, 1 at a time)" in err and f"poolbench status {out}" in err
     lines = sbatch_lines((tmp_path / "submitted.sh").read_text())
     assert "#SBATCH --array=0-1%1" in lines and "#SBATCH --partition=gpu" in lines
-    assert {name: job["job_id"] for name, job in slurm.recorded_jobs(out).items()} == {
+    assert {name: job["job_id"] for name, job in slurm_jobs.recorded_jobs(out).items()} == {
         "quick/gap/seed1": "4242_0", "quick/gem/seed1": "4242_1"}
 
     assert status_cli.main(status_cli.argparse.Namespace(folder=str(out), json=False)) == 0

@@ -429,7 +429,8 @@ def test_a_pooling_failing_the_contract_is_checked_once_refused_and_listed_then_
     refused = json.loads((out / "refused.json").read_text())
     assert list(refused) == ["wrong"] and refused["wrong"]["failures"][0].startswith("FAIL shape")
     assert [rundir.summarize(out / "quick" / "gap" / f"seed{k}").status for k in (1, 2)] == ["completed"] * 2
-    from poolbench.analysis.sweep_analysis import build_report, collect_runs
+    from poolbench.analysis.sweep_analysis import build_report
+    from poolbench.storage.sweep_runs import collect_runs
 
     assert {s.seed: s.status for s in collect_runs(out) if s.pool == "wrong"} == {1: "refused", 2: "refused"}
     wrong = next(r for r in build_report(out).rows["quick"] if r.pool == "wrong")

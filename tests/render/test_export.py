@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from run_folders import write_run
 
-from poolbench.analysis.sweep_analysis import SCORES, collect_runs, run_score
+from poolbench.analysis.sweep_analysis import SCORES, run_score
 from poolbench.cli import main
 from poolbench.render.export import EPOCH_COLUMNS, PROTOCOL_FIELDS, RUN_COLUMNS, read_tables
+from poolbench.storage.sweep_runs import collect_runs
 
 
 @pytest.fixture

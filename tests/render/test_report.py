@@ -12,6 +12,8 @@ import io
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ import poolbench
 from poolbench.analysis import sweep_analysis
 from poolbench.cli import status_verb as status_cli
 from poolbench.render import report as rep
+from poolbench.render.markdown import setting_title
 from poolbench.storage.rundir import RunLock
 
 
@@ -195,7 +198,7 @@ def test_markdown_and_html_write_the_same_sections_in_the_order_of_SECTIONS(swee
     monkeypatch.setattr(rep, "plots", lambda report: {})  # the plots have their own tests
     md = re.findall(r"^## (.+)$", rep.to_markdown(report), flags=re.M)
     assert [html.escape(title) for title in md] == re.findall(r"<h2>(.+?)</h2>", rep.to_html(report))
-    expected = [rep.setting_title(s, report) for s in report.settings] + ["Seed planning", "Verdict", "Comparisons",
+    expected = [setting_title(s, report) for s in report.settings] + ["Seed planning", "Verdict", "Comparisons",
                                                                          "Final metrics"]
     assert md == expected  # no diagnostic task in this sweep: no fingerprint, no trade-off check
 
@@ -288,6 +291,20 @@ def test_status_shows_the_grid_and_counts(tmp_path, capsys):
                               "interrupted": 1, "pending": 0, "unreadable": 0}
     assert {(r["pool"], r["seed"]): r["status"] for r in data["runs"]}[("gem", 42)] == "interrupted"
     assert interrupted.exists()
+
+
+def test_status_reads_files_only_so_it_answers_without_torch_or_the_statistics(tmp_path):
+    """`poolbench status` is what a researcher polls during a sweep: it must not pay torch's import."""
+    write_json(tmp_path / "sweep.json", {"pools": {"gap": "gap"}, "settings": ["quick"], "seeds": [42],
+                                         "overrides": {}, "options": {}})
+    write_run(tmp_path, "quick", "gap", 42, 90.0, epochs=3)
+    code = ("import sys; from poolbench.cli import main; code = main(['status', sys.argv[1]]); "
+            "heavy = sorted({'torch', 'numpy', 'scipy', 'matplotlib', 'submitit'} & set(sys.modules)); "
+            "print('imported:', heavy, file=sys.stderr); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "completed 90.00" in done.stdout
+    assert "imported: []" in done.stderr
 
 
 def test_status_lists_grid_cells_not_started_as_pending(tmp_path, capsys):
