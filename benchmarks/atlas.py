@@ -235,6 +235,8 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
         f"best test accuracy; Δ gap: paired by seed, 95% CI, p Holm-adjusted over the {len(differences)} comparisons",
         f"with gap (\\* where p < {ALPHA}). The plot: ![atlas](atlas/atlas.png)",
         "",
+        real_summary(differences, real),
+        "",
         "| pooling | " + " | ".join(tasks)
         + " | mean side | max side | lean | real | Δ gap [95% CI] | p (Holm) | notes |",
         "|---|" + "---:|" * (len(tasks) + 6) + "---|",
@@ -257,6 +259,25 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
     text = "\n".join(lines) + "\n"
     page.write_text(text)
     return text
+
+
+def real_summary(differences: dict[str, Difference], real: str) -> str:
+    """One paragraph: which poolings the paired tests put above and below gap on the real suite, and how
+    many they cannot tell from it; a pooling compared on fewer than two seeds is not counted."""
+    tested = {pool: d for pool, d in differences.items() if not math.isnan(d.p_holm)}
+    above = sorted((p for p, d in tested.items() if d.significant() and d.diff > 0), key=lambda p: -tested[p].diff)
+    below = sorted((p for p, d in tested.items() if d.significant() and d.diff < 0), key=lambda p: tested[p].diff)
+
+    def named(pools: list[str]) -> str:
+        return ", ".join(f"`{pool}` ({tested[pool].diff:+.2f})" for pool in pools) or "none"
+
+    within = len(tested) - len(above) - len(below)
+    largest = sorted(tested, key=lambda p: -tested[p].diff)
+    spread = (f" Their mean differences to gap run from {tested[largest[-1]].diff:+.2f} (`{largest[-1]}`) to "
+              f"{tested[largest[0]].diff:+.2f} (`{largest[0]}`) points." if largest else "")
+    return (f"**Real suite ({real}), each pooling paired with gap by seed:** above gap after Holm's correction "
+            f"(p < {ALPHA}): {named(above)}; below it: {named(below)}; {within} of the {len(tested)} compared "
+            f"cannot be told from gap at these seeds (not evidence that they are equal).{spread}")
 
 
 def side_spread(scores: dict[tuple[str, str], dict[int, float]], pool: str, tasks: list[str],

@@ -200,9 +200,28 @@ def test_the_atlas_page_is_computed_from_the_table_by_the_reports_rules(tmp_path
     assert rows["gap"][6] == "0.00" and rows["gmp"][6] == "1.00"  # the lean's two anchors
     # real: gem - gap paired by seed = (+1, +2): mean +1.5
     assert gem[8].startswith("+1.50 [")
+    summary = next(line for line in text.splitlines() if line.startswith("**Real suite"))
+    # two seeds: gem (+1.5) and gmp (-2.5) are compared, neither beyond gap after Holm's correction
+    assert "above gap after Holm's correction (p < 0.05): none; below it: none; 2 of the 2 compared" in summary
+    assert "from -2.50 (`gmp`) to +1.50 (`gem`) points" in summary
     assert "diverged on diag-brightest (seed 1)" in rows["lse"][-1] and "seeds missing (1 of 2" in rows["lse"][-1]
     assert "at chance" not in rows["gap"][-1]
     assert (tmp_path / "atlas" / "atlas.png").stat().st_size > 1000
+
+
+def test_the_atlas_summary_names_the_poolings_the_paired_tests_put_above_and_below_gap():
+    from poolbench.analysis.paired import holm_adjust, paired
+
+    atlas = _atlas()
+    gap = {seed: 70.0 + seed % 2 for seed in range(1, 6)}
+    differences = {"good": paired({s: v + 3 + 0.1 * s for s, v in gap.items()}, gap),
+                   "bad": paired({s: v - 4 - 0.1 * s for s, v in gap.items()}, gap),
+                   "same": paired({s: v + (0.5 if s % 2 else -0.5) for s, v in gap.items()}, gap),
+                   "one seed": paired({1: 90.0}, gap)}
+    holm_adjust(list(differences.values()))
+    summary = atlas.real_summary(differences, "resnet8-fmnist-5k")
+    assert "(p < 0.05): `good` (+3.30); below it: `bad` (-4.30); 1 of the 3 compared cannot be told" in summary
+    assert "from -4.30 (`bad`) to +3.30 (`good`) points" in summary
 
 
 def test_an_atlas_sitting_sweeps_only_the_runs_the_table_lacks():
