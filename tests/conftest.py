@@ -27,7 +27,9 @@ import os
 import pickle
 import re
 import shlex
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
         threads = max(1, cpu_count() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
+    # The decode cache (the digits of every `quick` run, own data sets) is this session's, never the
+    # user's ~/.cache, also for subprocesses whose environment a test module copies at import time.
+    cache = tempfile.mkdtemp(prefix="poolbench-test-decode-cache-")
+    os.environ["POOLBENCH_CACHE"] = cache
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 @pytest.fixture
