@@ -237,6 +237,9 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
         "",
         real_summary(differences, real),
         "",
+        fingerprint_vs_real(sides, lean, {pool: float(np.mean(list(scores[real, pool].values())))
+                                          for pool in pools if scores.get((real, pool))}),
+        "",
         "| pooling | " + " | ".join(tasks)
         + " | mean side | max side | lean | real | Δ gap [95% CI] | p (Holm) | notes |",
         "|---|" + "---:|" * (len(tasks) + 6) + "---|",
@@ -278,6 +281,28 @@ def real_summary(differences: dict[str, Difference], real: str) -> str:
     return (f"**Real suite ({real}), each pooling paired with gap by seed:** above gap after Holm's correction "
             f"(p < {ALPHA}): {named(above)}; below it: {named(below)}; {within} of the {len(tested)} compared "
             f"cannot be told from gap at these seeds (not evidence that they are equal).{spread}")
+
+
+def fingerprint_vs_real(sides: dict[str, tuple[tuple[float, float], tuple[float, float]] | None],
+                        lean: dict[str, float], real_mean: dict[str, float]) -> str:
+    """One paragraph: Spearman's rank correlation, over the poolings that have both, of the mean real-suite
+    accuracy with the max side, the mean side and the lean of the diagnostic fingerprint."""
+    from scipy import stats
+
+    pools = [pool for pool in real_mean if sides.get(pool) and pool in lean]
+    if len(pools) < 3:
+        return "**Fingerprint and real suite:** fewer than 3 poolings have both."
+    real = [real_mean[pool] for pool in pools]
+    measures = {"max side": [sides[pool][1][0] for pool in pools],  # type: ignore[index]
+                "mean side": [sides[pool][0][0] for pool in pools],  # type: ignore[index]
+                "lean": [lean[pool] for pool in pools]}
+    parts = []
+    for name, values in measures.items():
+        rho, p = stats.spearmanr(values, real)
+        parts.append(f"{name} ρ = {rho:+.2f} (p = {p:.2g})")
+    return (f"**Fingerprint and real suite:** over the {len(pools)} poolings, Spearman's rank correlation of the "
+            f"real-suite accuracy with the {'; '.join(parts)}. Descriptive: the poolings are not independent "
+            f"draws (many are variants of one another), so read the p-values as a guide, not a test.")
 
 
 def side_spread(scores: dict[tuple[str, str], dict[int, float]], pool: str, tasks: list[str],

@@ -204,6 +204,10 @@ def test_the_atlas_page_is_computed_from_the_table_by_the_reports_rules(tmp_path
     # two seeds: gem (+1.5) and gmp (-2.5) are compared, neither beyond gap after Holm's correction
     assert "above gap after Holm's correction (p < 0.05): none; below it: none; 2 of the 2 compared" in summary
     assert "from -2.50 (`gmp`) to +1.50 (`gem`) points" in summary
+    # real means gap 71, gmp 68.5, gem 72.5 against max sides 30, 92, 62 (lse has neither): ranks
+    # (2, 1, 3) against (1, 3, 2), so rho = 1 - 6 * (1 + 4 + 1) / (3 * 8) = -0.5
+    assert "over the 3 poolings, Spearman's rank correlation of the real-suite accuracy with the max side ρ = -0.50" \
+        in text
     assert "diverged on diag-brightest (seed 1)" in rows["lse"][-1] and "seeds missing (1 of 2" in rows["lse"][-1]
     assert "at chance" not in rows["gap"][-1]
     assert (tmp_path / "atlas" / "atlas.png").stat().st_size > 1000
@@ -220,6 +224,13 @@ def test_the_atlas_summary_names_the_poolings_the_paired_tests_put_above_and_bel
                    "one seed": paired({1: 90.0}, gap)}
     holm_adjust(list(differences.values()))
     summary = atlas.real_summary(differences, "resnet8-fmnist-5k")
+    sides = {"gap": ((80.0, 1.0), (30.0, 1.0)), "gmp": ((30.0, 1.0), (90.0, 1.0)),
+             "gem": ((60.0, 1.0), (60.0, 1.0)), "lse": ((40.0, 1.0), (85.0, 1.0))}
+    lean = {"gap": 0.0, "gmp": 1.0, "gem": 0.5, "lse": 0.8}
+    correlation = atlas.fingerprint_vs_real(sides, lean, {"gap": 70.0, "gmp": 75.0, "gem": 72.0, "lse": 74.0})
+    assert "over the 4 poolings" in correlation
+    assert "max side ρ = +1.00" in correlation and "mean side ρ = -1.00" in correlation
+    assert "lean ρ = +1.00" in correlation
     assert "(p < 0.05): `good` (+3.30); below it: `bad` (-4.30); 1 of the 3 compared cannot be told" in summary
     assert "from -4.30 (`bad`) to +3.30 (`good`) points" in summary
 
