@@ -212,7 +212,8 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
             notes[pool].append(f"seeds missing ({len(have)} of {len(seeds)} finished)")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(sides, out_dir / "atlas.png")
+    real_mean = {pool: float(np.mean(list(scores[real, pool].values()))) for pool in pools if scores.get((real, pool))}
+    plot(sides, real_mean, out_dir / "atlas.png")
     order = sorted(pools, key=lambda p: -np.nanmean([sides[p][0][0], sides[p][1][0]]) if sides[p] else math.inf)
     machines = sorted({f"{row['device']} ({row['host']}, torch {row['torch']})" for row in rows if row["device"]})
     lines = [
@@ -237,8 +238,7 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
         "",
         real_summary(differences, real),
         "",
-        fingerprint_vs_real(sides, lean, {pool: float(np.mean(list(scores[real, pool].values())))
-                                          for pool in pools if scores.get((real, pool))}),
+        fingerprint_vs_real(sides, lean, real_mean),
         "",
         "| pooling | " + " | ".join(tasks)
         + " | mean side | max side | lean | real | Δ gap [95% CI] | p (Holm) | notes |",
@@ -319,24 +319,36 @@ def side_spread(scores: dict[tuple[str, str], dict[int, float]], pool: str, task
     return result[0], result[1]
 
 
-def plot(sides: dict[str, tuple[tuple[float, float], tuple[float, float]] | None], path: Path) -> None:
+def plot(sides: dict[str, tuple[tuple[float, float], tuple[float, float]] | None], real_mean: dict[str, float],
+         path: Path) -> None:
+    """Mean side against max side with their seed spreads; each point coloured by its pooling's mean
+    real-suite accuracy (grey where it has none), gap and gmp ringed in red."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8, 7), layout="constrained")
+    figure = Figure(figsize=(8.5, 7), layout="constrained")
     axes = figure.add_subplot()
+    known = [real_mean[pool] for pool in sides if pool in real_mean]
+    norm = matplotlib.colors.Normalize(min(known), max(known)) if known else None
+    colours = matplotlib.colormaps["viridis"]
     for pool, value in sides.items():
         if value is None:
             continue
         (x, x_sd), (y, y_sd) = value
         axes.errorbar(x, y, xerr=None if math.isnan(x_sd) else x_sd, yerr=None if math.isnan(y_sd) else y_sd,
-                      fmt="o", markersize=4, capsize=2, color="C3" if pool in ("gap", "gmp") else "C0")
+                      fmt="none", capsize=2, color="0.7", zorder=1)
+        colour = colours(norm(real_mean[pool])) if norm is not None and pool in real_mean else "0.6"
+        axes.scatter([x], [y], s=30, color=colour, zorder=2,
+                     edgecolors="C3" if pool in ("gap", "gmp") else "none", linewidths=1.5)
         axes.annotate(pool, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    if norm is not None:
+        bar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=colours), ax=axes)
+        bar.set_label("real suite: mean best test accuracy (%)")
     axes.set_xlabel("mean side: best test accuracy on the mean-favouring tasks (%)")
     axes.set_ylabel("max side: best test accuracy on the max-favouring task (%)")
-    axes.set_title("Every pooling on the diagnostic suite (± sd over seeds)")
+    axes.set_title("Every pooling on the diagnostic suite (± sd over seeds), coloured by the real suite")
     axes.grid(alpha=0.3)
     figure.savefig(path, dpi=110)
 
