@@ -14,8 +14,9 @@ holds none, is hidden from every test (``_hide_system_fmnist``): a test sees onl
 whatever the machine has installed. Tests of the real files (tests/data/test_fmnist.py) ask for it.
 
 The suite runs in parallel (pytest-xdist, ``-n auto`` in pyproject.toml's addopts): nothing a test
-writes may be shared with another worker. Every test gets a decode cache of its own session
-(``_own_decode_cache``), and each worker trains with its share of the cores (``pytest_configure``).
+writes may be shared with another worker. Each worker has a decode cache of its own, which the
+processes its tests start inherit, and trains with its share of the cores (both ``pytest_configure``);
+a test that checks the cache's default location removes the variable itself.
 Tests that share one trained run (a module- or session-scoped fixture) carry the same
 ``xdist_group`` mark, so that one worker trains it once (``--dist loadgroup``).
 """
@@ -58,8 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
         threads = max(1, cpu_count() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
-    # The decode cache (the digits of every `quick` run, own data sets) is this session's, never the
-    # user's ~/.cache, also for subprocesses whose environment a test module copies at import time.
+    # The decode cache (the digits of every `quick` run, own data sets) is this worker's, never the
+    # user's ~/.cache: set here, before any test module copies the environment for its subprocesses.
     cache = tempfile.mkdtemp(prefix="poolbench-test-decode-cache-")
     os.environ["POOLBENCH_CACHE"] = cache
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
@@ -188,13 +189,6 @@ def _hide_system_fmnist(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """Point poolbench's system FashionMNIST folder at one that does not exist, so that "not found" means
     not found (and nothing is created per test)."""
     monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", tmp_path_factory.getbasetemp() / "no-system-fmnist")
-
-
-@pytest.fixture(autouse=True)
-def _own_decode_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Decoded own data sets go to this session's folder (one per xdist worker), never to the user's
-    ``~/.cache``; a test that checks the default location removes the variable itself."""
-    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
 
 
 @pytest.fixture
