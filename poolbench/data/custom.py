@@ -192,8 +192,7 @@ def _load(spec: str, image_size: int | None, cache_dir: Path | None, log: Log | 
                     train_labels=train_labels, test_images=test_images, test_labels=test_labels)
 
     # Named by the key alone (the kind for the reader): a copy of the data set elsewhere shares the file.
-    entry = decode_cache.load(cache_dir / f"{kind}-{key}.pt", key, spec, decode, log)
-    return _image_data(spec, entry)
+    return decode_cache.load(cache_dir / f"{kind}-{key}.pt", key, spec, decode, log)
 
 
 @contextmanager
@@ -218,12 +217,6 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     ``resize(BILINEAR)``, which a downscale needs to not alias); made contiguous first so that every
     image goes through the same kernel whatever layout it arrived in."""
     return TF.resize(images.contiguous(), [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
-
-
-def _image_data(spec: str, blob: dict[str, Any]) -> ImageData:
-    return ImageData(name=spec, train_images=blob["train_images"], train_labels=blob["train_labels"],
-                     test_images=blob["test_images"], test_labels=blob["test_labels"],
-                     num_classes=len(blob["classes"]), mean=tuple(blob["mean"]), std=tuple(blob["std"]))
 
 
 # ---------------------------------------------------------------------------------------------------

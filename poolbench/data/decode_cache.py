@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .common import one_line, user_folder
+from .images import ImageData
 
 # Part of every key: bump it when the decoded result for the same files changes (decoding, resizing,
 # the entry's content), so that old cache files are never read as new ones.
@@ -59,16 +60,16 @@ def add_field(digest: Any, data: bytes | memoryview) -> None:
 
 
 def load(path: Path, key: str, name: str, decode: Callable[[], dict[str, Any]],
-         log: Log | None = None) -> dict[str, Any]:
-    """The entry in ``path`` for ``key``, else ``decode()`` (``classes``, ``mean``, ``std`` and the four
-    tensors) made an entry and written there. ``log`` gets one line about data set ``name``: read,
-    decoded and cached, or decoded but not cached (with why)."""
+         log: Log | None = None) -> ImageData:
+    """Data set ``name`` from the entry in ``path`` for ``key``, else from ``decode()`` (``classes``,
+    ``mean``, ``std`` and the four tensors), made an entry and written there. ``log`` gets one line:
+    read, decoded and cached, or decoded but not cached (with why)."""
     log = log or _silent
     start = time.perf_counter()
     entry = _read(path, key, log)
     if entry is not None:
         log(f"read {name} from the cache ({_count(entry):,} images in {time.perf_counter() - start:.2f} s, {path})")
-        return entry
+        return _image_data(name, entry)
     entry = {"format": FORMAT_VERSION, "key": key, **decode()}
     entry["digest"] = content_digest(entry)
     took = time.perf_counter() - start
@@ -79,7 +80,7 @@ def load(path: Path, key: str, name: str, decode: Callable[[], dict[str, Any]],
             f"{path.parent} ({one_line(err)}); they will be decoded again next time")
     else:
         log(f"decoded {_count(entry):,} images of {name} in {took:.1f} s; cached as {path}")
-    return entry
+    return _image_data(name, entry)
 
 
 def content_digest(entry: dict[str, Any]) -> str:
@@ -98,6 +99,12 @@ def content_digest(entry: dict[str, Any]) -> str:
 
 def _silent(line: str) -> None:
     pass
+
+
+def _image_data(name: str, entry: dict[str, Any]) -> ImageData:
+    return ImageData(name=name, train_images=entry["train_images"], train_labels=entry["train_labels"],
+                     test_images=entry["test_images"], test_labels=entry["test_labels"],
+                     num_classes=len(entry["classes"]), mean=tuple(entry["mean"]), std=tuple(entry["std"]))
 
 
 def _count(entry: dict[str, Any]) -> int:

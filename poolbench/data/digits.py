@@ -30,11 +30,8 @@ def load(dataset: DataSet, root: Path, download: bool, image_size: int | None = 
     the rest of a ``quick`` run's start.
     """
     key = _key()
-    entry = decode_cache.load(decode_cache.default_dir() / f"digits-{key}.pt", key, dataset.name,
-                              lambda: _decode(dataset))
-    return ImageData(name=dataset.name, train_images=entry["train_images"], train_labels=entry["train_labels"],
-                     test_images=entry["test_images"], test_labels=entry["test_labels"],
-                     num_classes=dataset.num_classes, mean=tuple(entry["mean"]), std=tuple(entry["std"]))
+    return decode_cache.load(decode_cache.default_dir() / f"digits-{key}.pt", key, dataset.name,
+                             lambda: _decode(dataset))
 
 
 def _key() -> str:
