@@ -247,8 +247,6 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
     for pool in order:
         cells = [_pct(mean_acc[task].get(pool)) for task in tasks]
         (mean_side, mean_sd), (max_side, max_sd) = sides[pool] or ((math.nan, math.nan), (math.nan, math.nan))
-        real_scores = scores.get((real, pool), {})
-        real_mean = float(np.mean(list(real_scores.values()))) if real_scores else None
         difference = differences.get(pool)
         if difference is not None and not math.isnan(difference.ci_low):
             low, high = max(difference.ci_low, -100.0), min(difference.ci_high, 100.0)  # accuracies differ by <= 100
@@ -256,8 +254,8 @@ def render(table: list[dict[str, str]], pools: list[str], seeds: list[int], over
             p = f"{difference.p_holm:.3f}" + ("\\*" if difference.significant() else "")
         else:
             delta, p = ("0 (baseline)" if pool == "gap" else "–"), ""
-        cells += [_spread(mean_side, mean_sd), _spread(max_side, max_sd), _num(lean.get(pool)), _pct(real_mean),
-                  delta, p, "; ".join(notes[pool])]
+        cells += [_spread(mean_side, mean_sd), _spread(max_side, max_sd), _num(lean.get(pool)),
+                  _pct(real_mean.get(pool)), delta, p, "; ".join(notes[pool])]
         lines.append(f"| {pool} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     page.write_text(text)
