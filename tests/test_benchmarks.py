@@ -58,6 +58,29 @@ def test_cpu_step_measures_both_layouts_on_the_same_numbers():
     assert 0.5 < nchw["loss"] < 3.0  # cross-entropy of 4 classes near log(4) after two steps
 
 
+def test_cpu_step_floor_counts_the_real_suites_arithmetic():
+    """The floor's pieces: ResNet-8's FLOPs (a training step is about three forwards at batch 64), the
+    real suite's total from its protocol and data set, and a positive reference rate."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import cpu_step
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        gflop = cpu_step.resnet8_gflop(10)
+        assert cpu_step.dense_conv_gflops(1, channels=16, size=8, repeats=2) > 0
+    finally:
+        torch.set_num_threads(threads)
+    forward_at_64 = 64 * gflop["test_image"]
+    assert 2.5 * forward_at_64 < gflop["step"] < 3.5 * forward_at_64  # backward: about two forwards
+    # 25 runs x (5 epochs x 79 steps of 64 from 5,000 images + 5 x 10,000 test images)
+    assert cpu_step.real_suite_gflop(1.0, 0.0) == 25 * 5 * 79
+    assert cpu_step.real_suite_gflop(0.0, 1.0) == 25 * 5 * 10_000
+
+
 def test_eval_batch_times_each_size_against_1000_and_each_gives_the_same_numbers(capsys):
     """benchmarks/eval_batch.py in this process, on a few hundred images."""
     import torch
