@@ -8,6 +8,8 @@ loss after the last step:
 
 - ``contiguous``: NCHW float32, eager, one thread;
 - ``channels_last``: poolbench's layout (the DeviceLoader's batches and the model), eager, one thread;
+- ``channels_last, malloc trims``: the same with glibc's default allocator settings, which every CPU run
+  changes (``poolbench.execution.device.keep_freed_memory``: no fresh pages for each step's tensors);
 - ``compiled``: ``channels_last`` with the model through ``torch.compile`` (inductor's CPU backend),
   one thread; its compile time is printed apart;
 - thread layout: the same total of steps as two 1-thread processes at once (a sweep's ``--jobs 2``)
@@ -38,15 +40,20 @@ import time
 CLASSES = {"diagnostic": 4, "real": 10}
 
 
-def train_steps(layout: str, compiled: bool, classes: int, steps: int, threads: int) -> dict[str, float]:
-    """Median step time (ms), first-step time (s, the compile for ``compiled``) and the last loss."""
+def train_steps(layout: str, compiled: bool, classes: int, steps: int, threads: int,
+                keep_memory: bool = True) -> dict[str, float]:
+    """Median step time (ms), first-step time (s, the compile for ``compiled``) and the last loss.
+    ``keep_memory``: the allocator setting every CPU run makes (keep_freed_memory), else glibc's default."""
     import torch
     import torch.nn.functional as F
 
     from poolbench import models
     from poolbench.core.settings import REAL_PROTOCOL
+    from poolbench.execution.device import keep_freed_memory
     from poolbench.training.train import make_optimizer
 
+    if keep_memory:
+        keep_freed_memory()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
@@ -118,10 +125,12 @@ def real_suite_gflop(step_gflop: float, test_image_gflop: float, runs: int = 25)
     return runs * (steps * step_gflop + REAL_PROTOCOL.epochs * dataset.test_size * test_image_gflop)
 
 
-def in_process(layout: str, compiled: bool, classes: int, steps: int, threads: int) -> subprocess.Popen:
+def in_process(layout: str, compiled: bool, classes: int, steps: int, threads: int,
+               keep_memory: bool = True) -> subprocess.Popen:
     """Start one measurement in a fresh process with ``threads`` threads (its result on stdout)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = [sys.executable, __file__, "--child", json.dumps([layout, compiled, classes, steps, threads])]
+    command = [sys.executable, __file__, "--child",
+               json.dumps([layout, compiled, classes, steps, threads, keep_memory])]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -160,18 +169,24 @@ def main() -> int:
         reference = result(in_process("contiguous", False, classes, args.steps, 1))
         rows = [("contiguous (reference)", reference)]
         rows.append(("channels_last", result(in_process("channels_last", False, classes, args.steps, 1))))
+        rows.append(("channels_last, malloc trims", result(in_process("channels_last", False, classes, args.steps, 1,
+                                                                      keep_memory=False))))
         if not args.no_compile:
             rows.append(("channels_last + compile", result(in_process("channels_last", True, classes, args.steps, 1))))
         gflop = resnet8_gflop(classes)
         print(f"\n{suite} suite ({classes} classes): a step is {gflop['step']:.2f} GFLOP, a test image "
               f"{1000 * gflop['test_image']:.1f} MFLOP")
-        print(f"{'variant':<26} {'ms/step':>8} {'ratio':>6} {'first step s':>12} {'loss after':>11} {'|d loss|':>9} "
+        print(f"{'variant':<28} {'ms/step':>8} {'ratio':>6} {'first step s':>12} {'loss after':>11} {'|d loss|':>9} "
               f"{'GFLOP/s':>8} {'of ref':>6}")
         for name, row in rows:
             rate = gflop["step"] / (row["step_ms"] / 1000)
-            print(f"{name:<26} {row['step_ms']:8.1f} {row['step_ms'] / reference['step_ms']:6.2f} "
+            print(f"{name:<28} {row['step_ms']:8.1f} {row['step_ms'] / reference['step_ms']:6.2f} "
                   f"{row['first_step_s']:12.2f} {row['loss']:11.6f} {abs(row['loss'] - reference['loss']):9.2e} "
                   f"{rate:8.1f} {rate / reference_rate:6.2f}")
+        layout = dict(rows)
+        print(f"keeping freed memory (every CPU run's allocator setting): "
+              f"{layout['channels_last']['step_ms'] / layout['channels_last, malloc trims']['step_ms']:.2f} of the "
+              f"step time with glibc's defaults")
         if suite == "real":
             total = real_suite_gflop(gflop["step"], gflop["test_image"])
             print(f"the floor: the real suite (25 runs) is {total / 1000:.1f} TFLOP; even at the wide "

@@ -4,6 +4,7 @@ recorded with it.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 
@@ -50,6 +51,30 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
         torch.backends.cudnn.deterministic = True
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels once
+
+
+# glibc's mallopt parameters (malloc.h) and the values poolbench sets on the CPU.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest (half its 64 MiB heap size on 64-bit machines)
+TRIM_THRESHOLD_BYTES = 2**31 - 1
+
+
+def keep_freed_memory() -> bool:
+    """Let the C library's allocator keep the memory a training step frees for the next step's
+    tensors; True where it took the setting (glibc), False elsewhere, where nothing changes.
+
+    By default glibc gives every block above its mmap threshold (128 KiB, raised as such blocks are
+    freed) fresh pages from the kernel and returns the top of its heap once 128 KiB of it is free. A
+    CPU training step frees and allocates megabytes of activations and gradients, so each step
+    touches new pages: about 3,000 page faults a step of the suites' ResNet-8, 9% of its time
+    (``benchmarks/cpu_step.py``, docs/speed.md). With a 32 MiB threshold and no trimming the pages
+    are kept and reused. Where a tensor's memory comes from changes no number a run computes.
+    """
+    if platform.libc_ver()[0] != "glibc":  # macOS, musl: other allocators, no such setting
+        return False
+    libc = ctypes.CDLL(None)  # the C library this process runs on
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
 def versions() -> dict[str, str]:

@@ -62,7 +62,7 @@ from ..training.train import (
     load_checkpoint,
 )
 from . import isolation
-from .device import configure_determinism, free_memory_bytes, resolve_device, versions
+from .device import configure_determinism, free_memory_bytes, keep_freed_memory, resolve_device, versions
 from .run_options import RunOptions
 from .signals import Terminated, interrupted_code, sigterm_as_interrupt
 
@@ -99,6 +99,8 @@ def run(config: RunConfig, output_dir: str | Path, options: RunOptions, log: Log
             plan = refuse_bad_arguments(config, output_dir, options)
             if options.threads is not None:
                 torch.set_num_threads(options.threads)
+            if plan.device.type == "cpu":
+                keep_freed_memory()  # no page faults for each step's new tensors: 0.91 of the step time
             with sigterm_as_interrupt(), holding_lock(output_dir):
                 return run_locked(config, output_dir, options, plan, log, emit)
     except RunRefused as refusal:
