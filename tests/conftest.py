@@ -40,6 +40,7 @@ from torchvision import datasets as tvd
 
 from poolbench.cli import main
 from poolbench.data import fmnist
+from poolbench.execution.device import keep_freed_memory
 from poolbench.execution.executors import cpu_count
 
 CIFAR10_TRAIN_PER_BATCH = 4  # x 5 batch files
@@ -64,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = tempfile.mkdtemp(prefix="poolbench-test-decode-cache-")
     os.environ["POOLBENCH_CACHE"] = cache
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    # What every CPU run does when it starts (poolbench.execution.device.keep_freed_memory): the tests
+    # that train in this process without a run (fit, the benchmarks' functions) get it too.
+    keep_freed_memory()
 
 
 @pytest.fixture
