@@ -281,9 +281,14 @@ def test_killing_a_sweep_kills_its_runs_so_none_is_left_holding_a_lock(fake_run,
     assert not is_locked(run_dir)
 
 
-def test_local_runs_get_their_share_of_threads_and_one_gpu_each(fake_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("unchosen", [None, ""])
+def test_local_runs_get_their_share_of_threads_and_one_gpu_each(fake_run, tmp_path, monkeypatch, unchosen):
     monkeypatch.setenv("FAKE_RUN_SLEEP", "0.1")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the user has not chosen: cores / jobs
+    # The user has not chosen (unset, or exported empty, which torch ignores): cores / jobs.
+    if unchosen is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", unchosen)
     monkeypatch.setattr(ex, "visible_gpus", lambda: ["3", "5"])
     monkeypatch.setattr(ex, "cpu_count", lambda: 8)
     assert sweep("--pools", "gap,gem", "--seeds", "1,2", "--out", tmp_path / "runs", "--jobs", "2") == 0
