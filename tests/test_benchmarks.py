@@ -316,3 +316,12 @@ def test_suite_processes_records_each_process_the_tests_start():
     assert re.search(r"^2 Python processes recorded, \d+ s of CPU \(\d+%\):$", out, flags=re.M)
     assert re.search(r"^ +[\d.]+ s +1 x +[\d.]+ s  pytest$", out, flags=re.M)
     assert re.search(r"^ +[\d.]+ s +1 x +[\d.]+ s  python -c ", out, flags=re.M)
+    # per test: its CPU with its children's, by size, and the costliest (here the one test)
+    assert re.search(r"^1 tests, \d+ s of CPU with what they started:$", out, flags=re.M)
+    sizes = re.findall(r"^ +([\d.]+) s +(\d+) tests of (under 1 s|1 to 5 s|5 s or more)$", out, flags=re.M)
+    assert [name for _, _, name in sizes] == ["under 1 s", "1 to 5 s", "5 s or more"]
+    assert sum(int(count) for _, count, _ in sizes) == 1
+    child_cpu = float(re.search(r"^ +([\d.]+) s +1 x +[\d.]+ s  python -c ", out, flags=re.M).group(1))
+    test = "tests/execution/test_runs.py::test_poolbench_imports_and_locks_without_fcntl"
+    test_cpu = re.search(rf"^ +([\d.]+) s  {re.escape(test)}$", out, flags=re.M)
+    assert test_cpu and float(test_cpu.group(1)) >= child_cpu - 0.1  # the child it waited for is in its CPU
