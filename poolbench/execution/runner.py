@@ -100,7 +100,7 @@ def run(config: RunConfig, output_dir: str | Path, options: RunOptions, log: Log
             if options.threads is not None:
                 torch.set_num_threads(options.threads)
             if plan.device.type == "cpu":
-                keep_freed_memory()  # no page faults for each step's new tensors: 0.91 of the step time
+                keep_freed_memory()  # no page faults for each step's new tensors: 0.88-0.93 of the step time
             with sigterm_as_interrupt(), holding_lock(output_dir):
                 return run_locked(config, output_dir, options, plan, log, emit)
     except RunRefused as refusal:
