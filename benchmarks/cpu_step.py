@@ -127,11 +127,15 @@ def real_suite_gflop(step_gflop: float, test_image_gflop: float, runs: int = 25)
 
 def in_process(layout: str, compiled: bool, classes: int, steps: int, threads: int,
                keep_memory: bool = True) -> subprocess.Popen:
-    """Start one measurement in a fresh process with ``threads`` threads (its result on stdout)."""
+    """Start one training measurement in a fresh process with ``threads`` threads (its result on stdout)."""
+    return child(json.dumps([layout, compiled, classes, steps, threads, keep_memory]), threads)
+
+
+def child(measurement: str, threads: int) -> subprocess.Popen:
+    """This script as ``--child measurement`` in a fresh process with ``threads`` threads."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = [sys.executable, __file__, "--child",
-               json.dumps([layout, compiled, classes, steps, threads, keep_memory])]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, __file__, "--child", measurement], env=env, stdout=subprocess.PIPE,
+                            text=True)
 
 
 def result(process: subprocess.Popen) -> dict[str, float]:
@@ -158,10 +162,7 @@ def main() -> int:
     import torch
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     print(f"ResNet-8, batch 64, 32x32, {args.steps} steps per variant; torch {torch.__version__}, {cores} cores")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    dense = subprocess.run([sys.executable, __file__, "--child", "dense_conv"], env=env, stdout=subprocess.PIPE,
-                           text=True, check=True)
-    reference_rate = json.loads(dense.stdout.strip().splitlines()[-1])["gflops"]
+    reference_rate = result(child("dense_conv", 1))["gflops"]
     print(f"one thread's wide 3x3 convolution (128 channels, 16x16, batch 64): {reference_rate:.1f} GFLOP/s "
           "(the floor's reference)")
     for suite in args.suites.split(","):
