@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ..core.outcomes import ExitCode
 
@@ -40,6 +41,53 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         for signum, action in previous.items():
             signal.signal(signum, action)
+
+
+class HeldSignals:
+    """Ctrl-C and the stop signals noted instead of raised, for code that must not be cut in half.
+
+    Within ``with HeldSignals() as held:`` SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 are appended to
+    ``held.signals``; within ``with held.raising():`` (nested in it) the handlers from before are back
+    and a signal held so far is raised at once (:class:`KeyboardInterrupt` for SIGINT, :class:`Terminated`
+    for the others), as if it had arrived there. A worker holds them while it sets a run up, cleans up
+    after it and answers its sweep, and raises them only while the run's own code runs. Main thread only.
+    """
+
+    SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def __enter__(self) -> HeldSignals:
+        self._previous = {signum: signal.signal(signum, self._note) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, action in self._previous.items():
+            signal.signal(signum, action)
+
+    @contextmanager
+    def raising(self) -> Iterator[None]:
+        """The handlers from before :meth:`__enter__` within the block; a held signal raised first."""
+        for signum, action in self._previous.items():
+            signal.signal(signum, action)
+        try:
+            if self.signals:
+                raise KeyboardInterrupt() if self.signals[0] == signal.SIGINT else Terminated()
+            yield
+        finally:
+            for signum in self._previous:
+                signal.signal(signum, self._note)
+
+    def exit_code(self) -> ExitCode | None:
+        """130 if the first signal held was Ctrl-C, 143 if it was a stop signal, None if none came."""
+        if not self.signals:
+            return None
+        return ExitCode.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitCode.TERMINATED
 
 
 def interrupted_code(error: KeyboardInterrupt) -> ExitCode:

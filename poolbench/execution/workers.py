@@ -16,7 +16,8 @@ in memory between runs:
   had before its first one (random generators, threads, default dtype, grad mode, deterministic
   flags, environment, working directory) and forgets the changes the run recorded. A run that
   leaves what cannot be put back (the inter-op thread count, a replaced function of torch) ends
-  its worker, and a run interrupted by Ctrl-C or SIGTERM too: the next run gets a new one.
+  its worker, and a run interrupted by Ctrl-C or SIGTERM too (also one that comes as the run ends:
+  the worker holds the signals while it sets a run up and cleans up after it): the next run gets a new one.
 
 A run whose code ends the process (``os._exit``, a signal) ends the worker with it: the parent
 (:class:`Worker`) reads the worker's exit code as the run's, exactly what a run process would
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -41,7 +43,7 @@ from typing import Any
 from ..core import global_state
 from ..core.outcomes import ExitCode
 from .runner import keep_decoded_data
-from .signals import interrupted_code
+from .signals import HeldSignals, interrupted_code
 
 #: The worker's entry point (``python -m`` of it); the command line is the cli's to parse.
 WORKER_MODULE = "poolbench.cli.worker"
@@ -82,9 +84,15 @@ class Worker:
 
     def __init__(self, cwd: str | Path, env: dict[str, str], preexec_fn: Callable[[], Any] | None = None):
         ours, theirs = Pipe()
+
+        def start() -> None:  # Ctrl-C and the stop signals wait until serve can take them
+            signal.pthread_sigmask(signal.SIG_BLOCK, HeldSignals.SIGNALS)
+            if preexec_fn is not None:
+                preexec_fn()
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())], cwd=cwd, env={**os.environ, **env},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), preexec_fn=preexec_fn)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), preexec_fn=start)
         theirs.close()
         self.connection = ours
 
@@ -128,27 +136,36 @@ def serve(fd: int, run: Callable[[list[str]], int]) -> int:
     connection = Connection(fd)
     keep_decoded_data()
     code = 0
-    while True:
-        try:
-            request: Request = connection.recv()
-        except (EOFError, OSError):  # the sweep is done with this worker
-            break
-        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: an idle worker just ends
-            code = ExitCode.INTERRUPTED
-            break
-        reply = run_one(request, run)
-        connection.send(reply)
-        if reply.retires is not None:
-            break
+    # Ctrl-C reaches every process of the group, and it may come as a run ends, while the worker puts
+    # its state back or answers: held there, it ends the worker after its answer. One that came while
+    # the worker started (blocked by Worker) is held now, and ends it before its first run.
+    with HeldSignals() as held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HeldSignals.SIGNALS)
+        while True:
+            try:
+                with held.raising():
+                    request: Request = connection.recv()
+            except (EOFError, OSError):  # the sweep is done with this worker
+                break
+            except KeyboardInterrupt as error:  # an idle worker just ends
+                code = interrupted_code(error)
+                break
+            reply = run_one(request, run, held)
+            connection.send(reply)
+            if reply.retires is not None or held.signals:
+                code = held.exit_code() or 0
+                break
     connection.close()
     return code
 
 
-def run_one(request: Request, run: Callable[[list[str]], int]) -> Reply:
-    """One run in this process, as a run process would have run it (see the module's text)."""
+def run_one(request: Request, run: Callable[[list[str]], int], held: HeldSignals) -> Reply:
+    """One run in this process, as a run process would have run it (see the module's text); the
+    signals ``held`` are raised only while ``run`` runs, and one held ends the worker after it."""
     with logs_as_fds(request.stdout, request.stderr), global_state.run_scope() as left:
         try:
-            code = run(request.argv)
+            with held.raising():
+                code = run(request.argv)
         except SystemExit as stop:  # argparse's exit 2, a sys.exit() in the run's code
             code = _exit_status(stop.code)
         except KeyboardInterrupt as error:  # an interrupt outside the run's own handling (its arguments)
@@ -159,7 +176,7 @@ def run_one(request: Request, run: Callable[[list[str]], int]) -> Reply:
             code = 1
         finally:
             gc.collect()  # the run's model, optimizer and loaders, before the next one builds its own
-        if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED) and not left:
+        if (code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED) or held.signals) and not left:
             left.append("the run was interrupted")  # the sweep is stopping: this worker takes no more
     retires = "; ".join(left) if left else None
     if retires is not None:

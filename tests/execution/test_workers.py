@@ -7,13 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from poolbench.execution import executors as ex
-from poolbench.execution.workers import Worker, runs_in_a_worker
+from poolbench.execution import workers
+from poolbench.execution.signals import HeldSignals, Terminated
+from poolbench.execution.workers import Reply, Request, Worker, runs_in_a_worker
 from poolbench.storage import rundir
 from poolbench.storage.rundir import read_jsonl
 
@@ -214,6 +217,64 @@ def test_what_a_run_changes_does_not_reach_the_next_run_of_its_worker(tmp_path):
         assert "the worker ends after this run (the run replaced torch.nn.functional.relu)" in stderr
     finally:
         worker.close()
+
+
+def test_a_ctrl_c_that_comes_as_a_run_ends_ends_the_worker_after_its_answer_without_a_traceback(
+        tmp_path, monkeypatch, capfd):
+    # Ctrl-C reaches the worker while it cleans up after a run that completed (CI saw it in gc.collect).
+    monkeypatch.setattr(workers.gc, "collect", lambda: os.kill(os.getpid(), signal.SIGINT))
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    seen = {}
+
+    def run(argv):
+        seen["handler"] = signal.getsignal(signal.SIGINT)  # the run's code gets the worker's handler
+        return 0
+
+    ours, theirs = workers.Pipe()
+    ours.send(Request(["run"], str(tmp_path / "stdout.log"), str(tmp_path / "stderr.log")))
+    replies = []
+
+    def answer():  # the sweep's side: read the answer, then end the connection (so serve cannot wait)
+        replies.append(ours.recv())
+        ours.close()
+
+    reader = threading.Thread(target=answer)
+    reader.start()
+    try:
+        code = workers.serve(os.dup(theirs.fileno()), run)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C reached the worker's own code as a KeyboardInterrupt")
+    reader.join(10)
+    theirs.close()
+    assert replies == [Reply(0, "the run was interrupted")]  # the run's own code, and the worker retires
+    assert code == 130 and seen["handler"] is handlers[0]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    err = capfd.readouterr().err  # pytest's sys.stderr: the worker's goes to the run's stderr.log
+    assert "the worker ends after this run (the run was interrupted)" in err and "Traceback" not in err
+
+
+def test_a_ctrl_c_while_a_worker_starts_ends_it_before_its_first_run_without_a_traceback(tmp_path, capfd):
+    worker = Worker(tmp_path, {})
+    try:
+        time.sleep(0.3)  # Python starts and imports torch and poolbench
+        os.kill(worker.process.pid, signal.SIGINT)
+        code = worker.run(["-m", "poolbench", "--help"], tmp_path / "out.log", tmp_path / "err.log")
+    finally:
+        worker.close()
+    assert code == 130 and worker.process.returncode == 130 and not worker.alive()
+    assert not (tmp_path / "out.log").exists() and "Traceback" not in capfd.readouterr().err
+
+
+def test_a_signal_held_before_the_run_starts_interrupts_it_at_once():
+    started = []
+    with HeldSignals() as held:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert held.signals == [signal.SIGTERM] and held.exit_code() == 143
+        with pytest.raises(Terminated), held.raising():
+            started.append(True)
+        os.kill(os.getpid(), signal.SIGINT)  # held again after the block, not raised
+    assert started == [] and held.signals == [signal.SIGTERM, signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_worker_runs_only_poolbench_commands():
