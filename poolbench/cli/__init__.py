@@ -22,6 +22,7 @@ from typing import NoReturn
 from .. import __version__
 from ..core.outcomes import ExitCode
 from ..core.quoting import LIMIT, shorten
+from ..execution.signals import Terminated, interrupted_code
 
 #: verb -> its one-line help. A verb's module is imported only when the command is that verb:
 #: ``report``'s statistics and plots cost a second at every ``run`` start otherwise.
@@ -104,8 +105,17 @@ def say(message: str) -> None:
 
 
 def console() -> NoReturn:
-    """The ``poolbench`` command (and ``python -m poolbench``): :func:`main`, then exit at once."""
-    exit_now(main())
+    """The ``poolbench`` command (and ``python -m poolbench``): :func:`main`, then exit at once.
+
+    Ctrl-C that no verb handles itself (a run and a sweep keep their checkpoints and say how to
+    resume) ends the command with one line and exit code 130 (143 for SIGTERM), not a traceback.
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt as error:
+        say("terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted")
+        code = interrupted_code(error)
+    exit_now(code)
 
 
 def exit_now(code: int) -> NoReturn:

@@ -3,9 +3,13 @@
 import io
 import json
 import math
+import os
 import re
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -271,3 +275,19 @@ def test_a_huge_value_is_refused_in_one_line_that_quotes_at_most_60_characters_o
     assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err[:500]
     assert re.search(r"\.\.\. \(\d[\d,]* (characters|digits)\)", err) and len(err) < 400, err[:500]
     assert not out_dir.exists()
+
+
+def test_ctrl_c_in_a_verb_that_does_not_handle_it_is_one_line_and_exit_130(tmp_path):
+    started = tmp_path / "started"
+    slow = tmp_path / "slow_pool.py"  # the check imports it in a child process, which the parent waits for
+    slow.write_text(f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('')\ntime.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-m", "poolbench", "check", str(slow)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal sends it to every process of the group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "interrupted" and "Traceback" not in err
