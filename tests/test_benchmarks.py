@@ -29,6 +29,14 @@ def test_loader_throughput_prints_a_ratio():
     assert re.search(r"ratio DeviceLoader / DataLoader: \d+\.\dx", out)
 
 
+def test_data_loading_prints_the_cache_and_fmnist_ratios(debian_fmnist):
+    out = run_benchmark("data_loading.py", "--images", "70", "--repeats", "1")
+    assert re.search(r"^imagefolder, 70 PNGs: from the cache [\d.]+ s, decoded [\d.]+ s, ratio [\d.]+$", out,
+                     flags=re.M)
+    assert re.search(r"^fmnist, Debian's 4 files: read_copy [\d.]+ s, gzip.decompress alone [\d.]+ s, ratio [\d.]+$",
+                     out, flags=re.M)
+
+
 def test_pool_overhead_prints_a_ratio_per_pooling():
     out = run_benchmark("pool_overhead.py", "--arch", "resnet20", "--batch-size", "8", "--repeats", "1",
                         "--pools", "gem,gem(p=4, learnable=False)")

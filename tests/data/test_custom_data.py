@@ -13,7 +13,6 @@ from (not from the code under test):
 
 from __future__ import annotations
 
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,15 +482,6 @@ def test_npz_second_load_reads_the_cache(tmp_path: Path, cache: Path, monkeypatc
     first = load_custom(spec, image_size=4, cache_dir=cache)
     _refuse_decoding(monkeypatch)
     _assert_same(first, load_custom(spec, image_size=4, cache_dir=cache))
-
-
-def test_cache_is_fast_for_a_thousand_images(tmp_path: Path, cache: Path) -> None:
-    many = _write_folder(tmp_path / "many", height=8, width=8, train_per_class=300, test_per_class=50)
-    first = load_custom(many.spec, cache_dir=cache)
-    start = time.perf_counter()
-    second = load_custom(many.spec, cache_dir=cache)
-    assert time.perf_counter() - start < 1.0
-    _assert_same(first, second)
 
 
 def test_content_changes_give_a_new_cache_key(folder: Folder, cache: Path) -> None:

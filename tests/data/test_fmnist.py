@@ -13,7 +13,6 @@ import hashlib
 import json
 import shutil
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -112,14 +111,11 @@ def test_every_layout_gives_the_same_images(layout: str, tmp_path: Path, debian_
         assert np.array_equal(tensor.numpy().ravel(), values)
 
 
-def test_load_from_the_system_folder_and_fast(tmp_path: Path, debian_fmnist: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_from_the_system_folder(tmp_path: Path, debian_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its speed against gzip's alone: python benchmarks/data_loading.py
     monkeypatch.setattr(fmnist, "SYSTEM_FOLDER", debian_fmnist)
     copy = fmnist.find_copy(tmp_path)
     assert copy is not None and copy.layout == "system"
-    start = time.perf_counter()
-    fmnist.read_copy(copy)  # decompress, verify and parse all four files
-    assert time.perf_counter() - start < 2.0  # about 0.7 s on a 2-core machine
     d = data.load("fmnist", root=tmp_path, download=False)
     assert d.train_images.shape == (60_000, 3, 32, 32) and d.test_images.shape == (10_000, 3, 32, 32)
     assert torch.equal(d.train_images[:, 0], d.train_images[:, 2])
