@@ -252,14 +252,19 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: 
     workers: dict[int, Worker] = {}  # a slot's worker process, when the runs are trained in workers
     in_workers = flags.worker_processes == "on" and in_worker_processes(sweep)
 
-    def train(run: SweepRun, slot: int, env: dict[str, str]) -> int:
-        """The run's exit code, from its own process or from the slot's worker."""
-        arguments = run_arguments(sweep, run)
-        if not (in_workers and runs_in_a_worker(arguments)):
-            return run_process(arguments, str(sweep.root), sweep.relative(run), env, live)
+    def ready_worker(slot: int, env: dict[str, str]) -> Worker:
+        """The slot's worker once it can take a run; a new one if the slot has none or its worker ended."""
         worker = workers.get(slot)
-        if worker is None or not worker.alive():  # the first run of the slot, or its worker ended
+        if worker is None or not worker.alive():
             worker = workers[slot] = Worker(sweep.root, env, _die_with_parent())
+        worker.wait_ready()
+        return worker
+
+    def train(run: SweepRun, worker: Worker | None, env: dict[str, str]) -> int:
+        """The run's exit code, from the slot's worker, or from its own process where it has none."""
+        arguments = run_arguments(sweep, run)
+        if worker is None:
+            return run_process(arguments, str(sweep.root), sweep.relative(run), env, live)
         folder = start_logs(sweep.path(run))
         live.add(worker.process)
         try:
@@ -280,7 +285,17 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: 
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
         try:
-            code = train(run, slot, env)
+            worker = None
+            if in_workers and runs_in_a_worker(run_arguments(sweep, run)):
+                worker = ready_worker(slot, env)
+                # A new worker takes seconds to start, in which another sweep on the folder may have
+                # started or finished the run: asked again when it can start, it is not counted twice.
+                if stop.is_set():
+                    return None
+                settled = settled_elsewhere(sweep, run)
+                if settled is not None:
+                    return settled
+            code = train(run, worker, env)
             outcome = classify(run, sweep.path(run), code, time.perf_counter() - start)
         except OSError as error:  # writing the run's logs or records
             if not is_disk_full_or_read_only(error):

@@ -95,9 +95,22 @@ class Worker:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), preexec_fn=start)
         theirs.close()
         self.connection = ours
+        self.ready = False
 
     def alive(self) -> bool:
         return self.process.poll() is None and not self.connection.closed
+
+    def wait_ready(self) -> bool:
+        """Wait until the worker has started (imported torch and poolbench, seconds) and can take a
+        run; False, and this worker closed, if it ended instead."""
+        if not self.ready:
+            try:
+                self.connection.recv()  # serve's first message
+            except (EOFError, OSError):
+                self.connection.close()
+                return False
+            self.ready = True
+        return True
 
     def run(self, arguments: list[str], stdout: Path, stderr: Path) -> int:
         """Run ``python <arguments>`` (``-m poolbench run ...``) in the worker; the exit code a run
@@ -105,6 +118,8 @@ class Worker:
         ``os._exit`` code, or minus the signal that killed it) and leaves this worker closed."""
         if not runs_in_a_worker(arguments):
             raise ValueError(f"a worker runs poolbench commands, not {arguments[:2]}")
+        if not self.wait_ready():
+            return self.process.wait()
         try:
             self.connection.send(Request(arguments[2:], str(stdout), str(stderr)))
             reply: Reply = self.connection.recv()
@@ -128,10 +143,10 @@ class Worker:
 # --- The worker's side -------------------------------------------------------------------------------
 
 def serve(fd: int, run: Callable[[list[str]], int]) -> int:
-    """The worker's loop: read a :class:`Request` from the connection on ``fd``, call ``run(argv)``
-    (the ``poolbench`` command's main function) with the run's logs as fd 1 and 2, answer a
-    :class:`Reply`; return the worker's exit code when the connection ends, or after a run that must
-    be the worker's last.
+    """The worker's loop: say ``"ready"`` on the connection on ``fd``, then read a :class:`Request`
+    from it, call ``run(argv)`` (the ``poolbench`` command's main function) with the run's logs as
+    fd 1 and 2, answer a :class:`Reply`; return the worker's exit code when the connection ends, or
+    after a run that must be the worker's last.
     """
     connection = Connection(fd)
     keep_decoded_data()
@@ -141,6 +156,7 @@ def serve(fd: int, run: Callable[[list[str]], int]) -> int:
     # the worker started (blocked by Worker) is held now, and ends it before its first run.
     with HeldSignals() as held:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HeldSignals.SIGNALS)
+        connection.send("ready")  # the sweep asks whether a run is still to do once a worker can start it
         while True:
             try:
                 with held.raising():

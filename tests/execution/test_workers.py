@@ -2,6 +2,7 @@
 are those of a run started as its own process; a run that ends its worker fails alone; a stopped sweep
 resumes; what a run changes does not reach the next run of its worker."""
 
+import contextlib
 import json
 import os
 import signal
@@ -219,6 +220,36 @@ def test_what_a_run_changes_does_not_reach_the_next_run_of_its_worker(tmp_path):
         worker.close()
 
 
+def test_a_run_another_sweep_starts_while_the_worker_starts_is_asked_again_and_not_run_twice(
+        tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from poolbench.cli import sweep_verb
+
+    def sweep_here(*argv):  # in this process: the executor's Worker is the one patched below
+        parser = argparse.ArgumentParser()
+        sweep_verb.add_arguments(parser)
+        return sweep_verb.main(parser.parse_args([str(a) for a in argv]))
+
+    out = tmp_path / "runs"
+    assert sweep_here("--pools", "gap", "--settings", "quick", "--seeds", "1", "--out", out, "--dry-run") == 0
+    folder = out / "quick" / "gap" / "seed1"
+    another_sweep = contextlib.ExitStack()
+    ready = Worker.wait_ready
+
+    def wait_ready(self):  # a new worker takes seconds to start; another sweep on the folder starts the run
+        another_sweep.enter_context(rundir.RunLock(folder))
+        return ready(self)
+
+    monkeypatch.setattr(Worker, "wait_ready", wait_ready)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with another_sweep:
+        assert sweep_here(out) == 0
+    err = capsys.readouterr().err
+    assert "0 completed, 0 diverged, 0 failed, 0 skipped (already done), 1 skipped (running elsewhere)" in err
+    assert not (folder / "stderr.log").exists()  # the worker was never sent the run
+
+
 def test_a_ctrl_c_that_comes_as_a_run_ends_ends_the_worker_after_its_answer_without_a_traceback(
         tmp_path, monkeypatch, capfd):
     # Ctrl-C reaches the worker while it cleans up after a run that completed (CI saw it in gc.collect).
@@ -234,8 +265,8 @@ def test_a_ctrl_c_that_comes_as_a_run_ends_ends_the_worker_after_its_answer_with
     ours.send(Request(["run"], str(tmp_path / "stdout.log"), str(tmp_path / "stderr.log")))
     replies = []
 
-    def answer():  # the sweep's side: read the answer, then end the connection (so serve cannot wait)
-        replies.append(ours.recv())
+    def answer():  # the sweep's side: read the answers, then end the connection (so serve cannot wait)
+        replies.extend([ours.recv(), ours.recv()])
         ours.close()
 
     reader = threading.Thread(target=answer)
@@ -246,7 +277,7 @@ def test_a_ctrl_c_that_comes_as_a_run_ends_ends_the_worker_after_its_answer_with
         pytest.fail("the Ctrl-C reached the worker's own code as a KeyboardInterrupt")
     reader.join(10)
     theirs.close()
-    assert replies == [Reply(0, "the run was interrupted")]  # the run's own code, and the worker retires
+    assert replies == ["ready", Reply(0, "the run was interrupted")]  # the run's own code; the worker retires
     assert code == 130 and seen["handler"] is handlers[0]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     err = capfd.readouterr().err  # pytest's sys.stderr: the worker's goes to the run's stderr.log
@@ -266,6 +297,7 @@ def test_a_ctrl_c_while_a_worker_starts_ends_it_before_its_first_run_without_a_t
 
 
 def test_a_signal_held_before_the_run_starts_interrupts_it_at_once():
+    before = signal.getsignal(signal.SIGINT)
     started = []
     with HeldSignals() as held:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -274,7 +306,7 @@ def test_a_signal_held_before_the_run_starts_interrupts_it_at_once():
             started.append(True)
         os.kill(os.getpid(), signal.SIGINT)  # held again after the block, not raised
     assert started == [] and held.signals == [signal.SIGTERM, signal.SIGINT]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_worker_runs_only_poolbench_commands():
