@@ -90,9 +90,12 @@ class Worker:
             if preexec_fn is not None:
                 preexec_fn()
 
+        # Windows has neither signal masks nor preexec_fn.
+        masks = hasattr(signal, "pthread_sigmask")
         self.process = subprocess.Popen(
             [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())], cwd=cwd, env={**os.environ, **env},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), preexec_fn=start)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+            preexec_fn=start if masks else preexec_fn)
         theirs.close()
         self.connection = ours
         self.ready = False
@@ -155,7 +158,8 @@ def serve(fd: int, run: Callable[[list[str]], int]) -> int:
     # its state back or answers: held there, it ends the worker after its answer. One that came while
     # the worker started (blocked by Worker) is held now, and ends it before its first run.
     with HeldSignals() as held:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HeldSignals.SIGNALS)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HeldSignals.SIGNALS)
         connection.send("ready")  # the sweep asks whether a run is still to do once a worker can start it
         while True:
             try:
