@@ -22,7 +22,7 @@ from typing import NoReturn
 from .. import __version__
 from ..core.outcomes import ExitCode
 from ..core.quoting import LIMIT, shorten
-from ..execution.signals import Terminated, interrupted_code
+from ..execution.signals import how_interrupted, interrupted_code
 
 #: verb -> its one-line help. A verb's module is imported only when the command is that verb:
 #: ``report``'s statistics and plots cost a second at every ``run`` start otherwise.
@@ -113,7 +113,7 @@ def console() -> NoReturn:
     try:
         code = main()
     except KeyboardInterrupt as error:
-        say("terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted")
+        say(how_interrupted(error))
         code = interrupted_code(error)
     exit_now(code)
 

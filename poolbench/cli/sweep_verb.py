@@ -15,7 +15,7 @@ from ..core.unique import unique
 from ..execution.executor_registry import EXECUTORS, flags_of
 from ..execution.run_options import PASSED_ON
 from ..execution.runner import argument_problem
-from ..execution.signals import Terminated, interrupted_code, sigterm_as_interrupt
+from ..execution.signals import how_interrupted, interrupted_code, sigterm_as_interrupt
 from ..execution.sweep_runner import (
     Outcome,
     Skipped,
@@ -154,7 +154,7 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
                     f"command run again once they end collects them and resumes any that stopped")
                 return ExitCode.COMPLETED
     except KeyboardInterrupt as error:
-        how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+        how = how_interrupted(error)
         say(f"{how} after {len(outcomes)} of {len(todo)} runs, their checkpoints kept; "
              f"`poolbench sweep {root}` resumes it")
         return interrupted_code(error)  # 130 for Ctrl-C, 143 for SIGTERM

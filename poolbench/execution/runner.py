@@ -64,7 +64,7 @@ from ..training.train import (
 from . import isolation
 from .device import configure_determinism, free_memory_bytes, keep_freed_memory, resolve_device, versions
 from .run_options import RunOptions
-from .signals import Terminated, interrupted_code, sigterm_as_interrupt
+from .signals import how_interrupted, interrupted_code, sigterm_as_interrupt
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 .. 2**32 - 1; torch takes more, so this is the bound
 
@@ -558,7 +558,7 @@ def train_and_record(config: RunConfig, output_dir: Path, data: datasets.ImageDa
     except CheckpointMismatchError as error:
         raise RunRefused(str(error)) from None
     except KeyboardInterrupt as error:
-        how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+        how = how_interrupted(error)
         if history:
             log(f"{how} after epoch {len(history)}; the checkpoint is kept: run the same command again to resume")
         else:

@@ -77,22 +77,29 @@ class HeldSignals:
             signal.signal(signum, action)
         try:
             if self.signals:
-                raise KeyboardInterrupt() if self.signals[0] == signal.SIGINT else Terminated()
+                raise self._first_as_interrupt()
             yield
         finally:
             for signum in self._previous:
                 signal.signal(signum, self._note)
 
     def exit_code(self) -> ExitCode | None:
-        """130 if the first signal held was Ctrl-C, 143 if it was a stop signal, None if none came."""
-        if not self.signals:
-            return None
-        return ExitCode.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitCode.TERMINATED
+        """The first held signal's exit code (:func:`interrupted_code`), None if none came."""
+        return interrupted_code(self._first_as_interrupt()) if self.signals else None
+
+    def _first_as_interrupt(self) -> KeyboardInterrupt:
+        """The first held signal as its handler would have raised it."""
+        return KeyboardInterrupt() if self.signals[0] == signal.SIGINT else Terminated()
 
 
 def interrupted_code(error: KeyboardInterrupt) -> ExitCode:
     """130 for Ctrl-C, 143 for SIGTERM."""
     return ExitCode.TERMINATED if isinstance(error, Terminated) else ExitCode.INTERRUPTED
+
+
+def how_interrupted(error: KeyboardInterrupt) -> str:
+    """How a stopped command says it was stopped: ``interrupted`` (Ctrl-C) or ``terminated (SIGTERM)``."""
+    return "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
 
 
 def how_it_ended(exit_code: int) -> str:
