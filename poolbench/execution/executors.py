@@ -260,9 +260,8 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: 
         worker.wait_ready()
         return worker
 
-    def train(run: SweepRun, worker: Worker | None, env: dict[str, str]) -> int:
+    def train(run: SweepRun, arguments: list[str], worker: Worker | None, env: dict[str, str]) -> int:
         """The run's exit code, from the slot's worker, or from its own process where it has none."""
-        arguments = run_arguments(sweep, run)
         if worker is None:
             return run_process(arguments, str(sweep.root), sweep.relative(run), env, live)
         folder = start_logs(sweep.path(run))
@@ -285,8 +284,8 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: 
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
         try:
-            worker = None
-            if in_workers and runs_in_a_worker(run_arguments(sweep, run)):
+            arguments, worker = run_arguments(sweep, run), None
+            if in_workers and runs_in_a_worker(arguments):
                 worker = ready_worker(slot, env)
                 # A new worker takes seconds to start, in which another sweep on the folder may have
                 # started or finished the run: asked again when it can start, it is not counted twice.
@@ -295,7 +294,7 @@ def run_local(sweep: Sweep, todo: list[SweepRun], jobs: int | None, on_outcome: 
                 settled = settled_elsewhere(sweep, run)
                 if settled is not None:
                     return settled
-            code = train(run, worker, env)
+            code = train(run, arguments, worker, env)
             outcome = classify(run, sweep.path(run), code, time.perf_counter() - start)
         except OSError as error:  # writing the run's logs or records
             if not is_disk_full_or_read_only(error):
